@@ -1,0 +1,132 @@
+#include "app/serve.hpp"
+
+#include "actors/system_status.hpp"
+#include "common/log.hpp"
+#include "common/secrets.hpp"
+#include "edges/http/server.hpp"
+#include "edges/nats/connection.hpp"
+#include "storage/store.hpp"
+
+#include <caf/all.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+
+namespace gatehouse {
+
+namespace {
+
+constexpr jwt::caller all_callers[] = {jwt::caller::shell, jwt::caller::workhorse,
+                                       jwt::caller::kas, jwt::caller::pages};
+
+// Reads every configured secret file; throws secret_error for an unusable one.
+std::array<std::optional<std::string>, 4> load_keys(const config& cfg) {
+  std::array<std::optional<std::string>, 4> keys;
+  for (auto who : all_callers) {
+    const auto& path = cfg.secret_file(who);
+    if (!path) {
+      log::warn("caller disabled: no secret file",
+                {{"caller", jwt::to_string(who)},
+                 {"variable", secret_file_variable(who)}});
+      continue;
+    }
+    auto loaded = load_secret(who, *path);
+    if (loaded.warning)
+      log::warn(*loaded.warning, {{"caller", jwt::to_string(who)}});
+    keys[static_cast<std::size_t>(who)] = std::move(loaded.key);
+  }
+  return keys;
+}
+
+caf::actor_system_config& tune(caf::actor_system_config& cfg) {
+  // Measured 1.5x for the HTTP-thread-to-actor bridge (toolchain.md §5.1).
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  auto cores = std::max(2u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", static_cast<size_t>(cores));
+  return cfg;
+}
+
+} // namespace
+
+int serve(const config& cfg) {
+  std::array<std::optional<std::string>, 4> keys;
+  try {
+    keys = load_keys(cfg);
+  } catch (const secret_error& e) {
+    std::cerr << "gatehouse: " << e.what() << '\n';
+    return 2;
+  }
+
+  // Block the stop signals before any thread starts, so every thread
+  // inherits the mask and only sigwait() below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A peer that hangs up mid-write must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{tune(sys_cfg)};
+
+  // Storage blocks on libpqxx: detached, on a thread of its own.
+  storage::store_settings store_cfg;
+  store_cfg.database_url = cfg.database_url;
+  store_cfg.statement_timeout = cfg.request_timeout;
+  auto store = sys.spawn<caf::detached>(storage::store, store_cfg);
+
+  system_status_settings status_cfg;
+  status_cfg.revision = GATEHOUSE_REVISION;
+  auto status = sys.spawn(system_status, status_cfg, store);
+
+  nats::nats_settings nats_cfg;
+  nats_cfg.url = cfg.nats_url;
+  nats_cfg.creds_file = cfg.nats_creds_file;
+  nats_cfg.nkey_seed_file = cfg.nats_nkey_seed_file;
+  nats::connection nats_conn{nats_cfg, status};
+
+  http::http_settings http_cfg;
+  http_cfg.host = cfg.http_host;
+  http_cfg.port = cfg.http_port;
+  http_cfg.threads = cfg.http_threads;
+  http_cfg.max_body = cfg.http_max_body;
+  http_cfg.request_timeout = cfg.request_timeout;
+  http_cfg.relative_url_root = cfg.relative_url_root;
+  http_cfg.keys = keys;
+  http::server http_srv{http_cfg, {&sys, status}};
+
+  int rc = 0;
+  std::string error;
+  std::thread http_thread;
+  if (!nats_conn.start(error)) {
+    std::cerr << "gatehouse: " << error << '\n';
+    rc = 2;
+  } else if (!http_srv.bind(error)) {
+    std::cerr << "gatehouse: " << error << '\n';
+    rc = 2;
+  } else {
+    http_thread = std::thread{[&] { http_srv.run(); }};
+    log::info("gatehouse serving",
+              {{"version", GATEHOUSE_VERSION},
+               {"revision", GATEHOUSE_REVISION},
+               {"listen", cfg.http_host + ":" + std::to_string(http_srv.port())},
+               {"relative_url_root", cfg.relative_url_root}});
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log::info("gatehouse stopping", {{"signal", sig}});
+  }
+
+  // Reverse order of start: edges first, so nothing new arrives.
+  http_srv.stop();
+  if (http_thread.joinable())
+    http_thread.join();
+  nats_conn.stop();
+  caf::anon_send_exit(status, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+  return rc;
+}
+
+} // namespace gatehouse

@@ -1,0 +1,362 @@
+#include "edges/http/server.hpp"
+
+#include "actors/deadline_relay.hpp"
+#include "common/base64.hpp"
+#include "common/log.hpp"
+#include "edges/http/bridge.hpp"
+#include "edges/http/metrics.hpp"
+#include "edges/http/params.hpp"
+#include "edges/http/status.hpp"
+#include "messages/errors.hpp"
+
+#include <caf/all.hpp>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <vector>
+
+namespace gatehouse::http {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+// httplib hard-wires a listen backlog of 5 into Debian's .so; Linux lets a
+// second listen() raise it on the bound socket (toolchain.md §3.2).
+struct tuned_server : httplib::Server {
+  void raise_backlog(int n) {
+    ::listen(svr_sock_, n);
+  }
+};
+
+// What the current request is, for the access log and metrics. httplib runs
+// pre-routing, the handler and the logger of one request on one thread.
+struct request_scope {
+  clock_type::time_point start;
+  std::string correlation_id;
+  const char* route = "unmatched";
+  bool active = false;
+};
+
+thread_local request_scope current;
+
+std::string new_correlation_id() {
+  return hex_encode(random_bytes(16));
+}
+
+// X-Request-Id comes from callers; keep it printable and bounded so it is safe
+// to log and echo.
+bool acceptable_request_id(const std::string& id) {
+  if (id.empty() || id.size() > 128)
+    return false;
+  for (unsigned char c : id)
+    if (c < 0x21 || c > 0x7e)
+      return false;
+  return true;
+}
+
+void send_json(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_content(body, "application/json");
+}
+
+void send_error(httplib::Response& res, const http_error& err) {
+  send_json(res, err.status, err.body);
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The context a route handler gets.
+struct call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  json params;
+};
+
+using handler_fn = std::function<void(call&)>;
+
+struct route {
+  const char* method;
+  /// Path below the relative URL root.
+  std::string path;
+  /// Who must have signed the request; nullopt for open routes.
+  std::optional<jwt::caller> auth;
+  handler_fn fn;
+};
+
+} // namespace
+
+struct server::impl {
+  http_settings settings;
+  http_deps deps;
+  tuned_server svr;
+  metrics stats;
+  // One deadline relay per reply type (see actors/deadline_relay.hpp).
+  caf::actor check_relay;
+  caf::actor readiness_relay;
+
+  impl(http_settings s, http_deps d)
+    : settings(std::move(s)), deps(std::move(d)) {
+    check_relay = deps.sys->spawn(deadline_relay<check_view>);
+    readiness_relay = deps.sys->spawn(deadline_relay<readiness_view>);
+    configure();
+    register_routes();
+  }
+
+  ~impl() {
+    caf::anon_send_exit(check_relay, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(readiness_relay, caf::exit_reason::user_shutdown);
+  }
+
+  // -- authentication ---------------------------------------------------------
+
+  bool authenticated(const httplib::Request& req, jwt::caller who) const {
+    const auto& key = settings.keys[static_cast<std::size_t>(who)];
+    if (!key)
+      return false;
+    auto token = req.get_header_value(jwt::header_name(who));
+    return jwt::verify(who, token, *key, std::time(nullptr))
+           == jwt::verdict::ok;
+  }
+
+  // -- route table ------------------------------------------------------------
+
+  std::vector<route> routes() {
+    return {
+      {"GET", "/-/liveness", std::nullopt,
+       [](call& c) { send_json(c.res, 200, R"({"status":"ok"})"); }},
+      {"GET", "/-/readiness", std::nullopt, [this](call& c) { readiness(c); }},
+      {"GET", "/metrics", std::nullopt, [this](call& c) { metrics_page(c); }},
+      {"GET", "/api/v4/internal/check", jwt::caller::shell,
+       [this](call& c) { check(c); }},
+    };
+  }
+
+  void register_routes() {
+    for (auto& r : routes()) {
+      auto full = settings.relative_url_root + r.path;
+      auto wrapped = [this, r](const httplib::Request& req,
+                               httplib::Response& res) { dispatch(r, req, res); };
+      // Paths are fixed strings; escape regex metacharacters ('.' in none yet,
+      // but a relative root could hold any).
+      std::string rx;
+      for (char ch : full) {
+        if (std::string{".^$|()[]{}*+?\\"}.find(ch) != std::string::npos)
+          rx += '\\';
+        rx += ch;
+      }
+      if (std::string{r.method} == "GET")
+        svr.Get(rx, wrapped);
+      else if (std::string{r.method} == "POST")
+        svr.Post(rx, wrapped);
+      else if (std::string{r.method} == "PUT")
+        svr.Put(rx, wrapped);
+      else if (std::string{r.method} == "DELETE")
+        svr.Delete(rx, wrapped);
+    }
+  }
+
+  void dispatch(const route& r, const httplib::Request& req,
+                httplib::Response& res) {
+    current.route = r.path.c_str();
+    try {
+      if (r.auth && !authenticated(req, *r.auth)) {
+        send_error(res, error_response(errc::unauthenticated, {}, r.auth));
+        return;
+      }
+      std::string problem;
+      auto params = request_params(req, problem);
+      if (!params) {
+        send_error(res, error_response(errc::bad_request, problem));
+        return;
+      }
+      call c{req, res, std::move(*params)};
+      r.fn(c);
+    } catch (const std::exception& e) {
+      log::error("handler failed",
+                 {{"route", r.path}, {"error", std::string{e.what()}}});
+      send_error(res, error_response(errc::internal));
+    }
+  }
+
+  // Maps a failed actor request to the wire; the only place that does.
+  void fail(call& c, const caf::error& err) {
+    send_error(c.res, error_response(classify(err)));
+  }
+
+  // -- handlers ---------------------------------------------------------------
+
+  void check(call& c) {
+    auto view = ask<check_view>(*deps.sys, check_relay, deps.status,
+                                settings.request_timeout, atom::check::value);
+    if (!view)
+      return fail(c, view.error());
+    send_json(c.res, 200,
+              dump({{"api_version", "v4"},
+                    {"gitlab_version", view->gitlab_version},
+                    {"gitlab_rev", view->gitlab_rev},
+                    {"redis", view->state_store_reachable}}));
+  }
+
+  // 503 only when PostgreSQL is unreachable: without NATS Gatehouse still
+  // decides and queues events, so it stays in the load balancer.
+  void readiness(call& c) {
+    auto view = ask<readiness_view>(*deps.sys, readiness_relay, deps.status,
+                                    settings.request_timeout,
+                                    atom::readiness::value);
+    if (!view) {
+      send_json(c.res, 503,
+                dump({{"status", "failed"},
+                      {"error", render(view.error())}}));
+      return;
+    }
+    json pg = {{"status", view->postgres_up ? "up" : "down"}};
+    if (!view->postgres_error.empty())
+      pg["error"] = view->postgres_error;
+    json nats = {{"status", view->nats_state == "connected" ? "up" : "down"},
+                 {"state", view->nats_state}};
+    send_json(c.res, view->postgres_up ? 200 : 503,
+              dump({{"status", view->postgres_up ? "ok" : "failed"},
+                    {"checks", {{"postgres", pg}, {"nats", nats}}}}));
+  }
+
+  void metrics_page(call& c) {
+    auto text = stats.render();
+    auto view = ask<readiness_view>(*deps.sys, readiness_relay, deps.status,
+                                    settings.request_timeout,
+                                    atom::readiness::value);
+    text += "# HELP gatehouse_dependency_up Whether a dependency answers "
+            "(1) or not (0).\n# TYPE gatehouse_dependency_up gauge\n";
+    bool pg_up = view && view->postgres_up;
+    bool nats_up = view && view->nats_state == "connected";
+    text += "gatehouse_dependency_up{dependency=\"postgres\"} "
+            + std::string{pg_up ? "1" : "0"} + "\n";
+    text += "gatehouse_dependency_up{dependency=\"nats\"} "
+            + std::string{nats_up ? "1" : "0"} + "\n";
+    c.res.status = 200;
+    c.res.set_content(text, "text/plain; version=0.0.4");
+  }
+
+  // -- server set-up ----------------------------------------------------------
+
+  void configure() {
+    // Without TCP_NODELAY every keep-alive answer waits ~43 ms for the
+    // peer's delayed ACK (toolchain.md §5.1).
+    svr.set_tcp_nodelay(true);
+    auto threads = static_cast<std::size_t>(settings.threads);
+    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    svr.set_keep_alive_max_count(10000);
+    // An idle keep-alive connection holds a pool thread; give it back soon.
+    svr.set_keep_alive_timeout(2);
+    svr.set_read_timeout(5, 0);
+    svr.set_write_timeout(5, 0);
+    svr.set_payload_max_length(settings.max_body);
+
+    svr.set_pre_routing_handler(
+      [](const httplib::Request& req, httplib::Response& res) {
+        current.start = clock_type::now();
+        current.active = true;
+        current.route = "unmatched";
+        auto id = req.get_header_value("X-Request-Id");
+        current.correlation_id
+          = acceptable_request_id(id) ? id : new_correlation_id();
+        res.set_header("X-Request-Id", current.correlation_id);
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
+
+    // httplib calls this for every status >= 400, ours included: only fill in
+    // answers httplib made itself (unknown route, oversized body).
+    svr.set_error_handler(httplib::Server::HandlerWithResponse{
+      [](const httplib::Request&, httplib::Response& res) {
+        if (!res.has_header("X-Request-Id")) {
+          if (!current.active)
+            current.correlation_id = new_correlation_id();
+          res.set_header("X-Request-Id", current.correlation_id);
+        }
+        if (!res.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        auto err = res.status == 413 ? payload_too_large() : route_not_found();
+        if (res.status != 413 && res.status != 404)
+          err = {res.status, dump({{"message", std::to_string(res.status)}})};
+        res.set_content(err.body, "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }});
+
+    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                 std::exception_ptr) {
+      send_error(res, error_response(errc::internal));
+    });
+
+    svr.set_logger([this](const httplib::Request& req,
+                          const httplib::Response& res) {
+      double seconds = 0;
+      if (current.active)
+        seconds = std::chrono::duration<double>(clock_type::now()
+                                                - current.start)
+                    .count();
+      const char* route = current.route;
+      stats.observe(route, res.status, seconds);
+      log::info("request",
+                {{"correlation_id", res.get_header_value("X-Request-Id")},
+                 {"method", req.method},
+                 {"route", route},
+                 {"path", req.path},
+                 {"status", res.status},
+                 {"duration_ms", seconds * 1000.0},
+                 {"remote_addr", req.remote_addr},
+                 {"remote_port", req.remote_port}});
+      current.active = false;
+      current.route = "unmatched";
+    });
+  }
+};
+
+server::server(http_settings settings, http_deps deps)
+  : impl_(std::make_unique<impl>(std::move(settings), std::move(deps))) {
+  // nop
+}
+
+server::~server() {
+  stop();
+}
+
+bool server::bind(std::string& error) {
+  auto& s = *impl_;
+  if (s.settings.port == 0) {
+    auto port = s.svr.bind_to_any_port(s.settings.host);
+    if (port <= 0) {
+      error = "cannot bind " + s.settings.host + ":0";
+      return false;
+    }
+    s.settings.port = port;
+  } else if (!s.svr.bind_to_port(s.settings.host, s.settings.port)) {
+    error = "cannot bind " + s.settings.host + ":"
+            + std::to_string(s.settings.port);
+    return false;
+  }
+  s.svr.raise_backlog(4096);
+  return true;
+}
+
+int server::port() const {
+  return impl_->settings.port;
+}
+
+void server::run() {
+  impl_->svr.listen_after_bind();
+}
+
+void server::stop() {
+  if (impl_ && impl_->svr.is_running())
+    impl_->svr.stop();
+}
+
+} // namespace gatehouse::http

@@ -1,0 +1,66 @@
+#pragma once
+
+#include "common/jwt.hpp"
+#include "messages/interfaces.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace gatehouse::http {
+
+/// Settings of the HTTP edge, validated by the wiring.
+struct http_settings {
+  std::string host = "127.0.0.1";
+  /// 0 picks a free port (tests).
+  int port = 8080;
+  int threads = 32;
+  std::size_t max_body = 64u * 1024 * 1024;
+  /// How long a request may take inside the actor system.
+  std::chrono::milliseconds request_timeout{10000};
+  /// Prefix of every route, e.g. "/gitlab"; empty for none.
+  std::string relative_url_root;
+  /// HMAC key per caller (indexed by jwt::caller); unset disables the
+  /// caller's routes, which then answer as an authentication failure.
+  std::array<std::optional<std::string>, 4> keys;
+};
+
+/// The actors the routes talk to.
+struct http_deps {
+  caf::actor_system* sys = nullptr;
+  system_status_actor status;
+};
+
+/// The HTTP edge. Owns the httplib server and its thread pool.
+class server {
+public:
+  server(http_settings settings, http_deps deps);
+  ~server();
+
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Binds the listening socket; false with `error` set on failure.
+  bool bind(std::string& error);
+
+  /// The bound port (useful with port 0).
+  int port() const;
+
+  /// Serves until stop(); call from a thread of its own.
+  void run();
+
+  /// Stops accepting, finishes the requests in flight, makes run() return.
+  void stop();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace gatehouse::http

@@ -1,0 +1,214 @@
+#include "edges/nats/connection.hpp"
+
+#include "common/log.hpp"
+
+#include <caf/all.hpp>
+
+#include <nats/nats.h>
+
+#include <cstring>
+
+namespace gatehouse::nats {
+
+namespace {
+
+std::string status_text(natsStatus s) {
+  std::string out = natsStatus_GetText(s);
+  if (const char* last = nats_GetLastError(nullptr); last && *last)
+    out += std::string{": "} + last;
+  return out;
+}
+
+} // namespace
+
+connection::connection(nats_settings settings, system_status_actor status)
+  : settings_(std::move(settings)), status_(std::move(status)) {
+  // nop
+}
+
+connection::~connection() {
+  stop();
+}
+
+bool connection::start(std::string& error) {
+  natsStatus s = natsOptions_Create(&opts_);
+  auto check = [&](natsStatus st, const char* what) {
+    if (st == NATS_OK)
+      return true;
+    error = std::string{what} + ": " + status_text(st);
+    return false;
+  };
+  if (!check(s, "nats options")
+      || !check(natsOptions_SetServers(opts_, nullptr, 0), "nats servers"))
+    return false;
+  // natsOptions_SetURL accepts a comma-separated list of servers.
+  if (!check(natsOptions_SetURL(opts_, settings_.url.c_str()),
+             "GATEHOUSE_NATS_URL")
+      || !check(natsOptions_SetName(opts_, "gatehouse"), "nats name")
+      || !check(natsOptions_SetTimeout(opts_, 2000), "nats timeout")
+      || !check(natsOptions_SetMaxReconnect(opts_, -1), "nats reconnect")
+      || !check(natsOptions_SetReconnectWait(opts_, 500), "nats reconnect")
+      || !check(natsOptions_SetRetryOnFailedConnect(opts_, true,
+                                                    &connection::on_connected,
+                                                    this),
+                "nats retry")
+      || !check(natsOptions_SetDisconnectedCB(opts_, &connection::on_disconnected,
+                                              this),
+                "nats callbacks")
+      || !check(natsOptions_SetReconnectedCB(opts_, &connection::on_connected,
+                                             this),
+                "nats callbacks")
+      || !check(natsOptions_SetClosedCB(opts_, &connection::on_closed, this),
+                "nats callbacks"))
+    return false;
+  if (!settings_.creds_file.empty()
+      && !check(natsOptions_SetUserCredentialsFromFiles(
+                  opts_, settings_.creds_file.c_str(), nullptr),
+                "GATEHOUSE_NATS_CREDS_FILE"))
+    return false;
+  if (!settings_.nkey_seed_file.empty()) {
+    error = "GATEHOUSE_NATS_NKEY_SEED_FILE: nkey authentication is not "
+            "supported yet; use GATEHOUSE_NATS_CREDS_FILE or the URL";
+    return false;
+  }
+  worker_ = std::thread{[this] { stream_loop(); }};
+  report("disconnected");
+  natsConnection* nc = nullptr;
+  s = natsConnection_Connect(&nc, opts_);
+  conn_ = nc;
+  if (s == NATS_OK) {
+    on_connected(nc, this);
+  } else if (s != NATS_NOT_YET_CONNECTED) {
+    error = "GATEHOUSE_NATS_URL: " + status_text(s);
+    return false;
+  } else {
+    log::warn("nats not reachable yet; retrying in the background",
+              {{"error", status_text(s)}});
+  }
+  return true;
+}
+
+void connection::stop() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopping_)
+      return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable())
+    worker_.join();
+  if (auto* nc = conn_.exchange(nullptr)) {
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+  }
+  if (opts_) {
+    natsOptions_Destroy(opts_);
+    opts_ = nullptr;
+  }
+}
+
+bool connection::stream_ready() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return stream_ready_;
+}
+
+// nats.c calls these on its own threads: only note the change and hand work
+// to the worker thread.
+void connection::on_connected(natsConnection*, void* self) {
+  auto* c = static_cast<connection*>(self);
+  c->report("connected");
+  {
+    std::lock_guard<std::mutex> guard{c->mtx_};
+    c->need_stream_ = true;
+    c->stream_ready_ = false;
+  }
+  c->cv_.notify_all();
+}
+
+void connection::on_disconnected(natsConnection*, void* self) {
+  auto* c = static_cast<connection*>(self);
+  {
+    std::lock_guard<std::mutex> guard{c->mtx_};
+    c->stream_ready_ = false;
+  }
+  c->report("disconnected");
+}
+
+void connection::on_closed(natsConnection*, void* self) {
+  static_cast<connection*>(self)->report("closed");
+}
+
+void connection::report(const char* state) {
+  log::info("nats connection", {{"state", state}});
+  caf::anon_send(status_, atom::nats_state::value, std::string{state});
+}
+
+void connection::stream_loop() {
+  std::unique_lock<std::mutex> lock{mtx_};
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || need_stream_; });
+    if (stopping_)
+      return;
+    need_stream_ = false;
+    lock.unlock();
+    std::string error;
+    bool ok = conn_ != nullptr && ensure_stream(error);
+    lock.lock();
+    if (ok) {
+      stream_ready_ = true;
+      log::info("jetstream stream ready", {{"stream", settings_.stream}});
+    } else {
+      log::warn("jetstream stream not ready; retrying",
+                {{"stream", settings_.stream}, {"error", error}});
+      // Retry while connected; a later connect also triggers a retry.
+      if (cv_.wait_for(lock, std::chrono::seconds(2),
+                       [this] { return stopping_; }))
+        return;
+      auto* nc = conn_.load();
+      if (!nc || natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED)
+        need_stream_ = true;
+    }
+  }
+}
+
+bool connection::ensure_stream(std::string& error) {
+  jsCtx* js = nullptr;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 5000;
+  natsStatus s = natsConnection_JetStream(&js, conn_.load(), &jo);
+  if (s != NATS_OK) {
+    error = status_text(s);
+    return false;
+  }
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = settings_.stream.c_str();
+  const char* subjects[] = {settings_.stream_subjects.c_str()};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.Replicas = settings_.replicas;
+  cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     settings_.duplicate_window)
+                     .count();
+  jsStreamInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  s = js_AddStream(&info, js, &cfg, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+    // The stream exists with another configuration (an older Gatehouse, or
+    // an operator's change): bring it to ours.
+    s = js_UpdateStream(&info, js, &cfg, nullptr, &jerr);
+  }
+  if (info)
+    jsStreamInfo_Destroy(info);
+  jsCtx_Destroy(js);
+  if (s != NATS_OK) {
+    error = status_text(s) + " (jetstream error " + std::to_string(jerr) + ")";
+    return false;
+  }
+  return true;
+}
+
+} // namespace gatehouse::nats

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <pqxx/version>
+
+// A forward declaration of pqxx::connection that works with libpqxx 6, where
+// `connection` is an alias of a class template, and with libpqxx 7, where it
+// is a class. (A plain `class connection;` does not compile against 6.)
+namespace pqxx {
+#if PQXX_VERSION_MAJOR < 7
+class connect_direct;
+template <typename Policy>
+class basic_connection_base;
+using connection = basic_connection_base<connect_direct>;
+#else
+class connection;
+#endif
+} // namespace pqxx
+
+namespace gatehouse::storage {
+
+/// Opens a connection to `url` (a libpq URL or key=value string) with
+/// `application_name=gatehouse` and, when non-zero, a server-side
+/// `statement_timeout` so that no query can block its thread forever.
+/// Throws pqxx/std exceptions on failure.
+std::unique_ptr<pqxx::connection>
+connect(const std::string& url, std::chrono::milliseconds statement_timeout);
+
+} // namespace gatehouse::storage
