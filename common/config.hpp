@@ -1,0 +1,55 @@
+#pragma once
+
+#include "common/jwt.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace gatehouse {
+
+/// A configuration value that cannot be used; what() is one line naming the
+/// variable.
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class log_format { json, text };
+
+/// Everything Gatehouse reads from GATEHOUSE_* variables. The README's
+/// configuration table lists the same names and defaults.
+struct config {
+  std::string database_url = "postgresql://gatehouse@127.0.0.1:5432/gatehouse";
+  std::string nats_url = "nats://127.0.0.1:4222";
+  std::string nats_creds_file;
+  std::string nats_nkey_seed_file;
+  std::string http_host = "127.0.0.1";
+  int http_port = 8080;
+  /// httplib serves one connection per thread for its keep-alive life.
+  int http_threads = 32;
+  std::size_t http_max_body = 64u * 1024 * 1024;
+  std::chrono::milliseconds request_timeout{10000};
+  /// A path prefix such as "/gitlab"; empty or starting with '/' and without
+  /// a trailing slash.
+  std::string relative_url_root;
+  log_format log = log_format::json;
+  /// Secret file per caller, indexed by jwt::caller; unset disables the
+  /// caller's routes.
+  std::array<std::optional<std::string>, 4> secret_files;
+
+  const std::optional<std::string>& secret_file(jwt::caller c) const {
+    return secret_files[static_cast<std::size_t>(c)];
+  }
+};
+
+/// The variable that names `c`'s secret file, e.g.
+/// "GATEHOUSE_SHELL_SECRET_FILE".
+const char* secret_file_variable(jwt::caller c);
+
+/// Reads the environment. Throws config_error on a malformed value.
+config config_from_env();
+
+} // namespace gatehouse
