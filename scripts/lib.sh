@@ -9,7 +9,7 @@ GH_PG_DIRS=()       # PostgreSQL data directories we started
 
 # The Debian packages that building, running and testing need.
 GH_APT_PACKAGES=(
-  build-essential cmake pkg-config ccache git ca-certificates curl
+  build-essential cmake pkg-config ccache git ca-certificates curl openssl
   libcaf-dev libnats-dev nats-server libpqxx-dev libpq-dev libcpp-httplib-dev
   libprotobuf-dev protobuf-compiler libssl-dev catch2 nlohmann-json3-dev
   postgresql-15 python3 python3-yaml wrk openssh-server openssh-client
@@ -143,4 +143,30 @@ gh_stop_all() {
   local dir
   for dir in "${GH_PG_DIRS[@]}"; do gh_stop_postgres "$dir"; done
   GH_PG_DIRS=()
+}
+
+# gh_make_secrets DIR: one secret file per caller, created once, mode 0600:
+# 32 hex characters for Shell (what Rails writes), base64 of 32 random bytes
+# for Workhorse, KAS and Pages (what their callers require).
+gh_make_secrets() {
+  local dir=$1
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  (
+    umask 077
+    [ -s "$dir/gitlab_shell_secret" ] || openssl rand -hex 16 | tr -d '\n' >"$dir/gitlab_shell_secret"
+    local c
+    for c in workhorse kas pages; do
+      [ -s "$dir/gitlab_${c}_secret" ] || openssl rand -base64 32 | tr -d '\n' >"$dir/gitlab_${c}_secret"
+    done
+  )
+}
+
+# gh_export_secret_vars DIR: point the GATEHOUSE_*_SECRET_FILE variables at DIR.
+gh_export_secret_vars() {
+  local dir=$1
+  export GATEHOUSE_SHELL_SECRET_FILE="$dir/gitlab_shell_secret"
+  export GATEHOUSE_WORKHORSE_SECRET_FILE="$dir/gitlab_workhorse_secret"
+  export GATEHOUSE_KAS_SECRET_FILE="$dir/gitlab_kas_secret"
+  export GATEHOUSE_PAGES_SECRET_FILE="$dir/gitlab_pages_secret"
 }

@@ -1,0 +1,216 @@
+#pragma once
+
+// A running `gatehouse serve` for integration tests: its own scratch database
+// (migrated and seeded through the CLI), secret files, a free HTTP port.
+
+#include "common/jwt.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/scratch_database.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gatehouse::test {
+
+inline std::string binary() {
+  return env_or_fail("GATEHOUSE_TEST_BINARY");
+}
+
+/// Runs the gatehouse CLI to completion; returns the exit code.
+inline int run_cli(const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& env,
+                   std::string* out = nullptr, std::string* err = nullptr) {
+  static int counter = 0;
+  std::vector<std::string> argv{binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto dir = make_temp_dir("cli");
+  child proc{argv, env, dir + "/cli" + std::to_string(++counter)};
+  auto rc = proc.wait(std::chrono::seconds(60));
+  if (out)
+    *out = proc.out();
+  if (err)
+    *err = proc.err();
+  return rc;
+}
+
+/// Secret files for the four callers in a fresh directory.
+struct secret_files {
+  std::string dir = make_temp_dir("secrets");
+  std::string shell = dir + "/shell";
+  std::string workhorse = dir + "/workhorse";
+  std::string kas = dir + "/kas";
+  std::string pages = dir + "/pages";
+
+  secret_files() {
+    write_file(shell, "d2f7c1e0a9b84c3f8e6a5b4c3d2e1f00\n");
+    write_file(workhorse, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+    write_file(kas, "a2FzLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc=");
+    write_file(pages, "cGFnZXMtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU=");
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"GATEHOUSE_SHELL_SECRET_FILE", shell},
+            {"GATEHOUSE_WORKHORSE_SECRET_FILE", workhorse},
+            {"GATEHOUSE_KAS_SECRET_FILE", kas},
+            {"GATEHOUSE_PAGES_SECRET_FILE", pages}};
+  }
+};
+
+/// A served Gatehouse. `nats_url` defaults to the suite's nats-server.
+class stack {
+public:
+  explicit stack(std::string nats_url = {}, std::string database_url = {},
+                 std::map<std::string, std::string> extra_env = {}) {
+    http_port_ = free_port();
+    env_ = secrets_.env();
+    env_["GATEHOUSE_DATABASE_URL"]
+      = database_url.empty() ? db_.url() : database_url;
+    env_["GATEHOUSE_NATS_URL"]
+      = nats_url.empty() ? env_or_fail("GATEHOUSE_TEST_NATS_URL") : nats_url;
+    env_["GATEHOUSE_HTTP_LISTEN"] = "127.0.0.1:" + std::to_string(http_port_);
+    env_["GATEHOUSE_LOG_FORMAT"] = "json";
+    // An empty value removes the variable (a caller left unconfigured).
+    for (auto& [k, v] : extra_env)
+      if (v.empty())
+        env_.erase(k);
+      else
+        env_[k] = v;
+    if (database_url.empty()) {
+      std::string err;
+      INFO("gatehouse migrate: " << err);
+      REQUIRE(run_cli({"migrate"}, env_, nullptr, &err) == 0);
+    }
+  }
+
+  /// Loads a seed document through the CLI.
+  void seed(const nlohmann::json& doc) {
+    auto path = make_temp_dir("seed") + "/seed.json";
+    write_file(path, doc.dump());
+    std::string err;
+    auto rc = run_cli({"seed", path}, env_, nullptr, &err);
+    INFO(err);
+    REQUIRE(rc == 0);
+  }
+
+  /// Starts `gatehouse serve` and waits for liveness.
+  void start() {
+    log_prefix_ = make_temp_dir("serve") + "/gatehouse";
+    proc_ = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
+                                    env_, log_prefix_);
+    bool live = eventually(
+      [&] {
+        auto res = client().Get("/-/liveness");
+        return res && res->status == 200;
+      },
+      std::chrono::seconds(20));
+    INFO("gatehouse stderr: " << proc_->err());
+    REQUIRE(live);
+  }
+
+  httplib::Client client() const {
+    httplib::Client cli{"127.0.0.1", http_port_};
+    cli.set_connection_timeout(2, 0);
+    cli.set_read_timeout(15, 0);
+    return cli;
+  }
+
+  /// A Shell token minted by `gatehouse jwt shell`, as an operator would.
+  std::string shell_token() const {
+    std::string out;
+    REQUIRE(run_cli({"jwt", "shell"}, env_, &out) == 0);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+      out.pop_back();
+    return out;
+  }
+
+  nlohmann::json readiness(int* status = nullptr) const {
+    auto res = client().Get("/-/readiness");
+    REQUIRE(res);
+    if (status)
+      *status = res->status;
+    return nlohmann::json::parse(res->body);
+  }
+
+  int stop() {
+    return proc_ ? proc_->stop(SIGTERM) : -1;
+  }
+
+  std::string log() const {
+    return proc_ ? proc_->out() + proc_->err() : std::string{};
+  }
+
+  const std::map<std::string, std::string>& env() const {
+    return env_;
+  }
+
+  const secret_files& secrets() const {
+    return secrets_;
+  }
+
+  const std::string& database_url() const {
+    return db_.url();
+  }
+
+private:
+  scratch_database db_;
+  secret_files secrets_;
+  int http_port_ = 0;
+  std::map<std::string, std::string> env_;
+  std::string log_prefix_;
+  std::unique_ptr<child> proc_;
+};
+
+/// A private nats-server (JetStream) that a test may stop and restart on the
+/// same port and store directory.
+class private_nats {
+public:
+  private_nats()
+    : port_(free_port()), monitor_port_(free_port()),
+      dir_(make_temp_dir("nats")) {
+    // nop
+  }
+
+  void start() {
+    proc_ = std::make_unique<child>(
+      std::vector<std::string>{env_or_fail("GATEHOUSE_TEST_NATS_SERVER"), "-a",
+                               "127.0.0.1", "-p", std::to_string(port_), "-m",
+                               std::to_string(monitor_port_), "-js", "-sd",
+                               dir_ + "/js"},
+      std::map<std::string, std::string>{}, dir_ + "/nats");
+    REQUIRE(eventually([&] {
+      httplib::Client cli{"127.0.0.1", monitor_port_};
+      auto res = cli.Get("/healthz?js-enabled-only=true");
+      return res && res->status == 200;
+    }));
+  }
+
+  void stop() {
+    if (proc_)
+      proc_->stop(SIGTERM);
+    proc_.reset();
+  }
+
+  std::string url() const {
+    return "nats://127.0.0.1:" + std::to_string(port_);
+  }
+
+  /// The JetStream report of the monitoring endpoint (streams included).
+  std::string jsz() const {
+    httplib::Client cli{"127.0.0.1", monitor_port_};
+    auto res = cli.Get("/jsz?streams=true&config=true");
+    return res ? res->body : std::string{};
+  }
+
+private:
+  int port_;
+  int monitor_port_;
+  std::string dir_;
+  std::unique_ptr<child> proc_;
+};
+
+} // namespace gatehouse::test
