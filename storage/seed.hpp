@@ -5,7 +5,9 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,17 @@ struct seed_report {
 /// database: types, required fields, enums, unknown keys, duplicate ids,
 /// references inside the document. Returns problems as in seed_report.
 std::vector<std::string> validate_seed(const nlohmann::json& doc);
+
+/// Answers which of `keys` (ids in decimal; names for "storages") already
+/// exist outside the document. `kind` is "users", "namespaces", "projects"
+/// or "storages".
+using seed_lookup = std::function<std::set<std::string>(
+  const std::string& kind, const std::set<std::string>& keys)>;
+
+/// As above, but a reference that the document does not resolve may name an
+/// object that `existing` reports (apply_seed passes a database lookup).
+std::vector<std::string> validate_seed(const nlohmann::json& doc,
+                                       const seed_lookup& existing);
 
 /// Validates, then upserts everything in one transaction. References may
 /// point at objects already in the database (a file may add a member to a

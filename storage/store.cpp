@@ -9,8 +9,6 @@
 
 namespace gatehouse::storage {
 
-store_state::~store_state() = default;
-
 namespace {
 
 // Runs `fn` on the actor's connection, opening it first when needed, and turns

@@ -1,14 +1,11 @@
 #pragma once
 
 #include "messages/interfaces.hpp"
+#include "storage/database.hpp"
 
 #include <chrono>
 #include <memory>
 #include <string>
-
-namespace pqxx {
-class connection;
-}
 
 namespace gatehouse::storage {
 
@@ -25,8 +22,9 @@ struct store_state {
   store_settings settings;
   /// Opened lazily and dropped on a broken connection, so the next request
   /// reconnects: PostgreSQL may restart under a running Gatehouse.
-  std::unique_ptr<pqxx::connection> conn;
-  ~store_state();
+  /// shared_ptr because its deleter binds where the connection is made, so
+  /// code that spawns the actor needs no libpqxx headers.
+  std::shared_ptr<pqxx::connection> conn;
 };
 
 /// The store actor. Blocks on libpqxx: the wiring must spawn it detached.

@@ -96,9 +96,13 @@ TEST_CASE("readiness stays 200 and reports NATS down while nats-server is "
   }, std::chrono::seconds(15)));
   // Once connected it creates the event stream.
   REQUIRE(eventually([&] {
-    return nats.jsz().find("GATEHOUSE_EVENTS") != std::string::npos;
+    return !nats.stream_config("GATEHOUSE_EVENTS").is_null();
   }, std::chrono::seconds(15)));
-  CHECK_THAT(nats.jsz(), Catch::Contains("gitlab.events.>"));
+  auto stream = nats.stream_config("GATEHOUSE_EVENTS");
+  CHECK(stream["subjects"] == json::array({"gitlab.events.>"}));
+  CHECK(stream["storage"] == "file");
+  // JetStream reports the duplicate window in nanoseconds: at least 2 min.
+  CHECK(stream["duplicate_window"].get<std::int64_t>() >= 120'000'000'000LL);
 
   nats.stop();
   REQUIRE(eventually([&] {

@@ -49,8 +49,8 @@ struct secret_files {
   secret_files() {
     write_file(shell, "d2f7c1e0a9b84c3f8e6a5b4c3d2e1f00\n");
     write_file(workhorse, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
-    write_file(kas, "a2FzLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc=");
-    write_file(pages, "cGFnZXMtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU=");
+    write_file(kas, "a2FzLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ=");
+    write_file(pages, "cGFnZXMtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWYwMTI=");
   }
 
   std::map<std::string, std::string> env() const {
@@ -80,6 +80,9 @@ public:
         env_.erase(k);
       else
         env_[k] = v;
+    if (auto it = env_.find("GATEHOUSE_RELATIVE_URL_ROOT"); it != env_.end())
+      root_ = it->second.back() == '/' ? it->second.substr(0, it->second.size() - 1)
+                                       : it->second;
     if (database_url.empty()) {
       std::string err;
       INFO("gatehouse migrate: " << err);
@@ -104,7 +107,7 @@ public:
                                     env_, log_prefix_);
     bool live = eventually(
       [&] {
-        auto res = client().Get("/-/liveness");
+        auto res = client().Get(root_ + "/-/liveness");
         return res && res->status == 200;
       },
       std::chrono::seconds(20));
@@ -160,6 +163,8 @@ private:
   scratch_database db_;
   secret_files secrets_;
   int http_port_ = 0;
+  /// GATEHOUSE_RELATIVE_URL_ROOT without a trailing slash.
+  std::string root_;
   std::map<std::string, std::string> env_;
   std::string log_prefix_;
   std::unique_ptr<child> proc_;
@@ -199,11 +204,20 @@ public:
     return "nats://127.0.0.1:" + std::to_string(port_);
   }
 
-  /// The JetStream report of the monitoring endpoint (streams included).
-  std::string jsz() const {
+  /// The configuration of `stream` from the monitoring endpoint, or null.
+  nlohmann::json stream_config(const std::string& stream) const {
     httplib::Client cli{"127.0.0.1", monitor_port_};
     auto res = cli.Get("/jsz?streams=true&config=true");
-    return res ? res->body : std::string{};
+    if (!res)
+      return nullptr;
+    auto jsz = nlohmann::json::parse(res->body, nullptr, false);
+    if (jsz.is_discarded() || !jsz.contains("account_details"))
+      return nullptr;
+    for (auto& account : jsz["account_details"])
+      for (auto& detail : account.value("stream_detail", nlohmann::json::array()))
+        if (detail.value("name", "") == stream)
+          return detail["config"];
+    return nullptr;
   }
 
 private:

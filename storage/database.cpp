@@ -1,0 +1,56 @@
+#include "storage/database.hpp"
+
+#include <pqxx/pqxx>
+
+namespace gatehouse::storage {
+
+namespace {
+
+bool is_url(const std::string& conninfo) {
+  return conninfo.rfind("postgresql://", 0) == 0
+         || conninfo.rfind("postgres://", 0) == 0;
+}
+
+/// Appends one parameter to a libpq URL or key=value string. `url_value` is
+/// the percent-encoded form, `kv_value` the quoted key=value form.
+std::string add_parameter(const std::string& conninfo, const std::string& key,
+                          const std::string& url_value,
+                          const std::string& kv_value) {
+  if (is_url(conninfo)) {
+    auto base = conninfo.substr(0, conninfo.find('#'));
+    base += base.find('?') == std::string::npos ? '?' : '&';
+    return base + key + '=' + url_value;
+  }
+  auto pair = key + '=' + kv_value;
+  return conninfo.empty() ? pair : conninfo + ' ' + pair;
+}
+
+} // namespace
+
+std::unique_ptr<pqxx::connection>
+connect(const std::string& url, std::chrono::milliseconds statement_timeout) {
+  // Parameters go into the connection string rather than a later SET where
+  // possible: they then hold from the first moment and survive libpqxx 6's
+  // automatic reconnection. A caller's own values win.
+  auto conninfo = url;
+  if (conninfo.find("application_name") == std::string::npos)
+    conninfo = add_parameter(conninfo, "application_name", "gatehouse",
+                             "gatehouse");
+  const auto timeout = std::to_string(statement_timeout.count());
+  bool timeout_in_conninfo = false;
+  if (statement_timeout.count() > 0
+      && conninfo.find("options") == std::string::npos) {
+    conninfo = add_parameter(conninfo, "options",
+                             "-c%20statement_timeout%3D" + timeout,
+                             "'-c statement_timeout=" + timeout + "'");
+    timeout_in_conninfo = true;
+  }
+  auto conn = std::make_unique<pqxx::connection>(conninfo);
+  if (statement_timeout.count() > 0 && !timeout_in_conninfo) {
+    pqxx::nontransaction tx{*conn};
+    tx.exec("SET statement_timeout = " + timeout);
+  }
+  return conn;
+}
+
+} // namespace gatehouse::storage

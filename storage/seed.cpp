@@ -1,0 +1,1816 @@
+#include "storage/seed.hpp"
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gatehouse::storage {
+
+using json = nlohmann::json;
+
+namespace {
+
+// -- bytes: SHA-256, hex, base64 ---------------------------------------------
+
+std::string sha256(std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(), out, &size, EVP_sha256(), nullptr)
+      != 1)
+    throw std::runtime_error("SHA-256 failed");
+  return std::string(reinterpret_cast<const char*>(out), size);
+}
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char hex_digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += hex_digits[c >> 4];
+    out += hex_digits[c & 0x0f];
+  }
+  return out;
+}
+
+/// The only form in which tokens reach the database.
+std::string token_digest(std::string_view token) {
+  return to_hex(sha256(token));
+}
+
+constexpr char base64_alphabet[]
+  = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_unpadded(std::string_view bytes) {
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += base64_alphabet[(acc >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0)
+    out += base64_alphabet[(acc << (6 - bits)) & 0x3f];
+  return out;
+}
+
+/// Strict standard base64 (with padding, as in OpenSSH public keys).
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.empty() || text.size() % 4 != 0)
+    return std::nullopt;
+  auto padding = text.find('=');
+  if (padding != std::string_view::npos) {
+    if (text.size() - padding > 2
+        || text.find_first_not_of('=', padding) != std::string_view::npos)
+      return std::nullopt;
+  }
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text.substr(0, padding)) {
+    const char* hit = nullptr;
+    for (const char* p = base64_alphabet; *p; ++p)
+      if (*p == c)
+        hit = p;
+    if (!hit)
+      return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(hit - base64_alphabet);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+// -- SSH public keys -----------------------------------------------------------
+
+/// Reads the length-prefixed strings of an SSH public key blob (RFC 4253).
+class blob_reader {
+public:
+  explicit blob_reader(std::string_view data) : data_(data) {}
+
+  bool next(std::string_view& out) {
+    if (data_.size() - pos_ < 4)
+      return false;
+    std::uint32_t size = 0;
+    for (int i = 0; i < 4; ++i)
+      size = (size << 8) | static_cast<unsigned char>(data_[pos_ + i]);
+    if (data_.size() - pos_ - 4 < size)
+      return false;
+    out = data_.substr(pos_ + 4, size);
+    pos_ += 4 + size;
+    return true;
+  }
+
+  /// Reads `n` fields; all must be present.
+  bool skip(int n) {
+    std::string_view ignored;
+    for (int i = 0; i < n; ++i)
+      if (!next(ignored))
+        return false;
+    return true;
+  }
+
+  bool at_end() const { return pos_ == data_.size(); }
+
+private:
+  std::string_view data_;
+  std::size_t pos_ = 0;
+};
+
+struct ssh_key {
+  std::string text;        // the key line, trimmed
+  std::string type;        // "ssh-ed25519"
+  std::string blob;        // base64 as written
+  std::string fingerprint; // "SHA256:..."
+};
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+std::string trim(std::string_view s) {
+  std::size_t b = 0;
+  std::size_t e = s.size();
+  while (b < e && is_space(s[b]))
+    ++b;
+  while (e > b && is_space(s[e - 1]))
+    --e;
+  return std::string(s.substr(b, e - b));
+}
+
+/// Checks the fields after the type string for the key types OpenSSH and
+/// GitLab accept. Returns false when the blob is not well-formed.
+bool check_key_body(const std::string& type, blob_reader& in) {
+  std::string_view field;
+  if (type == "ssh-ed25519")
+    return in.next(field) && field.size() == 32 && in.at_end();
+  if (type == "sk-ssh-ed25519@openssh.com")
+    return in.next(field) && field.size() == 32 && in.skip(1) && in.at_end();
+  if (type == "ssh-rsa")
+    return in.skip(1) && in.next(field) && !field.empty() && in.at_end();
+  if (type == "ssh-dss")
+    return in.skip(4) && in.at_end();
+  auto ecdsa = [&](std::string_view curve, int trailing) {
+    return in.next(field) && field == curve && in.next(field)
+           && !field.empty() && field[0] == 0x04 && in.skip(trailing)
+           && in.at_end();
+  };
+  if (type == "ecdsa-sha2-nistp256")
+    return ecdsa("nistp256", 0);
+  if (type == "ecdsa-sha2-nistp384")
+    return ecdsa("nistp384", 0);
+  if (type == "ecdsa-sha2-nistp521")
+    return ecdsa("nistp521", 0);
+  if (type == "sk-ecdsa-sha2-nistp256@openssh.com")
+    return ecdsa("nistp256", 1);
+  return false;
+}
+
+const std::set<std::string>& key_types() {
+  static const std::set<std::string> types{
+    "ssh-ed25519",         "ssh-rsa",
+    "ssh-dss",             "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
+  return types;
+}
+
+/// Parses "<type> <base64 blob> [comment]". On failure returns nullopt and
+/// sets `error` to a message for the operator.
+std::optional<ssh_key> parse_ssh_key(std::string_view line,
+                                     std::string& error) {
+  ssh_key key;
+  key.text = trim(line);
+  if (key.text.empty()) {
+    error = "must not be empty";
+    return std::nullopt;
+  }
+  auto type_end = key.text.find_first_of(" \t");
+  key.type = key.text.substr(0, type_end);
+  if (!key_types().count(key.type)) {
+    error = "unsupported key type " + json(key.type).dump()
+            + " (expected a line like \"ssh-ed25519 AAAA... comment\")";
+    return std::nullopt;
+  }
+  if (type_end == std::string::npos) {
+    error = "has no key data after " + json(key.type).dump();
+    return std::nullopt;
+  }
+  auto blob_begin = key.text.find_first_not_of(" \t", type_end);
+  auto blob_end = key.text.find_first_of(" \t", blob_begin);
+  key.blob = key.text.substr(blob_begin, blob_end - blob_begin);
+  auto blob = base64_decode(key.blob);
+  if (!blob) {
+    error = "key data is not valid base64";
+    return std::nullopt;
+  }
+  blob_reader in{*blob};
+  std::string_view embedded;
+  if (!in.next(embedded)) {
+    error = "key data is not a well-formed " + key.type + " key";
+    return std::nullopt;
+  }
+  if (embedded != key.type) {
+    error = "key data is a " + std::string(embedded) + " key, not "
+            + key.type;
+    return std::nullopt;
+  }
+  if (!check_key_body(key.type, in)) {
+    error = "key data is not a well-formed " + key.type + " key";
+    return std::nullopt;
+  }
+  key.fingerprint = "SHA256:" + base64_unpadded(sha256(*blob));
+  return key;
+}
+
+// -- times and dates -----------------------------------------------------------
+
+bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size())
+    return false;
+  out = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+bool valid_date_prefix(std::string_view s) {
+  int y = 0;
+  int m = 0;
+  int d = 0;
+  if (s.size() < 10 || !digits(s, 0, 4, y) || s[4] != '-'
+      || !digits(s, 5, 2, m) || s[7] != '-' || !digits(s, 8, 2, d))
+    return false;
+  static constexpr int month_days[]
+    = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1 || m < 1 || m > 12 || d < 1)
+    return false;
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return d <= month_days[m - 1] + (m == 2 && leap ? 1 : 0);
+}
+
+bool valid_date(std::string_view s) {
+  return s.size() == 10 && valid_date_prefix(s);
+}
+
+/// Accepts YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00) and returns it with a
+/// "Z" suffix; nullopt when it is not such a UTC time.
+std::optional<std::string> normalize_time(std::string_view s) {
+  int h = 0;
+  int m = 0;
+  int sec = 0;
+  if (!valid_date_prefix(s) || s.size() < 20 || s[10] != 'T'
+      || !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, m)
+      || s[16] != ':' || !digits(s, 17, 2, sec) || h > 23 || m > 59
+      || sec > 59)
+    return std::nullopt;
+  std::size_t pos = 19;
+  if (pos < s.size() && s[pos] == '.') {
+    std::size_t start = ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+      ++pos;
+    if (pos == start || pos - start > 9)
+      return std::nullopt;
+  }
+  auto zone = s.substr(pos);
+  if (zone != "Z" && zone != "+00:00")
+    return std::nullopt;
+  return std::string(s.substr(0, pos)) + "Z";
+}
+
+// -- problems and field checks -------------------------------------------------
+
+std::string in_quotes(const std::string& s) {
+  return json(s).dump();
+}
+
+std::string index_path(const std::string& path, std::size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+/// A path segment of a namespace or project: GitLab's rules, simplified.
+bool valid_path_segment(const std::string& s) {
+  if (s.empty() || s[0] == '-' || s[0] == '.')
+    return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+          || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+      return false;
+  auto ends_with = [&](std::string_view suffix) {
+    return s.size() >= suffix.size()
+           && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return !ends_with(".git") && !ends_with(".atom");
+}
+
+constexpr const char* path_rule
+  = "must be a path of letters, digits, '_', '-' and '.' (not starting with "
+    "'-' or '.', not ending in .git or .atom)";
+
+bool valid_full_path(const std::string& s) {
+  std::size_t begin = 0;
+  int segments = 0;
+  while (true) {
+    auto slash = s.find('/', begin);
+    if (!valid_path_segment(s.substr(begin, slash - begin)))
+      return false;
+    ++segments;
+    if (slash == std::string::npos)
+      break;
+    begin = slash + 1;
+  }
+  return segments >= 2;
+}
+
+bool is_http_url(const std::string& s) {
+  return (s.rfind("http://", 0) == 0 && s.size() > 7)
+         || (s.rfind("https://", 0) == 0 && s.size() > 8);
+}
+
+bool is_uuid(const std::string& s) {
+  if (s.size() != 36)
+    return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+               || (c >= 'A' && c <= 'F');
+    if (dash ? c != '-' : !hex)
+      return false;
+  }
+  return true;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+using problem_list = std::vector<std::string>;
+
+/// Reads the fields of one JSON object, records a problem for every
+/// missing, mistyped or unknown field, and builds the normalized row that
+/// goes to the database (defaults filled in).
+class fields {
+public:
+  fields(const json& object, std::string path, problem_list& problems)
+    : object_(object), path_(std::move(path)), problems_(problems) {}
+
+  const std::string& path() const { return path_; }
+
+  std::string at(const std::string& key) const { return path_ + "." + key; }
+
+  void problem(const std::string& key, const std::string& message) {
+    problems_.push_back(at(key) + ": " + message);
+  }
+
+  /// Marks `key` as known and returns its value, or nullptr when absent.
+  const json* find(const char* key) {
+    known_.insert(key);
+    auto it = object_.find(key);
+    return it == object_.end() ? nullptr : &*it;
+  }
+
+  /// A positive 64-bit integer id (or reference).
+  std::optional<std::int64_t> id(const char* key, bool required = true,
+                                 bool nullable = false) {
+    const json* v = find(key);
+    if (!v || v->is_null()) {
+      row[key] = nullptr;
+      if (required)
+        problem(key, v ? "must be a positive integer" : "is required");
+      else if (v && !nullable)
+        problem(key, "must be a positive integer");
+      return std::nullopt;
+    }
+    std::int64_t value = 0;
+    if (v->is_number_unsigned()) {
+      auto u = v->get<std::uint64_t>();
+      if (u <= static_cast<std::uint64_t>(
+            std::numeric_limits<std::int64_t>::max()))
+        value = static_cast<std::int64_t>(u);
+    } else if (v->is_number_integer()) {
+      value = v->get<std::int64_t>();
+    }
+    if (value <= 0) {
+      problem(key, "must be a positive integer");
+      return std::nullopt;
+    }
+    row[key] = value;
+    return value;
+  }
+
+  /// A string; `fallback` is used when the key is absent (required when
+  /// there is no fallback).
+  std::optional<std::string> text(const char* key,
+                                   std::optional<std::string> fallback,
+                                   bool non_empty = false) {
+    const json* v = find(key);
+    if (!v) {
+      if (!fallback)
+        problem(key, "is required");
+      else
+        row[key] = *fallback;
+      return fallback;
+    }
+    if (!v->is_string()) {
+      problem(key, "must be a string");
+      return std::nullopt;
+    }
+    auto s = v->get<std::string>();
+    if (non_empty && s.empty()) {
+      problem(key, "must not be empty");
+      return std::nullopt;
+    }
+    row[key] = s;
+    return s;
+  }
+
+  std::optional<std::string> required_text(const char* key) {
+    return text(key, std::nullopt, true);
+  }
+
+  /// A string or null (the default when absent is `fallback`).
+  std::optional<std::string> nullable_text(const char* key,
+                                           std::optional<std::string> fallback
+                                           = std::nullopt) {
+    const json* v = find(key);
+    if (!v || v->is_null()) {
+      auto value = v ? std::nullopt : fallback;
+      row[key] = value ? json(*value) : json(nullptr);
+      return value;
+    }
+    if (!v->is_string()) {
+      problem(key, "must be a string or null");
+      return std::nullopt;
+    }
+    row[key] = v->get<std::string>();
+    return v->get<std::string>();
+  }
+
+  bool flag(const char* key, bool fallback) {
+    const json* v = find(key);
+    if (!v) {
+      row[key] = fallback;
+      return fallback;
+    }
+    if (!v->is_boolean()) {
+      problem(key, "must be true or false");
+      return fallback;
+    }
+    row[key] = v->get<bool>();
+    return v->get<bool>();
+  }
+
+  /// An integer >= 0.
+  std::int64_t count(const char* key, std::int64_t fallback) {
+    const json* v = find(key);
+    if (!v) {
+      row[key] = fallback;
+      return fallback;
+    }
+    if (!(v->is_number_integer()
+          && (v->is_number_unsigned() || v->get<std::int64_t>() >= 0)
+          && !(v->is_number_unsigned()
+               && v->get<std::uint64_t>() > static_cast<std::uint64_t>(
+                    std::numeric_limits<std::int64_t>::max())))) {
+      problem(key, "must be an integer >= 0");
+      return fallback;
+    }
+    row[key] = v->get<std::int64_t>();
+    return v->get<std::int64_t>();
+  }
+
+  std::optional<std::string> one_of(const char* key,
+                                    std::initializer_list<const char*> values,
+                                    const char* fallback) {
+    const json* v = find(key);
+    if (!v) {
+      if (!fallback) {
+        problem(key, "is required");
+        return std::nullopt;
+      }
+      row[key] = fallback;
+      return std::string(fallback);
+    }
+    if (v->is_string())
+      for (const char* allowed : values)
+        if (v->get<std::string>() == allowed) {
+          row[key] = allowed;
+          return std::string(allowed);
+        }
+    std::string list;
+    for (const char* allowed : values)
+      list += (list.empty() ? "" : ", ") + std::string(allowed);
+    problem(key, "must be one of " + list);
+    return std::nullopt;
+  }
+
+  std::optional<int> level(const char* key, std::initializer_list<int> values,
+                           std::optional<int> fallback) {
+    const json* v = find(key);
+    if (!v) {
+      if (!fallback) {
+        problem(key, "is required");
+        return std::nullopt;
+      }
+      row[key] = *fallback;
+      return fallback;
+    }
+    if (v->is_number_integer())
+      for (int allowed : values)
+        if (v->get<std::int64_t>() == allowed) {
+          row[key] = allowed;
+          return allowed;
+        }
+    std::string list;
+    for (int allowed : values)
+      list += (list.empty() ? "" : ", ") + std::to_string(allowed);
+    problem(key, "must be one of " + list);
+    return std::nullopt;
+  }
+
+  /// An ISO-8601 UTC time or null; absent means null.
+  void time(const char* key) {
+    const json* v = find(key);
+    row[key] = nullptr;
+    if (!v || v->is_null())
+      return;
+    std::optional<std::string> t;
+    if (v->is_string())
+      t = normalize_time(v->get<std::string>());
+    if (!t) {
+      problem(key, "must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z "
+                   "or null");
+      return;
+    }
+    row[key] = *t;
+  }
+
+  /// A YYYY-MM-DD date or null; absent means null.
+  void date(const char* key) {
+    const json* v = find(key);
+    row[key] = nullptr;
+    if (!v || v->is_null())
+      return;
+    if (!v->is_string() || !valid_date(v->get<std::string>())) {
+      problem(key, "must be a date like 2027-12-31 or null");
+      return;
+    }
+    row[key] = v->get<std::string>();
+  }
+
+  /// An array (absent: nullptr, no problem). Wrong type: a problem, nullptr.
+  const json* list(const char* key) {
+    const json* v = find(key);
+    if (v && !v->is_array()) {
+      problem(key, "must be an array");
+      return nullptr;
+    }
+    return v;
+  }
+
+  /// Reports every key that no getter asked for.
+  void finish() {
+    for (const auto& item : object_.items())
+      if (!known_.count(item.key()))
+        problems_.push_back(path_ + ": unknown key " + in_quotes(item.key()));
+  }
+
+  json row = json::object();
+
+private:
+  const json& object_;
+  std::string path_;
+  problem_list& problems_;
+  std::set<std::string> known_;
+};
+
+/// Remembers which path first used a value, to report duplicates.
+class first_use {
+public:
+  /// Returns the earlier path when `value` was seen before.
+  std::optional<std::string> claim(const std::string& value,
+                                   const std::string& path) {
+    auto [it, inserted] = seen_.emplace(value, path);
+    if (inserted)
+      return std::nullopt;
+    return it->second;
+  }
+
+  bool contains(const std::string& value) const {
+    return seen_.count(value) > 0;
+  }
+
+private:
+  std::map<std::string, std::string> seen_;
+};
+
+// -- the parsed document ---------------------------------------------------------
+
+/// A reference from the document to an object that must exist.
+struct reference {
+  std::string kind; // "users", "namespaces", "projects", "storages"
+  std::string key;  // id in decimal, or a storage name
+  std::string path;
+};
+
+/// Everything the database needs from a valid document.
+struct parsed_seed {
+  std::set<std::string> present; // top-level keys present
+  json settings = json::object(); // settings keys given, without messages
+  bool broadcast_present = false;
+  json broadcast_messages = json::array();
+  json storages = json::array();
+  json users = json::array();
+  json keys = json::array();        // personal keys
+  json deploy_keys = json::array(); // deploy keys
+  json deploy_links = json::array();
+  json namespaces = json::array();
+  std::map<std::int64_t, std::string> namespace_paths; // id -> json path
+  json projects = json::array();
+  json redirects = json::array();
+  json project_members = json::array();
+  json namespace_members = json::array();
+  json protected_branches = json::array();
+  json protected_tags = json::array();
+  json personal_access_tokens = json::array();
+  json cluster_agents = json::array();
+  json cluster_agent_tokens = json::array();
+  json pages_domains = json::array();
+  json pages_deployments = json::array();
+  json zoekt_nodes = json::array();
+  json webhooks = json::array();
+  std::vector<reference> references;
+  // Ids and names the document defines, per referenced kind.
+  std::map<std::string, std::set<std::string>> defined;
+};
+
+/// The keys a seed document may have, in the order the loader handles them.
+const std::vector<std::string>& seed_kinds() {
+  static const std::vector<std::string> kinds{
+    "settings",        "storages",
+    "users",           "keys",
+    "deploy_keys",     "namespaces",
+    "projects",        "members",
+    "protected_branches", "protected_tags",
+    "personal_access_tokens", "cluster_agents",
+    "pages_domains",   "pages_deployments",
+    "zoekt_nodes",     "webhooks"};
+  return kinds;
+}
+
+class parser {
+public:
+  parser(parsed_seed& out, problem_list& problems)
+    : out_(out), problems_(problems) {}
+
+  void parse(const json& doc) {
+    if (!doc.is_object()) {
+      problems_.push_back("document: must be a JSON object");
+      return;
+    }
+    for (const auto& item : doc.items()) {
+      const auto& kinds = seed_kinds();
+      if (std::find(kinds.begin(), kinds.end(), item.key()) == kinds.end())
+        problems_.push_back("document: unknown key " + in_quotes(item.key()));
+      else
+        out_.present.insert(item.key());
+    }
+    if (auto it = doc.find("settings"); it != doc.end())
+      parse_settings(*it);
+    each(doc, "storages", [this](fields& f) { storage(f); });
+    each(doc, "users", [this](fields& f) { user(f); });
+    each(doc, "keys", [this](fields& f) { key(f, false); });
+    each(doc, "deploy_keys", [this](fields& f) { key(f, true); });
+    each(doc, "namespaces", [this](fields& f) { namespace_(f); });
+    check_namespace_tree();
+    each(doc, "projects", [this](fields& f) { project(f); });
+    each(doc, "members", [this](fields& f) { member(f); });
+    each(doc, "protected_branches", [this](fields& f) { branch(f); });
+    each(doc, "protected_tags", [this](fields& f) { tag(f); });
+    each(doc, "personal_access_tokens", [this](fields& f) { token(f); });
+    each(doc, "cluster_agents", [this](fields& f) { agent(f); });
+    each(doc, "pages_domains", [this](fields& f) { domain(f); });
+    each(doc, "pages_deployments", [this](fields& f) { deployment(f); });
+    each(doc, "zoekt_nodes", [this](fields& f) { zoekt_node(f); });
+    each(doc, "webhooks", [this](fields& f) { webhook(f); });
+  }
+
+private:
+  template <class F>
+  void each(const json& doc, const char* kind, F&& handle) {
+    auto it = doc.find(kind);
+    if (it == doc.end())
+      return;
+    each_in(*it, kind, handle);
+  }
+
+  /// Runs `handle` on every element of the array `list` at `path`.
+  template <class F>
+  void each_in(const json& list, const std::string& path, F&& handle) {
+    if (!list.is_array()) {
+      problems_.push_back(path + ": must be an array");
+      return;
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto element_path = index_path(path, i);
+      if (!list[i].is_object()) {
+        problems_.push_back(element_path + ": must be an object");
+        continue;
+      }
+      fields f{list[i], element_path, problems_};
+      handle(f);
+      f.finish();
+    }
+  }
+
+  /// Checks the object id for duplicates within `space` and records it as
+  /// defined for references of `kind`.
+  std::optional<std::int64_t> object_id(fields& f, const std::string& space,
+                                        const char* kind = nullptr) {
+    auto id = f.id("id");
+    if (!id)
+      return id;
+    if (auto earlier = ids_[space].claim(std::to_string(*id), f.path()))
+      f.problem("id", "id " + std::to_string(*id) + " is also used by "
+                        + *earlier);
+    if (kind)
+      out_.defined[kind].insert(std::to_string(*id));
+    return id;
+  }
+
+  void refer(fields& f, const char* key, const char* kind,
+             std::optional<std::int64_t> id) {
+    if (id)
+      out_.references.push_back({kind, std::to_string(*id), f.at(key)});
+  }
+
+  void parse_settings(const json& settings) {
+    if (!settings.is_object()) {
+      problems_.push_back("settings: must be an object");
+      return;
+    }
+    fields f{settings, "settings", problems_};
+    if (f.find("external_url")) {
+      auto url = f.text("external_url", std::nullopt);
+      if (url && !is_http_url(*url))
+        f.problem("external_url", "must be an http:// or https:// URL");
+    }
+    if (f.find("ssh_clone_url_root"))
+      f.text("ssh_clone_url_root", std::nullopt);
+    if (f.find("enabled_git_access_protocol"))
+      f.one_of("enabled_git_access_protocol", {"all", "ssh", "http"}, nullptr);
+    if (f.find("receive_max_input_size_mb"))
+      f.count("receive_max_input_size_mb", 0);
+    if (f.find("gitlab_version"))
+      f.text("gitlab_version", std::nullopt, true);
+    if (f.find("pages_host"))
+      f.text("pages_host", std::nullopt);
+    if (f.find("gitlab_shell_operation_limit"))
+      f.count("gitlab_shell_operation_limit", 0);
+    if (f.find("allow_local_requests_from_web_hooks_and_services"))
+      f.flag("allow_local_requests_from_web_hooks_and_services", false);
+    if (auto messages = f.list("broadcast_messages")) {
+      out_.broadcast_present = true;
+      each_in(*messages, "settings.broadcast_messages", [this](fields& m) {
+        object_id(m, "broadcast_messages");
+        m.required_text("message");
+        m.nullable_text("target_path");
+        m.time("starts_at");
+        m.time("ends_at");
+        out_.broadcast_messages.push_back(std::move(m.row));
+      });
+    }
+    f.finish();
+    out_.settings = std::move(f.row);
+  }
+
+  void storage(fields& f) {
+    auto name = f.required_text("name");
+    if (name) {
+      if (auto earlier = ids_["storages"].claim(*name, f.path()))
+        f.problem("name", "storage " + in_quotes(*name) + " is also defined by "
+                            + *earlier);
+      out_.defined["storages"].insert(*name);
+    }
+    f.required_text("gitaly_address");
+    f.text("gitaly_token", "");
+    f.nullable_text("path");
+    out_.storages.push_back(std::move(f.row));
+  }
+
+  void user(fields& f) {
+    object_id(f, "users", "users");
+    auto username = f.required_text("username");
+    if (username) {
+      if (auto earlier = usernames_.claim(lower(*username), f.path()))
+        f.problem("username", "username " + in_quotes(*username)
+                                + " is also used by " + *earlier);
+    }
+    f.text("name", username.value_or(""));
+    f.text("email", "");
+    f.text("public_email", "");
+    f.one_of("state",
+             {"active", "blocked", "deactivated", "blocked_pending_approval",
+              "banned"},
+             "active");
+    f.flag("admin", false);
+    f.flag("external", false);
+    f.flag("can_create_project", true);
+    f.flag("two_factor_enabled", false);
+    out_.users.push_back(std::move(f.row));
+  }
+
+  /// keys[] and deploy_keys[]: one table, one id space.
+  void key(fields& f, bool deploy) {
+    auto id = object_id(f, "keys");
+    refer(f, "user_id", "users", f.id("user_id", !deploy, true));
+    f.text("title", "");
+    if (auto line = f.required_text("key")) {
+      std::string error;
+      if (auto parsed = parse_ssh_key(*line, error)) {
+        if (auto earlier = fingerprints_.claim(parsed->fingerprint, f.path()))
+          f.problem("key", "same key as " + *earlier + " ("
+                             + parsed->fingerprint + ")");
+        f.row["key"] = parsed->text;
+        f.row["key_type"] = parsed->type;
+        f.row["key_blob"] = parsed->blob;
+        f.row["fingerprint_sha256"] = parsed->fingerprint;
+      } else {
+        f.problem("key", error);
+      }
+    }
+    if (deploy) {
+      f.row["usage_type"] = "auth";
+    } else {
+      f.one_of("usage_type", {"auth", "signing", "auth_and_signing"},
+               "auth_and_signing");
+    }
+    f.time("expires_at");
+    f.row["kind"] = deploy ? "deploy" : "personal";
+    if (deploy) {
+      if (auto projects = f.list("projects")) {
+        first_use linked;
+        each_in(*projects, f.at("projects"), [&](fields& link) {
+          auto project = link.id("project_id");
+          refer(link, "project_id", "projects", project);
+          if (project) {
+            if (auto earlier
+                = linked.claim(std::to_string(*project), link.path()))
+              link.problem("project_id", "project " + std::to_string(*project)
+                                           + " is also listed by "
+                                           + *earlier);
+          }
+          link.flag("can_push", false);
+          if (id)
+            link.row["key_id"] = *id;
+          out_.deploy_links.push_back(std::move(link.row));
+        });
+      }
+      out_.deploy_keys.push_back(std::move(f.row));
+    } else {
+      out_.keys.push_back(std::move(f.row));
+    }
+  }
+
+  void namespace_(fields& f) {
+    auto id = object_id(f, "namespaces", "namespaces");
+    auto path = f.required_text("path");
+    if (path && !valid_path_segment(*path))
+      f.problem("path", path_rule);
+    f.text("name", path.value_or(""));
+    auto kind = f.one_of("kind", {"group", "user"}, "group");
+    auto parent = f.id("parent_id", false, true);
+    if (parent && kind == std::string("user"))
+      f.problem("parent_id", "a user namespace cannot have a parent");
+    refer(f, "parent_id", "namespaces", parent);
+    if (id && namespace_info_
+                .emplace(*id, namespace_info{parent, path.value_or(""),
+                                             f.path(), out_.namespaces.size()})
+                .second) {
+      namespace_order_.push_back(*id);
+      out_.namespace_paths[*id] = f.at("parent_id");
+    }
+    out_.namespaces.push_back(std::move(f.row));
+  }
+
+  /// Reports parent cycles within the document and computes each
+  /// namespace's path relative to its first ancestor outside the document
+  /// (the loader prefixes that ancestor's full path in SQL).
+  void check_namespace_tree() {
+    first_use siblings;
+    for (auto id : namespace_order_) {
+      const auto& info = namespace_info_.at(id);
+      std::vector<std::string> chain{info.path};
+      std::set<std::int64_t> seen{id};
+      auto parent = info.parent;
+      std::optional<std::int64_t> root_parent;
+      bool cycle = false;
+      while (parent) {
+        auto it = namespace_info_.find(*parent);
+        if (it == namespace_info_.end()) {
+          root_parent = parent;
+          break;
+        }
+        if (!seen.insert(*parent).second) {
+          cycle = *parent == id;
+          if (!cycle)
+            chain.clear(); // the loop is above us; reported for its members
+          break;
+        }
+        chain.push_back(it->second.path);
+        parent = it->second.parent;
+      }
+      if (cycle) {
+        problems_.push_back(info.where + ".parent_id: namespace "
+                            + std::to_string(id)
+                            + " would be its own ancestor");
+        continue;
+      }
+      auto sibling_key = std::to_string(info.parent.value_or(0)) + "/"
+                         + lower(info.path);
+      if (auto earlier = siblings.claim(sibling_key, info.where))
+        problems_.push_back(info.where + ".path: path " + in_quotes(info.path)
+                            + " is also used by " + *earlier
+                            + " under the same parent");
+      std::string rel;
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it)
+        rel += (rel.empty() ? "" : "/") + *it;
+      auto& row = out_.namespaces[info.index];
+      row["rel_path"] = rel;
+      row["root_parent"] = root_parent ? json(*root_parent) : json(nullptr);
+    }
+  }
+
+  void project(fields& f) {
+    auto id = object_id(f, "projects", "projects");
+    auto ns = f.id("namespace_id");
+    refer(f, "namespace_id", "namespaces", ns);
+    auto path = f.required_text("path");
+    if (path && !valid_path_segment(*path))
+      f.problem("path", path_rule);
+    if (path && ns) {
+      auto key = std::to_string(*ns) + "/" + lower(*path);
+      if (auto earlier = project_paths_.claim(key, f.path()))
+        f.problem("path", "path " + in_quotes(*path) + " is also used by "
+                            + *earlier + " in the same namespace");
+    }
+    f.text("name", path.value_or(""));
+    f.text("description", "");
+    f.one_of("visibility", {"private", "internal", "public"}, "private");
+    f.flag("archived", false);
+    if (auto branch = f.nullable_text("default_branch", "main");
+        branch && branch->empty())
+      f.problem("default_branch", "must not be empty");
+    auto storage = f.text("storage", "default", true);
+    if (storage)
+      out_.references.push_back({"storages", *storage, f.at("storage")});
+    std::string hashed;
+    if (id) {
+      auto h = token_digest(std::to_string(*id));
+      hashed = "@hashed/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
+    }
+    f.text("disk_path", hashed, true);
+    f.one_of("repository_access_level", {"enabled", "private", "disabled"},
+             "enabled");
+    f.flag("merge_requests_enabled", true);
+    f.flag("lfs_enabled", true);
+    f.flag("repository_exists", true);
+    if (auto redirects = f.list("redirects")) {
+      for (std::size_t i = 0; i < redirects->size(); ++i) {
+        auto at = index_path(f.at("redirects"), i);
+        const auto& r = (*redirects)[i];
+        if (!r.is_string() || !valid_full_path(r.get<std::string>())) {
+          problems_.push_back(at + ": must be a full path like "
+                                   "\"group/project\"");
+          continue;
+        }
+        auto redirect = r.get<std::string>();
+        if (auto earlier = redirects_.claim(lower(redirect), at)) {
+          problems_.push_back(at + ": redirect " + in_quotes(redirect)
+                              + " is also listed at " + *earlier);
+          continue;
+        }
+        if (id)
+          out_.redirects.push_back({{"path", redirect}, {"project_id", *id}});
+      }
+    }
+    out_.projects.push_back(std::move(f.row));
+  }
+
+  void member(fields& f) {
+    auto user = f.id("user_id");
+    refer(f, "user_id", "users", user);
+    auto project = f.id("project_id", false, true);
+    auto ns = f.id("namespace_id", false, true);
+    refer(f, "project_id", "projects", project);
+    refer(f, "namespace_id", "namespaces", ns);
+    bool has_project = f.find("project_id") && !f.find("project_id")->is_null();
+    bool has_ns
+      = f.find("namespace_id") && !f.find("namespace_id")->is_null();
+    if (has_project == has_ns)
+      problems_.push_back(f.path()
+                          + ": exactly one of project_id or namespace_id is "
+                            "required");
+    f.level("access_level", {10, 20, 30, 40, 50}, std::nullopt);
+    if (user && (project || ns) && has_project != has_ns) {
+      auto key = std::to_string(*user)
+                 + (project ? " project " + std::to_string(*project)
+                            : " namespace " + std::to_string(*ns));
+      if (auto earlier = members_.claim(key, f.path()))
+        problems_.push_back(f.path() + ": user " + std::to_string(*user)
+                            + " is already a member there in " + *earlier);
+    }
+    if (project) {
+      f.row.erase("namespace_id");
+      out_.project_members.push_back(std::move(f.row));
+    } else if (ns) {
+      f.row.erase("project_id");
+      out_.namespace_members.push_back(std::move(f.row));
+    }
+  }
+
+  /// protected_branches / protected_tags: unique name per project.
+  void protected_ref(fields& f, const char* kind, first_use& names) {
+    object_id(f, kind);
+    auto project = f.id("project_id");
+    refer(f, "project_id", "projects", project);
+    auto name = f.required_text("name");
+    if (project && name) {
+      if (auto earlier = names.claim(std::to_string(*project) + " " + *name,
+                                     f.path()))
+        f.problem("name", in_quotes(*name) + " is also protected by " + *earlier);
+    }
+  }
+
+  void branch(fields& f) {
+    protected_ref(f, "protected_branches", branch_names_);
+    f.level("push_access_level", {0, 30, 40, 60}, 40);
+    f.level("merge_access_level", {0, 30, 40, 60}, 40);
+    f.flag("allow_force_push", false);
+    out_.protected_branches.push_back(std::move(f.row));
+  }
+
+  void tag(fields& f) {
+    protected_ref(f, "protected_tags", tag_names_);
+    f.level("create_access_level", {0, 30, 40, 60}, 40);
+    out_.protected_tags.push_back(std::move(f.row));
+  }
+
+  /// Replaces the clear token with its digest in the row.
+  void digest_token(fields& f, first_use& seen) {
+    auto token = f.required_text("token");
+    f.row.erase("token");
+    if (!token)
+      return;
+    auto digest = token_digest(*token);
+    if (auto earlier = seen.claim(digest, f.path()))
+      f.problem("token", "same token as " + *earlier);
+    f.row["token_digest"] = digest;
+  }
+
+  void token(fields& f) {
+    object_id(f, "personal_access_tokens");
+    refer(f, "user_id", "users", f.id("user_id"));
+    f.required_text("name");
+    digest_token(f, pat_digests_);
+    json scopes = json::array();
+    if (auto list = f.list("scopes")) {
+      first_use seen;
+      for (std::size_t i = 0; i < list->size(); ++i) {
+        auto at = index_path(f.at("scopes"), i);
+        const auto& s = (*list)[i];
+        if (!s.is_string() || s.get<std::string>().empty()) {
+          problems_.push_back(at + ": must be a non-empty string");
+          continue;
+        }
+        if (auto earlier = seen.claim(s.get<std::string>(), at)) {
+          problems_.push_back(at + ": scope " + s.dump()
+                              + " is also listed at " + *earlier);
+          continue;
+        }
+        scopes.push_back(s);
+      }
+    }
+    f.row["scopes"] = scopes;
+    f.date("expires_at");
+    f.flag("revoked", false);
+    out_.personal_access_tokens.push_back(std::move(f.row));
+  }
+
+  void agent(fields& f) {
+    auto id = object_id(f, "cluster_agents");
+    auto project = f.id("project_id");
+    refer(f, "project_id", "projects", project);
+    auto name = f.required_text("name");
+    if (project && name) {
+      if (auto earlier = agent_names_.claim(
+            std::to_string(*project) + " " + *name, f.path()))
+        f.problem("name", "agent " + in_quotes(*name) + " is also defined by "
+                            + *earlier);
+    }
+    if (auto tokens = f.list("tokens")) {
+      each_in(*tokens, f.at("tokens"), [&](fields& t) {
+        object_id(t, "cluster_agent_tokens");
+        digest_token(t, agent_digests_);
+        t.flag("revoked", false);
+        if (id)
+          t.row["agent_id"] = *id;
+        out_.cluster_agent_tokens.push_back(std::move(t.row));
+      });
+    }
+    out_.cluster_agents.push_back(std::move(f.row));
+  }
+
+  void domain(fields& f) {
+    object_id(f, "pages_domains");
+    refer(f, "project_id", "projects", f.id("project_id"));
+    if (auto domain = f.required_text("domain")) {
+      if (auto earlier = domains_.claim(lower(*domain), f.path()))
+        f.problem("domain", "domain " + in_quotes(*domain) + " is also used by "
+                              + *earlier);
+    }
+    f.flag("enabled", true);
+    f.nullable_text("certificate");
+    f.nullable_text("key");
+    f.flag("https_only", false);
+    out_.pages_domains.push_back(std::move(f.row));
+  }
+
+  void deployment(fields& f) {
+    object_id(f, "pages_deployments");
+    refer(f, "project_id", "projects", f.id("project_id"));
+    f.text("path_prefix", "");
+    f.text("root_directory", "public");
+    f.required_text("source_path");
+    f.text("sha256", "");
+    f.count("file_size", 0);
+    f.count("file_count", 0);
+    f.flag("access_control", false);
+    out_.pages_deployments.push_back(std::move(f.row));
+  }
+
+  void zoekt_node(fields& f) {
+    object_id(f, "zoekt_nodes");
+    if (auto uuid = f.required_text("uuid")) {
+      if (!is_uuid(*uuid))
+        f.problem("uuid", "must be a UUID like "
+                          "3869fe21-36d1-4612-9676-0b783ef2dcd7");
+      else if (auto earlier = uuids_.claim(lower(*uuid), f.path()))
+        f.problem("uuid", "uuid is also used by " + *earlier);
+    }
+    f.text("name", "");
+    if (auto url = f.required_text("url"); url && !is_http_url(*url))
+      f.problem("url", "must be an http:// or https:// URL");
+    out_.zoekt_nodes.push_back(std::move(f.row));
+  }
+
+  void webhook(fields& f) {
+    object_id(f, "webhooks");
+    refer(f, "project_id", "projects", f.id("project_id"));
+    if (auto url = f.required_text("url"); url && !is_http_url(*url))
+      f.problem("url", "must be an http:// or https:// URL");
+    f.text("token", "");
+    f.flag("push_events", true);
+    f.flag("tag_push_events", false);
+    f.flag("enabled", true);
+    out_.webhooks.push_back(std::move(f.row));
+  }
+
+  struct namespace_info {
+    std::optional<std::int64_t> parent;
+    std::string path;
+    std::string where;  // json path of the namespace
+    std::size_t index;  // in out_.namespaces
+  };
+
+  parsed_seed& out_;
+  problem_list& problems_;
+  std::map<std::string, first_use> ids_;
+  first_use usernames_, fingerprints_, project_paths_, redirects_, members_,
+    branch_names_, tag_names_, pat_digests_, agent_digests_, agent_names_,
+    domains_, uuids_;
+  std::map<std::int64_t, namespace_info> namespace_info_;
+  std::vector<std::int64_t> namespace_order_;
+};
+
+std::string missing_message(const reference& r) {
+  if (r.kind == "storages")
+    return "no storage named " + in_quotes(r.key);
+  static const std::map<std::string, std::string> nouns{
+    {"users", "user"}, {"namespaces", "namespace"}, {"projects", "project"}};
+  return "no " + nouns.at(r.kind) + " with id " + r.key;
+}
+
+/// Reports references that neither the document nor `lookup` resolves.
+void check_references(const parsed_seed& seed, const seed_lookup* lookup,
+                      problem_list& problems) {
+  std::map<std::string, std::set<std::string>> unresolved;
+  for (const auto& r : seed.references) {
+    auto it = seed.defined.find(r.kind);
+    if (it == seed.defined.end() || !it->second.count(r.key))
+      unresolved[r.kind].insert(r.key);
+  }
+  std::map<std::string, std::set<std::string>> existing;
+  if (lookup && *lookup)
+    for (const auto& [kind, keys] : unresolved)
+      existing[kind] = (*lookup)(kind, keys);
+  for (const auto& r : seed.references) {
+    auto it = unresolved.find(r.kind);
+    if (it == unresolved.end() || !it->second.count(r.key))
+      continue;
+    if (existing[r.kind].count(r.key))
+      continue;
+    problems.push_back(r.path + ": " + missing_message(r));
+  }
+}
+
+// -- applying to the database --------------------------------------------------
+
+/// A column of a jsonb_to_recordset input and how it is stored.
+struct column {
+  const char* name;
+  const char* type;        // SQL type in the recordset definition
+  const char* expr = "";   // stored expression; "" stores x.<name>
+  bool stored = true;      // false: input only (used by another expr)
+};
+
+/// INSERT ... SELECT FROM jsonb_to_recordset($1) ON CONFLICT ... DO UPDATE,
+/// where the update only happens when some column differs, so that seeding
+/// the same document twice rewrites no row.
+std::string upsert_sql(const std::string& table, const std::string& conflict,
+                       const std::vector<column>& columns,
+                       std::size_t key_columns) {
+  std::string inputs, names, values, sets, old_values, new_values;
+  std::size_t stored = 0;
+  for (const auto& c : columns) {
+    inputs += std::string(inputs.empty() ? "" : ", ") + c.name + " " + c.type;
+    if (!c.stored)
+      continue;
+    std::string sep = names.empty() ? "" : ", ";
+    names += sep + c.name;
+    values += sep + (*c.expr ? std::string(c.expr) : "x." + std::string(c.name));
+    if (stored++ < key_columns)
+      continue;
+    std::string usep = sets.empty() ? "" : ", ";
+    sets += usep + c.name + " = EXCLUDED." + c.name;
+    old_values += usep + "t." + c.name;
+    new_values += usep + "EXCLUDED." + c.name;
+  }
+  return "INSERT INTO " + table + " AS t (" + names + ") SELECT " + values
+         + " FROM jsonb_to_recordset($1::jsonb) AS x(" + inputs
+         + ") ON CONFLICT " + conflict + " DO UPDATE SET " + sets
+         + ", updated_at = now() WHERE (" + old_values
+         + ") IS DISTINCT FROM (" + new_values + ")";
+}
+
+/// The text of a database error without libpq's decoration.
+std::string db_message(const std::exception& e) {
+  std::string text = e.what();
+  if (text.rfind("ERROR:", 0) == 0) {
+    text.erase(0, 6);
+    text.erase(0, text.find_first_not_of(' '));
+  }
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      while (i + 1 < text.size() && text[i + 1] == ' ')
+        ++i;
+      if (i + 1 < text.size())
+        out += "; ";
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+class loader {
+public:
+  loader(pqxx::work& tx, const parsed_seed& seed, seed_report& report)
+    : tx_(tx), seed_(seed), report_(report) {}
+
+  bool present(const char* kind) const { return seed_.present.count(kind); }
+
+  /// Runs `sql` with `arg` as $1 and returns the number of rows it changed.
+  std::int64_t run(const std::string& sql, const json& arg) {
+    return static_cast<std::int64_t>(
+      tx_.exec_params(sql, arg.dump()).affected_rows());
+  }
+
+  void changed(const char* kind, std::int64_t rows) {
+    if (rows > 0)
+      changed_.insert(kind);
+  }
+
+  std::int64_t upsert(const char* kind, const std::string& table,
+                      const std::string& conflict,
+                      const std::vector<column>& columns,
+                      std::size_t key_columns, const json& rows) {
+    if (rows.empty())
+      return 0;
+    auto n = run(upsert_sql(table, conflict, columns, key_columns), rows);
+    changed(kind, n);
+    return n;
+  }
+
+  static json ids(const json& rows, const char* key = "id") {
+    json out = json::array();
+    for (const auto& r : rows)
+      out.push_back(r.at(key));
+    return out;
+  }
+
+  /// Deletes with `sql`; counts the rows as `counted` (default: `kind`)
+  /// in the report and marks `kind` changed.
+  void prune(const char* kind, const std::string& sql, const json& arg,
+             const char* counted = nullptr) {
+    auto n = run(sql, arg);
+    if (n > 0)
+      report_.pruned[counted ? counted : kind] += n;
+    changed(kind, n);
+  }
+
+  static std::string not_listed(const char* column, const char* type) {
+    return std::string(column) + " <> ALL (ARRAY(SELECT v::" + type
+           + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
+  }
+
+  void prune_by_id(const char* kind, const char* table, const json& rows,
+                   const char* extra = "", const char* counted = nullptr) {
+    prune(kind,
+          std::string("DELETE FROM ") + table + " WHERE " + extra
+            + not_listed("id", "bigint"),
+          ids(rows), counted);
+  }
+
+  /// --prune: for each kind present, delete what the document does not
+  /// list. Foreign keys are deferred, so the order only matters for what
+  /// cascades; children go first.
+  void prune_all() {
+    if (present("webhooks"))
+      prune_by_id("webhooks", "webhooks", seed_.webhooks);
+    if (present("zoekt_nodes"))
+      prune_by_id("zoekt_nodes", "zoekt_nodes", seed_.zoekt_nodes);
+    if (present("pages_deployments"))
+      prune_by_id("pages_deployments", "pages_deployments",
+                  seed_.pages_deployments);
+    if (present("pages_domains"))
+      prune_by_id("pages_domains", "pages_domains", seed_.pages_domains);
+    if (present("cluster_agents")) {
+      prune_by_id("cluster_agents", "cluster_agent_tokens",
+                  seed_.cluster_agent_tokens, "", "cluster_agent_tokens");
+      prune_by_id("cluster_agents", "cluster_agents", seed_.cluster_agents);
+    }
+    if (present("personal_access_tokens"))
+      prune_by_id("personal_access_tokens", "personal_access_tokens",
+                  seed_.personal_access_tokens);
+    if (present("protected_tags"))
+      prune_by_id("protected_tags", "protected_tags", seed_.protected_tags);
+    if (present("protected_branches"))
+      prune_by_id("protected_branches", "protected_branches",
+                  seed_.protected_branches);
+    if (present("members")) {
+      json listed = seed_.project_members;
+      for (const auto& m : seed_.namespace_members)
+        listed.push_back(m);
+      prune("members",
+            "DELETE FROM members m WHERE NOT EXISTS (SELECT 1 FROM "
+            "jsonb_to_recordset($1::jsonb) AS x(user_id bigint, project_id "
+            "bigint, namespace_id bigint) WHERE x.user_id = m.user_id AND "
+            "x.project_id IS NOT DISTINCT FROM m.project_id AND "
+            "x.namespace_id IS NOT DISTINCT FROM m.namespace_id)",
+            listed);
+    }
+    if (present("deploy_keys")) {
+      prune("deploy_keys",
+            "DELETE FROM deploy_keys_projects d WHERE NOT EXISTS (SELECT 1 "
+            "FROM jsonb_to_recordset($1::jsonb) AS x(key_id bigint, "
+            "project_id bigint) WHERE x.key_id = d.key_id AND x.project_id = "
+            "d.project_id)",
+            seed_.deploy_links, "deploy_keys_projects");
+      prune_by_id("deploy_keys", "keys", seed_.deploy_keys,
+                  "kind = 'deploy' AND ");
+    }
+    if (present("keys"))
+      prune_by_id("keys", "keys", seed_.keys, "kind = 'personal' AND ");
+    if (present("projects")) {
+      json paths = json::array();
+      for (const auto& r : seed_.redirects)
+        paths.push_back(lower(r.at("path").get<std::string>()));
+      prune("projects",
+            "DELETE FROM project_redirects WHERE "
+              + not_listed("lower(path)", "text"),
+            paths, "project_redirects");
+      prune_by_id("projects", "projects", seed_.projects);
+    }
+    if (present("namespaces"))
+      prune_by_id("namespaces", "namespaces", seed_.namespaces);
+    if (present("users")) {
+      // Deploy keys outlive the user who added them.
+      changed("deploy_keys",
+              run("UPDATE keys SET user_id = NULL, updated_at = now() WHERE "
+                  "kind = 'deploy' AND user_id IS NOT NULL AND "
+                    + not_listed("user_id", "bigint"),
+                  ids(seed_.users)));
+      prune_by_id("users", "users", seed_.users);
+    }
+    if (present("storages"))
+      prune("storages",
+            "DELETE FROM storages WHERE " + not_listed("name", "text"),
+            ids(seed_.storages, "name"));
+    if (seed_.broadcast_present)
+      prune_by_id("broadcast_messages", "broadcast_messages",
+                  seed_.broadcast_messages);
+  }
+
+  void count(const char* kind, std::int64_t n) {
+    if (present(kind))
+      report_.upserted[kind] = n;
+  }
+
+  void upsert_all(problem_list& problems) {
+    if (present("settings")) {
+      json settings = seed_.settings;
+      changed("settings",
+              run("INSERT INTO settings AS s (key, value) SELECT key, value "
+                  "FROM jsonb_each($1::jsonb) ON CONFLICT (key) DO UPDATE "
+                  "SET value = EXCLUDED.value, updated_at = now() WHERE "
+                  "s.value IS DISTINCT FROM EXCLUDED.value",
+                  settings));
+      report_.upserted["settings"]
+        = static_cast<std::int64_t>(settings.size());
+    }
+    if (seed_.broadcast_present) {
+      upsert("broadcast_messages", "broadcast_messages", "(id)",
+             {{"id", "bigint"},
+              {"message", "text"},
+              {"target_path", "text"},
+              {"starts_at", "timestamptz"},
+              {"ends_at", "timestamptz"}},
+             1, seed_.broadcast_messages);
+      report_.upserted["broadcast_messages"]
+        = static_cast<std::int64_t>(seed_.broadcast_messages.size());
+    }
+    upsert("storages", "storages", "(name)",
+           {{"name", "text"},
+            {"gitaly_address", "text"},
+            {"gitaly_token", "text"},
+            {"path", "text"}},
+           1, seed_.storages);
+    count("storages", seed_.storages.size());
+    upsert("users", "users", "(id)",
+           {{"id", "bigint"},
+            {"username", "text"},
+            {"name", "text"},
+            {"email", "text"},
+            {"public_email", "text"},
+            {"state", "text"},
+            {"admin", "boolean"},
+            {"external", "boolean"},
+            {"can_create_project", "boolean"},
+            {"two_factor_enabled", "boolean"}},
+           1, seed_.users);
+    count("users", seed_.users.size());
+    upsert_namespaces(problems);
+    if (!problems.empty())
+      return;
+    upsert_projects();
+    std::vector<column> key_columns{{"id", "bigint"},
+                                    {"kind", "text"},
+                                    {"user_id", "bigint"},
+                                    {"title", "text"},
+                                    {"key", "text"},
+                                    {"key_type", "text"},
+                                    {"key_blob", "text"},
+                                    {"fingerprint_sha256", "text"},
+                                    {"usage_type", "text"},
+                                    {"expires_at", "timestamptz"}};
+    upsert("keys", "keys", "(id)", key_columns, 1, seed_.keys);
+    count("keys", seed_.keys.size());
+    upsert("deploy_keys", "keys", "(id)", key_columns, 1, seed_.deploy_keys);
+    upsert("deploy_keys", "deploy_keys_projects", "(key_id, project_id)",
+           {{"key_id", "bigint"},
+            {"project_id", "bigint"},
+            {"can_push", "boolean"}},
+           2, seed_.deploy_links);
+    count("deploy_keys", seed_.deploy_keys.size());
+    if (present("keys"))
+      // A key that moved from deploy_keys to keys keeps no project links.
+      changed("deploy_keys",
+              run("DELETE FROM deploy_keys_projects d USING keys k WHERE "
+                  "k.id = d.key_id AND k.kind = 'personal' AND k.id IN "
+                  "(SELECT v::bigint FROM jsonb_array_elements_text($1::jsonb) "
+                  "AS v)",
+                  ids(seed_.keys)));
+    upsert("members", "members",
+           "(user_id, project_id) WHERE project_id IS NOT NULL",
+           {{"user_id", "bigint"},
+            {"project_id", "bigint"},
+            {"access_level", "smallint"}},
+           2, seed_.project_members);
+    upsert("members", "members",
+           "(user_id, namespace_id) WHERE namespace_id IS NOT NULL",
+           {{"user_id", "bigint"},
+            {"namespace_id", "bigint"},
+            {"access_level", "smallint"}},
+           2, seed_.namespace_members);
+    count("members",
+          seed_.project_members.size() + seed_.namespace_members.size());
+    upsert("protected_branches", "protected_branches", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"name", "text"},
+            {"push_access_level", "smallint"},
+            {"merge_access_level", "smallint"},
+            {"allow_force_push", "boolean"}},
+           1, seed_.protected_branches);
+    count("protected_branches", seed_.protected_branches.size());
+    upsert("protected_tags", "protected_tags", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"name", "text"},
+            {"create_access_level", "smallint"}},
+           1, seed_.protected_tags);
+    count("protected_tags", seed_.protected_tags.size());
+    upsert("personal_access_tokens", "personal_access_tokens", "(id)",
+           {{"id", "bigint"},
+            {"user_id", "bigint"},
+            {"name", "text"},
+            {"token_digest", "text"},
+            {"scopes", "text[]"},
+            {"expires_at", "date"},
+            {"revoked", "boolean"}},
+           1, seed_.personal_access_tokens);
+    count("personal_access_tokens", seed_.personal_access_tokens.size());
+    upsert("cluster_agents", "cluster_agents", "(id)",
+           {{"id", "bigint"}, {"project_id", "bigint"}, {"name", "text"}}, 1,
+           seed_.cluster_agents);
+    upsert("cluster_agents", "cluster_agent_tokens", "(id)",
+           {{"id", "bigint"},
+            {"agent_id", "bigint"},
+            {"token_digest", "text"},
+            {"revoked", "boolean"}},
+           1, seed_.cluster_agent_tokens);
+    count("cluster_agents", seed_.cluster_agents.size());
+    upsert("pages_domains", "pages_domains", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"domain", "text"},
+            {"enabled", "boolean"},
+            {"certificate", "text"},
+            {"key", "text"},
+            {"https_only", "boolean"}},
+           1, seed_.pages_domains);
+    count("pages_domains", seed_.pages_domains.size());
+    upsert("pages_deployments", "pages_deployments", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"path_prefix", "text"},
+            {"root_directory", "text"},
+            {"source_path", "text"},
+            {"sha256", "text"},
+            {"file_size", "bigint"},
+            {"file_count", "bigint"},
+            {"access_control", "boolean"}},
+           1, seed_.pages_deployments);
+    count("pages_deployments", seed_.pages_deployments.size());
+    upsert("zoekt_nodes", "zoekt_nodes", "(id)",
+           {{"id", "bigint"},
+            {"uuid", "uuid"},
+            {"name", "text"},
+            {"url", "text"}},
+           1, seed_.zoekt_nodes);
+    count("zoekt_nodes", seed_.zoekt_nodes.size());
+    upsert("webhooks", "webhooks", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"url", "text"},
+            {"token", "text"},
+            {"push_events", "boolean"},
+            {"tag_push_events", "boolean"},
+            {"enabled", "boolean"}},
+           1, seed_.webhooks);
+    count("webhooks", seed_.webhooks.size());
+    if (seed_.broadcast_present)
+      sync_broadcast_setting();
+  }
+
+  void upsert_namespaces(problem_list& problems) {
+    if (!present("namespaces"))
+      return;
+    report_.upserted["namespaces"]
+      = static_cast<std::int64_t>(seed_.namespaces.size());
+    // full_path: the full path of the first ancestor outside the document
+    // (unchanged by this statement) plus the path chain inside it.
+    upsert("namespaces", "namespaces", "(id)",
+           {{"id", "bigint"},
+            {"parent_id", "bigint"},
+            {"path", "text"},
+            {"name", "text"},
+            {"kind", "text"},
+            {"full_path", "text",
+             "coalesce((SELECT r.full_path || '/' FROM namespaces r WHERE "
+             "r.id = x.root_parent), '') || x.rel_path"},
+            {"root_parent", "bigint", "", false},
+            {"rel_path", "text", "", false}},
+           1, seed_.namespaces);
+    // A parent chain may loop through namespaces that only the database
+    // holds; the document alone could not see that.
+    auto loops = tx_.exec_params(
+      "WITH RECURSIVE up (start, id, seen) AS ("
+      " SELECT n.id, n.parent_id, ARRAY[n.id] FROM namespaces n"
+      "  WHERE n.id IN (SELECT v::bigint FROM"
+      "   jsonb_array_elements_text($1::jsonb) AS v)"
+      " UNION ALL"
+      " SELECT up.start, n.parent_id, up.seen || n.id FROM up"
+      "  JOIN namespaces n ON n.id = up.id"
+      "  WHERE up.id <> up.start AND n.id <> ALL (up.seen))"
+      " SELECT DISTINCT start FROM up WHERE id = start ORDER BY start",
+      ids(seed_.namespaces).dump());
+    for (const auto& row : loops) {
+      auto id = row[0].as<std::int64_t>();
+      auto it = seed_.namespace_paths.find(id);
+      problems.push_back(
+        (it != seed_.namespace_paths.end() ? it->second : "namespaces")
+        + ": namespace " + std::to_string(id) + " would be its own ancestor");
+    }
+    if (!problems.empty() || !changed_.count("namespaces"))
+      return;
+    // Descendants that the document does not list follow a renamed parent.
+    changed("namespaces",
+            tx_.exec("WITH RECURSIVE tree (id, full_path) AS ("
+                     " SELECT id, path FROM namespaces WHERE parent_id IS NULL"
+                     " UNION ALL"
+                     " SELECT n.id, tree.full_path || '/' || n.path"
+                     "  FROM namespaces n JOIN tree ON n.parent_id = tree.id)"
+                     " UPDATE namespaces n SET full_path = tree.full_path,"
+                     "  updated_at = now() FROM tree WHERE n.id = tree.id"
+                     "  AND n.full_path IS DISTINCT FROM tree.full_path")
+              .affected_rows());
+  }
+
+  void upsert_projects() {
+    count("projects", seed_.projects.size());
+    upsert("projects", "projects", "(id)",
+           {{"id", "bigint"},
+            {"namespace_id", "bigint"},
+            {"path", "text"},
+            {"name", "text"},
+            {"description", "text"},
+            {"visibility", "text"},
+            {"archived", "boolean"},
+            {"default_branch", "text"},
+            {"storage", "text"},
+            {"disk_path", "text"},
+            {"repository_access_level", "text"},
+            {"merge_requests_enabled", "boolean"},
+            {"lfs_enabled", "boolean"},
+            {"repository_exists", "boolean"},
+            {"full_path", "text",
+             "(SELECT n.full_path FROM namespaces n WHERE n.id = "
+             "x.namespace_id) || '/' || x.path"}},
+           1, seed_.projects);
+    if (changed_.count("namespaces"))
+      changed("projects",
+              tx_.exec("UPDATE projects p SET full_path = n.full_path || '/' "
+                       "|| p.path, updated_at = now() FROM namespaces n WHERE "
+                       "n.id = p.namespace_id AND p.full_path IS DISTINCT "
+                       "FROM n.full_path || '/' || p.path")
+                .affected_rows());
+    upsert("projects", "project_redirects", "((lower(path)))",
+           {{"path", "text"}, {"project_id", "bigint"}}, 0, seed_.redirects);
+  }
+
+  /// settings.broadcast_messages mirrors the broadcast_messages table.
+  void sync_broadcast_setting() {
+    changed("settings",
+            tx_.exec(
+                 "INSERT INTO settings AS s (key, value) SELECT "
+                 "'broadcast_messages', coalesce(jsonb_agg(jsonb_build_object("
+                 "'id', id, 'message', message, 'target_path', target_path, "
+                 "'starts_at', to_char(starts_at AT TIME ZONE 'UTC', "
+                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ends_at', "
+                 "to_char(ends_at AT TIME ZONE 'UTC', "
+                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY id), '[]') "
+                 "FROM broadcast_messages ON CONFLICT (key) DO UPDATE SET "
+                 "value = EXCLUDED.value, updated_at = now() WHERE s.value "
+                 "IS DISTINCT FROM EXCLUDED.value")
+              .affected_rows());
+  }
+
+  /// Tells LISTENers (read models) which kinds changed; delivered on commit.
+  void notify() {
+    if (changed_.empty())
+      return;
+    json kinds = json::array();
+    for (const auto& kind : changed_)
+      kinds.push_back(kind);
+    tx_.exec_params("SELECT pg_notify('gatehouse_changes', $1)",
+                    json{{"kinds", kinds}}.dump());
+  }
+
+private:
+  pqxx::work& tx_;
+  const parsed_seed& seed_;
+  seed_report& report_;
+  std::set<std::string> changed_;
+};
+
+/// Serialises concurrent seed runs ("gh-seed" in ASCII).
+constexpr long long seed_lock_key = 0x67682d7365656400LL;
+
+} // namespace
+
+std::vector<std::string> validate_seed(const nlohmann::json& doc) {
+  return validate_seed(doc, seed_lookup{});
+}
+
+std::vector<std::string> validate_seed(const nlohmann::json& doc,
+                                       const seed_lookup& existing) {
+  problem_list problems;
+  parsed_seed seed;
+  parser{seed, problems}.parse(doc);
+  check_references(seed, &existing, problems);
+  return problems;
+}
+
+seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
+                       const seed_options& opts) {
+  seed_report report;
+  try {
+    pqxx::work tx{conn, "seed"};
+    tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(seed_lock_key)
+            + ")");
+    parsed_seed seed;
+    parser{seed, report.problems}.parse(doc);
+    // Objects of a kind the document prunes must be in the document.
+    seed_lookup lookup = [&](const std::string& kind,
+                             const std::set<std::string>& keys) {
+      std::set<std::string> found;
+      if (opts.prune && seed.present.count(kind))
+        return found;
+      auto sql
+        = kind == "storages"
+            ? std::string("SELECT name FROM storages WHERE name IN (SELECT "
+                          "jsonb_array_elements_text($1::jsonb))")
+            : "SELECT id::text FROM " + tx.quote_name(kind)
+                + " WHERE id IN (SELECT v::bigint FROM "
+                  "jsonb_array_elements_text($1::jsonb) AS v)";
+      json list = json::array();
+      for (const auto& k : keys)
+        list.push_back(k);
+      for (const auto& row : tx.exec_params(sql, list.dump()))
+        found.insert(row[0].as<std::string>());
+      return found;
+    };
+    check_references(seed, &lookup, report.problems);
+    if (!report.problems.empty())
+      return report; // tx rolls back
+    tx.exec("SET CONSTRAINTS ALL DEFERRED");
+    loader load{tx, seed, report};
+    if (opts.prune)
+      load.prune_all();
+    load.upsert_all(report.problems);
+    if (!report.problems.empty()) {
+      report.upserted.clear();
+      report.pruned.clear();
+      return report;
+    }
+    tx.exec("SET CONSTRAINTS ALL IMMEDIATE");
+    load.notify();
+    tx.commit();
+  } catch (const std::exception& e) {
+    report.upserted.clear();
+    report.pruned.clear();
+    report.problems.push_back("database: " + db_message(e));
+  }
+  return report;
+}
+
+} // namespace gatehouse::storage
