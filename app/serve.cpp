@@ -1,10 +1,14 @@
 #include "app/serve.hpp"
 
+#include "actors/access/access_control.hpp"
 #include "actors/system_status.hpp"
 #include "common/log.hpp"
 #include "common/secrets.hpp"
 #include "edges/http/server.hpp"
 #include "edges/nats/connection.hpp"
+#include "storage/access_store.hpp"
+#include "storage/git_actor.hpp"
+#include "storage/read_model_loader.hpp"
 #include "storage/store.hpp"
 
 #include <caf/all.hpp>
@@ -78,6 +82,30 @@ int serve(const config& cfg) {
   store_cfg.statement_timeout = cfg.request_timeout;
   auto store = sys.spawn<caf::detached>(storage::store, store_cfg);
 
+  // The read model: loaded at start, refreshed on every change notification.
+  storage::read_model_loader_settings loader_cfg;
+  loader_cfg.database_url = cfg.database_url;
+  auto loader = sys.spawn<caf::detached>(storage::read_model_loader, loader_cfg);
+
+  storage::access_store_settings access_store_cfg;
+  access_store_cfg.database_url = cfg.database_url;
+  access_store_cfg.statement_timeout = cfg.request_timeout;
+  auto access_store
+    = sys.spawn<caf::detached>(storage::access_store, access_store_cfg);
+
+  // git runs as a child process; two actors let one slow repository not
+  // hold up every other push.
+  storage::git_settings git_cfg;
+  git_cfg.per_call_timeout = cfg.request_timeout / 4;
+  std::vector<git_actor> gits;
+  for (int i = 0; i < 2; ++i)
+    gits.push_back(sys.spawn<caf::detached>(storage::git, git_cfg));
+
+  access_control_settings access_cfg;
+  access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
+  access_cfg.store_timeout = cfg.request_timeout / 2;
+  auto access = sys.spawn(access_control, access_cfg, loader, gits, access_store);
+
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
   auto status = sys.spawn(system_status, status_cfg, store);
@@ -96,7 +124,7 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, status}};
+  http::server http_srv{http_cfg, {&sys, status, access}};
 
   int rc = 0;
   std::string error;
@@ -124,6 +152,11 @@ int serve(const config& cfg) {
   if (http_thread.joinable())
     http_thread.join();
   nats_conn.stop();
+  caf::anon_send_exit(access, caf::exit_reason::user_shutdown);
+  for (auto& g : gits)
+    caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(access_store, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(status, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
   return rc;

@@ -16,6 +16,32 @@ using readiness = caf::atom_constant<caf::atom("ready")>;
 using probe = caf::atom_constant<caf::atom("probe")>;
 /// Forward a request to another actor under a deadline.
 using relay = caf::atom_constant<caf::atom("relay")>;
+/// Ask the git actor the questions of an access decision (git_questions).
+using inspect = caf::atom_constant<caf::atom("inspect")>;
+
+// -- read model ---------------------------------------------------------------
+
+/// Register an actor that receives every new read-model snapshot.
+using subscribe = caf::atom_constant<caf::atom("subscribe")>;
+/// Ask for the current read-model snapshot.
+using get = caf::atom_constant<caf::atom("get")>;
+/// A new read-model snapshot (loader -> subscribers).
+using snapshot = caf::atom_constant<caf::atom("snapshot")>;
+
+// -- access store -------------------------------------------------------------
+
+/// Record that a key was used (GitLab's once-a-day last_used_at).
+using touch_key = caf::atom_constant<caf::atom("touchkey")>;
+/// Keep a "project moved" message for a user's next post_receive.
+using put_moved = caf::atom_constant<caf::atom("putmoved")>;
+/// Take (and delete) a pending "project moved" message.
+using take_moved = caf::atom_constant<caf::atom("takemoved")>;
+/// Read a named signing secret.
+using signing_key = caf::atom_constant<caf::atom("signingkey")>;
+/// Replace a user's 2FA recovery codes with new ones.
+using new_codes = caf::atom_constant<caf::atom("newcodes")>;
+/// Create a personal access token.
+using create_pat = caf::atom_constant<caf::atom("createpat")>;
 
 // -- events -------------------------------------------------------------------
 

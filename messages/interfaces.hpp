@@ -1,12 +1,26 @@
 #pragma once
 
 #include "messages/atoms.hpp"
+#include "messages/read_model.hpp"
 #include "messages/types.hpp"
 
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <cstdint>
 #include <string>
+#include <vector>
+
+// Declared only: the access structs live in actors/access/git_access.hpp, and
+// the vocabulary must not include the domain. Code that sends or handles
+// them includes storage/git_actor.hpp, which also whitelists them as
+// (never serialized) message types.
+namespace gatehouse::access {
+struct git_questions;
+struct git_facts;
+} // namespace gatehouse::access
 
 namespace gatehouse {
 
@@ -30,4 +44,55 @@ using system_status_actor = caf::typed_actor<
   // Probe PostgreSQL again (self-scheduled).
   caf::reacts_to<atom::tick>>;
 
+/// Answers questions about a repository on local disk with the git binary
+/// (force-push detection, branches containing a commit, empty repository).
+/// Runs git synchronously: the wiring must spawn it detached.
+using git_actor = caf::typed_actor<
+  // Answer what an access decision needs to know from git; failures leave
+  // answers missing and say why in git_facts::unavailable_reason.
+  caf::replies_to<atom::inspect, access::git_questions>::with<
+    access::git_facts>>;
+
+/// Keeps the access-control read model fresh: loads a snapshot from
+/// PostgreSQL, LISTENs on `gatehouse_changes` and reloads after change
+/// notifications that may concern it (and every minute as a safety net), and
+/// hands each new snapshot to its subscribers. Spawned detached: libpqxx
+/// blocks.
+using read_model_loader_actor = caf::typed_actor<
+  // Send every new snapshot to this actor as (atom::snapshot, snapshot_ptr),
+  // starting with the current one if there is one.
+  caf::reacts_to<atom::subscribe, caf::actor>,
+  // Return the newest snapshot (kept while PostgreSQL is away). Before the
+  // first load, waits for it; fails with errc::unavailable if it fails.
+  caf::replies_to<atom::get>::with<snapshot_ptr>,
+  // Poll for notifications, reload or reconnect (self-scheduled; a tick of
+  // another generation than the current one is ignored).
+  caf::reacts_to<atom::tick, std::uint64_t>>;
+
+/// Writes of the access-control endpoints. Owns one PostgreSQL connection;
+/// spawned detached. Failures are errc::unavailable (errc::not_found for an
+/// unknown user or signing key, errc::bad_request for a value PostgreSQL
+/// rejects).
+using access_store_actor = caf::typed_actor<
+  // Set a key's last_used_at, at most once a day; no reply, no NOTIFY.
+  caf::reacts_to<atom::touch_key, std::int64_t>,
+  // Keep a "project moved" message for (user id, project id), 5 minutes.
+  caf::replies_to<atom::put_moved, std::int64_t, std::int64_t,
+                  std::string>::with<bool>,
+  // Take and delete that message; "" when none or expired.
+  caf::replies_to<atom::take_moved, std::int64_t, std::int64_t>::with<
+    std::string>,
+  // The raw secret bytes of the named signing key ("lfs").
+  caf::replies_to<atom::signing_key, std::string>::with<std::string>,
+  // Replace a user's 2FA recovery codes; returns the 10 new clear codes.
+  caf::replies_to<atom::new_codes, std::int64_t>::with<
+    std::vector<std::string>>,
+  // Create a personal access token; returns the clear token. Stores only
+  // its SHA-256 digest.
+  caf::replies_to<atom::create_pat, pat_request>::with<pat_result>>;
+
 } // namespace gatehouse
+
+// Snapshots are shared immutable between actors of one process and never
+// serialized.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::snapshot_ptr)

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gatehouse {
 
@@ -54,6 +55,33 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, readiness_view& x) {
   return f(caf::meta::type_name("gatehouse.readiness_view"), x.postgres_up,
            x.postgres_error, x.nats_state, x.postgres_last_ok_ms);
+}
+
+/// A personal access token to create (POST /internal/personal_access_token,
+/// already validated by the caller).
+struct pat_request {
+  std::int64_t user_id = 0;
+  std::string name;
+  std::vector<std::string> scopes;
+  /// "YYYY-MM-DD"; empty for no expiry.
+  std::string expires_at;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pat_request& x) {
+  return f(caf::meta::type_name("gatehouse.pat_request"), x.user_id, x.name,
+           x.scopes, x.expires_at);
+}
+
+/// A created personal access token.
+struct pat_result {
+  /// The clear token ("glpat-..."); only its SHA-256 digest is stored.
+  std::string token;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pat_result& x) {
+  return f(caf::meta::type_name("gatehouse.pat_result"), x.token);
 }
 
 } // namespace gatehouse

@@ -36,6 +36,10 @@ connect(const std::string& url, std::chrono::milliseconds statement_timeout) {
   if (conninfo.find("application_name") == std::string::npos)
     conninfo = add_parameter(conninfo, "application_name", "gatehouse",
                              "gatehouse");
+  // libpq waits forever for an unreachable host without connect_timeout;
+  // every actor that connects must stay responsive.
+  if (conninfo.find("connect_timeout") == std::string::npos)
+    conninfo = add_parameter(conninfo, "connect_timeout", "5", "5");
   const auto timeout = std::to_string(statement_timeout.count());
   bool timeout_in_conninfo = false;
   if (statement_timeout.count() > 0

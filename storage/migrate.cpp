@@ -1,5 +1,7 @@
 #include "storage/migrate.hpp"
 
+#include "common/base64.hpp"
+
 #include <pqxx/pqxx>
 
 #include <stdexcept>
@@ -31,6 +33,27 @@ std::string one_line(const char* what) {
     if (c == '\n')
       c = ' ';
   return text;
+}
+
+/// Creates the LFS token signing key (32 bytes from OpenSSL's RAND_bytes)
+/// once; every replica then reads the same one. Skipped when the schema has
+/// no signing_keys table (a custom migration list, as in tests).
+void ensure_signing_keys(pqxx::connection& conn) {
+  try {
+    pqxx::work tx{conn, "signing_keys"};
+    take_lock(tx);
+    auto table = tx.exec(
+      "SELECT to_regclass('gatehouse_state.signing_keys') IS NOT NULL");
+    if (!table[0][0].as<bool>())
+      return;
+    tx.exec_params("INSERT INTO gatehouse_state.signing_keys (name, secret) "
+                   "VALUES ('lfs', decode($1, 'hex')) ON CONFLICT DO NOTHING",
+                   hex_encode(random_bytes(32)));
+    tx.commit();
+  } catch (const std::exception& e) {
+    throw std::runtime_error("creating the signing keys failed: "
+                             + one_line(e.what()));
+  }
 }
 
 } // namespace
@@ -71,6 +94,7 @@ migration_report migrate(pqxx::connection& conn,
                                + " failed: " + one_line(e.what()));
     }
   }
+  ensure_signing_keys(conn);
   return report;
 }
 

@@ -5,7 +5,9 @@
 #include "common/log.hpp"
 #include "edges/http/bridge.hpp"
 #include "edges/http/metrics.hpp"
+#include "edges/http/access_routes.hpp"
 #include "edges/http/params.hpp"
+#include "edges/http/routing.hpp"
 #include "edges/http/status.hpp"
 #include "messages/errors.hpp"
 
@@ -25,7 +27,6 @@ namespace gatehouse::http {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using json = nlohmann::json;
 
 // httplib hard-wires a listen backlog of 5 into Debian's .so; Linux lets a
 // second listen() raise it on the bound socket (toolchain.md §3.2).
@@ -61,37 +62,6 @@ bool acceptable_request_id(const std::string& id) {
   return true;
 }
 
-void send_json(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, "application/json");
-}
-
-void send_error(httplib::Response& res, const http_error& err) {
-  send_json(res, err.status, err.body);
-}
-
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// The context a route handler gets.
-struct call {
-  const httplib::Request& req;
-  httplib::Response& res;
-  json params;
-};
-
-using handler_fn = std::function<void(call&)>;
-
-struct route {
-  const char* method;
-  /// Path below the relative URL root.
-  std::string path;
-  /// Who must have signed the request; nullopt for open routes.
-  std::optional<jwt::caller> auth;
-  handler_fn fn;
-};
-
 } // namespace
 
 struct server::impl {
@@ -102,11 +72,15 @@ struct server::impl {
   // One deadline relay per reply type (see actors/deadline_relay.hpp).
   caf::actor check_relay;
   caf::actor readiness_relay;
+  std::unique_ptr<access_routes> access_routes_;
 
   impl(http_settings s, http_deps d)
     : settings(std::move(s)), deps(std::move(d)) {
     check_relay = deps.sys->spawn(deadline_relay<check_view>);
     readiness_relay = deps.sys->spawn(deadline_relay<readiness_view>);
+    if (deps.access)
+      access_routes_ = std::make_unique<access_routes>(*deps.sys, deps.access,
+                                                       settings.request_timeout);
     configure();
     register_routes();
   }
@@ -117,6 +91,20 @@ struct server::impl {
   }
 
   // -- authentication ---------------------------------------------------------
+
+  // The caller a route's rule designates for this request.
+  static jwt::caller caller_for(auth_rule rule, const httplib::Request& req) {
+    switch (rule) {
+      case auth_rule::workhorse: return jwt::caller::workhorse;
+      case auth_rule::kas: return jwt::caller::kas;
+      case auth_rule::pages: return jwt::caller::pages;
+      case auth_rule::shell_or_workhorse:
+        return req.has_header(jwt::header_name(jwt::caller::shell))
+                 ? jwt::caller::shell
+                 : jwt::caller::workhorse;
+      default: return jwt::caller::shell;
+    }
+  }
 
   bool authenticated(const httplib::Request& req, jwt::caller who) const {
     const auto& key = settings.keys[static_cast<std::size_t>(who)];
@@ -130,14 +118,18 @@ struct server::impl {
   // -- route table ------------------------------------------------------------
 
   std::vector<route> routes() {
-    return {
-      {"GET", "/-/liveness", std::nullopt,
-       [](call& c) { send_json(c.res, 200, R"({"status":"ok"})"); }},
-      {"GET", "/-/readiness", std::nullopt, [this](call& c) { readiness(c); }},
-      {"GET", "/metrics", std::nullopt, [this](call& c) { metrics_page(c); }},
-      {"GET", "/api/v4/internal/check", jwt::caller::shell,
+    std::vector<route> table = {
+      {"GET", "/-/liveness", auth_rule::none,
+       [](call& c) { send_json(c.res, 200, std::string{R"({"status":"ok"})"}); }},
+      {"GET", "/-/readiness", auth_rule::none, [this](call& c) { readiness(c); }},
+      {"GET", "/metrics", auth_rule::none, [this](call& c) { metrics_page(c); }},
+      {"GET", "/api/v4/internal/check", auth_rule::shell,
        [this](call& c) { check(c); }},
     };
+    if (access_routes_)
+      for (auto& r : access_routes_->routes())
+        table.push_back(std::move(r));
+    return table;
   }
 
   void register_routes() {
@@ -168,9 +160,12 @@ struct server::impl {
                 httplib::Response& res) {
     current.route = r.path.c_str();
     try {
-      if (r.auth && !authenticated(req, *r.auth)) {
-        send_error(res, error_response(errc::unauthenticated, {}, r.auth));
-        return;
+      if (r.auth != auth_rule::none) {
+        auto who = caller_for(r.auth, req);
+        if (!authenticated(req, who)) {
+          send_error(res, error_response(errc::unauthenticated, {}, who));
+          return;
+        }
       }
       std::string problem;
       auto params = request_params(req, problem);

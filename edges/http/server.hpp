@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/access/access_control.hpp"
 #include "common/jwt.hpp"
 #include "messages/interfaces.hpp"
 
@@ -35,6 +36,8 @@ struct http_settings {
 struct http_deps {
   caf::actor_system* sys = nullptr;
   system_status_actor status;
+  /// Unset in tests of the edge alone: the access routes are then absent.
+  access_control_actor access;
 };
 
 /// The HTTP edge. Owns the httplib server and its thread pool.

@@ -1,0 +1,173 @@
+#pragma once
+
+// The access-control read model: an immutable snapshot of everything
+// `/allowed` and its siblings decide on, loaded from PostgreSQL at start and
+// replaced whole after every change notification. Plain C++ so that the
+// decision logic is testable without CAF or a database.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace gatehouse {
+
+/// Unix time in seconds.
+using unix_time = std::int64_t;
+
+struct user_record {
+  std::int64_t id = 0;
+  std::string username;
+  std::string name;
+  std::string email;
+  /// active, blocked, deactivated, blocked_pending_approval, banned
+  std::string state = "active";
+  bool admin = false;
+  bool external = false;
+  bool can_create_project = true;
+  bool two_factor_enabled = false;
+};
+
+struct key_record {
+  std::int64_t id = 0;
+  /// True for a deploy key, false for a personal key.
+  bool deploy = false;
+  /// The owner (personal) or creator (deploy); nullopt for an orphaned
+  /// deploy key.
+  std::optional<std::int64_t> user_id;
+  std::string title;
+  /// "ssh-ed25519 AAAA... comment" as seeded.
+  std::string key;
+  /// "ssh-ed25519", "ssh-rsa", ...
+  std::string key_type;
+  /// The base64 blob (standard, padded).
+  std::string blob;
+  /// "SHA256:<unpadded base64>".
+  std::string fingerprint_sha256;
+  /// auth, signing, auth_and_signing (deploy keys: auth).
+  std::string usage_type = "auth_and_signing";
+  std::optional<unix_time> expires_at;
+  std::optional<unix_time> last_used_at;
+  unix_time created_at = 0;
+  /// Deploy keys: project id -> can_push.
+  std::map<std::int64_t, bool> deploy_projects;
+
+  bool can_authenticate() const {
+    return usage_type != "signing";
+  }
+};
+
+struct namespace_record {
+  std::int64_t id = 0;
+  std::optional<std::int64_t> parent_id;
+  std::string path;
+  std::string full_path;
+  /// group or user
+  std::string kind = "group";
+};
+
+struct storage_record {
+  std::string name;
+  std::string gitaly_address;
+  std::string gitaly_token;
+  /// Local directory of the storage's repositories; empty when unknown.
+  std::string path;
+};
+
+struct project_record {
+  std::int64_t id = 0;
+  std::int64_t namespace_id = 0;
+  std::string path;
+  std::string full_path;
+  std::string name;
+  /// private, internal, public
+  std::string visibility = "private";
+  bool archived = false;
+  std::string default_branch;
+  std::string storage = "default";
+  /// Relative path without ".git", e.g. "@hashed/4a/44/4a44...".
+  std::string disk_path;
+  /// enabled, private, disabled
+  std::string repository_access_level = "enabled";
+  bool merge_requests_enabled = true;
+  bool lfs_enabled = true;
+  bool repository_exists = true;
+};
+
+struct protected_branch_record {
+  std::int64_t id = 0;
+  std::int64_t project_id = 0;
+  /// Exact name or pattern with '*' wildcards.
+  std::string name;
+  /// 0 No one, 30 Developers + Maintainers, 40 Maintainers, 60 Admins.
+  int push_access_level = 40;
+  int merge_access_level = 40;
+  bool allow_force_push = false;
+};
+
+struct protected_tag_record {
+  std::int64_t id = 0;
+  std::int64_t project_id = 0;
+  std::string name;
+  int create_access_level = 40;
+};
+
+struct broadcast_message_record {
+  std::int64_t id = 0;
+  std::string message;
+  /// Optional path pattern ('*' wildcards) the banner is limited to.
+  std::optional<std::string> target_path;
+  std::optional<unix_time> starts_at;
+  std::optional<unix_time> ends_at;
+};
+
+struct settings_record {
+  std::string external_url = "http://127.0.0.1:8080";
+  std::string ssh_clone_url_root;
+  /// all, ssh, http (GitLab's blank means all)
+  std::string enabled_git_access_protocol = "all";
+  std::int64_t receive_max_input_size_mb = 0;
+  std::string gitlab_version = "18.6.0";
+  std::string pages_host;
+  std::int64_t gitlab_shell_operation_limit = 600;
+  bool allow_local_requests_from_web_hooks_and_services = false;
+  std::vector<broadcast_message_record> broadcast_messages;
+};
+
+/// One consistent snapshot of the read model. Shared immutable between
+/// actors through std::shared_ptr<const snapshot>.
+struct snapshot {
+  settings_record settings;
+  std::unordered_map<std::int64_t, user_record> users;
+  /// Lower-cased username -> user id.
+  std::unordered_map<std::string, std::int64_t> user_by_username;
+  /// Personal and deploy keys share one id space.
+  std::unordered_map<std::int64_t, key_record> keys;
+  /// fingerprint_sha256 ("SHA256:...") -> key id.
+  std::unordered_map<std::string, std::int64_t> key_by_fingerprint;
+  std::unordered_map<std::int64_t, namespace_record> namespaces;
+  std::unordered_map<std::int64_t, project_record> projects;
+  /// Lower-cased full path -> project id.
+  std::unordered_map<std::string, std::int64_t> project_by_path;
+  /// Lower-cased former full path -> project id.
+  std::unordered_map<std::string, std::int64_t> redirects;
+  std::unordered_map<std::string, storage_record> storages;
+  /// (user id, project id) -> access level of a direct project membership.
+  std::map<std::pair<std::int64_t, std::int64_t>, int> project_members;
+  /// (user id, namespace id) -> access level of a namespace membership.
+  std::map<std::pair<std::int64_t, std::int64_t>, int> namespace_members;
+  /// Project id -> its protected branches and tags.
+  std::unordered_map<std::int64_t, std::vector<protected_branch_record>>
+    protected_branches;
+  std::unordered_map<std::int64_t, std::vector<protected_tag_record>>
+    protected_tags;
+  /// When this snapshot was loaded (unix seconds), for metrics.
+  unix_time loaded_at = 0;
+};
+
+using snapshot_ptr = std::shared_ptr<const snapshot>;
+
+} // namespace gatehouse

@@ -1,0 +1,234 @@
+#include "storage/access_store.hpp"
+
+#include "common/base64.hpp"
+#include "messages/errors.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include <set>
+#include <string_view>
+#include <utility>
+
+namespace gatehouse::storage {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// GitLab hands out ten recovery codes of 16 lower-case hex characters.
+constexpr int recovery_code_count = 10;
+constexpr std::size_t recovery_code_bytes = 8;
+
+constexpr std::string_view pat_prefix = "glpat-";
+constexpr std::size_t pat_random_chars = 20;
+
+/// Attempts to insert a token before giving up on id or digest conflicts.
+constexpr int pat_insert_attempts = 3;
+
+/// The only form in which codes and tokens reach the database.
+std::string digest(std::string_view secret) {
+  return hex_encode(sha256(secret));
+}
+
+/// `n` characters from [A-Za-z0-9_-]. 64 symbols, so the low six bits of a
+/// uniform random byte pick one uniformly.
+std::string random_token_chars(std::size_t n) {
+  static constexpr char alphabet[]
+    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  std::string out;
+  out.reserve(n);
+  for (unsigned char b : random_bytes(n))
+    out += alphabet[b & 0x3f];
+  return out;
+}
+
+/// The server's message without libpq's "ERROR:  " prefix and line breaks.
+std::string one_line(const char* what) {
+  std::string text = what;
+  if (text.rfind("ERROR:", 0) == 0) {
+    text.erase(0, 6);
+    text.erase(0, text.find_first_not_of(' '));
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+    text.pop_back();
+  for (auto& c : text)
+    if (c == '\n')
+      c = ' ';
+  return text;
+}
+
+/// Runs `fn` on the actor's connection, opening it first when needed, and
+/// turns libpqxx exceptions into errors: the one place they are caught.
+template <class T, class F>
+caf::expected<T> with_connection(access_store_state& st, F fn) {
+  try {
+    if (!st.conn || !st.conn->is_open())
+      st.conn = connect(st.settings.database_url, st.settings.statement_timeout);
+    return fn(*st.conn);
+  } catch (const pqxx::foreign_key_violation& e) {
+    // The user (or key) went away under the request; the connection is fine.
+    return caf::make_error(errc::not_found, one_line(e.what()));
+  } catch (const pqxx::data_exception& e) {
+    // A value PostgreSQL refuses, such as an impossible date.
+    return caf::make_error(errc::bad_request, one_line(e.what()));
+  } catch (const std::exception& e) {
+    // Broken connection, timeout or anything unexpected: start afresh.
+    st.conn.reset();
+    return caf::make_error(errc::unavailable, one_line(e.what()));
+  }
+}
+
+/// Locks the user's row so that concurrent writes for one user serialise;
+/// false when there is no such user.
+bool lock_user(pqxx::work& tx, std::int64_t user_id) {
+  return !tx
+            .exec_params("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                         user_id)
+            .empty();
+}
+
+caf::error no_user(std::int64_t user_id) {
+  return caf::make_error(errc::not_found,
+                         "no user with id " + std::to_string(user_id));
+}
+
+caf::expected<std::vector<std::string>>
+replace_recovery_codes(pqxx::connection& conn, std::int64_t user_id) {
+  std::set<std::string> unique;
+  while (unique.size() < recovery_code_count)
+    unique.insert(hex_encode(random_bytes(recovery_code_bytes)));
+  std::vector<std::string> codes(unique.begin(), unique.end());
+  json digests = json::array();
+  for (const auto& code : codes)
+    digests.push_back(digest(code));
+  pqxx::work tx{conn, "recovery_codes"};
+  if (!lock_user(tx, user_id))
+    return no_user(user_id);
+  tx.exec_params("DELETE FROM gatehouse_state.two_factor_recovery_codes "
+                 "WHERE user_id = $1",
+                 user_id);
+  tx.exec_params("INSERT INTO gatehouse_state.two_factor_recovery_codes "
+                 "(user_id, code_digest) SELECT $1, d FROM "
+                 "jsonb_array_elements_text($2::jsonb) AS d",
+                 user_id, digests.dump());
+  tx.commit();
+  return codes;
+}
+
+caf::expected<pat_result> insert_pat(pqxx::connection& conn,
+                                     const pat_request& req) {
+  json scopes = req.scopes;
+  pqxx::work tx{conn, "create_pat"};
+  if (!lock_user(tx, req.user_id))
+    return no_user(req.user_id);
+  for (int attempt = 0; attempt < pat_insert_attempts; ++attempt) {
+    auto token = std::string{pat_prefix} + random_token_chars(pat_random_chars);
+    auto inserted = tx.exec_params(
+      "INSERT INTO personal_access_tokens (id, user_id, name, token_digest, "
+      "scopes, expires_at) VALUES "
+      "(nextval('gatehouse_state.personal_access_token_ids'), $1, $2, $3, "
+      "ARRAY(SELECT jsonb_array_elements_text($4::jsonb)), "
+      "NULLIF($5, '')::date) ON CONFLICT DO NOTHING RETURNING id",
+      req.user_id, req.name, digest(token), scopes.dump(), req.expires_at);
+    if (inserted.empty())
+      continue; // a seeded id or (never seen) digest collided; draw again
+    // personal_access_tokens is seed data that other read models may cache.
+    tx.exec("SELECT pg_notify('gatehouse_changes', "
+            "'{\"kinds\":[\"personal_access_tokens\"]}')");
+    tx.commit();
+    return pat_result{std::move(token)};
+  }
+  return caf::make_error(errc::internal, "no free personal access token id");
+}
+
+} // namespace
+
+access_store_actor::behavior_type
+access_store(access_store_actor::stateful_pointer<access_store_state> self,
+             access_store_settings settings) {
+  self->state.settings = std::move(settings);
+  return {
+    [=](atom::touch_key, std::int64_t key_id) {
+      // Best effort, like GitLab's: a failure only delays the timestamp. It
+      // leaves updated_at alone and sends no NOTIFY, so key use never makes
+      // the read model reload.
+      with_connection<bool>(self->state, [&](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        tx.exec_params("UPDATE keys SET last_used_at = now() WHERE id = $1 "
+                       "AND (last_used_at IS NULL OR last_used_at < now() - "
+                       "interval '1 day')",
+                       key_id);
+        return true;
+      });
+    },
+    [=](atom::put_moved, std::int64_t user_id, std::int64_t project_id,
+        std::string& message) -> caf::result<bool> {
+      return with_connection<bool>(self->state, [&](pqxx::connection& c) {
+        pqxx::work tx{c, "put_moved"};
+        tx.exec("DELETE FROM gatehouse_state.project_moved_messages "
+                "WHERE expires_at < now()");
+        tx.exec_params(
+          "INSERT INTO gatehouse_state.project_moved_messages "
+          "(user_id, project_id, message, expires_at) VALUES "
+          "($1, $2, $3, now() + interval '5 minutes') "
+          "ON CONFLICT (user_id, project_id) DO UPDATE SET "
+          "message = EXCLUDED.message, expires_at = EXCLUDED.expires_at",
+          user_id, project_id, message);
+        tx.commit();
+        return true;
+      });
+    },
+    [=](atom::take_moved, std::int64_t user_id,
+        std::int64_t project_id) -> caf::result<std::string> {
+      return with_connection<std::string>(
+        self->state, [&](pqxx::connection& c) {
+          pqxx::nontransaction tx{c};
+          auto rows = tx.exec_params(
+            "DELETE FROM gatehouse_state.project_moved_messages "
+            "WHERE user_id = $1 AND project_id = $2 "
+            "RETURNING message, expires_at > now()",
+            user_id, project_id);
+          if (rows.empty() || !rows[0][1].as<bool>())
+            return std::string{};
+          return rows[0][0].as<std::string>();
+        });
+    },
+    [=](atom::signing_key, std::string& name) -> caf::result<std::string> {
+      auto& cache = self->state.signing_keys;
+      if (auto it = cache.find(name); it != cache.end())
+        return it->second;
+      auto secret = with_connection<std::string>(
+        self->state,
+        [&](pqxx::connection& c) -> caf::expected<std::string> {
+          pqxx::nontransaction tx{c};
+          auto rows = tx.exec_params(
+            "SELECT secret FROM gatehouse_state.signing_keys WHERE name = $1",
+            name);
+          if (rows.empty())
+            return caf::make_error(errc::not_found,
+                                   "no signing key named " + name);
+          return pqxx::binarystring{rows[0][0]}.str();
+        });
+      if (secret)
+        cache.emplace(name, *secret);
+      return secret;
+    },
+    [=](atom::new_codes,
+        std::int64_t user_id) -> caf::result<std::vector<std::string>> {
+      return with_connection<std::vector<std::string>>(
+        self->state, [&](pqxx::connection& c) {
+          return replace_recovery_codes(c, user_id);
+        });
+    },
+    [=](atom::create_pat, pat_request& req) -> caf::result<pat_result> {
+      return with_connection<pat_result>(
+        self->state,
+        [&](pqxx::connection& c) { return insert_pat(c, req); });
+    },
+  };
+}
+
+} // namespace gatehouse::storage

@@ -1,0 +1,30 @@
+#pragma once
+
+// The git actor: answers git_questions with git_facts by running the git
+// binary (storage/git_repository.hpp). Include this header wherever
+// git_questions or git_facts travel in messages: it whitelists both.
+
+#include "actors/access/git_messages.hpp"
+#include "messages/interfaces.hpp"
+
+#include <chrono>
+
+namespace gatehouse::storage {
+
+/// Settings of a git actor, fixed at spawn.
+struct git_settings {
+  /// Upper bound of each git process; a request runs several.
+  std::chrono::milliseconds per_call_timeout{5000};
+};
+
+struct git_state {
+  static inline constexpr const char* name = "git";
+  /// Upper bound of each git process.
+  std::chrono::milliseconds per_call_timeout{5000};
+};
+
+/// The git actor. Blocks while git runs: the wiring must spawn it detached.
+git_actor::behavior_type git(git_actor::stateful_pointer<git_state> self,
+                             git_settings settings);
+
+} // namespace gatehouse::storage

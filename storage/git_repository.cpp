@@ -1,0 +1,811 @@
+#include "storage/git_repository.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdlib>
+#include <system_error>
+#include <thread>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace gatehouse::storage {
+
+namespace {
+
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+std::string system_error_text(int code) {
+  // Not strerror: it may share a buffer between threads.
+  return std::error_code{code, std::generic_category()}.message();
+}
+
+/// Owns a file descriptor.
+struct fd_guard {
+  int fd = -1;
+  fd_guard() = default;
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+  ~fd_guard() {
+    reset();
+  }
+  void reset() {
+    if (fd >= 0)
+      ::close(fd);
+    fd = -1;
+  }
+};
+
+/// Owns the posix_spawn attribute objects.
+struct spawn_setup {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  spawn_setup() {
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+  }
+  spawn_setup(const spawn_setup&) = delete;
+  spawn_setup& operator=(const spawn_setup&) = delete;
+  ~spawn_setup() {
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+};
+
+std::vector<char*> c_strings(const std::vector<std::string>& xs) {
+  std::vector<char*> out;
+  out.reserve(xs.size() + 1);
+  for (auto& x : xs)
+    out.push_back(const_cast<char*>(x.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Waits until `pid` has exited without reaping it, so its process group id
+// cannot be reused while we still signal the group. False at the deadline.
+bool await_exit(pid_t pid, steady::time_point deadline) {
+  auto pause = std::chrono::microseconds{200};
+  for (;;) {
+    siginfo_t info{};
+    int rc = ::waitid(P_PID, static_cast<id_t>(pid), &info,
+                      WEXITED | WNOHANG | WNOWAIT);
+    if (rc == 0 && info.si_pid == pid)
+      return true;
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc < 0)
+      return true; // ECHILD: nothing left to wait for
+    if (steady::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds{10000});
+  }
+}
+
+// -- git helpers ---------------------------------------------------------------
+
+constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";
+
+std::string strip_trailing_slashes(std::string path) {
+  while (path.size() > 1 && path.back() == '/')
+    path.pop_back();
+  return path;
+}
+
+// An entry of GIT_ALTERNATE_OBJECT_DIRECTORIES: git C-unquotes entries that
+// start with '"', so a path containing ':' survives the colon-joining.
+std::string alternate_entry(const std::string& path) {
+  if (path.find_first_of(":\"\\\n") == std::string::npos)
+    return path;
+  std::string out = "\"";
+  for (char c : path) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+bool acceptable_path(const std::string& path) {
+  return !path.empty() && path.front() == '/'
+         && path.find('\0') == std::string::npos;
+}
+
+void set_failure(git_failure* f, std::string reason, std::string detail = {},
+                 bool timed_out = false) {
+  if (f == nullptr)
+    return;
+  f->reason = std::move(reason);
+  f->detail = std::move(detail);
+  f->timed_out = timed_out;
+}
+
+std::string first_line(const std::string& text) {
+  auto line = text.substr(0, text.find('\n'));
+  if (line.size() > 300)
+    line.resize(300);
+  return line;
+}
+
+milliseconds remaining(steady::time_point deadline) {
+  auto left = std::chrono::ceil<milliseconds>(deadline - steady::now());
+  return std::max(left, milliseconds{0});
+}
+
+// Runs git; nullopt (with `f` set) when it did not run to completion.
+std::optional<git_run_result>
+run_to_end(const repo_location& loc, const std::vector<std::string>& args,
+           milliseconds timeout, git_failure* f) {
+  const std::string what = "git " + args.front();
+  if (timeout <= milliseconds{0}) {
+    set_failure(f, what + " timed out", "no time left", true);
+    return std::nullopt;
+  }
+  auto r = run_git(loc, args, timeout);
+  if (r.timed_out) {
+    set_failure(f,
+                what + " timed out after " + std::to_string(timeout.count())
+                  + " ms",
+                first_line(r.err), true);
+    return std::nullopt;
+  }
+  if (r.truncated) {
+    set_failure(f, what + " produced too much output");
+    return std::nullopt;
+  }
+  if (r.exit_code < 0) {
+    set_failure(f, "git could not run", first_line(r.err));
+    return std::nullopt;
+  }
+  return r;
+}
+
+std::string exit_failure(const std::string& what, const git_run_result& r) {
+  return what + " failed (exit " + std::to_string(r.exit_code) + ")";
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find('\n', pos);
+    if (end == std::string::npos)
+      end = text.size();
+    if (end > pos)
+      out.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+// -- commit parsing ----------------------------------------------------------
+
+// rev-list's format: one record per commit, fields NUL-terminated, then the
+// newline rev-list adds after every formatted commit. %B is the raw message.
+constexpr const char* commit_format
+  = "--format=%H%x00%P%x00%an%x00%ae%x00%cI%x00%B%x00";
+constexpr std::size_t commit_fields = 6;
+
+struct raw_commit {
+  commit_info info;
+  std::vector<std::string> parents;
+};
+
+std::optional<std::vector<raw_commit>> parse_commits(const std::string& out) {
+  std::vector<raw_commit> commits;
+  std::size_t pos = 0;
+  while (pos < out.size()) {
+    std::array<std::string, commit_fields> f;
+    for (auto& field : f) {
+      auto nul = out.find('\0', pos);
+      if (nul == std::string::npos)
+        return std::nullopt;
+      field = out.substr(pos, nul - pos);
+      pos = nul + 1;
+    }
+    if (pos >= out.size() || out[pos] != '\n')
+      return std::nullopt;
+    ++pos;
+    raw_commit c;
+    c.info.id = std::move(f[0]);
+    if (!is_object_id(c.info.id))
+      return std::nullopt;
+    const auto& parents = f[1];
+    std::size_t start = 0;
+    while (start < parents.size()) {
+      auto space = parents.find(' ', start);
+      if (space == std::string::npos)
+        space = parents.size();
+      if (space > start)
+        c.parents.push_back(parents.substr(start, space - start));
+      start = space + 1;
+    }
+    c.info.author_name = std::move(f[2]);
+    c.info.author_email = std::move(f[3]);
+    c.info.timestamp = std::move(f[4]);
+    c.info.message = std::move(f[5]);
+    commits.push_back(std::move(c));
+  }
+  return commits;
+}
+
+bool is_utf8_continuation(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
+}
+
+// GitLab's Commit#title (first line, or a word-boundary cut of it).
+std::string commit_title(const std::string& message) {
+  if (message.find_first_not_of(" \t\r\n\f\v") == std::string::npos)
+    return "No commit message";
+  auto full = message.substr(0, message.find_first_of("\r\n"));
+  // Rails counts characters, not bytes: walk code points.
+  std::size_t chars = 0;
+  for (char c : full)
+    if (!is_utf8_continuation(c))
+      ++chars;
+  if (chars < 100)
+    return full;
+  // String#truncate(81, separator: ' ', omission: '...'): keep the text
+  // before the last space at character index <= 78, else 78 characters.
+  constexpr std::size_t room = 81 - 3;
+  std::size_t index = 0;
+  std::size_t cut_at_room = full.size();
+  std::size_t last_space = std::string::npos;
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    if (is_utf8_continuation(full[i]))
+      continue;
+    if (index == room)
+      cut_at_room = i;
+    if (index > room)
+      break;
+    if (full[i] == ' ')
+      last_space = i;
+    ++index;
+  }
+  auto stop = last_space != std::string::npos ? last_space : cut_at_room;
+  return full.substr(0, stop) + "...";
+}
+
+// `git diff-tree -z --name-status` output into the three lists.
+bool parse_name_status(const std::string& out, commit_info& c) {
+  std::vector<std::string> tokens;
+  std::size_t pos = 0;
+  while (pos < out.size()) {
+    auto nul = out.find('\0', pos);
+    if (nul == std::string::npos)
+      nul = out.size();
+    tokens.push_back(out.substr(pos, nul - pos));
+    pos = nul + 1;
+  }
+  for (std::size_t i = 0; i < tokens.size();) {
+    const auto& status = tokens[i];
+    if (status.empty())
+      return false;
+    // Renames and copies carry two paths; --no-renames keeps them away, but
+    // a parser must not lose its step if one appears.
+    bool two_paths = status[0] == 'R' || status[0] == 'C';
+    std::size_t paths = two_paths ? 2 : 1;
+    if (i + paths >= tokens.size())
+      return false;
+    const auto& path = tokens[i + paths];
+    switch (status[0]) {
+      case 'A':
+        c.added.push_back(path);
+        break;
+      case 'D':
+        c.removed.push_back(path);
+        break;
+      case 'R':
+        c.removed.push_back(tokens[i + 1]);
+        c.added.push_back(path);
+        break;
+      case 'C':
+        c.added.push_back(path);
+        break;
+      default:
+        c.modified.push_back(path);
+    }
+    i += paths + 1;
+  }
+  return true;
+}
+
+std::vector<std::string> range_args(const std::string& oldrev,
+                                    const std::string& newrev) {
+  std::vector<std::string> out{"--end-of-options", newrev};
+  if (!is_blank_object_id(oldrev))
+    out.push_back("^" + oldrev);
+  return out;
+}
+
+bool valid_range(const std::string& oldrev, const std::string& newrev,
+                 git_failure* f) {
+  if (!is_object_id(oldrev) || !is_object_id(newrev)
+      || is_blank_object_id(newrev)) {
+    set_failure(f, "a revision is not a full object id");
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+// -- processes ----------------------------------------------------------------
+
+git_run_result run_process(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env,
+                           milliseconds timeout,
+                           const std::string& working_dir,
+                           std::size_t output_cap) {
+  git_run_result result;
+  if (argv.empty()) {
+    result.err = "no program to run";
+    return result;
+  }
+  const auto deadline = steady::now() + timeout;
+  // O_CLOEXEC: children that other threads spawn concurrently must not
+  // inherit our write ends, or our reads would wait for their exit.
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    result.err = "pipe: " + system_error_text(errno);
+    return result;
+  }
+  fd_guard out_r, out_w;
+  out_r.fd = out_pipe[0];
+  out_w.fd = out_pipe[1];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    result.err = "pipe: " + system_error_text(errno);
+    return result;
+  }
+  fd_guard err_r, err_w;
+  err_r.fd = err_pipe[0];
+  err_w.fd = err_pipe[1];
+
+  pid_t pid = -1;
+  int spawn_rc = 0;
+  {
+    spawn_setup s;
+    posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null",
+                                     O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&s.actions, out_w.fd, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&s.actions, err_w.fd, STDERR_FILENO);
+    if (!working_dir.empty())
+      posix_spawn_file_actions_addchdir_np(&s.actions, working_dir.c_str());
+    // Own process group (killed as a whole), no blocked signals, default
+    // dispositions for signals the server may ignore (SIGPIPE above all).
+    sigset_t none;
+    sigemptyset(&none);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD,
+                    SIGALRM, SIGUSR1, SIGUSR2})
+      sigaddset(&defaults, sig);
+    posix_spawnattr_setsigmask(&s.attr, &none);
+    posix_spawnattr_setsigdefault(&s.attr, &defaults);
+    posix_spawnattr_setpgroup(&s.attr, 0);
+    posix_spawnattr_setflags(&s.attr,
+                             static_cast<short>(POSIX_SPAWN_SETPGROUP
+                                                | POSIX_SPAWN_SETSIGMASK
+                                                | POSIX_SPAWN_SETSIGDEF));
+    auto args = c_strings(argv);
+    auto envp = c_strings(env);
+    spawn_rc = ::posix_spawnp(&pid, argv.front().c_str(), &s.actions, &s.attr,
+                              args.data(), envp.data());
+  }
+  out_w.reset();
+  err_w.reset();
+  if (spawn_rc != 0) {
+    result.err = "cannot start " + argv.front() + ": "
+                 + system_error_text(spawn_rc);
+    return result;
+  }
+  for (int fd : {out_r.fd, err_r.fd})
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  // One read per ready pipe per round, so a child that writes without pause
+  // cannot keep us past the deadline.
+  std::array<char, 64 * 1024> buf;
+  auto read_once = [&](fd_guard& fd, std::string& into, std::size_t cap,
+                       bool overflow_fails) {
+    for (;;) {
+      auto got = ::read(fd.fd, buf.data(), buf.size());
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+      if (got <= 0) {
+        fd.reset();
+        return;
+      }
+      auto n = static_cast<std::size_t>(got);
+      auto room = cap - std::min(cap, into.size());
+      into.append(buf.data(), std::min(room, n));
+      if (n > room && overflow_fails)
+        result.truncated = true;
+      return;
+    }
+  };
+  while ((out_r.fd >= 0 || err_r.fd >= 0) && !result.truncated) {
+    auto left = remaining(deadline);
+    if (left <= milliseconds{0}) {
+      result.timed_out = true;
+      break;
+    }
+    std::array<pollfd, 2> fds{};
+    nfds_t n = 0;
+    if (out_r.fd >= 0)
+      fds[n++] = pollfd{out_r.fd, POLLIN, 0};
+    if (err_r.fd >= 0)
+      fds[n++] = pollfd{err_r.fd, POLLIN, 0};
+    auto wait_ms = static_cast<int>(std::min<milliseconds::rep>(left.count(),
+                                                                60'000));
+    int ready = ::poll(fds.data(), n, wait_ms);
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready < 0) {
+      result.err += "poll: " + system_error_text(errno) + "\n";
+      result.timed_out = true; // give up on this child like on a timeout
+      break;
+    }
+    for (nfds_t i = 0; i < n; ++i) {
+      if (fds[i].revents == 0)
+        continue;
+      if (fds[i].fd == out_r.fd)
+        read_once(out_r, result.out, output_cap, true);
+      else
+        read_once(err_r, result.err, max_captured_error, false);
+    }
+  }
+  if (!result.timed_out && !result.truncated && !await_exit(pid, deadline))
+    result.timed_out = true;
+  // The leader is a zombie at most (not reaped yet), so the group id is
+  // still ours: kill whatever is left of the group, then reap.
+  ::kill(-pid, SIGKILL);
+  int status = 0;
+  pid_t reaped;
+  do {
+    reaped = ::waitpid(pid, &status, 0);
+  } while (reaped < 0 && errno == EINTR);
+  if (reaped != pid) {
+    result.exit_code = -1;
+    result.err += "waitpid: " + system_error_text(errno) + "\n";
+  } else if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  return result;
+}
+
+git_run_result run_git(const repo_location& loc,
+                       const std::vector<std::string>& args,
+                       milliseconds timeout) {
+  git_run_result refused;
+  if (!acceptable_path(loc.repo_dir)
+      || (!loc.object_directory.empty()
+          && !acceptable_path(loc.object_directory))
+      || !std::all_of(loc.alternate_object_directories.begin(),
+                      loc.alternate_object_directories.end(),
+                      acceptable_path)) {
+    refused.err = "repository paths must be absolute";
+    return refused;
+  }
+  std::vector<std::string> env;
+  const char* path = std::getenv("PATH");
+  env.push_back(std::string{"PATH="}
+                + (path != nullptr && *path != '\0' ? path : default_path));
+  env.push_back("GIT_DIR=" + loc.repo_dir);
+  env.push_back("GIT_CONFIG_NOSYSTEM=1");
+  env.push_back("HOME=/nonexistent");
+  env.push_back("GIT_TERMINAL_PROMPT=0");
+  env.push_back("LC_ALL=C");
+  std::vector<std::string> alternates;
+  for (auto& dir : loc.alternate_object_directories)
+    alternates.push_back(strip_trailing_slashes(dir));
+  if (!loc.object_directory.empty()) {
+    env.push_back("GIT_OBJECT_DIRECTORY=" + loc.object_directory);
+    // receive-pack's quarantine lists the repository's own objects as an
+    // alternate; make sure it is there even if the caller's list lacks it.
+    auto own = strip_trailing_slashes(loc.repo_dir) + "/objects";
+    if (std::find(alternates.begin(), alternates.end(), own)
+          == alternates.end()
+        && strip_trailing_slashes(loc.object_directory) != own)
+      alternates.push_back(own);
+  }
+  if (!alternates.empty()) {
+    std::string joined;
+    for (auto& dir : alternates) {
+      if (!joined.empty())
+        joined += ':';
+      joined += alternate_entry(dir);
+    }
+    env.push_back("GIT_ALTERNATE_OBJECT_DIRECTORIES=" + joined);
+  }
+  std::vector<std::string> argv{"git", "-c", "safe.directory=*",
+                                "-c", "core.fsmonitor=false"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, env, timeout);
+}
+
+// -- questions ----------------------------------------------------------------
+
+bool is_object_id(std::string_view rev) {
+  if (rev.size() != 40 && rev.size() != 64)
+    return false;
+  return std::all_of(rev.begin(), rev.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+bool is_blank_object_id(std::string_view rev) {
+  return is_object_id(rev)
+         && rev.find_first_not_of('0') == std::string_view::npos;
+}
+
+bool is_branch_name(std::string_view name) {
+  if (name.empty() || name.size() > 1024 || name.front() == '-'
+      || name.front() == '/' || name.back() == '/' || name.back() == '.'
+      || name == "@")
+    return false;
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f
+        || std::string_view{" ~^:?*[\\"}.find(c) != std::string_view::npos)
+      return false;
+  }
+  if (name.find("..") != std::string_view::npos
+      || name.find("@{") != std::string_view::npos
+      || name.find("//") != std::string_view::npos)
+    return false;
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    auto end = name.find('/', start);
+    if (end == std::string_view::npos)
+      end = name.size();
+    auto part = name.substr(start, end - start);
+    if (part.front() == '.'
+        || (part.size() >= 5 && part.substr(part.size() - 5) == ".lock"))
+      return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+std::optional<bool> is_ancestor(const repo_location& loc,
+                                const std::string& ancestor,
+                                const std::string& descendant,
+                                milliseconds timeout, git_failure* failure) {
+  if (!is_object_id(ancestor) || !is_object_id(descendant)
+      || is_blank_object_id(ancestor) || is_blank_object_id(descendant)) {
+    set_failure(failure, "a revision is not a full object id");
+    return std::nullopt;
+  }
+  auto r = run_to_end(loc,
+                      {"merge-base", "--is-ancestor", "--end-of-options",
+                       ancestor, descendant},
+                      timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code == 0 || r->exit_code == 1)
+    return r->exit_code == 0;
+  set_failure(failure, exit_failure("git merge-base", *r), first_line(r->err));
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::string>>
+branches_containing(const repo_location& loc, const std::string& sha,
+                    milliseconds timeout, git_failure* failure) {
+  if (!is_object_id(sha) || is_blank_object_id(sha)) {
+    set_failure(failure, "a revision is not a full object id");
+    return std::nullopt;
+  }
+  auto r = run_to_end(loc,
+                      {"for-each-ref", "--format=%(refname)",
+                       "--contains=" + sha, "--end-of-options", "refs/heads/"},
+                      timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code != 0) {
+    set_failure(failure, exit_failure("git for-each-ref", *r),
+                first_line(r->err));
+    return std::nullopt;
+  }
+  static constexpr std::string_view prefix = "refs/heads/";
+  std::vector<std::string> names;
+  for (auto& line : split_lines(r->out))
+    if (line.compare(0, prefix.size(), prefix) == 0)
+      names.push_back(line.substr(prefix.size()));
+  return names;
+}
+
+std::optional<bool> repository_empty(const repo_location& loc,
+                                     milliseconds timeout,
+                                     git_failure* failure) {
+  auto r = run_to_end(loc,
+                      {"for-each-ref", "--count=1", "--format=%(refname)",
+                       "--end-of-options", "refs/heads/"},
+                      timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code != 0) {
+    set_failure(failure, exit_failure("git for-each-ref", *r),
+                first_line(r->err));
+    return std::nullopt;
+  }
+  return r->out.empty();
+}
+
+std::optional<std::string> branch_commit(const repo_location& loc,
+                                         const std::string& branch,
+                                         milliseconds timeout,
+                                         git_failure* failure) {
+  if (!is_branch_name(branch)) {
+    set_failure(failure, "not a valid branch name");
+    return std::nullopt;
+  }
+  auto r = run_to_end(loc,
+                      {"rev-parse", "--verify", "--quiet", "--end-of-options",
+                       "refs/heads/" + branch + "^{commit}"},
+                      timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code == 1 && r->out.empty()) {
+    set_failure(failure, "no such branch");
+    return std::nullopt;
+  }
+  auto id = first_line(r->out);
+  if (r->exit_code != 0 || !is_object_id(id)) {
+    set_failure(failure, exit_failure("git rev-parse", *r), first_line(r->err));
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::optional<std::vector<commit_info>>
+list_commits(const repo_location& loc, const std::string& oldrev,
+             const std::string& newrev, std::size_t limit,
+             milliseconds timeout, git_failure* failure) {
+  if (!valid_range(oldrev, newrev, failure))
+    return std::nullopt;
+  if (limit == 0)
+    return std::vector<commit_info>{};
+  // `timeout` bounds the whole listing, not each of its git calls.
+  const auto deadline = steady::now() + timeout;
+  std::vector<std::string> args{"rev-list", "--no-commit-header",
+                                "--encoding=UTF-8",
+                                "--max-count=" + std::to_string(limit),
+                                commit_format};
+  for (auto& a : range_args(oldrev, newrev))
+    args.push_back(std::move(a));
+  auto r = run_to_end(loc, args, timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code != 0) {
+    set_failure(failure, exit_failure("git rev-list", *r), first_line(r->err));
+    return std::nullopt;
+  }
+  auto commits = parse_commits(r->out);
+  if (!commits) {
+    set_failure(failure, "git rev-list printed something unexpected");
+    return std::nullopt;
+  }
+  std::vector<commit_info> out;
+  out.reserve(commits->size());
+  for (auto& c : *commits) {
+    // Against the first parent, like GitLab's commit diffs; a root commit
+    // against the empty tree.
+    std::vector<std::string> diff{"diff-tree", "--no-commit-id", "-r",
+                                  "--name-status", "-z", "--no-renames"};
+    if (c.parents.empty()) {
+      diff.insert(diff.end(), {"--root", "--end-of-options", c.info.id});
+    } else {
+      if (!is_object_id(c.parents.front())) {
+        set_failure(failure, "git rev-list printed something unexpected");
+        return std::nullopt;
+      }
+      diff.insert(diff.end(),
+                  {"--end-of-options", c.parents.front(), c.info.id});
+    }
+    auto d = run_to_end(loc, diff, remaining(deadline), failure);
+    if (!d)
+      return std::nullopt;
+    if (d->exit_code != 0) {
+      set_failure(failure, exit_failure("git diff-tree", *d),
+                  first_line(d->err));
+      return std::nullopt;
+    }
+    if (!parse_name_status(d->out, c.info)) {
+      set_failure(failure, "git diff-tree printed something unexpected");
+      return std::nullopt;
+    }
+    c.info.title = commit_title(c.info.message);
+    out.push_back(std::move(c.info));
+  }
+  return out;
+}
+
+std::optional<std::size_t> count_commits(const repo_location& loc,
+                                         const std::string& oldrev,
+                                         const std::string& newrev,
+                                         milliseconds timeout,
+                                         git_failure* failure) {
+  if (!valid_range(oldrev, newrev, failure))
+    return std::nullopt;
+  std::vector<std::string> args{"rev-list", "--count"};
+  for (auto& a : range_args(oldrev, newrev))
+    args.push_back(std::move(a));
+  auto r = run_to_end(loc, args, timeout, failure);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code != 0) {
+    set_failure(failure, exit_failure("git rev-list", *r), first_line(r->err));
+    return std::nullopt;
+  }
+  auto text = first_line(r->out);
+  std::size_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
+    set_failure(failure, "git rev-list printed something unexpected");
+    return std::nullopt;
+  }
+  return n;
+}
+
+git_facts answer(const git_questions& q, milliseconds per_call_timeout) {
+  git_facts facts;
+  if (q.empty())
+    return facts;
+  if (!q.location) {
+    facts.unavailable_reason = "the repository storage has no local path";
+    return facts;
+  }
+  const auto& loc = *q.location;
+  bool gave_up = false;
+  auto note = [&](const git_failure& f) {
+    if (facts.unavailable_reason.empty())
+      facts.unavailable_reason = f.reason.empty() ? "git failed" : f.reason;
+    gave_up = gave_up || f.timed_out;
+  };
+  for (auto& [ancestor, descendant] : q.ancestry) {
+    if (gave_up)
+      break;
+    git_failure f;
+    if (auto yes = is_ancestor(loc, ancestor, descendant, per_call_timeout,
+                               &f))
+      facts.is_ancestor.emplace(std::make_pair(ancestor, descendant), *yes);
+    else
+      note(f);
+  }
+  for (auto& sha : q.branches_containing) {
+    if (gave_up)
+      break;
+    git_failure f;
+    if (auto names = branches_containing(loc, sha, per_call_timeout, &f))
+      facts.branches_containing.emplace(sha, std::move(*names));
+    else
+      note(f);
+  }
+  if (q.ask_empty && !gave_up) {
+    git_failure f;
+    facts.repository_empty = repository_empty(loc, per_call_timeout, &f);
+    if (!facts.repository_empty)
+      note(f);
+  }
+  return facts;
+}
+
+} // namespace gatehouse::storage

@@ -1,0 +1,183 @@
+#pragma once
+
+// Questions about git repositories on local disk, answered by the real `git`
+// binary. Blocking functions, no CAF: the git actor (storage/git_actor.hpp)
+// calls them on its own thread; tests call them directly.
+//
+// Safety rules every function here follows:
+// - git runs through posix_spawnp with an argv vector, never a shell;
+// - revisions must be full object ids (40 or 64 lower-case hex) and are
+//   checked before git starts; `--end-of-options` precedes them;
+// - git sees a fixed environment (no system or global config, no prompts)
+//   and `-c safe.directory=*`, so repositories owned by another user work;
+// - every call has a finite timeout: the process group is killed when it
+//   runs out, and the child is always reaped.
+
+#include "actors/access/git_access.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gatehouse::storage {
+
+using access::git_facts;
+using access::git_questions;
+using access::repo_location;
+
+// -- processes ----------------------------------------------------------------
+
+/// Captured stdout beyond this makes the run fail (and the process killed):
+/// no answer we need is that large.
+inline constexpr std::size_t max_captured_output = 16 * 1024 * 1024;
+
+/// Captured stderr beyond this is discarded (the process keeps running).
+inline constexpr std::size_t max_captured_error = 64 * 1024;
+
+/// What a child process did.
+struct git_run_result {
+  /// The exit status; 128 + signal when a signal ended it; -1 when it could
+  /// not be started (or reaped), with the reason in `err`.
+  int exit_code = -1;
+  /// Captured stdout (at most the output cap).
+  std::string out;
+  /// Captured stderr (at most max_captured_error bytes).
+  std::string err;
+  /// The timeout ran out and the process group was killed.
+  bool timed_out = false;
+  /// Stdout exceeded the cap and the process group was killed.
+  bool truncated = false;
+};
+
+/// Runs `argv` (argv[0] looked up in this process's PATH) with exactly the
+/// environment `env` ("NAME=value" entries), stdin from /dev/null, in its own
+/// process group, from `working_dir` (when not empty). Waits at most
+/// `timeout` for it to finish, then kills the group. Never throws for
+/// process failures; the result says what happened.
+git_run_result run_process(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env,
+                           std::chrono::milliseconds timeout,
+                           const std::string& working_dir = {},
+                           std::size_t output_cap = max_captured_output);
+
+/// Runs `git <args>` against `loc`: GIT_DIR is the repository,
+/// GIT_OBJECT_DIRECTORY the quarantine directory when set, and
+/// GIT_ALTERNATE_OBJECT_DIRECTORIES the alternates, plus the repository's
+/// own objects directory when a quarantine is set (as Gitaly does), so
+/// objects that existed before the push stay visible. `args` are passed
+/// as-is: callers validate whatever came from outside. Paths in `loc` must
+/// be absolute; alternates must not contain ':' (they are colon-joined);
+/// otherwise git does not start (exit_code -1, reason in err).
+git_run_result run_git(const repo_location& loc,
+                       const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout);
+
+// -- questions ----------------------------------------------------------------
+
+/// Why a question got no answer.
+struct git_failure {
+  /// Short and free of paths and of caller input: fit for a user-facing
+  /// refusal message.
+  std::string reason;
+  /// For logs: git's first line of stderr, or the system error.
+  std::string detail;
+  /// The call ran out of time (later calls against the same repository
+  /// would likely too).
+  bool timed_out = false;
+};
+
+/// A full object id: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits.
+bool is_object_id(std::string_view rev);
+
+/// The all-zeros object id git uses for "no object" (branch created or
+/// deleted).
+bool is_blank_object_id(std::string_view rev);
+
+/// A branch name (without "refs/heads/") that git accepts and that cannot
+/// be read as revision syntax.
+bool is_branch_name(std::string_view name);
+
+/// Is `ancestor` an ancestor of (or equal to) `descendant`? Both must be
+/// non-blank object ids. `git merge-base --is-ancestor`: exit 0 yes, 1 no,
+/// anything else (missing object, not a commit, timeout) nullopt.
+std::optional<bool> is_ancestor(const repo_location& loc,
+                                const std::string& ancestor,
+                                const std::string& descendant,
+                                std::chrono::milliseconds timeout,
+                                git_failure* failure = nullptr);
+
+/// The branches (short names, e.g. "main", sorted) whose tip contains
+/// `sha`. Names are the full ref names with "refs/heads/" removed, so a
+/// tag of the same name cannot make them ambiguous.
+std::optional<std::vector<std::string>>
+branches_containing(const repo_location& loc, const std::string& sha,
+                    std::chrono::milliseconds timeout,
+                    git_failure* failure = nullptr);
+
+/// Whether the repository has no branches at all.
+std::optional<bool> repository_empty(const repo_location& loc,
+                                     std::chrono::milliseconds timeout,
+                                     git_failure* failure = nullptr);
+
+/// The commit a branch points to; nullopt when the branch does not exist
+/// (failure->reason then says so) or git fails. For push payloads of new
+/// branches: GitLab lists the commits of `newrev` not on the default branch,
+/// i.e. list_commits(loc, branch_commit(default branch), newrev, ...).
+std::optional<std::string> branch_commit(const repo_location& loc,
+                                         const std::string& branch,
+                                         std::chrono::milliseconds timeout,
+                                         git_failure* failure = nullptr);
+
+/// One commit as push payloads describe it.
+struct commit_info {
+  std::string id;
+  /// The raw message, trailing newline included.
+  std::string message;
+  /// GitLab's Commit#title: the first line, "No commit message" for a blank
+  /// message, cut at a word boundary to 78 characters + "..." when the line
+  /// has 100 characters or more.
+  std::string title;
+  /// The committer date (GitLab's Commit#timestamp), strict ISO-8601 with
+  /// the committer's offset: "2026-01-01T10:00:00+02:00".
+  std::string timestamp;
+  std::string author_name;
+  std::string author_email;
+  /// Paths changed against the first parent (the empty tree for a root
+  /// commit), without rename detection: added, deleted, and everything else
+  /// (modified, type changed).
+  std::vector<std::string> added, modified, removed;
+};
+
+/// The commits reachable from `newrev` and not from `oldrev`, newest first,
+/// at most `limit` of them. `oldrev` may be blank: then every commit
+/// reachable from `newrev` counts (GitLab's behaviour for a push that
+/// creates the default branch; for other new branches pass the default
+/// branch's commit as `oldrev`, see branch_commit). `newrev` must be a
+/// non-blank object id. One `git rev-list` for the commits plus one
+/// `git diff-tree` per commit for the file lists.
+std::optional<std::vector<commit_info>>
+list_commits(const repo_location& loc, const std::string& oldrev,
+             const std::string& newrev, std::size_t limit,
+             std::chrono::milliseconds timeout,
+             git_failure* failure = nullptr);
+
+/// How many commits list_commits would return without a limit
+/// (`git rev-list --count`).
+std::optional<std::size_t> count_commits(const repo_location& loc,
+                                         const std::string& oldrev,
+                                         const std::string& newrev,
+                                         std::chrono::milliseconds timeout,
+                                         git_failure* failure = nullptr);
+
+/// Answers everything `q` asks, each git call bounded by `per_call_timeout`.
+/// Without a location, nothing is answered and unavailable_reason says
+/// "the repository storage has no local path". A failed question leaves its
+/// answer missing and sets unavailable_reason (the first failure's reason);
+/// after a timeout the remaining questions are skipped.
+git_facts answer(const git_questions& q,
+                 std::chrono::milliseconds per_call_timeout);
+
+} // namespace gatehouse::storage

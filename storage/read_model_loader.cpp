@@ -1,0 +1,544 @@
+#include "storage/read_model_loader.hpp"
+
+#include "common/log.hpp"
+#include "messages/errors.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <utility>
+
+namespace gatehouse::storage {
+
+namespace {
+
+using json = nlohmann::json;
+
+// -- values --------------------------------------------------------------------
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+std::string text(const pqxx::field& f) {
+  return f.is_null() ? std::string{} : f.as<std::string>();
+}
+
+std::optional<std::int64_t> optional_int(const pqxx::field& f) {
+  if (f.is_null())
+    return std::nullopt;
+  return f.as<std::int64_t>();
+}
+
+/// Unix seconds of a timestamptz column, floored.
+std::string epoch(const char* column) {
+  return std::string("floor(extract(epoch FROM ") + column + "))::bigint";
+}
+
+bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size())
+    return false;
+  out = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+std::int64_t days_from_civil(std::int64_t y, int m, int d) {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const std::int64_t yoe = y - era * 400;
+  const std::int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/// "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" as unix seconds (the
+/// form the seed loader writes into settings.broadcast_messages).
+std::optional<unix_time> parse_time(std::string_view s) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!digits(s, 0, 4, y) || s.size() < 19 || s[4] != '-'
+      || !digits(s, 5, 2, mo) || s[7] != '-' || !digits(s, 8, 2, d)
+      || (s[10] != 'T' && s[10] != ' ') || !digits(s, 11, 2, h)
+      || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':'
+      || !digits(s, 17, 2, sec) || mo < 1 || mo > 12 || d < 1 || d > 31
+      || h > 23 || mi > 59 || sec > 60)
+    return std::nullopt;
+  std::size_t pos = 19;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+      ++pos;
+  }
+  auto zone = s.substr(pos);
+  std::int64_t offset = 0;
+  if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
+    int oh = 0, om = 0;
+    if (!digits(zone, 1, 2, oh) || !digits(zone, 4, 2, om))
+      return std::nullopt;
+    offset = (oh * 60 + om) * 60 * (zone[0] == '-' ? -1 : 1);
+  } else if (zone != "Z" && zone != "z") {
+    return std::nullopt;
+  }
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
+         - offset;
+}
+
+// -- settings ------------------------------------------------------------------
+
+void set_string(std::string& out, const json& v) {
+  if (v.is_string())
+    out = v.get<std::string>();
+}
+
+void set_int(std::int64_t& out, const json& v) {
+  if (v.is_number_integer())
+    out = v.get<std::int64_t>();
+}
+
+std::optional<unix_time> time_field(const json& m, const char* key) {
+  auto it = m.find(key);
+  if (it == m.end() || !it->is_string())
+    return std::nullopt;
+  return parse_time(it->get<std::string>());
+}
+
+std::vector<broadcast_message_record> broadcast_messages(const json& list) {
+  std::vector<broadcast_message_record> out;
+  if (!list.is_array())
+    return out;
+  for (const auto& m : list) {
+    if (!m.is_object() || !m.contains("message") || !m["message"].is_string())
+      continue;
+    broadcast_message_record r;
+    if (auto id = m.find("id"); id != m.end() && id->is_number_integer())
+      r.id = id->get<std::int64_t>();
+    r.message = m["message"].get<std::string>();
+    if (auto t = m.find("target_path"); t != m.end() && t->is_string())
+      r.target_path = t->get<std::string>();
+    r.starts_at = time_field(m, "starts_at");
+    r.ends_at = time_field(m, "ends_at");
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+/// One row of the settings table; unknown keys and mistyped values leave
+/// the defaults (the seed loader validates what it writes).
+void apply_setting(settings_record& s, const std::string& key, const json& v) {
+  if (key == "external_url")
+    set_string(s.external_url, v);
+  else if (key == "ssh_clone_url_root")
+    set_string(s.ssh_clone_url_root, v);
+  else if (key == "enabled_git_access_protocol") {
+    set_string(s.enabled_git_access_protocol, v);
+    if (s.enabled_git_access_protocol.empty())
+      s.enabled_git_access_protocol = "all";
+  } else if (key == "receive_max_input_size_mb")
+    set_int(s.receive_max_input_size_mb, v);
+  else if (key == "gitlab_version")
+    set_string(s.gitlab_version, v);
+  else if (key == "pages_host")
+    set_string(s.pages_host, v);
+  else if (key == "gitlab_shell_operation_limit")
+    set_int(s.gitlab_shell_operation_limit, v);
+  else if (key == "allow_local_requests_from_web_hooks_and_services") {
+    if (v.is_boolean())
+      s.allow_local_requests_from_web_hooks_and_services = v.get<bool>();
+  } else if (key == "broadcast_messages")
+    s.broadcast_messages = broadcast_messages(v);
+}
+
+// -- tables --------------------------------------------------------------------
+
+using read_tx = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+void load_settings(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec("SELECT key, value::text FROM settings"))
+    apply_setting(snap.settings, row[0].as<std::string>(),
+                  json::parse(row[1].as<std::string>()));
+}
+
+void load_users(read_tx& tx, snapshot& snap) {
+  for (const auto& row :
+       tx.exec("SELECT id, username, name, email, state, admin, external, "
+               "can_create_project, two_factor_enabled FROM users")) {
+    user_record u;
+    u.id = row[0].as<std::int64_t>();
+    u.username = row[1].as<std::string>();
+    u.name = row[2].as<std::string>();
+    u.email = row[3].as<std::string>();
+    u.state = row[4].as<std::string>();
+    u.admin = row[5].as<bool>();
+    u.external = row[6].as<bool>();
+    u.can_create_project = row[7].as<bool>();
+    u.two_factor_enabled = row[8].as<bool>();
+    snap.user_by_username[lower(u.username)] = u.id;
+    snap.users.emplace(u.id, std::move(u));
+  }
+}
+
+void load_keys(read_tx& tx, snapshot& snap) {
+  for (const auto& row :
+       tx.exec("SELECT id, kind, user_id, title, key, key_type, key_blob, "
+               "fingerprint_sha256, usage_type, "
+               + epoch("expires_at") + ", " + epoch("last_used_at") + ", "
+               + epoch("created_at") + " FROM keys")) {
+    key_record k;
+    k.id = row[0].as<std::int64_t>();
+    k.deploy = row[1].as<std::string>() == "deploy";
+    k.user_id = optional_int(row[2]);
+    k.title = row[3].as<std::string>();
+    k.key = row[4].as<std::string>();
+    k.key_type = row[5].as<std::string>();
+    k.blob = row[6].as<std::string>();
+    k.fingerprint_sha256 = row[7].as<std::string>();
+    k.usage_type = row[8].as<std::string>();
+    k.expires_at = optional_int(row[9]);
+    k.last_used_at = optional_int(row[10]);
+    k.created_at = row[11].as<std::int64_t>();
+    snap.key_by_fingerprint[k.fingerprint_sha256] = k.id;
+    snap.keys.emplace(k.id, std::move(k));
+  }
+  for (const auto& row :
+       tx.exec("SELECT key_id, project_id, can_push FROM deploy_keys_projects")) {
+    auto it = snap.keys.find(row[0].as<std::int64_t>());
+    if (it != snap.keys.end())
+      it->second.deploy_projects[row[1].as<std::int64_t>()]
+        = row[2].as<bool>();
+  }
+}
+
+void load_namespaces(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec(
+         "SELECT id, parent_id, path, full_path, kind FROM namespaces")) {
+    namespace_record n;
+    n.id = row[0].as<std::int64_t>();
+    n.parent_id = optional_int(row[1]);
+    n.path = row[2].as<std::string>();
+    n.full_path = row[3].as<std::string>();
+    n.kind = row[4].as<std::string>();
+    snap.namespaces.emplace(n.id, std::move(n));
+  }
+}
+
+void load_projects(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec(
+         "SELECT id, namespace_id, path, full_path, name, visibility, "
+         "archived, default_branch, storage, disk_path, "
+         "repository_access_level, merge_requests_enabled, lfs_enabled, "
+         "repository_exists FROM projects")) {
+    project_record p;
+    p.id = row[0].as<std::int64_t>();
+    p.namespace_id = row[1].as<std::int64_t>();
+    p.path = row[2].as<std::string>();
+    p.full_path = row[3].as<std::string>();
+    p.name = row[4].as<std::string>();
+    p.visibility = row[5].as<std::string>();
+    p.archived = row[6].as<bool>();
+    p.default_branch = text(row[7]);
+    p.storage = row[8].as<std::string>();
+    p.disk_path = row[9].as<std::string>();
+    p.repository_access_level = row[10].as<std::string>();
+    p.merge_requests_enabled = row[11].as<bool>();
+    p.lfs_enabled = row[12].as<bool>();
+    p.repository_exists = row[13].as<bool>();
+    snap.project_by_path[lower(p.full_path)] = p.id;
+    snap.projects.emplace(p.id, std::move(p));
+  }
+  for (const auto& row :
+       tx.exec("SELECT path, project_id FROM project_redirects"))
+    snap.redirects[lower(row[0].as<std::string>())]
+      = row[1].as<std::int64_t>();
+}
+
+void load_storages(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec(
+         "SELECT name, gitaly_address, gitaly_token, path FROM storages")) {
+    storage_record s;
+    s.name = row[0].as<std::string>();
+    s.gitaly_address = row[1].as<std::string>();
+    s.gitaly_token = row[2].as<std::string>();
+    s.path = text(row[3]);
+    snap.storages.emplace(s.name, std::move(s));
+  }
+}
+
+void load_members(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec("SELECT user_id, project_id, namespace_id, "
+                                 "access_level FROM members")) {
+    auto user = row[0].as<std::int64_t>();
+    auto level = row[3].as<int>();
+    if (!row[1].is_null())
+      snap.project_members[{user, row[1].as<std::int64_t>()}] = level;
+    else if (!row[2].is_null())
+      snap.namespace_members[{user, row[2].as<std::int64_t>()}] = level;
+  }
+}
+
+void load_protected_refs(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec(
+         "SELECT id, project_id, name, push_access_level, merge_access_level, "
+         "allow_force_push FROM protected_branches ORDER BY project_id, id")) {
+    protected_branch_record b;
+    b.id = row[0].as<std::int64_t>();
+    b.project_id = row[1].as<std::int64_t>();
+    b.name = row[2].as<std::string>();
+    b.push_access_level = row[3].as<int>();
+    b.merge_access_level = row[4].as<int>();
+    b.allow_force_push = row[5].as<bool>();
+    snap.protected_branches[b.project_id].push_back(std::move(b));
+  }
+  for (const auto& row :
+       tx.exec("SELECT id, project_id, name, create_access_level FROM "
+               "protected_tags ORDER BY project_id, id")) {
+    protected_tag_record t;
+    t.id = row[0].as<std::int64_t>();
+    t.project_id = row[1].as<std::int64_t>();
+    t.name = row[2].as<std::string>();
+    t.create_access_level = row[3].as<int>();
+    snap.protected_tags[t.project_id].push_back(std::move(t));
+  }
+}
+
+/// Whether a change notification's payload ({"kinds":[...]}) may concern
+/// the tables load_snapshot reads. Only kinds known to be irrelevant are
+/// skipped; anything else, an unknown payload included, reloads. Keep this
+/// list in step with load_snapshot.
+bool concerns_read_model(const std::string& payload) {
+  static const std::set<std::string> ignored{
+    "personal_access_tokens", "cluster_agents", "pages_domains",
+    "pages_deployments",      "zoekt_nodes",    "webhooks"};
+  auto doc = json::parse(payload, nullptr, false);
+  if (!doc.is_object() || !doc.contains("kinds") || !doc["kinds"].is_array()
+      || doc["kinds"].empty())
+    return true;
+  for (const auto& kind : doc["kinds"])
+    if (!kind.is_string() || !ignored.count(kind.get<std::string>()))
+      return true;
+  return false;
+}
+
+unix_time now_seconds() {
+  using namespace std::chrono;
+  return duration_cast<seconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+// -- the loader actor ------------------------------------------------------------
+
+/// Remembers that a change notification arrived; bursts collapse into one
+/// reload at the next tick.
+class change_receiver : public pqxx::notification_receiver {
+public:
+  explicit change_receiver(pqxx::connection& conn)
+    : pqxx::notification_receiver(conn, change_channel) {
+    // nop
+  }
+
+  void operator()(const std::string& payload, int) override {
+    if (concerns_read_model(payload))
+      pending = true;
+  }
+
+  bool pending = false;
+};
+
+} // namespace
+
+/// A LISTENing connection.
+struct listen_session {
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<change_receiver> receiver;
+
+  ~listen_session() {
+    // Closing first makes the receiver's destructor skip its UNLISTEN: on a
+    // broken connection, libpqxx 6 would reconnect just to send it.
+    if (conn)
+      conn->disconnect();
+    receiver.reset();
+  }
+};
+
+namespace {
+
+using loader_pointer
+  = read_model_loader_actor::stateful_pointer<read_model_loader_state>;
+
+void schedule_tick(loader_pointer self, std::chrono::milliseconds delay) {
+  auto generation = ++self->state.tick_generation;
+  if (delay.count() <= 0)
+    self->send(self, atom::tick::value, generation);
+  else
+    self->delayed_send(self, delay, atom::tick::value, generation);
+}
+
+/// Loads a snapshot on the session's connection and hands it out.
+void reload(loader_pointer self) {
+  auto& st = self->state;
+  // Cleared before reading: a change committed during the load notifies
+  // again and triggers the next reload.
+  st.session->receiver->pending = false;
+  auto snap = std::make_shared<snapshot>(load_snapshot(*st.session->conn));
+  st.current = std::move(snap);
+  st.loaded = std::chrono::steady_clock::now();
+  st.last_error.clear();
+  ++st.loads;
+  for (const auto& sub : st.subscribers)
+    caf::anon_send(sub, atom::snapshot::value, st.current);
+  for (auto& promise : st.waiting)
+    promise.deliver(st.current);
+  st.waiting.clear();
+}
+
+/// Connects, LISTENs, then loads: in that order, so no change committed
+/// after the load can go unnoticed.
+void connect_and_load(loader_pointer self) {
+  auto& st = self->state;
+  auto session = std::make_shared<listen_session>();
+  session->conn
+    = connect(st.settings.database_url, st.settings.statement_timeout);
+  session->receiver = std::make_unique<change_receiver>(*session->conn);
+  // libpqxx 6 swallows a LISTEN that fails on a broken connection.
+  if (!session->conn->is_open())
+    throw pqxx::broken_connection{"connection lost while subscribing to "
+                                  + std::string{change_channel}};
+  st.session = std::move(session);
+  reload(self);
+}
+
+/// Drops the connection after a failure; the next tick reconnects.
+void fail(loader_pointer self, std::string what) {
+  auto& st = self->state;
+  // libpq's messages span lines; logs and errors want one.
+  for (auto& c : what)
+    if (c == '\n' || c == '\t')
+      c = ' ';
+  while (!what.empty() && what.back() == ' ')
+    what.pop_back();
+  bool was_connected = st.session != nullptr;
+  st.session.reset();
+  st.last_error = what;
+  if (was_connected || st.backoff == st.settings.min_backoff)
+    log::warn("read model: PostgreSQL unavailable, reconnecting",
+              {{"actor", read_model_loader_state::name}, {"error", what}});
+  // Nobody waits forever for a first snapshot that cannot be read now.
+  for (auto& promise : st.waiting)
+    promise.deliver(caf::make_error(errc::unavailable, what));
+  st.waiting.clear();
+}
+
+void on_tick(loader_pointer self) {
+  auto& st = self->state;
+  if (!st.session) {
+    bool reconnect = st.attempted;
+    st.attempted = true;
+    try {
+      connect_and_load(self);
+      st.backoff = st.settings.min_backoff;
+      if (reconnect)
+        log::info("read model: reconnected to PostgreSQL and reloaded",
+                  {{"actor", read_model_loader_state::name}});
+      schedule_tick(self, st.settings.poll_interval);
+    } catch (const std::exception& e) {
+      fail(self, e.what());
+      schedule_tick(self, st.backoff);
+      st.backoff = std::min(st.backoff * 2, st.settings.max_backoff);
+    }
+    return;
+  }
+  try {
+    auto& conn = *st.session->conn;
+    // get_notifs() returns 0 without complaint once the connection is bad.
+    if (!conn.is_open())
+      throw pqxx::broken_connection{"connection to PostgreSQL lost"};
+    conn.get_notifs();
+    auto stale = std::chrono::steady_clock::now() - st.loaded
+                 >= st.settings.refresh_interval;
+    if (st.session->receiver->pending || stale)
+      reload(self);
+    schedule_tick(self, st.settings.poll_interval);
+  } catch (const std::exception& e) {
+    fail(self, e.what());
+    st.backoff = st.settings.min_backoff;
+    schedule_tick(self, st.backoff);
+  }
+}
+
+} // namespace
+
+
+snapshot load_snapshot(pqxx::connection& conn) {
+  snapshot snap;
+  read_tx tx{conn, "read_model"};
+  load_settings(tx, snap);
+  load_storages(tx, snap);
+  load_users(tx, snap);
+  load_keys(tx, snap);
+  load_namespaces(tx, snap);
+  load_projects(tx, snap);
+  load_members(tx, snap);
+  load_protected_refs(tx, snap);
+  tx.commit();
+  snap.loaded_at = now_seconds();
+  return snap;
+}
+
+read_model_loader_actor::behavior_type read_model_loader(
+  read_model_loader_actor::stateful_pointer<read_model_loader_state> self,
+  read_model_loader_settings settings) {
+  auto& st = self->state;
+  st.settings = std::move(settings);
+  st.backoff = st.settings.min_backoff;
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& subs = self->state.subscribers;
+    subs.erase(std::remove_if(subs.begin(), subs.end(),
+                              [&](const caf::actor& a) {
+                                return a.address() == msg.source;
+                              }),
+               subs.end());
+  });
+  schedule_tick(self, std::chrono::milliseconds{0});
+  return {
+    [=](atom::subscribe, caf::actor& subscriber) {
+      auto& st = self->state;
+      if (!subscriber)
+        return;
+      self->monitor(subscriber);
+      if (st.current)
+        caf::anon_send(subscriber, atom::snapshot::value, st.current);
+      st.subscribers.push_back(std::move(subscriber));
+    },
+    [=](atom::get) -> caf::result<snapshot_ptr> {
+      auto& st = self->state;
+      if (st.current)
+        return st.current;
+      if (st.attempted && !st.session)
+        return caf::make_error(errc::unavailable, st.last_error);
+      auto promise = self->make_response_promise<snapshot_ptr>();
+      st.waiting.push_back(promise);
+      return promise;
+    },
+    [=](atom::tick, std::uint64_t generation) {
+      // Only the tick this actor scheduled last drives the loop; a stray one
+      // must not start a second chain.
+      if (generation == self->state.tick_generation)
+        on_tick(self);
+    },
+  };
+}
+
+} // namespace gatehouse::storage

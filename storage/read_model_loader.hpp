@@ -1,0 +1,81 @@
+#pragma once
+
+// Loads the access-control read model (messages/read_model.hpp) from
+// PostgreSQL and keeps it fresh through LISTEN/NOTIFY.
+
+#include "messages/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <caf/typed_response_promise.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gatehouse::storage {
+
+/// Reads one consistent snapshot of every read-model table in a single
+/// REPEATABLE READ, read-only transaction. Path and username keys are
+/// lower-cased; times are unix seconds. Throws pqxx/std exceptions.
+snapshot load_snapshot(pqxx::connection& conn);
+
+/// The channel the seed loader (and any other writer of read-model tables)
+/// notifies after a commit.
+inline constexpr const char* change_channel = "gatehouse_changes";
+
+/// Settings of the read-model loader, fixed at spawn.
+struct read_model_loader_settings {
+  /// libpq connection URL.
+  std::string database_url;
+  /// Server-side statement_timeout; a load runs one query per table.
+  std::chrono::milliseconds statement_timeout{30000};
+  /// How often to look for notifications (a non-blocking read in between
+  /// mailbox messages, so `get` and `subscribe` never wait on the socket).
+  std::chrono::milliseconds poll_interval{100};
+  /// Reload even without a notification after this long: the safety net
+  /// for writers that forget to NOTIFY.
+  std::chrono::milliseconds refresh_interval{60000};
+  /// First delay before reconnecting after a failure; doubles per failure.
+  std::chrono::milliseconds min_backoff{250};
+  /// Upper bound of the reconnect delay.
+  std::chrono::milliseconds max_backoff{10000};
+};
+
+/// A LISTENing connection; defined in the .cpp (it holds libpqxx types).
+struct listen_session;
+
+struct read_model_loader_state {
+  static inline constexpr const char* name = "read-model-loader";
+  read_model_loader_settings settings;
+  /// Null while disconnected. Dropped on any failure and rebuilt by a later
+  /// tick; the rebuild reloads, since notifications may have been missed.
+  std::shared_ptr<listen_session> session;
+  /// The newest snapshot; null before the first successful load.
+  snapshot_ptr current;
+  /// Who gets every new snapshot.
+  std::vector<caf::actor> subscribers;
+  /// `get` requests that arrived before the first load.
+  std::vector<caf::typed_response_promise<snapshot_ptr>> waiting;
+  /// Why the last connect or load failed; empty after a success.
+  std::string last_error;
+  /// Whether a connect-and-load was tried at least once.
+  bool attempted = false;
+  /// When `current` was loaded.
+  std::chrono::steady_clock::time_point loaded;
+  /// Delay before the next reconnect attempt.
+  std::chrono::milliseconds backoff{0};
+  /// The generation of the one tick in flight.
+  std::uint64_t tick_generation = 0;
+  /// Successful loads so far.
+  std::uint64_t loads = 0;
+};
+
+/// The loader actor. Blocks on libpqxx: the wiring must spawn it detached,
+/// and send it an exit message at shutdown (its ticks keep it alive).
+read_model_loader_actor::behavior_type read_model_loader(
+  read_model_loader_actor::stateful_pointer<read_model_loader_state> self,
+  read_model_loader_settings settings);
+
+} // namespace gatehouse::storage
