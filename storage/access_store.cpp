@@ -2,6 +2,7 @@
 
 #include "common/base64.hpp"
 #include "messages/errors.hpp"
+#include "storage/database.hpp"
 
 #include <caf/all.hpp>
 
@@ -45,20 +46,6 @@ std::string random_token_chars(std::size_t n) {
   return out;
 }
 
-/// The server's message without libpq's "ERROR:  " prefix and line breaks.
-std::string one_line(const char* what) {
-  std::string text = what;
-  if (text.rfind("ERROR:", 0) == 0) {
-    text.erase(0, 6);
-    text.erase(0, text.find_first_not_of(' '));
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-    text.pop_back();
-  for (auto& c : text)
-    if (c == '\n')
-      c = ' ';
-  return text;
-}
 
 /// Runs `fn` on the actor's connection, opening it first when needed, and
 /// turns libpqxx exceptions into errors: the one place they are caught.

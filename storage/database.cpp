@@ -57,4 +57,19 @@ connect(const std::string& url, std::chrono::milliseconds statement_timeout) {
   return conn;
 }
 
+/// The server's message without libpq's "ERROR:  " prefix and line breaks.
+std::string one_line(const char* what) {
+  std::string text = what;
+  if (text.rfind("ERROR:", 0) == 0) {
+    text.erase(0, 6);
+    text.erase(0, text.find_first_not_of(' '));
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+    text.pop_back();
+  for (auto& c : text)
+    if (c == '\n')
+      c = ' ';
+  return text;
+}
+
 } // namespace gatehouse::storage

@@ -29,4 +29,8 @@ namespace gatehouse::storage {
 std::unique_ptr<pqxx::connection>
 connect(const std::string& url, std::chrono::milliseconds statement_timeout);
 
+/// A libpq/libpqxx error text on one line, without the "ERROR:  " prefix, for
+/// error values and logs.
+std::string one_line(const char* what);
+
 } // namespace gatehouse::storage

@@ -2,6 +2,8 @@
 
 #include "common/base64.hpp"
 
+#include "storage/database.hpp"
+
 #include <pqxx/pqxx>
 
 #include <stdexcept>
@@ -20,20 +22,6 @@ void take_lock(pqxx::work& tx) {
           + ")");
 }
 
-/// The server's message without libpq's "ERROR:  " prefix and line breaks.
-std::string one_line(const char* what) {
-  std::string text = what;
-  if (text.rfind("ERROR:", 0) == 0) {
-    text.erase(0, 6);
-    text.erase(0, text.find_first_not_of(' '));
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-    text.pop_back();
-  for (auto& c : text)
-    if (c == '\n')
-      c = ' ';
-  return text;
-}
 
 /// Creates the LFS token signing key (32 bytes from OpenSSL's RAND_bytes)
 /// once; every replica then reads the same one. Skipped when the schema has

@@ -1,7 +1,8 @@
 #include "storage/seed.hpp"
 
+#include "common/base64.hpp"
+
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -23,80 +24,18 @@ using json = nlohmann::json;
 
 namespace {
 
-// -- bytes: SHA-256, hex, base64 ---------------------------------------------
-
-std::string sha256(std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &size, EVP_sha256(), nullptr)
-      != 1)
-    throw std::runtime_error("SHA-256 failed");
-  return std::string(reinterpret_cast<const char*>(out), size);
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char hex_digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += hex_digits[c >> 4];
-    out += hex_digits[c & 0x0f];
-  }
-  return out;
-}
+// -- bytes ---------------------------------------------------------------------
 
 /// The only form in which tokens reach the database.
 std::string token_digest(std::string_view token) {
-  return to_hex(sha256(token));
+  return hex_encode(sha256(token));
 }
 
-constexpr char base64_alphabet[]
-  = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/// OpenSSH's fingerprint encoding: base64 without padding.
 std::string base64_unpadded(std::string_view bytes) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += base64_alphabet[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0)
-    out += base64_alphabet[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
-
-/// Strict standard base64 (with padding, as in OpenSSH public keys).
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty() || text.size() % 4 != 0)
-    return std::nullopt;
-  auto padding = text.find('=');
-  if (padding != std::string_view::npos) {
-    if (text.size() - padding > 2
-        || text.find_first_not_of('=', padding) != std::string_view::npos)
-      return std::nullopt;
-  }
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : text.substr(0, padding)) {
-    const char* hit = nullptr;
-    for (const char* p = base64_alphabet; *p; ++p)
-      if (*p == c)
-        hit = p;
-    if (!hit)
-      return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(hit - base64_alphabet);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
+  auto out = base64_encode(bytes);
+  while (!out.empty() && out.back() == '=')
+    out.pop_back();
   return out;
 }
 
