@@ -1,4 +1,5 @@
 // gatehouse: GitLab's internal API, answered by an actor system.
+#include "app/commands.hpp"
 #include "app/serve.hpp"
 #include "common/config.hpp"
 #include "common/jwt.hpp"
@@ -33,6 +34,10 @@ Commands:
                         no longer lists, for the kinds FILE contains
   jwt CALLER            print a fresh token for CALLER (shell, workhorse, kas,
                         pages), signed with that caller's secret file
+  events tail [--subject S] [--from-start]
+                        print push events from JetStream as JSON lines with
+                        their headers
+  webhooks              deliver push events to the projects' webhooks
   --help                this text
   --version             the version and build revision
 
@@ -149,6 +154,10 @@ int main(int argc, char** argv) {
       return seed_command(cfg, args);
     if (command == "jwt")
       return jwt_command(cfg, args);
+    if (command == "events")
+      return events_command(cfg, args);
+    if (command == "webhooks")
+      return webhooks_command(cfg, args);
     return usage_error("unknown command " + command);
   } catch (const config_error& e) {
     std::cerr << "gatehouse: " << e.what() << '\n';

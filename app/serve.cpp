@@ -1,13 +1,16 @@
 #include "app/serve.hpp"
 
 #include "actors/access/access_control.hpp"
+#include "actors/push/push_processing.hpp"
 #include "actors/system_status.hpp"
 #include "common/log.hpp"
 #include "common/secrets.hpp"
 #include "edges/http/server.hpp"
 #include "edges/nats/connection.hpp"
+#include "edges/nats/outbox_relay.hpp"
 #include "storage/access_store.hpp"
 #include "storage/git_actor.hpp"
+#include "storage/push_store.hpp"
 #include "storage/read_model_loader.hpp"
 #include "storage/store.hpp"
 
@@ -106,6 +109,15 @@ int serve(const config& cfg) {
   access_cfg.store_timeout = cfg.request_timeout / 2;
   auto access = sys.spawn(access_control, access_cfg, loader, gits, access_store);
 
+  storage::push_store_settings push_store_cfg;
+  push_store_cfg.database_url = cfg.database_url;
+  push_store_cfg.statement_timeout = cfg.request_timeout;
+  auto push_store = sys.spawn<caf::detached>(storage::push_store, push_store_cfg);
+  push_processing_settings push_cfg;
+  push_cfg.git_timeout = cfg.request_timeout / 2;
+  push_cfg.store_timeout = cfg.request_timeout / 2;
+  auto push = sys.spawn(push_processing, push_cfg, loader, gits, push_store);
+
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
   auto status = sys.spawn(system_status, status_cfg, store);
@@ -114,7 +126,15 @@ int serve(const config& cfg) {
   nats_cfg.url = cfg.nats_url;
   nats_cfg.creds_file = cfg.nats_creds_file;
   nats_cfg.nkey_seed_file = cfg.nats_nkey_seed_file;
+  nats_cfg.replicas = cfg.events_replicas;
   nats::connection nats_conn{nats_cfg, status};
+
+  // Publishes committed push events from the outbox to JetStream.
+  nats::outbox_relay_settings relay_cfg;
+  relay_cfg.database_url = cfg.database_url;
+  relay_cfg.statement_timeout = cfg.request_timeout;
+  relay_cfg.stream = nats_cfg.stream;
+  nats::outbox_relay relay{relay_cfg, nats_conn};
 
   http::http_settings http_cfg;
   http_cfg.host = cfg.http_host;
@@ -124,7 +144,7 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, status, access}};
+  http::server http_srv{http_cfg, {&sys, status, access, push}};
 
   int rc = 0;
   std::string error;
@@ -136,6 +156,7 @@ int serve(const config& cfg) {
     std::cerr << "gatehouse: " << error << '\n';
     rc = 2;
   } else {
+    relay.start();
     http_thread = std::thread{[&] { http_srv.run(); }};
     log::info("gatehouse serving",
               {{"version", GATEHOUSE_VERSION},
@@ -151,7 +172,10 @@ int serve(const config& cfg) {
   http_srv.stop();
   if (http_thread.joinable())
     http_thread.join();
+  relay.stop();
   nats_conn.stop();
+  caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access, caf::exit_reason::user_shutdown);
   for (auto& g : gits)
     caf::anon_send_exit(g, caf::exit_reason::user_shutdown);

@@ -90,6 +90,21 @@ config config_from_env() {
       throw config_error{"GATEHOUSE_LOG_FORMAT: expected json or text, got \""
                          + *v + "\""};
   }
+  if (auto v = env("GATEHOUSE_EVENTS_REPLICAS"))
+    cfg.events_replicas
+      = static_cast<int>(to_integer("GATEHOUSE_EVENTS_REPLICAS", *v, 1, 5));
+  if (auto v = env("GATEHOUSE_WEBHOOK_BACKOFF_BASE"))
+    cfg.webhook_backoff_base = std::chrono::milliseconds{
+      to_integer("GATEHOUSE_WEBHOOK_BACKOFF_BASE", *v, 1, 86400) * 1000};
+  if (auto v = env("GATEHOUSE_WEBHOOK_BACKOFF_BASE_MS"))
+    cfg.webhook_backoff_base = std::chrono::milliseconds{
+      to_integer("GATEHOUSE_WEBHOOK_BACKOFF_BASE_MS", *v, 1, 86400000)};
+  if (auto v = env("GATEHOUSE_WEBHOOK_RETRIES"))
+    cfg.webhook_retries
+      = static_cast<int>(to_integer("GATEHOUSE_WEBHOOK_RETRIES", *v, 0, 10));
+  if (auto v = env("GATEHOUSE_WEBHOOK_TIMEOUT_MS"))
+    cfg.webhook_timeout = std::chrono::milliseconds{
+      to_integer("GATEHOUSE_WEBHOOK_TIMEOUT_MS", *v, 1, 600000)};
   for (auto c : {jwt::caller::shell, jwt::caller::workhorse, jwt::caller::kas,
                  jwt::caller::pages})
     cfg.secret_files[static_cast<std::size_t>(c)]

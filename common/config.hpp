@@ -36,6 +36,16 @@ struct config {
   /// a trailing slash.
   std::string relative_url_root;
   log_format log = log_format::json;
+  /// Replicas of the GATEHOUSE_EVENTS stream (3 on a NATS cluster).
+  int events_replicas = 1;
+  /// Webhook consumer: base of the temporary-disable backoff (GitLab: 1 min,
+  /// doubled per further failure, capped at 24 h).
+  std::chrono::milliseconds webhook_backoff_base{60000};
+  /// Webhook consumer: attempts beyond the first before a delivery counts
+  /// as failed (short backoff, same Idempotency-Key).
+  int webhook_retries = 3;
+  /// Webhook consumer: timeout of one delivery attempt.
+  std::chrono::milliseconds webhook_timeout{10000};
   /// Secret file per caller, indexed by jwt::caller; unset disables the
   /// caller's routes.
   std::array<std::optional<std::string>, 4> secret_files;

@@ -43,6 +43,16 @@ using new_codes = caf::atom_constant<caf::atom("newcodes")>;
 /// Create a personal access token.
 using create_pat = caf::atom_constant<caf::atom("createpat")>;
 
+// -- push processing ------------------------------------------------------------
+
+/// Count a push in flight (POST /internal/pre_receive).
+using pre_receive = caf::atom_constant<caf::atom("prerecv")>;
+/// Commit a push's counter change, moved message and events
+/// (POST /internal/post_receive).
+using post_receive = caf::atom_constant<caf::atom("postrecv")>;
+/// List the commits of pushed refs for push events.
+using commits = caf::atom_constant<caf::atom("commits")>;
+
 // -- events -------------------------------------------------------------------
 
 /// The NATS connection changed state.

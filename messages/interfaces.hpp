@@ -22,6 +22,11 @@ struct git_questions;
 struct git_facts;
 } // namespace gatehouse::access
 
+namespace gatehouse::push {
+struct commit_questions;
+struct commit_facts;
+} // namespace gatehouse::push
+
 namespace gatehouse {
 
 /// Owns one PostgreSQL connection and answers queries on it. Spawned
@@ -51,7 +56,10 @@ using git_actor = caf::typed_actor<
   // Answer what an access decision needs to know from git; failures leave
   // answers missing and say why in git_facts::unavailable_reason.
   caf::replies_to<atom::inspect, access::git_questions>::with<
-    access::git_facts>>;
+    access::git_facts>,
+  // List the commits each pushed ref brought, for push events.
+  caf::replies_to<atom::commits, push::commit_questions>::with<
+    push::commit_facts>>;
 
 /// Keeps the access-control read model fresh: loads a snapshot from
 /// PostgreSQL, LISTENs on `gatehouse_changes` and reloads after change
@@ -90,6 +98,17 @@ using access_store_actor = caf::typed_actor<
   // Create a personal access token; returns the clear token. Stores only
   // its SHA-256 digest.
   caf::replies_to<atom::create_pat, pat_request>::with<pat_result>>;
+
+/// Owns the push-processing writes on one PostgreSQL connection. Spawned
+/// detached: libpqxx blocks.
+using push_store_actor = caf::typed_actor<
+  // Count a push in flight for a gl_repository (shared by every replica,
+  // expiring 600 s after its last change); true when counted.
+  caf::replies_to<atom::pre_receive, std::string>::with<bool>,
+  // In one transaction: decrement the counter, take the moved message, and
+  // insert the events into the outbox.
+  caf::replies_to<atom::post_receive, post_receive_write>::with<
+    post_receive_written>>;
 
 } // namespace gatehouse
 

@@ -84,4 +84,62 @@ typename Inspector::result_type inspect(Inspector& f, pat_result& x) {
   return f(caf::meta::type_name("gatehouse.pat_result"), x.token);
 }
 
+// -- push processing ------------------------------------------------------------
+
+/// One push domain event on its way through the transactional outbox to
+/// JetStream (actors/push/push_events.hpp builds them).
+struct outbox_event {
+  /// UUID v4; the Nats-Msg-Id header.
+  std::string event_id;
+  /// "gitlab.events.push.<project_id>" or "gitlab.events.tag_push.<id>".
+  std::string subject;
+  /// "push" or "tag_push": the Gatehouse-Event header.
+  std::string kind;
+  std::int64_t project_id = 0;
+  /// Gatehouse-Bulk: true.
+  bool bulk = false;
+  /// Gatehouse-Commits: unavailable.
+  bool commits_unavailable = false;
+  /// The JSON body (GitLab's Push Hook / Tag Push Hook payload).
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, outbox_event& x) {
+  return f(caf::meta::type_name("gatehouse.outbox_event"), x.event_id,
+           x.subject, x.kind, x.project_id, x.bulk, x.commits_unavailable,
+           x.body);
+}
+
+/// What /post_receive writes in one transaction: the reference-counter
+/// decrement, the moved message taken, the events into the outbox.
+struct post_receive_write {
+  std::string gl_repository;
+  /// 0 when the pusher is unknown (then no moved message is taken).
+  std::int64_t user_id = 0;
+  /// 0 when the repository is unknown.
+  std::int64_t project_id = 0;
+  std::vector<outbox_event> events;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, post_receive_write& x) {
+  return f(caf::meta::type_name("gatehouse.post_receive_write"),
+           x.gl_repository, x.user_id, x.project_id, x.events);
+}
+
+/// The outcome of a post_receive_write, committed.
+struct post_receive_written {
+  bool counter_decreased = false;
+  /// The project-moved message /allowed kept for this user and project;
+  /// empty when none.
+  std::string moved_message;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, post_receive_written& x) {
+  return f(caf::meta::type_name("gatehouse.post_receive_written"),
+           x.counter_decreased, x.moved_message);
+}
+
 } // namespace gatehouse

@@ -20,6 +20,15 @@ git_actor::behavior_type git(git_actor::stateful_pointer<git_state> self,
         return facts;
       }
     },
+    [=](atom::commits, const push::commit_questions& q) -> push::commit_facts {
+      try {
+        return answer_commits(q, self->state.per_call_timeout);
+      } catch (...) {
+        push::commit_facts facts;
+        facts.unavailable_reason = "git could not be asked";
+        return facts;
+      }
+    },
   };
 }
 

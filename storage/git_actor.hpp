@@ -1,8 +1,9 @@
 #pragma once
 
-// The git actor: answers git_questions with git_facts by running the git
-// binary (storage/git_repository.hpp). Include this header wherever
-// git_questions or git_facts travel in messages: it whitelists both.
+// The git actor: answers git_questions with git_facts, and the commit
+// questions of push events with commit_facts, by running the git binary
+// (storage/git_repository.hpp). Include this header wherever these travel in
+// messages: it whitelists them.
 
 #include "actors/access/git_messages.hpp"
 #include "messages/interfaces.hpp"

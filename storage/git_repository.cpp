@@ -765,6 +765,215 @@ std::optional<std::size_t> count_commits(const repo_location& loc,
   return n;
 }
 
+// -- push commits ----------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view heads_prefix = "refs/heads/";
+constexpr std::string_view tags_prefix = "refs/tags/";
+
+bool has_prefix(const std::string& s, std::string_view prefix) {
+  return s.size() > prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+push::commit to_push_commit(commit_info&& c) {
+  push::commit out;
+  out.id = std::move(c.id);
+  out.message = std::move(c.message);
+  out.title = std::move(c.title);
+  out.timestamp = std::move(c.timestamp);
+  out.author_name = std::move(c.author_name);
+  out.author_email = std::move(c.author_email);
+  out.added = std::move(c.added);
+  out.modified = std::move(c.modified);
+  out.removed = std::move(c.removed);
+  return out;
+}
+
+// The newest `limit` commits of oldrev..newrev (oldrev blank: everything
+// reachable), oldest first, and how many there are in all.
+std::optional<push::ref_commits> commits_in_range(const repo_location& loc,
+                                                  const std::string& oldrev,
+                                                  const std::string& newrev,
+                                                  std::size_t limit,
+                                                  milliseconds timeout,
+                                                  git_failure* failure) {
+  auto listed = list_commits(loc, oldrev, newrev, limit, timeout, failure);
+  if (!listed)
+    return std::nullopt;
+  push::ref_commits out;
+  // Fewer than asked for: that is all of them, no need to count.
+  if (listed->size() < limit) {
+    out.total = listed->size();
+  } else {
+    auto total = count_commits(loc, oldrev, newrev, timeout, failure);
+    if (!total)
+      return std::nullopt;
+    out.total = std::max(*total, listed->size());
+  }
+  out.commits.reserve(listed->size());
+  for (auto it = listed->rbegin(); it != listed->rend(); ++it)
+    out.commits.push_back(to_push_commit(std::move(*it)));
+  return out;
+}
+
+} // namespace
+
+std::optional<tag_info> describe_tag(const repo_location& loc,
+                                     const std::string& rev,
+                                     milliseconds timeout,
+                                     git_failure* failure) {
+  if (!is_object_id(rev) || is_blank_object_id(rev)) {
+    set_failure(failure, "a revision is not a full object id");
+    return std::nullopt;
+  }
+  const auto deadline = steady::now() + timeout;
+  auto type = run_to_end(loc, {"cat-file", "-t", rev}, timeout, failure);
+  if (!type)
+    return std::nullopt;
+  if (type->exit_code != 0) {
+    set_failure(failure, exit_failure("git cat-file", *type),
+                first_line(type->err));
+    return std::nullopt;
+  }
+  const auto kind = first_line(type->out);
+  tag_info info;
+  if (kind == "commit") {
+    info.target = rev;
+    return info;
+  }
+  if (kind == "tree" || kind == "blob")
+    return info;
+  if (kind != "tag") {
+    set_failure(failure, "git cat-file printed something unexpected");
+    return std::nullopt;
+  }
+  info.annotated = true;
+  auto body = run_to_end(loc, {"cat-file", "tag", rev}, remaining(deadline),
+                         failure);
+  if (!body)
+    return std::nullopt;
+  if (body->exit_code != 0) {
+    set_failure(failure, exit_failure("git cat-file", *body),
+                first_line(body->err));
+    return std::nullopt;
+  }
+  // Header lines, a blank line, then the message (Gitaly keeps it raw).
+  auto split = body->out.find("\n\n");
+  if (split != std::string::npos)
+    info.message = body->out.substr(split + 2);
+  // --verify --quiet: a tag of a tree or blob peels to nothing, silently.
+  auto peeled = run_to_end(loc,
+                           {"rev-parse", "--verify", "--quiet",
+                            "--end-of-options", rev + "^{commit}"},
+                           remaining(deadline), failure);
+  if (!peeled)
+    return std::nullopt;
+  if (peeled->exit_code == 1 && peeled->out.empty())
+    return info;
+  auto id = first_line(peeled->out);
+  if (peeled->exit_code != 0 || !is_object_id(id)) {
+    set_failure(failure, exit_failure("git rev-parse", *peeled),
+                first_line(peeled->err));
+    return std::nullopt;
+  }
+  info.target = id;
+  return info;
+}
+
+std::optional<push::ref_commits>
+ref_commits(const repo_location& loc, const access::ref_change& change,
+            const std::string& default_branch, std::size_t limit,
+            milliseconds timeout, git_failure* failure) {
+  if (!is_object_id(change.oldrev) || !is_object_id(change.newrev)) {
+    set_failure(failure, "a revision is not a full object id");
+    return std::nullopt;
+  }
+  if (is_blank_object_id(change.newrev))
+    return push::ref_commits{};
+  if (has_prefix(change.ref, tags_prefix)) {
+    auto tag = describe_tag(loc, change.newrev, timeout, failure);
+    if (!tag)
+      return std::nullopt;
+    push::ref_commits out;
+    out.tag_target = tag->target;
+    out.tag_message = tag->message;
+    if (tag->target) {
+      // GitLab's TagHooksService: the tagged commit is the push's commit.
+      auto listed = list_commits(loc, std::string(change.newrev.size(), '0'),
+                                 *tag->target, 1, timeout, failure);
+      if (!listed)
+        return std::nullopt;
+      out.total = 1;
+      if (limit > 0)
+        for (auto& c : *listed)
+          out.commits.push_back(to_push_commit(std::move(c)));
+    }
+    return out;
+  }
+  if (!has_prefix(change.ref, heads_prefix)) {
+    set_failure(failure, "not a branch or tag");
+    return std::nullopt;
+  }
+  const std::string blank(change.newrev.size(), '0');
+  if (!is_blank_object_id(change.oldrev))
+    return commits_in_range(loc, change.oldrev, change.newrev, limit, timeout,
+                            failure);
+  const auto branch = change.ref.substr(heads_prefix.size());
+  if (default_branch.empty() || branch == default_branch)
+    return commits_in_range(loc, blank, change.newrev, limit, timeout,
+                            failure);
+  const auto deadline = steady::now() + timeout;
+  git_failure base_failure;
+  auto base = branch_commit(loc, default_branch, timeout, &base_failure);
+  if (!base) {
+    // No default branch yet (or a name git refuses): everything reachable
+    // is new, as for the default branch of an empty repository.
+    if (base_failure.reason != "no such branch"
+        && base_failure.reason != "not a valid branch name") {
+      if (failure != nullptr)
+        *failure = base_failure;
+      return std::nullopt;
+    }
+    return commits_in_range(loc, blank, change.newrev, limit,
+                            remaining(deadline), failure);
+  }
+  return commits_in_range(loc, *base, change.newrev, limit,
+                          remaining(deadline), failure);
+}
+
+push::commit_facts answer_commits(const push::commit_questions& q,
+                                  milliseconds per_call_timeout) {
+  push::commit_facts facts;
+  if (!q.location) {
+    facts.unavailable_reason = "the repository storage has no local path";
+    return facts;
+  }
+  facts.available = true;
+  bool gave_up = false;
+  for (const auto& change : q.changes) {
+    if (!has_prefix(change.ref, heads_prefix)
+        && !has_prefix(change.ref, tags_prefix))
+      continue;
+    git_failure f;
+    std::optional<push::ref_commits> answer;
+    if (!gave_up)
+      answer = ref_commits(*q.location, change, q.default_branch, q.limit,
+                           per_call_timeout, &f);
+    else
+      f.reason = "skipped after a git timeout";
+    if (answer) {
+      facts.by_ref.insert_or_assign(change.ref, std::move(*answer));
+      continue;
+    }
+    facts.available = false;
+    if (facts.unavailable_reason.empty())
+      facts.unavailable_reason = f.reason.empty() ? "git failed" : f.reason;
+    gave_up = gave_up || f.timed_out;
+  }
+  return facts;
+}
+
 git_facts answer(const git_questions& q, milliseconds per_call_timeout) {
   git_facts facts;
   if (q.empty())

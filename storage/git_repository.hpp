@@ -14,6 +14,7 @@
 //   runs out, and the child is always reaped.
 
 #include "actors/access/git_access.hpp"
+#include "actors/push/push_events.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -171,6 +172,52 @@ std::optional<std::size_t> count_commits(const repo_location& loc,
                                          const std::string& newrev,
                                          std::chrono::milliseconds timeout,
                                          git_failure* failure = nullptr);
+
+/// What a pushed tag names.
+struct tag_info {
+  /// The commit the tag peels to; nullopt when it names a tree or a blob.
+  std::optional<std::string> target;
+  /// An annotated tag's message as GitLab reads it (Gitaly's FindTag): the
+  /// raw tag object body after its header, signature and trailing newline
+  /// included; "" for a lightweight tag.
+  std::string message;
+  /// Whether `rev` is a tag object (annotated tag).
+  bool annotated = false;
+};
+
+/// Describes the object a tag ref was pushed to (`rev`, a non-blank object
+/// id): `git cat-file -t`, then `git cat-file tag` for a tag object and
+/// `git rev-parse <rev>^{commit}` to peel it.
+std::optional<tag_info> describe_tag(const repo_location& loc,
+                                     const std::string& rev,
+                                     std::chrono::milliseconds timeout,
+                                     git_failure* failure = nullptr);
+
+/// The commits one pushed ref brought, as GitLab's Git::BranchHooksService
+/// and Git::TagHooksService list them for push payloads:
+/// - branch update: oldrev..newrev;
+/// - new branch: the commits of newrev not on the head of `default_branch`;
+///   every commit reachable from newrev when the branch is the default
+///   branch, when `default_branch` is empty, or when that branch does not
+///   exist (empty repository);
+/// - tag: the tagged commit alone (total 1), or nothing (total 0) when the
+///   tag names a tree or a blob; tag_target and tag_message set;
+/// - deletion: nothing (no git call).
+/// The newest `limit` commits oldest first; `total` counts them all. Every
+/// git call is bounded by `timeout`.
+std::optional<push::ref_commits>
+ref_commits(const repo_location& loc, const access::ref_change& change,
+            const std::string& default_branch, std::size_t limit,
+            std::chrono::milliseconds timeout, git_failure* failure = nullptr);
+
+/// Answers the commit questions of a push, each git call bounded by
+/// `per_call_timeout`. Without a location nothing is answered (available
+/// false, "the repository storage has no local path"). A ref whose listing
+/// fails has no entry in by_ref, makes `available` false and sets
+/// unavailable_reason (the first failure's); after a timeout the remaining
+/// refs are skipped. Refs other than branches and tags are ignored.
+push::commit_facts answer_commits(const push::commit_questions& q,
+                                  std::chrono::milliseconds per_call_timeout);
 
 /// Answers everything `q` asks, each git call bounded by `per_call_timeout`.
 /// Without a location, nothing is answered and unavailable_reason says

@@ -284,7 +284,7 @@ pat_plan check_personal_access_token(
       return refuse("Invalid token expiry date: '" + *expires_at + "'");
     if (*parsed > max_day)
       return refuse("Failed to create token: Expires at must be before "
-                    + format_date(max_day + 1));
+                    + format_date(max_day));
     day = *parsed;
   }
   plan.name = *name;

@@ -7,6 +7,7 @@
 #include "edges/http/metrics.hpp"
 #include "edges/http/access_routes.hpp"
 #include "edges/http/params.hpp"
+#include "edges/http/push_routes.hpp"
 #include "edges/http/routing.hpp"
 #include "edges/http/status.hpp"
 #include "messages/errors.hpp"
@@ -73,6 +74,7 @@ struct server::impl {
   caf::actor check_relay;
   caf::actor readiness_relay;
   std::unique_ptr<access_routes> access_routes_;
+  std::unique_ptr<push_routes> push_routes_;
 
   impl(http_settings s, http_deps d)
     : settings(std::move(s)), deps(std::move(d)) {
@@ -81,6 +83,9 @@ struct server::impl {
     if (deps.access)
       access_routes_ = std::make_unique<access_routes>(*deps.sys, deps.access,
                                                        settings.request_timeout);
+    if (deps.push)
+      push_routes_ = std::make_unique<push_routes>(*deps.sys, deps.push,
+                                                   settings.request_timeout);
     configure();
     register_routes();
   }
@@ -128,6 +133,9 @@ struct server::impl {
     };
     if (access_routes_)
       for (auto& r : access_routes_->routes())
+        table.push_back(std::move(r));
+    if (push_routes_)
+      for (auto& r : push_routes_->routes())
         table.push_back(std::move(r));
     return table;
   }

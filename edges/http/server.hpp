@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/access/access_control.hpp"
+#include "actors/push/push_processing.hpp"
 #include "common/jwt.hpp"
 #include "messages/interfaces.hpp"
 
@@ -38,6 +39,8 @@ struct http_deps {
   system_status_actor status;
   /// Unset in tests of the edge alone: the access routes are then absent.
   access_control_actor access;
+  /// Unset in tests of the edge alone: the push routes are then absent.
+  push_processing_actor push;
 };
 
 /// The HTTP edge. Owns the httplib server and its thread pool.

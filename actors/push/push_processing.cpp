@@ -1,0 +1,128 @@
+#include "actors/push/push_processing.hpp"
+
+#include "common/log.hpp"
+#include "messages/errors.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+
+namespace gatehouse {
+
+namespace {
+
+using self_pointer
+  = push_processing_actor::stateful_pointer<push_processing_state>;
+using answer_promise = caf::typed_response_promise<push::post_receive_answer>;
+
+unix_time now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// Writes the events and the counter change in one transaction, then answers
+// the messages. Nothing is answered before the commit: an answered push never
+// loses its events.
+void commit_and_answer(self_pointer self, snapshot_ptr snap,
+                       push::post_receive_params p, push::push_context ctx,
+                       push::commit_facts facts, answer_promise rp) {
+  post_receive_write write;
+  write.gl_repository = p.gl_repository;
+  if (ctx.user)
+    write.user_id = ctx.user->id;
+  if (ctx.project)
+    write.project_id = ctx.project->id;
+  if (ctx.project && ctx.user)
+    write.events = push::build_events(*snap, ctx, p, facts, &push::random_uuid);
+  auto event_count = write.events.size();
+  self
+    ->request(self->state.store, self->state.settings.store_timeout,
+              atom::post_receive::value, std::move(write))
+    .then(
+      [snap, p, ctx, rp, event_count](post_receive_written& written) mutable {
+        push::post_receive_answer answer;
+        answer.reference_counter_decreased = written.counter_decreased;
+        answer.messages = push::post_receive_messages(
+          *snap, ctx, p, written.moved_message, now_seconds());
+        log::info("push committed", {{"gl_repository", p.gl_repository},
+                                     {"events", event_count}});
+        rp.deliver(std::move(answer));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
+} // namespace
+
+push_processing_actor::behavior_type push_processing(
+  self_pointer self, push_processing_settings settings,
+  read_model_loader_actor loader, std::vector<git_actor> git,
+  push_store_actor store) {
+  self->state.settings = settings;
+  self->state.git = std::move(git);
+  self->state.store = store;
+  self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
+  return {
+    [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
+      auto rp = self->make_response_promise<bool>();
+      self
+        ->request(self->state.store, self->state.settings.store_timeout,
+                  atom::pre_receive::value, std::move(gl_repository))
+        .then([rp](bool counted) mutable { rp.deliver(counted); },
+              [rp](caf::error& err) mutable {
+                // GitLab answers false when its counter store fails; Gitaly
+                // then rejects the push with an empty message.
+                log::warn("reference counter not increased",
+                          {{"error", render(err)}});
+                rp.deliver(false);
+              });
+      return rp;
+    },
+    [=](atom::post_receive, push::post_receive_params& p)
+      -> caf::result<push::post_receive_answer> {
+      auto& st = self->state;
+      if (!st.snap)
+        return caf::make_error(errc::unavailable, "read model not loaded yet");
+      auto snap = st.snap;
+      auto ctx = push::resolve(*snap, p);
+      auto rp = self->make_response_promise<push::post_receive_answer>();
+      push::commit_facts facts;
+      if (!ctx.project || !ctx.user) {
+        // GitLab logs and drops a push it cannot attribute: no events.
+        commit_and_answer(self, snap, p, ctx, facts, rp);
+        return rp;
+      }
+      auto questions = push::questions_for(*snap, ctx, p);
+      if (!questions.location || st.git.empty()) {
+        facts.unavailable_reason = "the repository storage has no local path";
+        commit_and_answer(self, snap, p, ctx, facts, rp);
+        return rp;
+      }
+      if (questions.changes.empty()) {
+        // Nothing git could add (deletions only): the facts are complete.
+        facts.available = true;
+        commit_and_answer(self, snap, p, ctx, facts, rp);
+        return rp;
+      }
+      auto git = st.git[st.next_git++ % st.git.size()];
+      self->request(git, st.settings.git_timeout, atom::commits::value, questions)
+        .then(
+          [self, snap, p, ctx, rp](push::commit_facts& f) {
+            commit_and_answer(self, snap, p, ctx, std::move(f), rp);
+          },
+          [self, snap, p, ctx, rp](caf::error& err) {
+            // Events are never dropped for want of commits: they go out
+            // marked Gatehouse-Commits: unavailable.
+            push::commit_facts f;
+            f.unavailable_reason = "git failed: " + render(err);
+            commit_and_answer(self, snap, p, ctx, std::move(f), rp);
+          });
+      return rp;
+    },
+    [=](atom::snapshot, snapshot_ptr& snap) {
+      self->state.snap = std::move(snap);
+    },
+  };
+}
+
+} // namespace gatehouse

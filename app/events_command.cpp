@@ -1,0 +1,245 @@
+// `gatehouse events tail [--subject S] [--from-start]`: the operator's view
+// of the push events on JetStream, one JSON line per message:
+//   {"subject":…,"sequence":…,"headers":{…},"data":…}
+// through an ephemeral ordered consumer (no durable state left behind).
+
+#include "app/commands.hpp"
+#include "edges/nats/connection.hpp"
+
+#include <nats/nats.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace gatehouse {
+
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+constexpr const char* events_usage
+  = "usage: gatehouse events tail [--subject S] [--from-start]\n"
+    "  --subject S    only messages whose subject matches S "
+    "(default gitlab.events.>)\n"
+    "  --from-start   every message the stream holds, then new ones "
+    "(default: new ones only)\n";
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+extern "C" void on_stop_signal(int) {
+  stop_requested = 1;
+}
+
+int events_usage_error(const std::string& what) {
+  std::cerr << "gatehouse: events: " << what << "\n\n" << events_usage;
+  return 64; // EX_USAGE
+}
+
+std::string nats_error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  std::string out = natsStatus_GetText(s);
+  if (jerr != 0)
+    out += " (jetstream error " + std::to_string(static_cast<int>(jerr)) + ")";
+  if (const char* last = nats_GetLastError(nullptr); last && *last)
+    out += std::string{": "} + last;
+  return out;
+}
+
+/// Every header of `msg`, keys sorted; a key with several values maps to an
+/// array.
+ordered_json headers_of(natsMsg* msg) {
+  ordered_json out = ordered_json::object();
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK || !keys)
+    return out;
+  std::vector<std::string> names(keys, keys + count);
+  std::free(static_cast<void*>(keys));
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    const char** values = nullptr;
+    int n = 0;
+    if (natsMsgHeader_Values(msg, name.c_str(), &values, &n) != NATS_OK
+        || !values)
+      continue;
+    if (n == 1) {
+      out[name] = values[0];
+    } else {
+      auto list = ordered_json::array();
+      for (int i = 0; i < n; ++i)
+        list.push_back(values[i]);
+      out[name] = std::move(list);
+    }
+    std::free(static_cast<void*>(values));
+  }
+  return out;
+}
+
+std::string render_message(natsMsg* msg) {
+  ordered_json line = ordered_json::object();
+  line["subject"] = natsMsg_GetSubject(msg);
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta) {
+    line["sequence"] = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  } else {
+    line["sequence"] = nullptr;
+  }
+  line["headers"] = headers_of(msg);
+  const char* data = natsMsg_GetData(msg);
+  int len = natsMsg_GetDataLength(msg);
+  std::string body = data ? std::string(data, static_cast<std::size_t>(len))
+                          : std::string{};
+  auto parsed = ordered_json::parse(body, nullptr, false);
+  if (parsed.is_discarded())
+    line["data"] = body;
+  else
+    line["data"] = std::move(parsed);
+  return line.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+struct tail_options {
+  std::string subject = "gitlab.events.>";
+  bool from_start = false;
+};
+
+int tail(const config& cfg, const tail_options& opt) {
+  if (!cfg.nats_nkey_seed_file.empty()) {
+    std::cerr << "gatehouse: GATEHOUSE_NATS_NKEY_SEED_FILE: nkey "
+                 "authentication is not supported yet; use "
+                 "GATEHOUSE_NATS_CREDS_FILE or the URL\n";
+    return 2;
+  }
+  const std::string stream = nats::nats_settings{}.stream;
+  natsOptions* opts = nullptr;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  natsSubscription* sub = nullptr;
+  int rc = 0;
+  auto fail = [&](const std::string& what, natsStatus s,
+                  jsErrCode jerr = static_cast<jsErrCode>(0)) {
+    std::cerr << "gatehouse: events tail: " << what << ": "
+              << nats_error(s, jerr) << '\n';
+    rc = 1;
+  };
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK)
+    s = natsOptions_SetURL(opts, cfg.nats_url.c_str());
+  if (s == NATS_OK)
+    s = natsOptions_SetName(opts, "gatehouse-events-tail");
+  if (s == NATS_OK)
+    s = natsOptions_SetMaxReconnect(opts, -1);
+  if (s == NATS_OK)
+    s = natsOptions_SetReconnectWait(opts, 500);
+  if (s == NATS_OK && !cfg.nats_creds_file.empty())
+    s = natsOptions_SetUserCredentialsFromFiles(
+      opts, cfg.nats_creds_file.c_str(), nullptr);
+  if (s != NATS_OK) {
+    fail("NATS options", s);
+  } else if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK) {
+    fail("connecting to " + cfg.nats_url, s);
+  } else if ((s = natsConnection_JetStream(&js, nc, nullptr)) != NATS_OK) {
+    fail("JetStream", s);
+  } else {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = opt.from_start ? js_DeliverAll : js_DeliverNew;
+    bool told = false;
+    for (;;) {
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      s = js_SubscribeSync(&sub, js, opt.subject.c_str(), nullptr, &so, &jerr);
+      if (s == NATS_OK)
+        break;
+      if (stop_requested)
+        break; // interrupted while waiting: a normal end
+      if (jerr != JSStreamNotFoundErr) {
+        fail("subscribing to stream " + stream + " (subject " + opt.subject
+               + ")",
+             s, jerr);
+        break;
+      }
+      // `gatehouse serve` creates the stream when it first connects.
+      if (!told)
+        std::cerr << "gatehouse: events tail: stream " << stream
+                  << " does not exist yet; waiting\n"
+                  << std::flush;
+      told = true;
+      nats_Sleep(1000);
+    }
+  }
+  if (rc == 0 && sub) {
+    std::cerr << "gatehouse: tailing stream " << stream << ", subject "
+              << opt.subject << (opt.from_start ? ", from the start" : "")
+              << '\n'
+              << std::flush;
+    while (!stop_requested) {
+      natsMsg* msg = nullptr;
+      s = natsSubscription_NextMsg(&msg, sub, 250);
+      if (s == NATS_TIMEOUT)
+        continue;
+      if (s != NATS_OK) {
+        if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
+          fail("receiving", s);
+          break;
+        }
+        // Slow consumer and the like: the ordered consumer recovers.
+        continue;
+      }
+      std::cout << render_message(msg) << '\n' << std::flush;
+      natsMsg_Destroy(msg);
+    }
+  }
+  if (sub) {
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+  }
+  if (js)
+    jsCtx_Destroy(js);
+  if (nc) {
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+  }
+  if (opts)
+    natsOptions_Destroy(opts);
+  return rc;
+}
+
+} // namespace
+
+int events_command(const config& cfg, const std::vector<std::string>& args) {
+  if (args.empty())
+    return events_usage_error("a subcommand is required");
+  if (args[0] != "tail")
+    return events_usage_error("unknown subcommand " + args[0]);
+  tail_options opt;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const auto& arg = args[i];
+    if (arg == "--from-start") {
+      opt.from_start = true;
+    } else if (arg == "--subject") {
+      if (i + 1 >= args.size() || args[i + 1].empty())
+        return events_usage_error("--subject needs a value");
+      opt.subject = args[++i];
+    } else if (arg.rfind("--subject=", 0) == 0) {
+      opt.subject = arg.substr(10);
+      if (opt.subject.empty())
+        return events_usage_error("--subject needs a value");
+    } else {
+      return events_usage_error("unknown argument " + arg);
+    }
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  return tail(cfg, opt);
+}
+
+} // namespace gatehouse

@@ -1,0 +1,179 @@
+#include "storage/push_store.hpp"
+
+#include "common/log.hpp"
+#include "messages/errors.hpp"
+#include "storage/database.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include <set>
+#include <utility>
+
+namespace gatehouse::storage {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Expired counters are purged on every this many pre_receive calls (an
+/// expired row already counts as absent; this only bounds the table).
+constexpr std::uint32_t purge_every = 256;
+
+/// Runs `fn` on the actor's connection, opening it first when needed. Every
+/// failure becomes errc::unavailable; the connection is dropped unless the
+/// server merely refused a statement (then it is still usable).
+template <class T, class F>
+caf::expected<T> with_connection(push_store_state& st, const char* what,
+                                 F fn) {
+  try {
+    if (!st.conn || !st.conn->is_open())
+      st.conn = connect(st.settings.database_url, st.settings.statement_timeout);
+    return fn(*st.conn);
+  } catch (const pqxx::in_doubt_error& e) {
+    // The commit's outcome is unknown: the caller must not claim success.
+    st.conn.reset();
+    log::error("push store: commit outcome unknown",
+               {{"operation", what}, {"error", one_line(e.what())}});
+    return caf::make_error(errc::unavailable, one_line(e.what()));
+  } catch (const pqxx::sql_error& e) {
+    if (st.conn && !st.conn->is_open())
+      st.conn.reset();
+    log::warn("push store: database error",
+              {{"operation", what}, {"error", one_line(e.what())}});
+    return caf::make_error(errc::unavailable, one_line(e.what()));
+  } catch (const std::exception& e) {
+    st.conn.reset();
+    log::warn("push store: database unavailable",
+              {{"operation", what}, {"error", one_line(e.what())}});
+    return caf::make_error(errc::unavailable, one_line(e.what()));
+  }
+}
+
+bool increment(pqxx::connection& c, const std::string& gl_repository,
+               bool purge) {
+  pqxx::work tx{c, "pre_receive"};
+  // An expired row counts as absent: the new value starts from 1, as an
+  // INCR on a Redis key that has expired would.
+  tx.exec_params(
+    "INSERT INTO gatehouse_state.reference_counters AS r "
+    "(gl_repository, value, expires_at) "
+    "VALUES ($1, 1, now() + make_interval(secs => $2)) "
+    "ON CONFLICT (gl_repository) DO UPDATE SET "
+    "value = CASE WHEN r.expires_at > now() THEN r.value + 1 ELSE 1 END, "
+    "expires_at = EXCLUDED.expires_at",
+    gl_repository, static_cast<long>(reference_counter_ttl.count()));
+  if (purge)
+    tx.exec("DELETE FROM gatehouse_state.reference_counters "
+            "WHERE expires_at < now() - interval '1 hour'");
+  tx.commit();
+  return true;
+}
+
+/// GitLab: DECR; a value below 0 deletes the key. The expiry stays what the
+/// last increment set. A missing or expired counter would go to -1: its
+/// (expired) row is deleted. Either way the decrement "succeeded".
+bool decrement(pqxx::work& tx, const std::string& gl_repository) {
+  auto r = tx.exec_params("UPDATE gatehouse_state.reference_counters "
+                          "SET value = value - 1 "
+                          "WHERE gl_repository = $1 AND expires_at > now() "
+                          "RETURNING value",
+                          gl_repository);
+  if (r.empty() || r[0][0].as<long>() < 0)
+    tx.exec_params("DELETE FROM gatehouse_state.reference_counters "
+                   "WHERE gl_repository = $1",
+                   gl_repository);
+  return true;
+}
+
+std::string take_moved(pqxx::work& tx, std::int64_t user_id,
+                       std::int64_t project_id) {
+  auto rows = tx.exec_params(
+    "DELETE FROM gatehouse_state.project_moved_messages "
+    "WHERE user_id = $1 AND project_id = $2 "
+    "RETURNING message, expires_at > now()",
+    user_id, project_id);
+  if (rows.empty() || !rows[0][1].as<bool>())
+    return {};
+  return rows[0][0].as<std::string>();
+}
+
+void insert_events(pqxx::work& tx, const std::vector<outbox_event>& events) {
+  std::set<std::int64_t> projects;
+  json rows = json::array();
+  for (const auto& e : events) {
+    projects.insert(e.project_id);
+    rows.push_back({{"event_id", e.event_id},
+                    {"project_id", e.project_id},
+                    {"subject", e.subject},
+                    {"kind", e.kind},
+                    {"bulk", e.bulk},
+                    {"commits_unavailable", e.commits_unavailable},
+                    {"body", e.body}});
+  }
+  // Serialise inserts per project until commit, in a fixed order (no
+  // deadlock between two writes), so that seq order is commit order and the
+  // relay never sees seq n+1 committed before seq n of the same project.
+  for (auto project : projects)
+    tx.exec_params("SELECT pg_advisory_xact_lock($1, ($2::bigint % "
+                   "2147483647)::int)",
+                   outbox_insert_lock_class, project);
+  // One statement for all events, inserted (and numbered) in list order.
+  tx.exec_params(
+    "INSERT INTO gatehouse_state.outbox (event_id, project_id, subject, kind, "
+    "bulk, commits_unavailable, body) "
+    "SELECT (e->>'event_id')::uuid, (e->>'project_id')::bigint, "
+    "e->>'subject', e->>'kind', (e->>'bulk')::boolean, "
+    "(e->>'commits_unavailable')::boolean, e->>'body' "
+    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n) "
+    "ORDER BY n",
+    rows.dump(-1, ' ', false, json::error_handler_t::replace));
+  for (auto project : projects)
+    tx.exec_params("SELECT pg_notify($1, $2)", std::string{outbox_channel},
+                   std::to_string(project));
+}
+
+post_receive_written write_push(pqxx::connection& c,
+                                const post_receive_write& w) {
+  pqxx::work tx{c, "post_receive"};
+  post_receive_written out;
+  out.counter_decreased = decrement(tx, w.gl_repository);
+  if (w.user_id != 0 && w.project_id != 0)
+    out.moved_message = take_moved(tx, w.user_id, w.project_id);
+  if (!w.events.empty())
+    insert_events(tx, w.events);
+  tx.commit();
+  return out;
+}
+
+} // namespace
+
+push_store_actor::behavior_type
+push_store(push_store_actor::stateful_pointer<push_store_state> self,
+           push_store_settings settings) {
+  self->state.settings = std::move(settings);
+  return {
+    [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
+      auto& st = self->state;
+      bool purge = ++st.since_purge >= purge_every;
+      if (purge)
+        st.since_purge = 0;
+      auto counted = with_connection<bool>(
+        st, "pre_receive",
+        [&](pqxx::connection& c) { return increment(c, gl_repository, purge); });
+      // GitLab answers {"reference_counter_increased": false} when its
+      // counter store fails; the failure is logged above.
+      return counted ? *counted : false;
+    },
+    [=](atom::post_receive,
+        post_receive_write& w) -> caf::result<post_receive_written> {
+      return with_connection<post_receive_written>(
+        self->state, "post_receive",
+        [&](pqxx::connection& c) { return write_push(c, w); });
+    },
+  };
+}
+
+} // namespace gatehouse::storage

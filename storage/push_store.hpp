@@ -1,0 +1,65 @@
+#pragma once
+
+// The push-processing writes: the reference counter of /pre_receive and
+// /post_receive (GitLab's Redis counter, here in PostgreSQL so that every
+// replica shares it) and the transactional outbox that carries push events
+// to the relay (edges/nats/outbox_relay.hpp).
+
+#include "messages/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gatehouse::storage {
+
+/// Settings of a push store actor, fixed at spawn.
+struct push_store_settings {
+  /// libpq connection URL.
+  std::string database_url;
+  /// Server-side statement_timeout for every query on this connection.
+  std::chrono::milliseconds statement_timeout{5000};
+};
+
+struct push_store_state {
+  static inline constexpr const char* name = "push-store";
+  push_store_settings settings;
+  /// Opened lazily and dropped on a connection failure, so the next request
+  /// reconnects. shared_ptr so that spawning code needs no libpqxx headers.
+  std::shared_ptr<pqxx::connection> conn;
+  /// pre_receive calls since expired counters were last purged.
+  std::uint32_t since_purge = 0;
+};
+
+/// The reference counter's lifetime after each increment (GitLab's
+/// REFERENCE_EXPIRE_TIME).
+inline constexpr std::chrono::seconds reference_counter_ttl{600};
+
+/// The channel post_receive NOTIFYs (payload: the project id) after
+/// inserting events.
+inline constexpr const char* outbox_channel = "gatehouse_outbox";
+
+/// The first key of the transaction-level advisory lock that serialises
+/// outbox inserts per project (the second is the project id folded into 32
+/// bits), so that seq order is commit order within a project.
+inline constexpr int outbox_insert_lock_class = 0x67686f69; // "ghoi"
+
+/// The push store actor. Blocks on libpqxx: the wiring must spawn it
+/// detached (one connection per instance; several may run side by side).
+///
+/// - pre_receive: +1 on the counter and a fresh 600 s expiry (an expired
+///   counter starts from 0); true, or false (logged) when the write fails,
+///   as GitLab answers when Redis fails.
+/// - post_receive: one transaction that decrements the counter (a counter
+///   that would go below 0, or has expired, is deleted; still true), takes
+///   the unexpired moved message of (user_id, project_id) when both are
+///   non-zero, inserts the events into the outbox and NOTIFYs the relay.
+///   Any failure rolls everything back and answers errc::unavailable: an
+///   event is never acknowledged without being committed.
+push_store_actor::behavior_type
+push_store(push_store_actor::stateful_pointer<push_store_state> self,
+           push_store_settings settings);
+
+} // namespace gatehouse::storage

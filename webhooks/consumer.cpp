@@ -1,0 +1,546 @@
+#include "webhooks/consumer.hpp"
+
+#include "common/log.hpp"
+#include "storage/database.hpp"
+#include "webhooks/hook_state.hpp"
+#include "webhooks/store.hpp"
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+namespace gatehouse::webhooks {
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+constexpr milliseconds fetch_wait{1000};
+constexpr milliseconds max_retry_wait{5000};
+constexpr auto consumer_check_interval = std::chrono::seconds(30);
+
+std::string status_text(natsStatus s) {
+  std::string out = natsStatus_GetText(s);
+  if (const char* last = nats_GetLastError(nullptr); last && *last)
+    out += std::string{": "} + last;
+  return out;
+}
+
+std::string status_text(natsStatus s, jsErrCode jerr) {
+  auto out = status_text(s);
+  if (jerr != 0)
+    out += " (jetstream error " + std::to_string(static_cast<int>(jerr)) + ")";
+  return out;
+}
+
+int64_t to_ns(milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
+/// A recurring problem (NATS or PostgreSQL away) is logged when it starts,
+/// when its text changes and every 30 s, not on every retry.
+class problem_log {
+public:
+  explicit problem_log(const char* what) : what_(what) {}
+
+  void report(const std::string& error) {
+    auto now = steady_clock::now();
+    if (error != last_ || now - logged_ > std::chrono::seconds(30)) {
+      log::warn(what_, {{"error", error}});
+      last_ = error;
+      logged_ = now;
+    }
+    active_ = true;
+  }
+
+  void resolved(const char* message) {
+    if (active_)
+      log::info(message);
+    active_ = false;
+    last_.clear();
+  }
+
+private:
+  const char* what_;
+  std::string last_;
+  steady_clock::time_point logged_{};
+  bool active_ = false;
+};
+
+struct push_event {
+  event_kind kind = event_kind::push;
+  std::int64_t project_id = 0;
+  std::string event_id;
+  bool bulk = false;
+};
+
+std::optional<std::string> header(natsMsg* m, const char* name) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(m, name, &value) == NATS_OK && value)
+    return std::string{value};
+  return std::nullopt;
+}
+
+/// gitlab.events.<kind>.<project_id> plus the headers; nullopt with `why`.
+std::optional<push_event> parse_event(natsMsg* m, std::string& why) {
+  std::string subject = natsMsg_GetSubject(m) ? natsMsg_GetSubject(m) : "";
+  const std::string prefix = "gitlab.events.";
+  auto dot = subject.rfind('.');
+  if (subject.rfind(prefix, 0) != 0 || dot == std::string::npos
+      || dot < prefix.size()) {
+    why = "subject is not gitlab.events.<kind>.<project_id>";
+    return std::nullopt;
+  }
+  push_event ev;
+  auto kind_text = subject.substr(prefix.size(), dot - prefix.size());
+  auto id_text = subject.substr(dot + 1);
+  if (id_text.empty() || id_text.size() > 18
+      || !std::all_of(id_text.begin(), id_text.end(),
+                      [](unsigned char c) { return c >= '0' && c <= '9'; })) {
+    why = "subject has no numeric project id";
+    return std::nullopt;
+  }
+  ev.project_id = std::stoll(id_text);
+  auto kind = parse_event_kind(header(m, "Gatehouse-Event").value_or(""));
+  if (!kind)
+    kind = parse_event_kind(kind_text);
+  if (!kind) {
+    why = "unknown event kind";
+    return std::nullopt;
+  }
+  ev.kind = *kind;
+  auto id = header(m, "Nats-Msg-Id");
+  if (!id || !is_uuid(*id)) {
+    why = "Nats-Msg-Id is missing or not a UUID";
+    return std::nullopt;
+  }
+  ev.event_id = *id;
+  std::transform(ev.event_id.begin(), ev.event_id.end(), ev.event_id.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  ev.bulk = header(m, "Gatehouse-Bulk").value_or("") == "true";
+  return ev;
+}
+
+class consumer {
+public:
+  consumer(const consumer_settings& settings, const stop_flag& stop)
+    : settings_(settings), stop_(stop), db_(settings.database_url) {}
+
+  ~consumer() { close(); }
+
+  int run() {
+    std::string error;
+    if (!connect(error)) {
+      log::error("webhooks: cannot use the NATS settings", {{"error", error}});
+      return 2;
+    }
+    milliseconds wait{500};
+    int fetch_errors = 0;
+    auto last_check = steady_clock::now();
+    while (!stop_.requested()) {
+      if (!sub_) {
+        if (!ensure(error)) {
+          nats_problem_.report(error);
+          drop_subscription();
+          if (!stop_.pause(wait))
+            break;
+          wait = std::min(wait * 2, max_retry_wait);
+          continue;
+        }
+        nats_problem_.resolved("webhooks: jetstream consumer ready");
+        log::info("webhooks: consuming",
+                  {{"stream", settings_.stream},
+                   {"consumer", settings_.durable}});
+        wait = milliseconds{500};
+        fetch_errors = 0;
+        last_check = steady_clock::now();
+      }
+      natsMsgList list{};
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      natsStatus s = natsSubscription_Fetch(&list, sub_, settings_.batch,
+                                            fetch_wait.count(), &jerr);
+      if (list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        if (s == NATS_TIMEOUT || s == NATS_OK) {
+          if (steady_clock::now() - last_check > consumer_check_interval) {
+            last_check = steady_clock::now();
+            if (!consumer_exists(error)) {
+              nats_problem_.report(error);
+              drop_subscription();
+            }
+          }
+          continue;
+        }
+        nats_problem_.report("fetch: " + status_text(s, jerr));
+        if (++fetch_errors >= 3)
+          drop_subscription(); // rebuilt (stream, consumer) on the next turn
+        if (!stop_.pause(wait))
+          break;
+        wait = std::min(wait * 2, max_retry_wait);
+        continue;
+      }
+      fetch_errors = 0;
+      wait = milliseconds{500};
+      for (int i = 0; i < list.Count; ++i) {
+        natsMsg* m = list.Msgs[i];
+        if (stop_.requested() || handle(m) == handled::unfinished)
+          natsMsg_Nak(m, nullptr); // not acknowledged: redelivered later
+      }
+      natsMsgList_Destroy(&list);
+    }
+    log::info("webhooks: stopping");
+    close();
+    return 0;
+  }
+
+private:
+  enum class handled { acked, unfinished };
+
+  static void on_disconnected(natsConnection*, void* self) {
+    if (!static_cast<consumer*>(self)->closing_)
+      log::warn("webhooks: nats disconnected; reconnecting");
+  }
+
+  static void on_reconnected(natsConnection*, void*) {
+    log::info("webhooks: nats connected");
+  }
+
+  bool connect(std::string& error) {
+    auto check = [&](natsStatus st, const char* what) {
+      if (st == NATS_OK)
+        return true;
+      error = std::string{what} + ": " + status_text(st);
+      return false;
+    };
+    if (!check(natsOptions_Create(&opts_), "nats options")
+        || !check(natsOptions_SetURL(opts_, settings_.nats_url.c_str()),
+                  "GATEHOUSE_NATS_URL")
+        || !check(natsOptions_SetName(opts_, "gatehouse-webhooks"), "nats name")
+        || !check(natsOptions_SetTimeout(opts_, 2000), "nats timeout")
+        || !check(natsOptions_SetMaxReconnect(opts_, -1), "nats reconnect")
+        || !check(natsOptions_SetReconnectWait(opts_, 500), "nats reconnect")
+        || !check(natsOptions_SetRetryOnFailedConnect(opts_, true,
+                                                      &consumer::on_reconnected,
+                                                      nullptr),
+                  "nats retry")
+        || !check(natsOptions_SetDisconnectedCB(opts_, &consumer::on_disconnected,
+                                                this),
+                  "nats callbacks")
+        || !check(natsOptions_SetReconnectedCB(opts_, &consumer::on_reconnected,
+                                               nullptr),
+                  "nats callbacks"))
+      return false;
+    if (!settings_.nats_creds_file.empty()
+        && !check(natsOptions_SetUserCredentialsFromFiles(
+                    opts_, settings_.nats_creds_file.c_str(), nullptr),
+                  "GATEHOUSE_NATS_CREDS_FILE"))
+      return false;
+    natsStatus s = natsConnection_Connect(&nc_, opts_);
+    if (s == NATS_OK) {
+      log::info("webhooks: nats connected");
+    } else if (s == NATS_NOT_YET_CONNECTED) {
+      log::warn("webhooks: nats not reachable yet; retrying in the background",
+                {{"error", status_text(s)}});
+    } else {
+      error = "GATEHOUSE_NATS_URL: " + status_text(s);
+      return false;
+    }
+    return true;
+  }
+
+  /// The stream (created with `gatehouse serve`'s configuration when
+  /// missing), the durable consumer, and a subscription bound to it.
+  bool ensure(std::string& error) {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (!js_) {
+      jsOptions jo;
+      jsOptions_Init(&jo);
+      jo.Wait = 5000;
+      natsStatus s = natsConnection_JetStream(&js_, nc_, &jo);
+      if (s != NATS_OK) {
+        js_ = nullptr;
+        error = "jetstream: " + status_text(s);
+        return false;
+      }
+    }
+    jsStreamInfo* si = nullptr;
+    natsStatus s = js_GetStreamInfo(&si, js_, settings_.stream.c_str(), nullptr,
+                                    &jerr);
+    if (si)
+      jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+      if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+        error = "stream " + settings_.stream + ": " + status_text(s, jerr);
+        return false;
+      }
+      if (!add_stream(error))
+        return false;
+    }
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = settings_.durable.c_str();
+    cc.Description = "gatehouse webhooks: delivers push events to webhooks";
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = to_ns(ack_wait());
+    cc.MaxDeliver = -1;
+    cc.FilterSubject = settings_.stream_subjects.c_str();
+    cc.Replicas = settings_.replicas;
+    jsConsumerInfo* ci = nullptr;
+    s = js_AddConsumer(&ci, js_, settings_.stream.c_str(), &cc, nullptr, &jerr);
+    if (ci)
+      jsConsumerInfo_Destroy(ci), ci = nullptr;
+    if (s != NATS_OK) {
+      // It exists with another configuration (e.g. another AckWait).
+      auto add_error = status_text(s, jerr);
+      jerr = static_cast<jsErrCode>(0);
+      s = js_UpdateConsumer(&ci, js_, settings_.stream.c_str(), &cc, nullptr,
+                            &jerr);
+      if (ci)
+        jsConsumerInfo_Destroy(ci), ci = nullptr;
+      if (s != NATS_OK) {
+        if (!consumer_exists(error)) {
+          error = "consumer " + settings_.durable + ": " + add_error;
+          return false;
+        }
+        log::warn("webhooks: using the existing consumer as configured",
+                  {{"consumer", settings_.durable}, {"error", add_error}});
+      }
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = settings_.stream.c_str();
+    so.Consumer = settings_.durable.c_str();
+    jerr = static_cast<jsErrCode>(0);
+    s = js_PullSubscribe(&sub_, js_, settings_.stream_subjects.c_str(),
+                         settings_.durable.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) {
+      sub_ = nullptr;
+      error = "subscribe: " + status_text(s, jerr);
+      return false;
+    }
+    return true;
+  }
+
+  bool add_stream(std::string& error) {
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = settings_.stream.c_str();
+    const char* subjects[] = {settings_.stream_subjects.c_str()};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = settings_.replicas;
+    cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       settings_.duplicate_window)
+                       .count();
+    jsStreamInfo* info = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&info, js_, &cfg, nullptr, &jerr);
+    if (info)
+      jsStreamInfo_Destroy(info);
+    if (s == NATS_OK) {
+      log::info("webhooks: created the event stream",
+                {{"stream", settings_.stream}});
+      return true;
+    }
+    if (jerr == JSStreamNameExistErr)
+      return true; // created meanwhile, by `gatehouse serve`
+    error = "creating stream " + settings_.stream + ": " + status_text(s, jerr);
+    return false;
+  }
+
+  bool consumer_exists(std::string& error) {
+    if (!js_)
+      return false;
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetConsumerInfo(&ci, js_, settings_.stream.c_str(),
+                                      settings_.durable.c_str(), nullptr, &jerr);
+    if (ci)
+      jsConsumerInfo_Destroy(ci);
+    if (s == NATS_OK)
+      return true;
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr
+        || jerr == JSStreamNotFoundErr) {
+      error = "consumer " + settings_.durable + " is gone: " + status_text(s, jerr);
+      return false;
+    }
+    // NATS away: keep the subscription, which resumes after a reconnect.
+    return true;
+  }
+
+  milliseconds ack_wait() const {
+    // Each attempt reports progress (InProgress), so this bounds one
+    // attempt plus a retry pause, not a whole message.
+    return std::max<milliseconds>(std::chrono::seconds(60),
+                                  settings_.policy.timeout * 2
+                                    + std::chrono::seconds(10));
+  }
+
+  void drop_subscription() {
+    if (sub_) {
+      // Destroy, not Unsubscribe: the durable consumer stays.
+      natsSubscription_Destroy(sub_);
+      sub_ = nullptr;
+    }
+    if (js_) {
+      jsCtx_Destroy(js_);
+      js_ = nullptr;
+    }
+  }
+
+  void close() {
+    drop_subscription();
+    if (nc_) {
+      closing_ = true;
+      natsConnection_FlushTimeout(nc_, 1000);
+      natsConnection_Close(nc_);
+      natsConnection_Destroy(nc_);
+      nc_ = nullptr;
+    }
+    if (opts_) {
+      natsOptions_Destroy(opts_);
+      opts_ = nullptr;
+    }
+  }
+
+  /// Runs `fn` against PostgreSQL until it succeeds, keeping the message
+  /// (InProgress) meanwhile; false when the process stops first.
+  bool with_db(natsMsg* m, const std::function<void()>& fn) {
+    milliseconds wait{200};
+    for (;;) {
+      try {
+        fn();
+        db_problem_.resolved("webhooks: postgresql available again");
+        return true;
+      } catch (const std::exception& e) {
+        db_.disconnect();
+        db_problem_.report(storage::one_line(e.what()));
+      }
+      natsMsg_InProgress(m, nullptr);
+      if (!stop_.pause(wait))
+        return false;
+      wait = std::min(wait * 2, max_retry_wait);
+    }
+  }
+
+  handled handle(natsMsg* m) {
+    std::string why;
+    auto ev = parse_event(m, why);
+    if (!ev) {
+      log::warn("webhooks: unusable event dropped",
+                {{"subject", natsMsg_GetSubject(m) ? natsMsg_GetSubject(m) : ""},
+                 {"reason", why}});
+      natsMsg_Term(m, nullptr);
+      return handled::acked;
+    }
+    const std::string body(natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
+                           static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+    std::optional<event_context> ctx;
+    if (!with_db(m, [&] { ctx = db_.load(ev->project_id, ev->event_id); }))
+      return handled::unfinished;
+    const auto loaded_at = steady_clock::now();
+    auto db_now = [&] {
+      return ctx->now_ms
+             + std::chrono::duration_cast<milliseconds>(steady_clock::now()
+                                                        - loaded_at)
+                 .count();
+    };
+    for (const auto& hook : ctx->hooks) {
+      if (hook.recorded)
+        continue; // a redelivery: this hook's outcome is stored already
+      outcome result;
+      bool subscribed = ev->kind == event_kind::push ? hook.push_events
+                                                     : hook.tag_push_events;
+      auto status = status_at(hook.state, db_now());
+      if (!subscribed) {
+        result.kind = outcome_kind::skipped_not_subscribed;
+      } else if (ev->bulk) {
+        result.kind = outcome_kind::skipped_bulk;
+      } else if (status != hook_status::executable) {
+        result.kind = outcome_kind::skipped_disabled;
+        result.error = to_string(status);
+      } else {
+        if (stop_.requested())
+          return handled::unfinished;
+        auto headers = delivery_headers(hook.target, ev->kind, ev->event_id,
+                                        ctx->settings);
+        auto r = deliver(
+          hook.target, headers, body, ctx->settings.allow_local_requests,
+          settings_.policy, [&](milliseconds d) { return stop_.pause(d); },
+          [&] { natsMsg_InProgress(m, nullptr); });
+        if (r.abandoned)
+          return handled::unfinished;
+        result.kind = r.delivered ? outcome_kind::delivered : outcome_kind::failed;
+        result.status = r.status;
+        result.attempts = r.attempts;
+        result.error = r.error;
+      }
+      std::optional<hook_state> after;
+      if (!with_db(m, [&] {
+            after = db_.record(ev->event_id, hook.target.id, result,
+                               settings_.backoff_base);
+          }))
+        return handled::unfinished;
+      nlohmann::json fields{{"event_id", ev->event_id},
+                            {"project_id", ev->project_id},
+                            {"hook_id", hook.target.id},
+                            {"outcome", to_string(result.kind)}};
+      if (result.attempts > 0)
+        fields["attempts"] = result.attempts;
+      if (result.status != 0)
+        fields["status"] = result.status;
+      if (!result.error.empty())
+        fields["error"] = result.error;
+      if (result.kind == outcome_kind::failed)
+        log::warn("webhook delivery failed", fields);
+      else
+        log::info("webhook delivery", fields);
+      if (after && result.kind == outcome_kind::failed) {
+        auto now_status = status_at(*after, db_now());
+        if (now_status != hook_status::executable) {
+          nlohmann::json state{{"hook_id", hook.target.id},
+                               {"state", to_string(now_status)},
+                               {"recent_failures", after->recent_failures}};
+          if (now_status == hook_status::temporarily_disabled
+              && after->disabled_until_ms)
+            state["disabled_for_ms"] = *after->disabled_until_ms - db_now();
+          log::warn("webhook disabled", state);
+        }
+      }
+    }
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = natsMsg_AckSync(m, nullptr, &jerr);
+    if (s != NATS_OK)
+      // The outcomes are stored: a redelivery only skips these hooks.
+      log::warn("webhooks: acknowledgement failed",
+                {{"event_id", ev->event_id}, {"error", status_text(s, jerr)}});
+    return handled::acked;
+  }
+
+  const consumer_settings& settings_;
+  const stop_flag& stop_;
+  store db_;
+  natsOptions* opts_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+  natsSubscription* sub_ = nullptr;
+  std::atomic<bool> closing_{false};
+  problem_log nats_problem_{"webhooks: jetstream not ready; retrying"};
+  problem_log db_problem_{"webhooks: postgresql unavailable; retrying"};
+};
+
+} // namespace
+
+int run_consumer(const consumer_settings& settings, const stop_flag& stop) {
+  consumer c{settings, stop};
+  return c.run();
+}
+
+} // namespace gatehouse::webhooks
