@@ -47,6 +47,31 @@ std::array<std::optional<std::string>, 4> load_keys(const config& cfg) {
   return keys;
 }
 
+// The outbox relay's counters in Prometheus text.
+std::string relay_metrics(const nats::outbox_relay_stats& st) {
+  std::string out;
+  auto line = [&](const char* name, const char* type, const char* help,
+                  const std::string& value) {
+    out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " "
+           + type + "\n" + name + " " + value + "\n";
+  };
+  line("gatehouse_outbox_published_total", "counter",
+       "Push events this replica published to JetStream and marked.",
+       std::to_string(st.published));
+  line("gatehouse_outbox_duplicates_total", "counter",
+       "PubAcks saying JetStream already had the event.",
+       std::to_string(st.duplicates));
+  line("gatehouse_outbox_publish_failures_total", "counter",
+       "Failed publish attempts.", std::to_string(st.failures));
+  line("gatehouse_outbox_pending", "gauge",
+       "Unpublished push events in the outbox (-1 before the first count).",
+       std::to_string(st.pending));
+  line("gatehouse_outbox_oldest_pending_seconds", "gauge",
+       "Age of the oldest unpublished push event.",
+       std::to_string(st.oldest_pending_seconds));
+  return out;
+}
+
 caf::actor_system_config& tune(caf::actor_system_config& cfg) {
   // Measured 1.5x for the HTTP-thread-to-actor bridge (toolchain.md §5.1).
   cfg.set("scheduler.policy", caf::atom("sharing"));
@@ -144,7 +169,8 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, status, access, push}};
+  http::server http_srv{http_cfg, {&sys, status, access, push,
+                                      [&relay] { return relay_metrics(relay.stats()); }}};
 
   int rc = 0;
   std::string error;

@@ -244,6 +244,8 @@ struct server::impl {
             + std::string{pg_up ? "1" : "0"} + "\n";
     text += "gatehouse_dependency_up{dependency=\"nats\"} "
             + std::string{nats_up ? "1" : "0"} + "\n";
+    if (deps.extra_metrics)
+      text += deps.extra_metrics();
     c.res.status = 200;
     c.res.set_content(text, "text/plain; version=0.0.4");
   }

@@ -41,6 +41,9 @@ struct http_deps {
   access_control_actor access;
   /// Unset in tests of the edge alone: the push routes are then absent.
   push_processing_actor push;
+  /// More Prometheus text for /metrics from parts outside the actor system
+  /// (the outbox relay); called on the HTTP thread, must not block.
+  std::function<std::string()> extra_metrics;
 };
 
 /// The HTTP edge. Owns the httplib server and its thread pool.

@@ -88,7 +88,7 @@ struct edge_fixture {
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
-    srv = std::make_unique<http::server>(s, http::http_deps{&sys, status, {}, {}});
+    srv = std::make_unique<http::server>(s, http::http_deps{&sys, status, {}, {}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] { srv->run(); }};
