@@ -23,6 +23,8 @@ struct user_record {
   std::string username;
   std::string name;
   std::string email;
+  /// The email the user shows publicly; "" when none (webhook user_email).
+  std::string public_email;
   /// active, blocked, deactivated, blocked_pending_approval, banned
   std::string state = "active";
   bool admin = false;
@@ -65,6 +67,8 @@ struct namespace_record {
   std::optional<std::int64_t> parent_id;
   std::string path;
   std::string full_path;
+  /// The display name (webhook payloads' project.namespace).
+  std::string name;
   /// group or user
   std::string kind = "group";
 };
@@ -83,6 +87,7 @@ struct project_record {
   std::string path;
   std::string full_path;
   std::string name;
+  std::string description;
   /// private, internal, public
   std::string visibility = "private";
   bool archived = false;

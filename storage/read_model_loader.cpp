@@ -175,7 +175,8 @@ void load_settings(read_tx& tx, snapshot& snap) {
 void load_users(read_tx& tx, snapshot& snap) {
   for (const auto& row :
        tx.exec("SELECT id, username, name, email, state, admin, external, "
-               "can_create_project, two_factor_enabled FROM users")) {
+               "can_create_project, two_factor_enabled, public_email "
+               "FROM users")) {
     user_record u;
     u.id = row[0].as<std::int64_t>();
     u.username = row[1].as<std::string>();
@@ -186,6 +187,7 @@ void load_users(read_tx& tx, snapshot& snap) {
     u.external = row[6].as<bool>();
     u.can_create_project = row[7].as<bool>();
     u.two_factor_enabled = row[8].as<bool>();
+    u.public_email = row[9].as<std::string>();
     snap.user_by_username[lower(u.username)] = u.id;
     snap.users.emplace(u.id, std::move(u));
   }
@@ -224,13 +226,14 @@ void load_keys(read_tx& tx, snapshot& snap) {
 
 void load_namespaces(read_tx& tx, snapshot& snap) {
   for (const auto& row : tx.exec(
-         "SELECT id, parent_id, path, full_path, kind FROM namespaces")) {
+         "SELECT id, parent_id, path, full_path, kind, name FROM namespaces")) {
     namespace_record n;
     n.id = row[0].as<std::int64_t>();
     n.parent_id = optional_int(row[1]);
     n.path = row[2].as<std::string>();
     n.full_path = row[3].as<std::string>();
     n.kind = row[4].as<std::string>();
+    n.name = row[5].as<std::string>();
     snap.namespaces.emplace(n.id, std::move(n));
   }
 }
@@ -240,7 +243,7 @@ void load_projects(read_tx& tx, snapshot& snap) {
          "SELECT id, namespace_id, path, full_path, name, visibility, "
          "archived, default_branch, storage, disk_path, "
          "repository_access_level, merge_requests_enabled, lfs_enabled, "
-         "repository_exists FROM projects")) {
+         "repository_exists, description FROM projects")) {
     project_record p;
     p.id = row[0].as<std::int64_t>();
     p.namespace_id = row[1].as<std::int64_t>();
@@ -256,6 +259,7 @@ void load_projects(read_tx& tx, snapshot& snap) {
     p.merge_requests_enabled = row[11].as<bool>();
     p.lfs_enabled = row[12].as<bool>();
     p.repository_exists = row[13].as<bool>();
+    p.description = row[14].as<std::string>();
     snap.project_by_path[lower(p.full_path)] = p.id;
     snap.projects.emplace(p.id, std::move(p));
   }

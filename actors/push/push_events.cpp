@@ -165,12 +165,12 @@ int visibility_level(const project_record& project) {
   return 0;
 }
 
-// The namespace's display name is not in the read model: its path stands in.
+// The namespace's display name (GitLab's project.namespace in hook payloads).
 std::string namespace_name(const snapshot& snap,
                            const project_record& project) {
   if (auto it = snap.namespaces.find(project.namespace_id);
-      it != snap.namespaces.end() && !it->second.path.empty())
-    return it->second.path;
+      it != snap.namespaces.end())
+    return it->second.name.empty() ? it->second.path : it->second.name;
   auto slash = project.full_path.rfind('/');
   auto parent = slash == std::string::npos ? std::string{}
                                            : project.full_path.substr(0, slash);
@@ -398,7 +398,7 @@ ordered project_attrs(const snapshot& snap, const project_record& project) {
   ordered o = ordered::object();
   o["id"] = project.id;
   o["name"] = project.name;
-  o["description"] = nullptr;
+  o["description"] = project.description;
   o["web_url"] = web;
   o["avatar_url"] = nullptr;
   o["git_ssh_url"] = ssh;
@@ -677,9 +677,8 @@ std::vector<push_event> build_events(const snapshot& snap,
     body["user_id"] = user.id;
     body["user_name"] = user.name;
     body["user_username"] = user.username;
-    // The public email; the read model has none, and GitLab sends "" for a
-    // user without one.
-    body["user_email"] = "";
+    // The public email; GitLab sends "" for a user without one.
+    body["user_email"] = user.public_email;
     // No uploaded avatars and no Gravatar: GitLab's avatar_url is nil then.
     body["user_avatar"] = nullptr;
     body["project_id"] = project.id;

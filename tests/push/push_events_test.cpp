@@ -97,7 +97,7 @@ TEST_CASE("a branch update becomes one Push Hook body", "[push][events]") {
     "project": {
       "id": 10,
       "name": "Widgets",
-      "description": null,
+      "description": "",
       "web_url": "https://gitlab.example.com/acme/widgets",
       "avatar_url": null,
       "git_ssh_url": "git@gitlab.example.com:acme/widgets.git",
@@ -141,7 +141,7 @@ TEST_CASE("a branch update becomes one Push Hook body", "[push][events]") {
     "repository": {
       "name": "Widgets",
       "url": "git@gitlab.example.com:acme/widgets.git",
-      "description": null,
+      "description": "",
       "homepage": "https://gitlab.example.com/acme/widgets",
       "git_http_url": "https://gitlab.example.com/acme/widgets.git",
       "git_ssh_url": "git@gitlab.example.com:acme/widgets.git",
@@ -163,6 +163,17 @@ TEST_CASE("project URLs follow the settings", "[push][events]") {
   CHECK(project["git_http_url"] == "http://[::1]:8080/other/thing.git");
   CHECK(project["visibility_level"] == 20);
   CHECK(project["namespace"] == "other");
+  // The seeded display name, description and public email win when set.
+  for (auto& [id, ns] : w.s.namespaces)
+    if (ns.path == "other")
+      ns.name = "Other Things";
+  w.s.projects[11].description = "Things, mostly";
+  w.s.users[1].public_email = "root@public.example.com";
+  auto named = body(events(w, p, facts_for({{"refs/heads/master", {}}}))[0]);
+  CHECK(named["project"]["namespace"] == "Other Things");
+  CHECK(named["project"]["description"] == "Things, mostly");
+  CHECK(named["repository"]["description"] == "Things, mostly");
+  CHECK(named["user_email"] == "root@public.example.com");
   CHECK(body(evs[0])["ref_protected"] == false);
   CHECK(evs[0].subject == "gitlab.events.push.11");
 
