@@ -4,6 +4,7 @@
 // through an ephemeral ordered consumer (no durable state left behind).
 
 #include "app/commands.hpp"
+#include "edges/nats/auth.hpp"
 #include "edges/nats/connection.hpp"
 
 #include <nats/nats.h>
@@ -108,12 +109,6 @@ struct tail_options {
 };
 
 int tail(const config& cfg, const tail_options& opt) {
-  if (!cfg.nats_nkey_seed_file.empty()) {
-    std::cerr << "gatehouse: GATEHOUSE_NATS_NKEY_SEED_FILE: nkey "
-                 "authentication is not supported yet; use "
-                 "GATEHOUSE_NATS_CREDS_FILE or the URL\n";
-    return 2;
-  }
   const std::string stream = nats::nats_settings{}.stream;
   natsOptions* opts = nullptr;
   natsConnection* nc = nullptr;
@@ -135,13 +130,15 @@ int tail(const config& cfg, const tail_options& opt) {
     s = natsOptions_SetMaxReconnect(opts, -1);
   if (s == NATS_OK)
     s = natsOptions_SetReconnectWait(opts, 500);
-  if (s == NATS_OK && !cfg.nats_creds_file.empty())
-    s = natsOptions_SetUserCredentialsFromFiles(
-      opts, cfg.nats_creds_file.c_str(), nullptr);
+  std::string auth_error;
   if (s != NATS_OK) {
     fail("NATS options", s);
+  } else if (!nats::apply_auth(opts, cfg.nats_creds_file,
+                               cfg.nats_nkey_seed_file, auth_error)) {
+    std::cerr << "gatehouse: " << auth_error << '\n';
+    rc = 2;
   } else if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK) {
-    fail("connecting to " + cfg.nats_url, s);
+    fail("connecting to " + nats::redact_url(cfg.nats_url), s);
   } else if ((s = natsConnection_JetStream(&js, nc, nullptr)) != NATS_OK) {
     fail("JetStream", s);
   } else {

@@ -7,11 +7,13 @@
 #include "common/secrets.hpp"
 #include "edges/http/server.hpp"
 #include "edges/nats/connection.hpp"
+#include "edges/nats/internal_edge.hpp"
 #include "edges/nats/outbox_relay.hpp"
 #include "storage/access_store.hpp"
 #include "storage/git_actor.hpp"
 #include "storage/push_store.hpp"
 #include "storage/read_model_loader.hpp"
+#include "storage/request_store.hpp"
 #include "storage/store.hpp"
 
 #include <caf/all.hpp>
@@ -161,6 +163,18 @@ int serve(const config& cfg) {
   relay_cfg.stream = nats_cfg.stream;
   nats::outbox_relay relay{relay_cfg, nats_conn};
 
+  // The internal calls over NATS request/reply, answered by the same
+  // actors as the HTTP edge; retried pushes guarded in PostgreSQL.
+  storage::request_store_settings requests_cfg;
+  requests_cfg.database_url = cfg.database_url;
+  requests_cfg.statement_timeout = cfg.request_timeout;
+  auto requests
+    = sys.spawn<caf::detached>(storage::request_store, requests_cfg);
+  nats::internal_edge_settings internal_cfg;
+  internal_cfg.request_timeout = cfg.request_timeout;
+  nats::internal_edge internal_edge{
+    internal_cfg, {&sys, status, access, push, requests}};
+
   http::http_settings http_cfg;
   http_cfg.host = cfg.http_host;
   http_cfg.port = cfg.http_port;
@@ -170,7 +184,10 @@ int serve(const config& cfg) {
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
   http::server http_srv{http_cfg, {&sys, status, access, push,
-                                      [&relay] { return relay_metrics(relay.stats()); }}};
+                                      [&relay, &internal_edge] {
+                                        return relay_metrics(relay.stats())
+                                               + internal_edge.metrics();
+                                      }}};
 
   int rc = 0;
   std::string error;
@@ -179,6 +196,9 @@ int serve(const config& cfg) {
     std::cerr << "gatehouse: " << error << '\n';
     rc = 2;
   } else if (!http_srv.bind(error)) {
+    std::cerr << "gatehouse: " << error << '\n';
+    rc = 2;
+  } else if (!internal_edge.start(nats_conn.raw(), error)) {
     std::cerr << "gatehouse: " << error << '\n';
     rc = 2;
   } else {
@@ -199,7 +219,10 @@ int serve(const config& cfg) {
   if (http_thread.joinable())
     http_thread.join();
   relay.stop();
+  // Answers still in flight go out before the connection closes.
+  internal_edge.stop();
   nats_conn.stop();
+  caf::anon_send_exit(requests, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access, caf::exit_reason::user_shutdown);

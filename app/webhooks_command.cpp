@@ -32,17 +32,12 @@ int webhooks_command(const config& cfg, const std::vector<std::string>& args) {
   webhooks::consumer_settings settings;
   settings.nats_url = cfg.nats_url;
   settings.nats_creds_file = cfg.nats_creds_file;
+  settings.nats_nkey_seed_file = cfg.nats_nkey_seed_file;
   settings.database_url = cfg.database_url;
   settings.replicas = cfg.events_replicas;
   settings.policy.timeout = cfg.webhook_timeout;
   settings.policy.retries = cfg.webhook_retries;
   settings.backoff_base = cfg.webhook_backoff_base;
-  if (!cfg.nats_nkey_seed_file.empty()) {
-    std::cerr << "gatehouse: GATEHOUSE_NATS_NKEY_SEED_FILE: nkey "
-                 "authentication is not supported yet; use "
-                 "GATEHOUSE_NATS_CREDS_FILE or the URL\n";
-    return 2;
-  }
 
   webhooks::stop_flag stop;
   std::atomic<bool> done{false};

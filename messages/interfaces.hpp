@@ -105,6 +105,10 @@ using push_store_actor = caf::typed_actor<
   // Count a push in flight for a gl_repository (shared by every replica,
   // expiring 600 s after its last change); true when counted.
   caf::replies_to<atom::pre_receive, std::string>::with<bool>,
+  // The same for (gl_repository, request id): the count and the id are
+  // committed together; an id already recorded counts nothing and answers
+  // the recorded result (retries of the NATS edge).
+  caf::replies_to<atom::pre_receive, std::string, std::string>::with<bool>,
   // In one transaction: decrement the counter, take the moved message, and
   // insert the events into the outbox.
   caf::replies_to<atom::post_receive, post_receive_write>::with<

@@ -120,12 +120,17 @@ struct post_receive_write {
   /// 0 when the repository is unknown.
   std::int64_t project_id = 0;
   std::vector<outbox_event> events;
+  /// The caller's Gatehouse-Request-Id (NATS edge); empty for none. When
+  /// set, the write is recorded under it in the same transaction, and a
+  /// write whose id is already recorded changes nothing and answers what
+  /// the first one committed.
+  std::string request_id;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, post_receive_write& x) {
   return f(caf::meta::type_name("gatehouse.post_receive_write"),
-           x.gl_repository, x.user_id, x.project_id, x.events);
+           x.gl_repository, x.user_id, x.project_id, x.events, x.request_id);
 }
 
 /// The outcome of a post_receive_write, committed.

@@ -52,9 +52,52 @@ caf::expected<T> with_connection(push_store_state& st, const char* what,
   }
 }
 
+/// Records (request_id, call) in `tx` unless it is recorded already: true
+/// when this transaction claimed it. A concurrent transaction holding the
+/// same id makes the INSERT wait for its outcome, so two retries racing on
+/// two replicas still apply once.
+bool claim_request(pqxx::work& tx, const std::string& request_id,
+                   const char* call) {
+  auto rows = tx.exec_params(
+    "INSERT INTO gatehouse_state.requests (request_id, call) VALUES ($1, $2) "
+    "ON CONFLICT (request_id, call) DO NOTHING RETURNING 1",
+    request_id, std::string{call});
+  return !rows.empty();
+}
+
+/// The outcome the first write with this id committed; null when none
+/// (purged meanwhile).
+json recorded_outcome(pqxx::work& tx, const std::string& request_id,
+                      const char* call) {
+  auto rows = tx.exec_params("SELECT outcome::text FROM gatehouse_state.requests "
+                             "WHERE request_id = $1 AND call = $2",
+                             request_id, std::string{call});
+  if (rows.empty() || rows[0][0].is_null())
+    return nullptr;
+  return json::parse(rows[0][0].as<std::string>(), nullptr, false);
+}
+
+void record_outcome(pqxx::work& tx, const std::string& request_id,
+                    const char* call, const json& outcome) {
+  tx.exec_params("UPDATE gatehouse_state.requests SET outcome = $3::jsonb "
+                 "WHERE request_id = $1 AND call = $2",
+                 request_id, std::string{call}, outcome.dump());
+}
+
+/// `request_id` empty: no retry protection (the HTTP edge).
 bool increment(pqxx::connection& c, const std::string& gl_repository,
-               bool purge) {
+               const std::string& request_id, bool purge) {
   pqxx::work tx{c, "pre_receive"};
+  if (!request_id.empty()) {
+    if (!claim_request(tx, request_id, "pre_receive")) {
+      auto outcome = recorded_outcome(tx, request_id, "pre_receive");
+      tx.commit();
+      log::info("pre_receive retry: counted once already",
+                {{"gl_repository", gl_repository}, {"request_id", request_id}});
+      return outcome.is_object() ? outcome.value("counted", true) : true;
+    }
+    record_outcome(tx, request_id, "pre_receive", json{{"counted", true}});
+  }
   // An expired row counts as absent: the new value starts from 1, as an
   // INCR on a Redis key that has expired would.
   tx.exec_params(
@@ -139,13 +182,47 @@ post_receive_written write_push(pqxx::connection& c,
                                 const post_receive_write& w) {
   pqxx::work tx{c, "post_receive"};
   post_receive_written out;
+  bool tracked = !w.request_id.empty();
+  if (tracked && !claim_request(tx, w.request_id, "post_receive")) {
+    // A retry: the first write's counter change, moved message and events
+    // are committed; answer what it committed and change nothing.
+    auto outcome = recorded_outcome(tx, w.request_id, "post_receive");
+    tx.commit();
+    out.counter_decreased = true;
+    if (outcome.is_object()) {
+      out.counter_decreased = outcome.value("counter_decreased", true);
+      out.moved_message = outcome.value("moved_message", std::string{});
+    }
+    log::info("post_receive retry: committed once already",
+              {{"gl_repository", w.gl_repository},
+               {"request_id", w.request_id}});
+    return out;
+  }
   out.counter_decreased = decrement(tx, w.gl_repository);
   if (w.user_id != 0 && w.project_id != 0)
     out.moved_message = take_moved(tx, w.user_id, w.project_id);
   if (!w.events.empty())
     insert_events(tx, w.events);
+  if (tracked)
+    record_outcome(tx, w.request_id, "post_receive",
+                   json{{"counter_decreased", out.counter_decreased},
+                        {"moved_message", out.moved_message}});
   tx.commit();
   return out;
+}
+
+bool count_push(push_store_state& st, const std::string& gl_repository,
+                const std::string& request_id) {
+  bool purge = ++st.since_purge >= purge_every;
+  if (purge)
+    st.since_purge = 0;
+  auto counted = with_connection<bool>(
+    st, "pre_receive", [&](pqxx::connection& c) {
+      return increment(c, gl_repository, request_id, purge);
+    });
+  // GitLab answers {"reference_counter_increased": false} when its counter
+  // store fails; the failure is logged in with_connection.
+  return counted ? *counted : false;
 }
 
 } // namespace
@@ -156,16 +233,11 @@ push_store(push_store_actor::stateful_pointer<push_store_state> self,
   self->state.settings = std::move(settings);
   return {
     [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
-      auto& st = self->state;
-      bool purge = ++st.since_purge >= purge_every;
-      if (purge)
-        st.since_purge = 0;
-      auto counted = with_connection<bool>(
-        st, "pre_receive",
-        [&](pqxx::connection& c) { return increment(c, gl_repository, purge); });
-      // GitLab answers {"reference_counter_increased": false} when its
-      // counter store fails; the failure is logged above.
-      return counted ? *counted : false;
+      return count_push(self->state, gl_repository, std::string{});
+    },
+    [=](atom::pre_receive, std::string& gl_repository,
+        std::string& request_id) -> caf::result<bool> {
+      return count_push(self->state, gl_repository, request_id);
     },
     [=](atom::post_receive,
         post_receive_write& w) -> caf::result<post_receive_written> {

@@ -58,6 +58,11 @@ inline constexpr int outbox_insert_lock_class = 0x67686f69; // "ghoi"
 ///   non-zero, inserts the events into the outbox and NOTIFYs the relay.
 ///   Any failure rolls everything back and answers errc::unavailable: an
 ///   event is never acknowledged without being committed.
+/// - With a request id (pre_receive's second form,
+///   post_receive_write::request_id), the same transaction records the id in
+///   gatehouse_state.requests with what it committed; a write whose id is
+///   recorded already changes nothing and answers the recorded result, so a
+///   retry reaching any replica applies once.
 push_store_actor::behavior_type
 push_store(push_store_actor::stateful_pointer<push_store_state> self,
            push_store_settings settings);

@@ -1,6 +1,7 @@
 #include "webhooks/consumer.hpp"
 
 #include "common/log.hpp"
+#include "edges/nats/auth.hpp"
 #include "storage/database.hpp"
 #include "webhooks/hook_state.hpp"
 #include "webhooks/store.hpp"
@@ -235,14 +236,17 @@ private:
                                                nullptr),
                   "nats callbacks"))
       return false;
-    if (!settings_.nats_creds_file.empty()
-        && !check(natsOptions_SetUserCredentialsFromFiles(
-                    opts_, settings_.nats_creds_file.c_str(), nullptr),
-                  "GATEHOUSE_NATS_CREDS_FILE"))
+    if (!nats::apply_auth(opts_, settings_.nats_creds_file,
+                          settings_.nats_nkey_seed_file, error))
       return false;
     natsStatus s = natsConnection_Connect(&nc_, opts_);
     if (s == NATS_OK) {
       log::info("webhooks: nats connected");
+    } else if (s == NATS_NOT_YET_CONNECTED
+               && nats::credentials_refused(nc_, settings_.nats_creds_file,
+                                            settings_.nats_nkey_seed_file,
+                                            error)) {
+      return false;
     } else if (s == NATS_NOT_YET_CONNECTED) {
       log::warn("webhooks: nats not reachable yet; retrying in the background",
                 {{"error", status_text(s)}});

@@ -57,6 +57,7 @@ private:
 struct consumer_settings {
   std::string nats_url = "nats://127.0.0.1:4222";
   std::string nats_creds_file;
+  std::string nats_nkey_seed_file;
   std::string database_url;
   /// Same stream configuration as `gatehouse serve` (edges/nats).
   std::string stream = "GATEHOUSE_EVENTS";

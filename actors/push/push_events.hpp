@@ -28,6 +28,9 @@ struct post_receive_params {
   std::string changes;
   /// Raw push options ("ci.skip", "merge_request.create", ...).
   std::vector<std::string> push_options;
+  /// The caller's Gatehouse-Request-Id (NATS edge), empty for none: passed
+  /// to the store so that a retry commits nothing twice.
+  std::string request_id;
 };
 
 /// One line of the /post_receive answer.

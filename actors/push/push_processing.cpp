@@ -29,6 +29,7 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
                        push::commit_facts facts, answer_promise rp) {
   post_receive_write write;
   write.gl_repository = p.gl_repository;
+  write.request_id = p.request_id;
   if (ctx.user)
     write.user_id = ctx.user->id;
   if (ctx.project)
@@ -52,6 +53,25 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
       [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
 }
 
+// Asks the store to count a push: (gl_repository) or (gl_repository,
+// request id).
+template <class... Ts>
+caf::typed_response_promise<bool> count_push(self_pointer self, Ts&&... xs) {
+  auto rp = self->make_response_promise<bool>();
+  self
+    ->request(self->state.store, self->state.settings.store_timeout,
+              atom::pre_receive::value, std::forward<Ts>(xs)...)
+    .then([rp](bool counted) mutable { rp.deliver(counted); },
+          [rp](caf::error& err) mutable {
+            // GitLab answers false when its counter store fails; Gitaly
+            // then rejects the push with an empty message.
+            log::warn("reference counter not increased",
+                      {{"error", render(err)}});
+            rp.deliver(false);
+          });
+  return rp;
+}
+
 } // namespace
 
 push_processing_actor::behavior_type push_processing(
@@ -64,19 +84,11 @@ push_processing_actor::behavior_type push_processing(
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
   return {
     [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
-      auto rp = self->make_response_promise<bool>();
-      self
-        ->request(self->state.store, self->state.settings.store_timeout,
-                  atom::pre_receive::value, std::move(gl_repository))
-        .then([rp](bool counted) mutable { rp.deliver(counted); },
-              [rp](caf::error& err) mutable {
-                // GitLab answers false when its counter store fails; Gitaly
-                // then rejects the push with an empty message.
-                log::warn("reference counter not increased",
-                          {{"error", render(err)}});
-                rp.deliver(false);
-              });
-      return rp;
+      return count_push(self, std::move(gl_repository));
+    },
+    [=](atom::pre_receive, std::string& gl_repository,
+        std::string& request_id) -> caf::result<bool> {
+      return count_push(self, std::move(gl_repository), std::move(request_id));
     },
     [=](atom::post_receive, push::post_receive_params& p)
       -> caf::result<push::post_receive_answer> {

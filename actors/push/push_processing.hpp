@@ -33,6 +33,8 @@ struct post_receive_answer {
 using push_processing_actor = caf::typed_actor<
   // Count a push in flight: {"reference_counter_increased": …}.
   caf::replies_to<atom::pre_receive, std::string>::with<bool>,
+  // The same with a request id (gl_repository, id): a retry counts nothing.
+  caf::replies_to<atom::pre_receive, std::string, std::string>::with<bool>,
   // Commit the push's events and answer the messages to print.
   caf::replies_to<atom::post_receive, push::post_receive_params>::with<
     push::post_receive_answer>,

@@ -1,5 +1,7 @@
 #include "edges/http/status.hpp"
 
+#include "edges/error_status.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace gatehouse::http {
@@ -15,26 +17,9 @@ http_error message(int status, const std::string& text) {
 
 http_error error_response(errc code, const std::string& detail,
                           std::optional<jwt::caller> who) {
-  switch (code) {
-    case errc::unauthenticated:
-      if (who == jwt::caller::kas)
-        return message(401, "KAS JWT authentication invalid");
-      if (who == jwt::caller::workhorse)
-        return message(403, "403 Forbidden");
-      return message(401, "401 Unauthorized");
-    case errc::bad_request:
-      return message(400, detail.empty() ? "400 Bad request"
-                                         : "400 Bad request - " + detail);
-    case errc::not_found:
-      return message(404, detail.empty() ? "404 Not Found"
-                                         : "404 " + detail + " Not Found");
-    case errc::timeout:
-    case errc::unavailable:
-      return message(503, "503 Service Unavailable");
-    case errc::internal:
-      break;
-  }
-  return message(500, "500 Internal Server Error");
+  // The table itself is shared with the NATS edge (edges/error_status.hpp).
+  auto e = status_of(code, detail, who);
+  return message(e.status, e.message);
 }
 
 http_error route_not_found() {

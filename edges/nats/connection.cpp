@@ -1,6 +1,7 @@
 #include "edges/nats/connection.hpp"
 
 #include "common/log.hpp"
+#include "edges/nats/auth.hpp"
 
 #include <caf/all.hpp>
 
@@ -17,6 +18,20 @@ std::string status_text(natsStatus s) {
   if (const char* last = nats_GetLastError(nullptr); last && *last)
     out += std::string{": "} + last;
   return out;
+}
+
+// Errors the server reports on an open connection: a permissions violation
+// (see the README's nats-server configuration), credentials refused on a
+// reconnect, a slow consumer.
+void log_async_error(natsConnection* nc, natsSubscription* sub, natsStatus s,
+                     void*) {
+  const char* last = nullptr;
+  natsConnection_GetLastError(nc, &last);
+  nlohmann::json fields = {{"error", natsStatus_GetText(s)},
+                           {"detail", std::string{last ? last : ""}}};
+  if (const char* subject = sub ? natsSubscription_GetSubject(sub) : nullptr)
+    fields["subject"] = subject;
+  log::warn("nats error", fields);
 }
 
 } // namespace
@@ -46,6 +61,9 @@ bool connection::start(std::string& error) {
              "GATEHOUSE_NATS_URL")
       || !check(natsOptions_SetName(opts_, "gatehouse"), "nats name")
       || !check(natsOptions_SetTimeout(opts_, 2000), "nats timeout")
+      // Replies of the internal edge go out at once: nats.c's flusher
+      // otherwise waits 1 ms per batch, and request/reply latency doubled.
+      || !check(natsOptions_SetSendAsap(opts_, true), "nats send asap")
       || !check(natsOptions_SetMaxReconnect(opts_, -1), "nats reconnect")
       || !check(natsOptions_SetReconnectWait(opts_, 500), "nats reconnect")
       || !check(natsOptions_SetRetryOnFailedConnect(opts_, true,
@@ -59,18 +77,12 @@ bool connection::start(std::string& error) {
                                              this),
                 "nats callbacks")
       || !check(natsOptions_SetClosedCB(opts_, &connection::on_closed, this),
+                "nats callbacks")
+      || !check(natsOptions_SetErrorHandler(opts_, &log_async_error, nullptr),
                 "nats callbacks"))
     return false;
-  if (!settings_.creds_file.empty()
-      && !check(natsOptions_SetUserCredentialsFromFiles(
-                  opts_, settings_.creds_file.c_str(), nullptr),
-                "GATEHOUSE_NATS_CREDS_FILE"))
+  if (!apply_auth(opts_, settings_.creds_file, settings_.nkey_seed_file, error))
     return false;
-  if (!settings_.nkey_seed_file.empty()) {
-    error = "GATEHOUSE_NATS_NKEY_SEED_FILE: nkey authentication is not "
-            "supported yet; use GATEHOUSE_NATS_CREDS_FILE or the URL";
-    return false;
-  }
   worker_ = std::thread{[this] { stream_loop(); }};
   report("disconnected");
   natsConnection* nc = nullptr;
@@ -80,6 +92,9 @@ bool connection::start(std::string& error) {
     on_connected(nc, this);
   } else if (s != NATS_NOT_YET_CONNECTED) {
     error = "GATEHOUSE_NATS_URL: " + status_text(s);
+    return false;
+  } else if (credentials_refused(nc, settings_.creds_file,
+                                 settings_.nkey_seed_file, error)) {
     return false;
   } else {
     log::warn("nats not reachable yet; retrying in the background",
@@ -135,8 +150,20 @@ void connection::on_disconnected(natsConnection*, void* self) {
   c->report("disconnected");
 }
 
-void connection::on_closed(natsConnection*, void* self) {
-  static_cast<connection*>(self)->report("closed");
+void connection::on_closed(natsConnection* nc, void* self) {
+  auto* c = static_cast<connection*>(self);
+  bool stopping = false;
+  {
+    std::lock_guard<std::mutex> guard{c->mtx_};
+    stopping = c->stopping_;
+  }
+  // Closed without stop(): nats.c gave up for good, as it does when the
+  // server refuses the credentials. Say why.
+  const char* last = nullptr;
+  if (!stopping && nc && natsConnection_GetLastError(nc, &last) != NATS_OK
+      && last && *last)
+    log::error("nats connection closed", {{"error", std::string{last}}});
+  c->report("closed");
 }
 
 void connection::report(const char* state) {

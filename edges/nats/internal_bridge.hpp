@@ -1,0 +1,172 @@
+#pragma once
+
+// The bridge actor of one internal call over NATS: takes the requests the
+// subscription callback copied out of nats.c (nats_inbound), decodes them
+// into the typed messages the HTTP edge builds, asks the same domain actor
+// with a finite timeout, encodes the answer and publishes the reply through
+// an injected sink. Event-based: nothing here blocks, and nats.c's threads
+// only ever anon_send to it.
+//
+// Retries (Gatehouse-Request-Id): the bridge keeps its recent replies in
+// memory (10 minutes, bounded) and answers a repeated id from there. For
+// pre_receive and post_receive, which change shared state, it also asks the
+// request store (PostgreSQL, shared by every replica) before deciding and
+// records its reply there afterwards, and passes the id on to the push
+// actor, whose store applies a push once per id in the same transaction as
+// its effects (storage/push_store.hpp). A retry that reaches another
+// replica therefore changes nothing twice and gets the same answer.
+
+#include "actors/access/access_control.hpp"
+#include "actors/push/push_processing.hpp"
+#include "edges/nats/internal_codec.hpp"
+#include "messages/interfaces.hpp"
+#include "storage/request_store.hpp"
+
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace gatehouse::nats {
+
+// -- calls ------------------------------------------------------------------------
+
+/// The internal calls served over NATS.
+enum class internal_call : std::uint8_t {
+  allowed,
+  authorized_keys,
+  discover,
+  check,
+  lfs_authenticate,
+  two_factor_recovery_codes,
+  personal_access_token,
+  two_factor_manual_otp_check,
+  two_factor_push_otp_check,
+  pre_receive,
+  post_receive,
+  git_audit_event,
+};
+
+/// Every call, in subscription order.
+const std::vector<internal_call>& all_internal_calls();
+
+/// The call's name: the HTTP path after /api/v4/internal/ with '/'
+/// replaced by '.' ("allowed", "shellhorse.git_audit_event").
+const char* call_name(internal_call call);
+
+/// Whether the call changes shared state, so that retries are guarded in
+/// PostgreSQL rather than in memory (pre_receive, post_receive).
+bool changes_state(internal_call call);
+
+// -- messages -----------------------------------------------------------------------
+
+/// One request as the subscription callback copied it out of nats.c.
+struct nats_inbound {
+  std::string subject;
+  /// The reply subject; empty for a publish that expects no answer.
+  std::string reply;
+  std::string payload;
+  /// The Gatehouse-Request-Id header; empty when absent.
+  std::string request_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, nats_inbound& x) {
+  return f(caf::meta::type_name("gatehouse.nats_inbound"), x.subject, x.reply,
+           x.payload, x.request_id);
+}
+
+/// Publishes a reply: (reply subject, request id, reply). Thread-safe;
+/// never blocks for long (a publish only buffers).
+using publish_fn = std::function<void(const std::string&, const std::string&,
+                                      const wire_reply&)>;
+
+// -- statistics -------------------------------------------------------------------
+
+/// What the NATS edge has answered, for /metrics. Shared by the bridges and
+/// the edge; thread-safe.
+class edge_stats {
+public:
+  /// One answered request.
+  void answered(internal_call call, int status, bool replayed);
+  /// Messages nats.c dropped for a slow consumer (pending limits).
+  void dropped(internal_call call, std::int64_t n);
+  /// A reply that could not be published.
+  void publish_failed();
+
+  /// Requests received and not answered yet.
+  std::atomic<std::int64_t> in_flight{0};
+
+  /// Prometheus text: gatehouse_nats_requests_total{call,status},
+  /// gatehouse_nats_replays_total{call}, gatehouse_nats_dropped_total{call},
+  /// gatehouse_nats_publish_failures_total.
+  std::string render() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::map<std::pair<std::string, int>, std::uint64_t> answered_;
+  std::map<std::string, std::uint64_t> replays_;
+  std::map<std::string, std::uint64_t> dropped_;
+  std::uint64_t publish_failures_ = 0;
+};
+
+// -- the bridge ---------------------------------------------------------------------
+
+/// The actors a bridge talks to.
+struct bridge_deps {
+  system_status_actor status;
+  access_control_actor access;
+  push_processing_actor push;
+  /// Recorded replies of state-changing calls (PostgreSQL).
+  request_store_actor requests;
+};
+
+/// Settings of one bridge, fixed at spawn.
+struct bridge_settings {
+  internal_call call = internal_call::allowed;
+  /// How long one request may take inside the actor system.
+  std::chrono::milliseconds request_timeout{10000};
+  /// How long a reply is kept for retries with the same id.
+  std::chrono::milliseconds replay_window{std::chrono::minutes(10)};
+  /// At most this many replies are kept in memory; the oldest go first.
+  std::size_t replay_capacity = 65536;
+};
+
+/// A reply kept for retries.
+struct kept_reply {
+  wire_reply reply;
+  std::chrono::steady_clock::time_point at;
+};
+
+struct bridge_state {
+  static inline constexpr const char* name = "nats-bridge";
+  bridge_settings settings;
+  bridge_deps deps;
+  publish_fn publish;
+  std::shared_ptr<edge_stats> stats;
+  /// Recent replies by request id.
+  std::unordered_map<std::string, kept_reply> kept;
+  /// Request ids in the order they were kept (expiry and eviction).
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>>
+    kept_order;
+};
+
+using bridge_actor_ptr = caf::stateful_actor<bridge_state>*;
+
+/// The bridge of `settings.call`. Handles nats_inbound.
+caf::behavior internal_bridge(bridge_actor_ptr self, bridge_settings settings,
+                              bridge_deps deps, publish_fn publish,
+                              std::shared_ptr<edge_stats> stats);
+
+} // namespace gatehouse::nats

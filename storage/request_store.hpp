@@ -1,0 +1,89 @@
+#pragma once
+
+// The replies the NATS edge gave to requests carrying a Gatehouse-Request-Id
+// (gatehouse_state.requests, storage/schema/005_requests.sql), shared by
+// every replica, so that a retry reaching another replica gets the same
+// answer. The rows of pre_receive and post_receive are created by the push
+// store in the transaction that applies them (storage/push_store.hpp); this
+// actor reads the recorded replies, records new ones, and purges rows older
+// than the retry window.
+
+#include "messages/atoms.hpp"
+#include "storage/database.hpp"
+
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gatehouse {
+
+namespace atom {
+/// Read the reply recorded for (request id, call).
+using reply_get = caf::atom_constant<caf::atom("replyget")>;
+/// Record the reply given to (request id, call).
+using reply_put = caf::atom_constant<caf::atom("replyput")>;
+} // namespace atom
+
+/// A recorded reply.
+struct stored_reply {
+  /// Whether a reply is recorded; the other fields are empty when not.
+  bool found = false;
+  /// The HTTP-equivalent status (Gatehouse-Status).
+  std::int32_t status = 0;
+  /// The reply body exactly as sent (Protobuf bytes).
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_reply& x) {
+  return f(caf::meta::type_name("gatehouse.stored_reply"), x.found, x.status,
+           x.body);
+}
+
+/// Owns one PostgreSQL connection; spawned detached (libpqxx blocks).
+using request_store_actor = caf::typed_actor<
+  // The reply recorded for (request id, call); found = false when none, or
+  // when PostgreSQL cannot be reached (the caller then proceeds, and the
+  // push store's transaction still applies a push once).
+  caf::replies_to<atom::reply_get, std::string, std::string>::with<
+    stored_reply>,
+  // Record (request id, call, status, body) unless a reply is recorded
+  // already; best effort, no answer.
+  caf::reacts_to<atom::reply_put, std::string, std::string, std::int32_t,
+                 std::string>,
+  // Purge rows older than the retention (self-scheduled).
+  caf::reacts_to<atom::tick>>;
+
+namespace storage {
+
+/// Settings of the request store, fixed at spawn.
+struct request_store_settings {
+  /// libpq connection URL.
+  std::string database_url;
+  /// Server-side statement_timeout of every query.
+  std::chrono::milliseconds statement_timeout{5000};
+  /// How long a recorded reply is kept (the retry window, at least 10 min).
+  std::chrono::seconds retention{600};
+  /// How often old rows are purged.
+  std::chrono::seconds purge_interval{60};
+};
+
+struct request_store_state {
+  static inline constexpr const char* name = "request-store";
+  request_store_settings settings;
+  /// Opened lazily, dropped on a failure so that the next call reconnects.
+  std::shared_ptr<pqxx::connection> conn;
+};
+
+request_store_actor::behavior_type
+request_store(request_store_actor::stateful_pointer<request_store_state> self,
+              request_store_settings settings);
+
+} // namespace storage
+
+} // namespace gatehouse
