@@ -2,6 +2,8 @@
 
 #include "common/base64.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -124,6 +126,20 @@ std::string ruby_inspect(const std::vector<std::string>& items) {
 }
 
 } // namespace
+
+// -- /allowed input ------------------------------------------------------------
+
+std::optional<std::string> gitaly_context_problem(const std::string& bin) {
+  auto decoded = base64_decode(bin);
+  auto parsed = decoded ? nlohmann::json::parse(*decoded, nullptr, false)
+                        : nlohmann::json{};
+  if (!decoded || parsed.is_discarded())
+    return std::string{"malformed gitaly_client_context_bin"};
+  if (!parsed.is_object())
+    return std::string{"Decoded gitaly_client_context_bin is not a valid JSON "
+                       "object"};
+  return std::nullopt;
+}
 
 // -- dates --------------------------------------------------------------------
 

@@ -106,6 +106,13 @@ struct lfs_plan {
 lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_actor& a,
                                 const std::string& project);
 
+// -- /allowed input ------------------------------------------------------------
+
+/// GitLab's 400 reason for a gitaly_client_context_bin that is not base64 of a
+/// JSON object ("malformed gitaly_client_context_bin" or "Decoded
+/// gitaly_client_context_bin is not a valid JSON object"); nullopt when fine.
+std::optional<std::string> gitaly_context_problem(const std::string& bin);
+
 // -- dates --------------------------------------------------------------------
 
 /// "YYYY-MM-DD" of a day count since 1970-01-01.

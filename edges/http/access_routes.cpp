@@ -156,29 +156,14 @@ std::vector<route> access_routes::routes() {
   };
 }
 
-// Newer Gitaly sends gitaly_client_context_bin: base64 of a JSON object.
-// GitLab refuses anything else with a 400 before deciding.
-static std::optional<std::string> client_context_problem(const json& params) {
-  auto bin = string_param(params, "gitaly_client_context_bin");
-  if (!bin)
-    return std::nullopt;
-  auto decoded = base64_decode(*bin);
-  auto parsed = decoded ? json::parse(*decoded, nullptr, false) : json{};
-  if (!decoded || parsed.is_discarded())
-    return std::string{"malformed gitaly_client_context_bin"};
-  if (!parsed.is_object())
-    return std::string{"Decoded gitaly_client_context_bin is not a valid JSON "
-                       "object"};
-  return std::nullopt;
-}
-
 void access_routes::allowed(call& c) {
   std::string invalid;
   auto p = decode_allowed(c.params, invalid);
   if (!invalid.empty())
     return invalid_params(c, invalid);
-  if (auto problem = client_context_problem(c.params))
-    return send_error(c.res, error_response(errc::bad_request, *problem));
+  if (auto bin = string_param(c.params, "gitaly_client_context_bin"))
+    if (auto problem = access::gitaly_context_problem(*bin))
+      return send_error(c.res, error_response(errc::bad_request, *problem));
   auto outcome = ask<access::allowed_outcome>(sys_, allowed_relay_, access_,
                                               timeout_, atom::allowed::value, p);
   if (!outcome)

@@ -3,6 +3,7 @@
 #include "actors/deadline_relay.hpp"
 #include "common/base64.hpp"
 #include "common/log.hpp"
+#include "common/request_id.hpp"
 #include "edges/http/bridge.hpp"
 #include "edges/http/metrics.hpp"
 #include "edges/http/access_routes.hpp"
@@ -52,16 +53,6 @@ std::string new_correlation_id() {
   return hex_encode(random_bytes(16));
 }
 
-// X-Request-Id comes from callers; keep it printable and bounded so it is safe
-// to log and echo.
-bool acceptable_request_id(const std::string& id) {
-  if (id.empty() || id.size() > 128)
-    return false;
-  for (unsigned char c : id)
-    if (c < 0x21 || c > 0x7e)
-      return false;
-  return true;
-}
 
 } // namespace
 

@@ -1,6 +1,7 @@
 #include "edges/nats/internal_bridge.hpp"
 
 #include "common/log.hpp"
+#include "common/request_id.hpp"
 
 #include <caf/all.hpp>
 
@@ -19,16 +20,6 @@ struct origin {
   clock_type::time_point start;
 };
 
-// Request ids come from callers: printable and bounded, as the HTTP edge
-// wants X-Request-Id, so that they are safe to log and to store.
-bool acceptable_request_id(const std::string& id) {
-  if (id.empty() || id.size() > 128)
-    return false;
-  for (unsigned char c : id)
-    if (c < 0x21 || c > 0x7e)
-      return false;
-  return true;
-}
 
 // -- replies kept for retries -------------------------------------------------------
 

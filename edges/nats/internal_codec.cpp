@@ -1,6 +1,5 @@
 #include "edges/nats/internal_codec.hpp"
 
-#include "common/base64.hpp"
 #include "edges/error_status.hpp"
 
 #include "gatehouse/internal/v1/access.pb.h"
@@ -8,7 +7,6 @@
 #include "gatehouse/internal/v1/error.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
-#include <nlohmann/json.hpp>
 
 #include <optional>
 
@@ -65,23 +63,6 @@ std::optional<std::int64_t> digits_id(const std::string& text) {
   return std::stoll(text);
 }
 
-// Newer Gitaly sends gitaly_client_context_bin: base64 of a JSON object.
-// GitLab refuses anything else with a 400 before deciding.
-std::optional<std::string> client_context_problem(const pb::AllowedRequest& r) {
-  auto bin = present(r.has_gitaly_client_context_bin(),
-                     r.gitaly_client_context_bin());
-  if (!bin)
-    return std::nullopt;
-  auto decoded = base64_decode(*bin);
-  auto parsed = decoded ? nlohmann::json::parse(*decoded, nullptr, false)
-                        : nlohmann::json{};
-  if (!decoded || parsed.is_discarded())
-    return std::string{"malformed gitaly_client_context_bin"};
-  if (!parsed.is_object())
-    return std::string{"Decoded gitaly_client_context_bin is not a valid JSON "
-                       "object"};
-  return std::nullopt;
-}
 
 access::shell_actor actor_of(bool has_key, std::int64_t key_id, bool has_user,
                              std::int64_t user_id) {
@@ -150,8 +131,11 @@ decoded<access::allowed_params> decode_allowed(const std::string& payload) {
   p.env = r.env();
   p.relative_path = r.relative_path();
   p.push_options.assign(r.push_options().begin(), r.push_options().end());
-  if (auto problem = client_context_problem(r))
-    return error_reply(errc::bad_request, *problem);
+  if (auto bin = present(r.has_gitaly_client_context_bin(),
+                         r.gitaly_client_context_bin());
+      bin)
+    if (auto problem = access::gitaly_context_problem(*bin))
+      return error_reply(errc::bad_request, *problem);
   return p;
 }
 

@@ -743,7 +743,15 @@ TEST_CASE("a retried push changes nothing twice, on any replica", "[.nats]") {
   CHECK(counter_value(db) == 1);
 
   // The retry goes to the other replica: stop the one that answered.
-  bool a_answered = a.answered("post_receive") == 1;
+  // The counters move just after the reply is sent: wait until one shows it.
+  int a_count = 0;
+  int b_count = 0;
+  REQUIRE(eventually([&] {
+    a_count = a.answered("post_receive");
+    b_count = b.answered("post_receive");
+    return a_count + b_count == 1;
+  }));
+  bool a_answered = a_count == 1;
   auto& answered = a_answered ? a : b;
   auto& other = a_answered ? b : a;
   CHECK(answered.terminate() == 0);
@@ -751,8 +759,8 @@ TEST_CASE("a retried push changes nothing twice, on any replica", "[.nats]") {
   REQUIRE(retry.answered);
   CHECK(retry.status == first.status);
   CHECK(retry.body == first.body);
-  CHECK(other.answered("post_receive") == 1);
-  CHECK(other.replays("post_receive") == 1);
+  CHECK(eventually([&] { return other.answered("post_receive") == 1; }));
+  CHECK(eventually([&] { return other.replays("post_receive") == 1; }));
   CHECK(outbox_rows(db) == events);
   CHECK(counter_value(db) == 1);
   CHECK(query_count(db, "SELECT count(*) FROM gatehouse_state.requests "
