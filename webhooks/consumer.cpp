@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "edges/nats/auth.hpp"
+#include "edges/nats/stream.hpp"
 #include "storage/database.hpp"
 #include "webhooks/hook_state.hpp"
 #include "webhooks/store.hpp"
@@ -332,29 +333,16 @@ private:
   }
 
   bool add_stream(std::string& error) {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = settings_.stream.c_str();
-    const char* subjects[] = {settings_.stream_subjects.c_str()};
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Replicas = settings_.replicas;
-    cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       settings_.duplicate_window)
-                       .count();
-    jsStreamInfo* info = nullptr;
+    nats::events_stream_config stream;
+    stream.name = settings_.stream;
+    stream.subjects = settings_.stream_subjects;
+    stream.duplicate_window = settings_.duplicate_window;
+    stream.replicas = settings_.replicas;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_AddStream(&info, js_, &cfg, nullptr, &jerr);
-    if (info)
-      jsStreamInfo_Destroy(info);
-    if (s == NATS_OK) {
-      log::info("webhooks: created the event stream",
-                {{"stream", settings_.stream}});
+    // serve owns the stream's configuration: never change an existing one.
+    natsStatus s = nats::ensure_events_stream(js_, stream, false, jerr);
+    if (s == NATS_OK)
       return true;
-    }
-    if (jerr == JSStreamNameExistErr)
-      return true; // created meanwhile, by `gatehouse serve`
     error = "creating stream " + settings_.stream + ": " + status_text(s, jerr);
     return false;
   }

@@ -1,6 +1,7 @@
 #include "edges/nats/connection.hpp"
 
 #include "common/log.hpp"
+#include "edges/nats/stream.hpp"
 #include "edges/nats/auth.hpp"
 
 #include <caf/all.hpp>
@@ -209,27 +210,15 @@ bool connection::ensure_stream(std::string& error) {
     error = status_text(s);
     return false;
   }
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  cfg.Name = settings_.stream.c_str();
-  const char* subjects[] = {settings_.stream_subjects.c_str()};
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.Replicas = settings_.replicas;
-  cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     settings_.duplicate_window)
-                     .count();
-  jsStreamInfo* info = nullptr;
+  events_stream_config stream;
+  stream.name = settings_.stream;
+  stream.subjects = settings_.stream_subjects;
+  stream.duplicate_window = settings_.duplicate_window;
+  stream.replicas = settings_.replicas;
+  // The stream may exist with another configuration (an older Gatehouse, or
+  // an operator's change): serve brings it to ours.
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  s = js_AddStream(&info, js, &cfg, nullptr, &jerr);
-  if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-    // The stream exists with another configuration (an older Gatehouse, or
-    // an operator's change): bring it to ours.
-    s = js_UpdateStream(&info, js, &cfg, nullptr, &jerr);
-  }
-  if (info)
-    jsStreamInfo_Destroy(info);
+  s = ensure_events_stream(js, stream, true, jerr);
   jsCtx_Destroy(js);
   if (s != NATS_OK) {
     error = status_text(s) + " (jetstream error " + std::to_string(jerr) + ")";

@@ -1,0 +1,32 @@
+#include "edges/nats/stream.hpp"
+
+namespace gatehouse::nats {
+
+natsStatus ensure_events_stream(jsCtx* js, const events_stream_config& c,
+                                bool update_existing, jsErrCode& jerr) {
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = c.name.c_str();
+  const char* subjects[] = {c.subjects.c_str()};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.Replicas = c.replicas;
+  cfg.Duplicates
+    = std::chrono::duration_cast<std::chrono::nanoseconds>(c.duplicate_window)
+        .count();
+  jsStreamInfo* info = nullptr;
+  jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&info, js, &cfg, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+    if (!update_existing)
+      s = NATS_OK; // created meanwhile by its owner, `gatehouse serve`
+    else
+      s = js_UpdateStream(&info, js, &cfg, nullptr, &jerr);
+  }
+  if (info)
+    jsStreamInfo_Destroy(info);
+  return s;
+}
+
+} // namespace gatehouse::nats
