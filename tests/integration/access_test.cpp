@@ -243,23 +243,6 @@ json base_seed(int operation_limit = 0) {
 
 // -- HTTP --------------------------------------------------------------------------
 
-struct reply {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-  json j;
-};
-
-reply make_reply(const httplib::Result& res) {
-  REQUIRE(res);
-  reply r;
-  r.status = res->status;
-  r.body = res->body;
-  r.content_type = res->get_header_value("Content-Type");
-  r.j = json::parse(res->body, nullptr, false);
-  return r;
-}
-
 /// Percent-encodes everything but unreserved characters, as Go's
 /// url.Values.Encode does for `+`, `/` and `=`.
 std::string url_encode(const std::string& s) {

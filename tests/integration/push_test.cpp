@@ -141,23 +141,6 @@ json push_seed(const std::string& storage_dir) {
 
 // -- HTTP ----------------------------------------------------------------------------
 
-struct reply {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-  json j;
-};
-
-reply make_reply(const httplib::Result& res) {
-  REQUIRE(res);
-  reply r;
-  r.status = res->status;
-  r.body = res->body;
-  r.content_type = res->get_header_value("Content-Type");
-  r.j = json::parse(res->body, nullptr, false);
-  return r;
-}
-
 /// Gitaly's hooks (and GitLab Shell), holding a fresh Shell token.
 struct hook_caller {
   const stack& gh;

@@ -38,6 +38,24 @@ inline int run_cli(const std::vector<std::string>& args,
   return rc;
 }
 
+/// An HTTP answer with its body parsed (discarded JSON when not JSON).
+struct reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+  nlohmann::json j;
+};
+
+inline reply make_reply(const httplib::Result& res) {
+  REQUIRE(res);
+  reply r;
+  r.status = res->status;
+  r.body = res->body;
+  r.content_type = res->get_header_value("Content-Type");
+  r.j = nlohmann::json::parse(res->body, nullptr, false);
+  return r;
+}
+
 /// Secret files for the four callers in a fresh directory.
 struct secret_files {
   std::string dir = make_temp_dir("secrets");
