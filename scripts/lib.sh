@@ -38,6 +38,9 @@ gh_install_packages() {
 # gh_build BUILD_DIR [BUILD_TYPE]
 gh_build() {
   local dir=$1 type=${2:-Release}
+  # Paths under the checkout become relative in ccache's keys, so a second
+  # clone or worktree (CI's fresh clone among them) reuses the cache.
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$GH_ROOT}
   cmake -S "$GH_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" >/dev/null
   cmake --build "$dir" -j "$(nproc)"
 }
