@@ -46,7 +46,7 @@ system_status(system_status_actor::stateful_pointer<system_status_state> self,
   self->state.store = std::move(store);
   self->send(self, atom::tick::value);
   return {
-    [=](atom::check) -> check_view {
+    [=](check_query) -> check_view {
       auto& st = self->state;
       return {st.gitlab_version, st.settings.revision, st.postgres_up};
     },

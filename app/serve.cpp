@@ -172,8 +172,9 @@ int serve(const config& cfg) {
     = sys.spawn<caf::detached>(storage::request_store, requests_cfg);
   nats::internal_edge_settings internal_cfg;
   internal_cfg.request_timeout = cfg.request_timeout;
-  nats::internal_edge internal_edge{
-    internal_cfg, {&sys, status, access, push, requests}};
+  domain_actors domains{status, access, push};
+  nats::internal_edge internal_edge{internal_cfg,
+                                    {&sys, domains, requests}};
 
   http::http_settings http_cfg;
   http_cfg.host = cfg.http_host;
@@ -183,7 +184,7 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, status, access, push,
+  http::server http_srv{http_cfg, {&sys, domains,
                                       [&relay, &internal_edge] {
                                         return relay_metrics(relay.stats())
                                                + internal_edge.metrics();

@@ -8,8 +8,6 @@ namespace gatehouse::atom {
 
 // -- queries ------------------------------------------------------------------
 
-/// Answer GET /internal/check.
-using check = caf::atom_constant<caf::atom("check")>;
 /// Report readiness with each dependency's state.
 using readiness = caf::atom_constant<caf::atom("ready")>;
 /// Ask the state store whether it answers, and for the settings /check needs.
@@ -52,6 +50,13 @@ using pre_receive = caf::atom_constant<caf::atom("prerecv")>;
 using post_receive = caf::atom_constant<caf::atom("postrecv")>;
 /// List the commits of pushed refs for push events.
 using commits = caf::atom_constant<caf::atom("commits")>;
+
+// -- request store (NATS edge retries) -----------------------------------------
+
+/// Read the reply recorded for (request id, call).
+using reply_get = caf::atom_constant<caf::atom("replyget")>;
+/// Record the reply given to (request id, call).
+using reply_put = caf::atom_constant<caf::atom("replyput")>;
 
 // -- events -------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ const char* to_string(errc x) {
     case errc::timeout: return "timeout";
     case errc::unavailable: return "unavailable";
     case errc::internal: return "internal";
+    case errc::invalid_params: return "invalid_params";
+    case errc::rate_limited: return "rate_limited";
   }
   return "unknown";
 }
@@ -28,6 +30,14 @@ errc classify(const caf::error& err) {
     }
   }
   return errc::internal;
+}
+
+std::string error_detail(const caf::error& err) {
+  const auto& ctx = err.context();
+  for (size_t i = 0; i < ctx.size(); ++i)
+    if (ctx.match_element<std::string>(i))
+      return ctx.get_as<std::string>(i);
+  return {};
 }
 
 std::string render(const caf::error& err) {

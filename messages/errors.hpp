@@ -9,8 +9,10 @@
 
 namespace gatehouse {
 
-/// The one error enum of the service. Edges map each code to a status in
-/// their single status table (edges/http/status.cpp).
+/// The one error enum of the service. Both edges map each code to a status
+/// through the one status table (edges/error_status.hpp). The message of an
+/// error made with caf::make_error(code, text) is GitLab's text or its detail
+/// (error_detail).
 enum class errc : uint8_t {
   /// The caller's credentials are missing or invalid.
   unauthenticated = 1,
@@ -24,6 +26,11 @@ enum class errc : uint8_t {
   unavailable,
   /// An invariant broke; a bug or an unexpected library failure.
   internal,
+  /// A required parameter is missing or has the wrong type (Grape's
+  /// parameter validation: 400 {"error": "<name> is missing"}).
+  invalid_params,
+  /// The caller exceeded a rate limit (429).
+  rate_limited,
 };
 
 /// "unauthenticated", "bad_request", ...
@@ -33,6 +40,9 @@ const char* to_string(errc x);
 /// category, except CAF's own request timeout and dead receivers, which map
 /// to errc::timeout and errc::unavailable.
 errc classify(const caf::error& err);
+
+/// The text an error was made with (its first string), or "".
+std::string error_detail(const caf::error& err);
 
 /// A readable rendering without an actor system: "timeout: pg probe".
 std::string render(const caf::error& err);

@@ -1,6 +1,9 @@
 #pragma once
 
+#include "messages/access.hpp"
 #include "messages/atoms.hpp"
+#include "messages/git.hpp"
+#include "messages/push.hpp"
 #include "messages/read_model.hpp"
 #include "messages/types.hpp"
 
@@ -12,20 +15,6 @@
 #include <cstdint>
 #include <string>
 #include <vector>
-
-// Declared only: the access structs live in actors/access/git_access.hpp, and
-// the vocabulary must not include the domain. Code that sends or handles
-// them includes storage/git_actor.hpp, which also whitelists them as
-// (never serialized) message types.
-namespace gatehouse::access {
-struct git_questions;
-struct git_facts;
-} // namespace gatehouse::access
-
-namespace gatehouse::push {
-struct commit_questions;
-struct commit_facts;
-} // namespace gatehouse::push
 
 namespace gatehouse {
 
@@ -41,7 +30,7 @@ using store_actor = caf::typed_actor<
 /// readiness from that state, so neither waits on a dependency.
 using system_status_actor = caf::typed_actor<
   // Report what GET /internal/check returns.
-  caf::replies_to<atom::check>::with<check_view>,
+  caf::replies_to<check_query>::with<check_view>,
   // Report each dependency's state.
   caf::replies_to<atom::readiness>::with<readiness_view>,
   // The NATS edge reports a connection state change.
@@ -113,6 +102,56 @@ using push_store_actor = caf::typed_actor<
   // insert the events into the outbox.
   caf::replies_to<atom::post_receive, post_receive_write>::with<
     post_receive_written>>;
+
+/// The replies the NATS edge gave to requests carrying a
+/// Gatehouse-Request-Id, shared by every replica through PostgreSQL, so that
+/// a retry reaching another replica gets the same answer. Spawned detached.
+using request_store_actor = caf::typed_actor<
+  // The reply recorded for (request id, call); found = false when none, or
+  // when PostgreSQL cannot be reached (the caller then proceeds, and the
+  // push store's transaction still applies a push once).
+  caf::replies_to<atom::reply_get, std::string, std::string>::with<
+    stored_reply>,
+  // Record (request id, call, status, body) unless a reply is recorded
+  // already; best effort, no answer.
+  caf::reacts_to<atom::reply_put, std::string, std::string, std::int32_t,
+                 std::string>,
+  // Purge rows older than the retention (self-scheduled).
+  caf::reacts_to<atom::tick>>;
+
+/// Every decision of GitLab Shell's and Gitaly's access calls (contract
+/// shell-gitaly §2.1–§2.10, §2.13), from an in-memory read-model snapshot.
+/// Validation failures are errc::invalid_params or errc::bad_request with
+/// GitLab's text; the rate limit is errc::rate_limited.
+using access_control_actor = caf::typed_actor<
+  // Decide /allowed: a success body, or a denial's status and message.
+  caf::replies_to<access::allowed_params>::with<access::allowed_outcome>,
+  // Check the access of a git audit event.
+  caf::replies_to<access::audit_query>::with<access::audit_answer>,
+  // Find an authentication-capable key by its base64 blob.
+  caf::replies_to<access::key_query>::with<access::authorized_key>,
+  // Say whose key, user id or username this is.
+  caf::replies_to<access::discover_query>::with<access::discover_answer>,
+  // Mint an LFS token for a project.
+  caf::replies_to<access::lfs_query>::with<access::lfs_answer>,
+  // Regenerate a user's 2FA recovery codes.
+  caf::replies_to<access::recovery_query>::with<access::shell_answer>,
+  // Create a personal access token.
+  caf::replies_to<access::pat_query>::with<access::shell_answer>,
+  // Verify a one-time password (community edition: not available).
+  caf::replies_to<access::otp_query>::with<access::shell_answer>,
+  // The read-model loader delivers a new snapshot.
+  caf::reacts_to<atom::snapshot, snapshot_ptr>>;
+
+/// Counts pushes in flight (pre_receive) and turns each accepted push into
+/// durable push events (post_receive); answers only after the commit.
+using push_processing_actor = caf::typed_actor<
+  // Count a push in flight; a retry with the same request id counts nothing.
+  caf::replies_to<push::pre_receive_params>::with<push::pre_receive_answer>,
+  // Commit the push's events and answer the messages to print.
+  caf::replies_to<push::post_receive_params>::with<push::post_receive_answer>,
+  // The read-model loader delivers a new snapshot.
+  caf::reacts_to<atom::snapshot, snapshot_ptr>>;
 
 } // namespace gatehouse
 

@@ -11,6 +11,14 @@ namespace gatehouse {
 // Message structs travel between actors only; edges convert wire formats to
 // and from them. Every struct has a CAF 0.17 inspect() so CAF accepts it.
 
+/// GET /internal/check: no fields.
+struct check_query {};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, check_query&) {
+  return f(caf::meta::type_name("gatehouse.check_query"));
+}
+
 /// What GET /internal/check reports.
 struct check_view {
   /// The GitLab version this deployment claims (settings.gitlab_version).
@@ -145,6 +153,22 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, post_receive_written& x) {
   return f(caf::meta::type_name("gatehouse.post_receive_written"),
            x.counter_decreased, x.moved_message);
+}
+
+/// A reply of the NATS edge recorded for retries (request store).
+struct stored_reply {
+  /// Whether a reply is recorded; the other fields are empty when not.
+  bool found = false;
+  /// The HTTP-equivalent status (Gatehouse-Status).
+  std::int32_t status = 0;
+  /// The reply body exactly as sent (Protobuf bytes).
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_reply& x) {
+  return f(caf::meta::type_name("gatehouse.stored_reply"), x.found, x.status,
+           x.body);
 }
 
 } // namespace gatehouse

@@ -2,10 +2,9 @@
 
 // The git actor: answers git_questions with git_facts, and the commit
 // questions of push events with commit_facts, by running the git binary
-// (storage/git_repository.hpp). Include this header wherever these travel in
-// messages: it whitelists them.
+// (storage/git_repository.hpp). Its interface is git_actor
+// (messages/interfaces.hpp).
 
-#include "actors/access/git_messages.hpp"
 #include "messages/interfaces.hpp"
 
 #include <chrono>

@@ -13,8 +13,7 @@
 // - every call has a finite timeout: the process group is killed when it
 //   runs out, and the child is always reaped.
 
-#include "actors/access/git_access.hpp"
-#include "actors/push/push_events.hpp"
+#include "messages/git.hpp"
 
 #include <chrono>
 #include <cstddef>

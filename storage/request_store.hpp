@@ -8,7 +8,7 @@
 // actor reads the recorded replies, records new ones, and purges rows older
 // than the retry window.
 
-#include "messages/atoms.hpp"
+#include "messages/interfaces.hpp"
 #include "storage/database.hpp"
 
 #include <caf/meta/type_name.hpp>
@@ -21,43 +21,6 @@
 #include <string>
 
 namespace gatehouse {
-
-namespace atom {
-/// Read the reply recorded for (request id, call).
-using reply_get = caf::atom_constant<caf::atom("replyget")>;
-/// Record the reply given to (request id, call).
-using reply_put = caf::atom_constant<caf::atom("replyput")>;
-} // namespace atom
-
-/// A recorded reply.
-struct stored_reply {
-  /// Whether a reply is recorded; the other fields are empty when not.
-  bool found = false;
-  /// The HTTP-equivalent status (Gatehouse-Status).
-  std::int32_t status = 0;
-  /// The reply body exactly as sent (Protobuf bytes).
-  std::string body;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, stored_reply& x) {
-  return f(caf::meta::type_name("gatehouse.stored_reply"), x.found, x.status,
-           x.body);
-}
-
-/// Owns one PostgreSQL connection; spawned detached (libpqxx blocks).
-using request_store_actor = caf::typed_actor<
-  // The reply recorded for (request id, call); found = false when none, or
-  // when PostgreSQL cannot be reached (the caller then proceeds, and the
-  // push store's transaction still applies a push once).
-  caf::replies_to<atom::reply_get, std::string, std::string>::with<
-    stored_reply>,
-  // Record (request id, call, status, body) unless a reply is recorded
-  // already; best effort, no answer.
-  caf::reacts_to<atom::reply_put, std::string, std::string, std::int32_t,
-                 std::string>,
-  // Purge rows older than the retention (self-scheduled).
-  caf::reacts_to<atom::tick>>;
 
 namespace storage {
 

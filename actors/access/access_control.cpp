@@ -1,6 +1,9 @@
 #include "actors/access/access_control.hpp"
 
+#include "actors/access/git_access.hpp"
+#include "actors/access/shell_calls.hpp"
 #include "common/base64.hpp"
+#include "common/ids.hpp"
 #include "common/jwt.hpp"
 #include "common/log.hpp"
 #include "messages/errors.hpp"
@@ -13,15 +16,44 @@
 
 namespace gatehouse {
 
+unix_time system_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 namespace {
 
 using self_pointer
   = access_control_actor::stateful_pointer<access_control_state>;
 
-std::int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+// GitLab's texts of these calls (contract shell-gitaly §2.1, §2.10, §2.13).
+constexpr const char* rate_limit_text
+  = "This endpoint has been requested too many times. Try again later.";
+constexpr const char* otp_not_available = "Feature is not available";
+constexpr const char* no_valid_action = "No valid action specified";
+constexpr const char* no_audit_needed = "No git audit event needed";
+
+caf::error not_loaded() {
+  return caf::make_error(errc::unavailable, "read model not loaded yet");
+}
+
+// A store failure as the caller sees it: its class only. PostgreSQL's own
+// text stays in the log.
+caf::error store_failure(const caf::error& err) {
+  log::warn("access store request failed", {{"error", render(err)}});
+  return caf::make_error(classify(err));
+}
+
+// Grape's text for required parameters left out, in the order given:
+// "action is missing, protocol is missing".
+std::string missing_text(
+  std::initializer_list<std::pair<const char*, bool>> fields) {
+  std::string out;
+  for (auto& [name, present] : fields)
+    if (!present)
+      out += std::string{out.empty() ? "" : ", "} + name + " is missing";
+  return out;
 }
 
 // The actor a rate-limit scope names, from the request as it arrived: GitLab
@@ -78,11 +110,14 @@ void touch_key(self_pointer self, std::int64_t key_id, std::int64_t now) {
   self->send(st.store, atom::touch_key::value, key_id);
 }
 
-// Applies the decision's side effects, then answers.
+// What a decision of /allowed hands to whoever asked for it.
+using allowed_done = std::function<void(access::allowed_outcome)>;
+
+// Applies the decision's side effects, then hands the outcome on.
 void finish_allowed(self_pointer self, snapshot_ptr snap,
                     const access::allowed_params& p, const access::git_facts& f,
-                    caf::typed_response_promise<access::allowed_outcome> rp) {
-  auto now = now_seconds();
+                    allowed_done done) {
+  auto now = self->state.settings.now();
   auto outcome = access::check_allowed(*snap, p, f, now);
   if (outcome.used_key_id)
     touch_key(self, *outcome.used_key_id, now);
@@ -94,52 +129,117 @@ void finish_allowed(self_pointer self, snapshot_ptr snap,
       ->request(self->state.store, self->state.settings.store_timeout,
                 atom::put_moved::value, *outcome.moved_user_id,
                 *outcome.moved_project_id, *outcome.moved_message)
-      .then([rp, outcome](bool) mutable { rp.deliver(std::move(outcome)); },
-            [rp, outcome](caf::error& err) mutable {
+      .then([done, outcome](bool) { done(outcome); },
+            [done, outcome](caf::error& err) {
               log::warn("project-moved message not kept",
                         {{"error", render(err)}});
-              rp.deliver(std::move(outcome));
+              done(outcome);
             });
     return;
   }
-  rp.deliver(std::move(outcome));
+  done(std::move(outcome));
 }
 
-caf::result<access::allowed_outcome> on_allowed(self_pointer self,
-                                                access::allowed_params& p) {
+// The synchronous half of the /allowed decision, shared by /allowed and the
+// git audit event: input validation, the read model, the rate limit. An
+// error here is the answer.
+caf::error admit_allowed(self_pointer self, const access::allowed_params& p) {
   auto& st = self->state;
+  if (p.gitaly_client_context_bin)
+    if (auto problem = access::gitaly_context_problem(*p.gitaly_client_context_bin))
+      return caf::make_error(errc::bad_request, *problem);
   if (!st.snap)
-    return caf::make_error(errc::unavailable, "read model not loaded yet");
+    return not_loaded();
+  if (!within_operation_limit(st, p,
+                              st.snap->settings.gitlab_shell_operation_limit,
+                              st.settings.now()))
+    return caf::make_error(errc::rate_limited, rate_limit_text);
+  return {};
+}
+
+// The rest of the decision once admitted: git facts, the decision and its
+// side effects; `done` runs with the outcome.
+void decide_allowed(self_pointer self, const access::allowed_params& p,
+                    allowed_done done) {
+  auto& st = self->state;
   auto snap = st.snap;
-  if (!within_operation_limit(st, p, snap->settings.gitlab_shell_operation_limit,
-                              now_seconds())) {
-    access::allowed_outcome limited;
-    limited.status = 429;
-    limited.message
-      = "This endpoint has been requested too many times. Try again later.";
-    return limited;
-  }
-  auto rp = self->make_response_promise<access::allowed_outcome>();
   auto questions = access::questions_for(*snap, p);
   if (questions.empty() || !questions.location || st.git.empty()) {
     access::git_facts facts;
     if (!questions.empty())
       facts.unavailable_reason = "the repository storage has no local path";
-    finish_allowed(self, snap, p, facts, rp);
-    return rp;
+    finish_allowed(self, snap, p, facts, std::move(done));
+    return;
   }
   auto git = st.git[st.next_git++ % st.git.size()];
   self->request(git, st.settings.git_timeout, atom::inspect::value, questions)
     .then(
-      [self, snap, p, rp](access::git_facts& facts) {
-        finish_allowed(self, snap, p, facts, rp);
+      [self, snap, p, done](access::git_facts& facts) {
+        finish_allowed(self, snap, p, facts, done);
       },
-      [self, snap, p, rp](caf::error& err) {
+      [self, snap, p, done](caf::error& err) {
         access::git_facts facts;
         facts.unavailable_reason = "git inspection failed: " + render(err);
-        finish_allowed(self, snap, p, facts, rp);
+        finish_allowed(self, snap, p, facts, done);
       });
+}
+
+// Answers a request that runs the /allowed decision, mapping its outcome to
+// `Answer` with `map`. The promise is made only once admitted: after
+// make_response_promise, a returned error would no longer reach the caller.
+template <class Answer, class Map>
+caf::result<Answer> answer_allowed(self_pointer self,
+                                   const access::allowed_params& p, Map map) {
+  if (auto err = admit_allowed(self, p))
+    return err;
+  auto rp = self->make_response_promise<Answer>();
+  decide_allowed(self, p, [rp, map](access::allowed_outcome o) mutable {
+    rp.deliver(map(std::move(o)));
+  });
   return rp;
+}
+
+// The access check of a git audit event: GitLab's required fields, then the
+// action, then the same decision as /allowed.
+caf::result<access::audit_answer> on_audit(self_pointer self,
+                                           access::audit_query& q) {
+  auto missing = missing_text({{"action", q.action.has_value()},
+                               {"protocol", q.protocol.has_value()},
+                               {"gl_repository", q.gl_repository.has_value()},
+                               {"changes", q.changes.has_value()}});
+  if (!missing.empty())
+    return caf::make_error(errc::invalid_params, missing);
+  if (*q.action != "git-upload-pack" && *q.action != "git-receive-pack")
+    return access::audit_answer{400, no_valid_action};
+  access::allowed_params p;
+  p.action = *q.action;
+  p.protocol = *q.protocol;
+  p.gl_repository = q.gl_repository;
+  p.changes = *q.changes;
+  p.project = q.project;
+  p.key_id = q.key_id;
+  p.user_id = q.user_id;
+  p.username = q.username;
+  p.push_options = std::move(q.push_options);
+  return answer_allowed<access::audit_answer>(
+    self, p, [](access::allowed_outcome o) {
+      // Community edition: git audit streaming is never configured.
+      if (o.status != 200)
+        return access::audit_answer{o.status, std::move(o.message)};
+      return access::audit_answer{200, no_audit_needed};
+    });
+}
+
+// Rails' identifier parameter ("key-<n>", "user-<n>") fills the ids the
+// caller did not send.
+void apply_identifier(access::discover_query& q) {
+  if (!q.identifier)
+    return;
+  const auto& id = *q.identifier;
+  if (id.rfind("key-", 0) == 0 && !q.key_id)
+    q.key_id = parse_id(std::string_view{id}.substr(4));
+  else if (id.rfind("user-", 0) == 0 && !q.user_id)
+    q.user_id = parse_id(std::string_view{id}.substr(5));
 }
 
 std::string lfs_token(const std::string& key, const access::lfs_plan& plan,
@@ -158,115 +258,134 @@ std::string lfs_token(const std::string& key, const access::lfs_plan& plan,
   return jwt::sign_raw(R"({"alg":"HS256","typ":"JWT"})", claims.dump(), key);
 }
 
+caf::result<access::lfs_answer> on_lfs(self_pointer self,
+                                       access::lfs_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  auto plan = access::check_lfs_authenticate(*st.snap, q.caller, q.project);
+  access::lfs_answer answer;
+  answer.status = plan.status;
+  answer.message = plan.message;
+  if (plan.status != 200)
+    return answer;
+  auto now = st.settings.now();
+  if (plan.key_id)
+    touch_key(self, *plan.key_id, now);
+  answer.username = plan.username;
+  answer.repository_http_path = plan.repository_http_path;
+  if (!st.lfs_key.empty()) {
+    answer.lfs_token = lfs_token(st.lfs_key, plan, q.operation, now);
+    return answer;
+  }
+  // First use: fetch the key every replica shares, then answer.
+  auto rp = self->make_response_promise<access::lfs_answer>();
+  self
+    ->request(st.store, st.settings.store_timeout, atom::signing_key::value,
+              std::string{"lfs"})
+    .then(
+      [self, rp, plan, answer, op = q.operation](std::string& key) mutable {
+        self->state.lfs_key = key;
+        answer.lfs_token = lfs_token(key, plan, op, self->state.settings.now());
+        rp.deliver(std::move(answer));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(store_failure(err)); });
+  return rp;
+}
+
+caf::result<access::shell_answer> on_recovery(self_pointer self,
+                                              access::recovery_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  if (q.caller.key_id)
+    touch_key(self, *q.caller.key_id, st.settings.now());
+  auto verdict = access::check_recovery_codes(*st.snap, q.caller);
+  if (!verdict.success)
+    return access::shell_answer{false, verdict.message, {}, {}, {}, {}};
+  auto rp = self->make_response_promise<access::shell_answer>();
+  self
+    ->request(st.store, st.settings.store_timeout, atom::new_codes::value,
+              verdict.user_id)
+    .then(
+      [rp](std::vector<std::string>& codes) mutable {
+        access::shell_answer answer;
+        answer.success = true;
+        answer.recovery_codes = std::move(codes);
+        rp.deliver(std::move(answer));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(store_failure(err)); });
+  return rp;
+}
+
+caf::result<access::shell_answer> on_pat(self_pointer self,
+                                         access::pat_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  auto now = st.settings.now();
+  if (q.caller.key_id)
+    touch_key(self, *q.caller.key_id, now);
+  auto plan = access::check_personal_access_token(
+    *st.snap, q.caller, q.name, q.scopes, q.expires_at, now / 86400);
+  if (!plan.verdict.success)
+    return access::shell_answer{false, plan.verdict.message, {}, {}, {}, {}};
+  auto rp = self->make_response_promise<access::shell_answer>();
+  pat_request req{plan.verdict.user_id, plan.name, plan.scopes,
+                  plan.expires_at};
+  self->request(st.store, st.settings.store_timeout, atom::create_pat::value, req)
+    .then(
+      [rp, plan](pat_result& created) mutable {
+        access::shell_answer answer;
+        answer.success = true;
+        answer.token = std::move(created.token);
+        answer.scopes = plan.scopes;
+        answer.expires_at = plan.expires_at;
+        rp.deliver(std::move(answer));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(store_failure(err)); });
+  return rp;
+}
+
 } // namespace
 
 access_control_actor::behavior_type
 access_control(self_pointer self, access_control_settings settings,
                read_model_loader_actor loader, std::vector<git_actor> git,
                access_store_actor store) {
-  self->state.settings = settings;
+  self->state.settings = std::move(settings);
   self->state.git = std::move(git);
   self->state.store = store;
   self->send(loader, atom::subscribe::value,
              caf::actor_cast<caf::actor>(self));
   return {
-    [=](atom::allowed, access::allowed_params& p) { return on_allowed(self, p); },
-    [=](atom::find_key, std::string& blob) -> caf::result<access::key_answer> {
-      if (!self->state.snap)
-        return caf::make_error(errc::unavailable, "read model not loaded yet");
-      return access::key_answer{access::find_authorized_key(*self->state.snap, blob)};
+    [=](access::allowed_params& p) -> caf::result<access::allowed_outcome> {
+      return answer_allowed<access::allowed_outcome>(
+        self, p, [](access::allowed_outcome o) { return o; });
     },
-    [=](atom::discover,
-        access::discover_query& q) -> caf::result<access::discover_answer> {
+    [=](access::audit_query& q) { return on_audit(self, q); },
+    [=](access::key_query& q) -> caf::result<access::authorized_key> {
+      if (q.key.empty())
+        return caf::make_error(errc::invalid_params, "key is missing");
       if (!self->state.snap)
-        return caf::make_error(errc::unavailable, "read model not loaded yet");
+        return not_loaded();
+      if (auto key = access::find_authorized_key(*self->state.snap, q.key))
+        return std::move(*key);
+      return caf::make_error(errc::not_found, "Key");
+    },
+    [=](access::discover_query& q) -> caf::result<access::discover_answer> {
+      if (!self->state.snap)
+        return not_loaded();
+      apply_identifier(q);
       return access::discover_answer{access::discover(
         *self->state.snap, q.key_id, q.user_id, q.username)};
     },
-    [=](atom::lfs_auth,
-        access::lfs_query& q) -> caf::result<access::lfs_answer> {
-      auto& st = self->state;
-      if (!st.snap)
-        return caf::make_error(errc::unavailable, "read model not loaded yet");
-      auto plan = access::check_lfs_authenticate(*st.snap, q.actor, q.project);
-      access::lfs_answer answer;
-      answer.status = plan.status;
-      answer.message = plan.message;
-      if (plan.status != 200)
-        return answer;
-      if (plan.key_id)
-        touch_key(self, *plan.key_id, now_seconds());
-      answer.username = plan.username;
-      answer.repository_http_path = plan.repository_http_path;
-      if (!st.lfs_key.empty()) {
-        answer.lfs_token = lfs_token(st.lfs_key, plan, q.operation, now_seconds());
-        return answer;
-      }
-      // First use: fetch the key every replica shares, then answer.
-      auto rp = self->make_response_promise<access::lfs_answer>();
-      self
-        ->request(st.store, st.settings.store_timeout, atom::signing_key::value,
-                  std::string{"lfs"})
-        .then(
-          [self, rp, plan, answer, op = q.operation](std::string& key) mutable {
-            self->state.lfs_key = key;
-            answer.lfs_token = lfs_token(key, plan, op, now_seconds());
-            rp.deliver(std::move(answer));
-          },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
-    [=](atom::recovery,
-        access::shell_actor& a) -> caf::result<access::shell_answer> {
-      auto& st = self->state;
-      if (!st.snap)
-        return caf::make_error(errc::unavailable, "read model not loaded yet");
-      if (a.key_id)
-        touch_key(self, *a.key_id, now_seconds());
-      auto verdict = access::check_recovery_codes(*st.snap, a);
-      if (!verdict.success)
-        return access::shell_answer{false, verdict.message, {}, {}, {}, {}};
-      auto rp = self->make_response_promise<access::shell_answer>();
-      self
-        ->request(st.store, st.settings.store_timeout, atom::new_codes::value,
-                  verdict.user_id)
-        .then(
-          [rp](std::vector<std::string>& codes) mutable {
-            access::shell_answer answer;
-            answer.success = true;
-            answer.recovery_codes = std::move(codes);
-            rp.deliver(std::move(answer));
-          },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
-    [=](atom::make_pat,
-        access::pat_query& q) -> caf::result<access::shell_answer> {
-      auto& st = self->state;
-      if (!st.snap)
-        return caf::make_error(errc::unavailable, "read model not loaded yet");
-      if (q.actor.key_id)
-        touch_key(self, *q.actor.key_id, now_seconds());
-      auto today = now_seconds() / 86400;
-      auto plan = access::check_personal_access_token(
-        *st.snap, q.actor, q.name, q.scopes, q.expires_at, today);
-      if (!plan.verdict.success)
-        return access::shell_answer{false, plan.verdict.message, {}, {}, {}, {}};
-      auto rp = self->make_response_promise<access::shell_answer>();
-      pat_request req{plan.verdict.user_id, plan.name, plan.scopes,
-                      plan.expires_at};
-      self->request(st.store, st.settings.store_timeout, atom::create_pat::value, req)
-        .then(
-          [rp, plan](pat_result& created) mutable {
-            access::shell_answer answer;
-            answer.success = true;
-            answer.token = std::move(created.token);
-            answer.scopes = plan.scopes;
-            answer.expires_at = plan.expires_at;
-            rp.deliver(std::move(answer));
-          },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
+    [=](access::lfs_query& q) { return on_lfs(self, q); },
+    [=](access::recovery_query& q) { return on_recovery(self, q); },
+    [=](access::pat_query& q) { return on_pat(self, q); },
+    [=](access::otp_query&) -> caf::result<access::shell_answer> {
+      // Community edition: GitLab answers this for both OTP checks (§2.10).
+      return access::shell_answer{false, otp_not_available, {}, {}, {}, {}};
     },
     [=](atom::snapshot, snapshot_ptr& snap) {
       self->state.snap = std::move(snap);

@@ -90,26 +90,40 @@ std::optional<std::string> key_problem(const snapshot& snap,
   return std::nullopt;
 }
 
-// Resolves the user of a 2FA/PAT call, or the message that refuses it.
-shell_verdict resolve(const snapshot& snap, const shell_actor& a,
+// Resolves the user of a 2FA/PAT call, or the message that refuses it, as
+// the newest Rails does: the actor is the key when a key_id is given (its
+// user_id is then ignored), else the user; a user_id whose user cannot be
+// resolved is "the given user" not found; otherwise a caller without a
+// usable key is refused by the key validation, even with a valid user_id.
+shell_verdict resolve(const snapshot& snap, const shell_caller& a,
                       const char* deploy_message) {
   shell_verdict v;
+  const key_record* key = nullptr;
+  const user_record* user = nullptr;
   if (a.key_id) {
-    if (auto problem = key_problem(snap, *a.key_id, deploy_message)) {
-      v.message = *problem;
-      return v;
-    }
-    v.user_id = *find_key(snap, *a.key_id)->user_id;
+    key = find_key(snap, *a.key_id);
+    if (key && !key->can_authenticate())
+      key = nullptr;
+    if (key && key->user_id)
+      user = find_user(snap, *key->user_id);
   } else if (a.user_id) {
-    if (!find_user(snap, *a.user_id)) {
-      v.message = "Could not find the given user";
-      return v;
-    }
-    v.user_id = *a.user_id;
-  } else {
+    user = find_user(snap, *a.user_id);
+  }
+  // A deploy key always has a user in Rails (the ghost user at worst).
+  bool user_resolved = user || (key && key->deploy);
+  if (a.user_id && !user_resolved) {
+    v.message = "Could not find the given user";
+    return v;
+  }
+  if (!key) {
     v.message = "Could not find the given key";
     return v;
   }
+  if (auto problem = key_problem(snap, *a.key_id, deploy_message)) {
+    v.message = *problem;
+    return v;
+  }
+  v.user_id = user->id;
   v.success = true;
   return v;
 }
@@ -240,7 +254,7 @@ discover(const snapshot& snap, std::optional<std::int64_t> key_id,
 
 // -- 2FA recovery codes, personal access tokens ------------------------------------
 
-shell_verdict check_recovery_codes(const snapshot& snap, const shell_actor& a) {
+shell_verdict check_recovery_codes(const snapshot& snap, const shell_caller& a) {
   auto v = resolve(snap, a, "Deploy keys cannot be used to retrieve recovery codes");
   if (!v.success)
     return v;
@@ -260,7 +274,7 @@ const std::vector<std::string>& valid_token_scopes() {
 }
 
 pat_plan check_personal_access_token(
-  const snapshot& snap, const shell_actor& a,
+  const snapshot& snap, const shell_caller& a,
   const std::optional<std::string>& name,
   const std::optional<std::vector<std::string>>& scopes,
   const std::optional<std::string>& expires_at, std::int64_t today) {
@@ -315,7 +329,7 @@ pat_plan check_personal_access_token(
 
 // -- /lfs_authenticate ---------------------------------------------------------
 
-lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_actor& a,
+lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
                                 const std::string& project) {
   lfs_plan plan;
   auto path = project;

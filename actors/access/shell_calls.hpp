@@ -5,6 +5,7 @@
 // (recovery codes, tokens) are the actor's job: these functions validate and
 // say what to write.
 
+#include "messages/access.hpp"
 #include "messages/read_model.hpp"
 
 #include <cstdint>
@@ -16,31 +17,12 @@ namespace gatehouse::access {
 
 // -- /authorized_keys ---------------------------------------------------------
 
-/// The SSHKey entity GitLab answers (§2.2).
-struct authorized_key {
-  std::int64_t id = 0;
-  std::string title;
-  /// ISO-8601, e.g. "2026-01-01T00:00:00.000Z".
-  std::string created_at;
-  std::optional<std::string> expires_at;
-  /// "<type> <blob> <user name> (<gitlab host>)": the comment replaced so
-  /// that no email address leaks.
-  std::string key;
-  std::string usage_type;
-};
-
 /// Looks up an authentication-capable key by its base64 blob, padded or not,
 /// decoded as leniently as Ruby's Base64.decode64. nullopt: 404 Key.
 std::optional<authorized_key> find_authorized_key(const snapshot& snap,
                                                   const std::string& blob_b64);
 
 // -- /discover ----------------------------------------------------------------
-
-struct discovered_user {
-  std::int64_t id = 0;
-  std::string username;
-  std::string name;
-};
 
 /// Who a key, user id or username belongs to; a deploy key resolves to its
 /// creator; signing-only keys resolve to nobody. nullopt answers `null`.
@@ -51,12 +33,6 @@ discover(const snapshot& snap, std::optional<std::int64_t> key_id,
 
 // -- 2FA recovery codes, personal access tokens, OTP ---------------------------
 
-/// The caller's identity as GitLab Shell sends it to the 2FA/PAT calls.
-struct shell_actor {
-  std::optional<std::int64_t> key_id;
-  std::optional<std::int64_t> user_id;
-};
-
 /// A 200 answer of the {"success":…} family.
 struct shell_verdict {
   bool success = false;
@@ -66,7 +42,7 @@ struct shell_verdict {
 };
 
 /// Validation of /two_factor_recovery_codes (§2.7), in GitLab's order.
-shell_verdict check_recovery_codes(const snapshot& snap, const shell_actor& a);
+shell_verdict check_recovery_codes(const snapshot& snap, const shell_caller& a);
 
 /// The token scopes GitLab accepts, sorted.
 const std::vector<std::string>& valid_token_scopes();
@@ -83,7 +59,7 @@ struct pat_plan {
 /// Validation of /personal_access_token (§2.8), in GitLab's order. `today`
 /// is the current UTC date as days since the epoch.
 pat_plan check_personal_access_token(
-  const snapshot& snap, const shell_actor& a, const std::optional<std::string>& name,
+  const snapshot& snap, const shell_caller& a, const std::optional<std::string>& name,
   const std::optional<std::vector<std::string>>& scopes,
   const std::optional<std::string>& expires_at, std::int64_t today);
 
@@ -103,7 +79,7 @@ struct lfs_plan {
   std::optional<std::int64_t> user_id;
 };
 
-lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_actor& a,
+lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
                                 const std::string& project);
 
 // -- /allowed input ------------------------------------------------------------

@@ -7,6 +7,8 @@
 // from a git actor and the moved message from the store, then calls these.
 
 #include "actors/access/git_access.hpp"
+#include "messages/git.hpp"
+#include "messages/push.hpp"
 #include "messages/read_model.hpp"
 #include "messages/types.hpp"
 
@@ -17,77 +19,6 @@
 #include <vector>
 
 namespace gatehouse::push {
-
-/// The /post_receive request as the edge decoded it.
-struct post_receive_params {
-  /// "project-12", "wiki-12", ...
-  std::string gl_repository;
-  /// The gl_id Gitaly received: "key-<n>", "user-<n>" or "username-<u>".
-  std::string identifier;
-  /// Post-receive stdin verbatim: lines "<old> <new> <ref>".
-  std::string changes;
-  /// Raw push options ("ci.skip", "merge_request.create", ...).
-  std::vector<std::string> push_options;
-  /// The caller's Gatehouse-Request-Id (NATS edge), empty for none: passed
-  /// to the store so that a retry commits nothing twice.
-  std::string request_id;
-};
-
-/// One line of the /post_receive answer.
-struct post_message {
-  std::string message;
-  /// "basic" or "alert".
-  std::string type;
-};
-
-/// One commit as GitLab's webhook payload lists it.
-struct commit {
-  std::string id;
-  std::string message;
-  std::string title;
-  /// ISO-8601 with offset, e.g. "2026-01-01T10:00:00+00:00".
-  std::string timestamp;
-  std::string author_name;
-  std::string author_email;
-  std::vector<std::string> added;
-  std::vector<std::string> modified;
-  std::vector<std::string> removed;
-};
-
-/// What git knows about one pushed ref.
-struct ref_commits {
-  /// The newest `limit` new commits, oldest first (GitLab's order). Tags:
-  /// the tagged commit alone (GitLab's Git::TagHooksService).
-  std::vector<commit> commits;
-  /// How many new commits the push brought in all (tags: 1, or 0 for a tag
-  /// of a tree or blob).
-  std::size_t total = 0;
-  /// Tags: the commit the tag points to (peeled; nullopt for a tree or
-  /// blob) and the message as Gitaly gives it: an annotated tag's raw
-  /// message, "" for a lightweight tag.
-  std::optional<std::string> tag_target;
-  std::optional<std::string> tag_message;
-};
-
-/// What the events need from git, asked before building them.
-struct commit_questions {
-  /// nullopt when the storage has no local path.
-  std::optional<access::repo_location> location;
-  std::vector<access::ref_change> changes;
-  /// The project's default branch: new branches list the commits not on it,
-  /// as GitLab does.
-  std::string default_branch;
-  std::size_t limit = 20;
-};
-
-/// Answers to commit_questions, by full ref name.
-struct commit_facts {
-  std::map<std::string, ref_commits> by_ref;
-  /// False when git could not be asked (no local path, an error): events
-  /// then carry no commits and the header Gatehouse-Commits: unavailable.
-  bool available = false;
-  std::string unavailable_reason;
-};
 
 /// One push domain event, ready for the outbox (messages/types.hpp). The
 /// bulk flag: more than 3 refs of this kind (branch/tag) and action

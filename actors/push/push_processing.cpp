@@ -1,5 +1,7 @@
 #include "actors/push/push_processing.hpp"
 
+#include "actors/push/push_events.hpp"
+
 #include "common/log.hpp"
 #include "messages/errors.hpp"
 
@@ -54,22 +56,44 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
 }
 
 // Asks the store to count a push: (gl_repository) or (gl_repository,
-// request id).
-template <class... Ts>
-caf::typed_response_promise<bool> count_push(self_pointer self, Ts&&... xs) {
-  auto rp = self->make_response_promise<bool>();
-  self
-    ->request(self->state.store, self->state.settings.store_timeout,
-              atom::pre_receive::value, std::forward<Ts>(xs)...)
-    .then([rp](bool counted) mutable { rp.deliver(counted); },
-          [rp](caf::error& err) mutable {
-            // GitLab answers false when its counter store fails; Gitaly
-            // then rejects the push with an empty message.
-            log::warn("reference counter not increased",
-                      {{"error", render(err)}});
-            rp.deliver(false);
-          });
+// request id) when the caller may retry.
+caf::result<push::pre_receive_answer>
+count_push(self_pointer self, push::pre_receive_params& p) {
+  if (p.gl_repository.empty())
+    return caf::make_error(errc::invalid_params, "gl_repository is missing");
+  auto rp = self->make_response_promise<push::pre_receive_answer>();
+  auto on_counted = [rp](bool counted) mutable {
+    rp.deliver(push::pre_receive_answer{counted});
+  };
+  auto on_failed = [rp](caf::error& err) mutable {
+    // GitLab answers false when its counter store fails; Gitaly then
+    // rejects the push with an empty message.
+    log::warn("reference counter not increased", {{"error", render(err)}});
+    rp.deliver(push::pre_receive_answer{false});
+  };
+  auto& st = self->state;
+  if (p.request_id.empty())
+    self
+      ->request(st.store, st.settings.store_timeout, atom::pre_receive::value,
+                std::move(p.gl_repository))
+      .then(on_counted, on_failed);
+  else
+    self
+      ->request(st.store, st.settings.store_timeout, atom::pre_receive::value,
+                std::move(p.gl_repository), std::move(p.request_id))
+      .then(on_counted, on_failed);
   return rp;
+}
+
+// Grape's text for the required fields of /post_receive left out.
+std::string missing_fields(const push::post_receive_params& p) {
+  std::string out;
+  for (auto& [name, value] :
+       {std::pair{"gl_repository", &p.gl_repository},
+        std::pair{"identifier", &p.identifier}, std::pair{"changes", &p.changes}})
+    if (value->empty())
+      out += std::string{out.empty() ? "" : ", "} + name + " is missing";
+  return out;
 }
 
 } // namespace
@@ -83,15 +107,11 @@ push_processing_actor::behavior_type push_processing(
   self->state.store = store;
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
   return {
-    [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
-      return count_push(self, std::move(gl_repository));
-    },
-    [=](atom::pre_receive, std::string& gl_repository,
-        std::string& request_id) -> caf::result<bool> {
-      return count_push(self, std::move(gl_repository), std::move(request_id));
-    },
-    [=](atom::post_receive, push::post_receive_params& p)
+    [=](push::pre_receive_params& p) { return count_push(self, p); },
+    [=](push::post_receive_params& p)
       -> caf::result<push::post_receive_answer> {
+      if (auto missing = missing_fields(p); !missing.empty())
+        return caf::make_error(errc::invalid_params, missing);
       auto& st = self->state;
       if (!st.snap)
         return caf::make_error(errc::unavailable, "read model not loaded yet");

@@ -4,42 +4,16 @@
 // turns each accepted push into durable push domain events (post_receive):
 // commit facts from a git actor, the event bodies, then one transaction that
 // decrements the counter, takes the moved message and writes the events to
-// the outbox. The answer leaves only after that commit.
+// the outbox. The answer leaves only after that commit. Its interface is
+// push_processing_actor (messages/interfaces.hpp).
 
-#include "actors/access/git_messages.hpp"
-#include "actors/push/push_events.hpp"
 #include "messages/interfaces.hpp"
-
-#include <caf/allowed_unsafe_message_type.hpp>
-#include <caf/typed_actor.hpp>
 
 #include <chrono>
 #include <string>
 #include <vector>
 
 namespace gatehouse {
-
-namespace push {
-
-/// The /post_receive answer.
-struct post_receive_answer {
-  std::vector<post_message> messages;
-  bool reference_counter_decreased = false;
-};
-
-} // namespace push
-
-/// The push-processing actor.
-using push_processing_actor = caf::typed_actor<
-  // Count a push in flight: {"reference_counter_increased": …}.
-  caf::replies_to<atom::pre_receive, std::string>::with<bool>,
-  // The same with a request id (gl_repository, id): a retry counts nothing.
-  caf::replies_to<atom::pre_receive, std::string, std::string>::with<bool>,
-  // Commit the push's events and answer the messages to print.
-  caf::replies_to<atom::post_receive, push::post_receive_params>::with<
-    push::post_receive_answer>,
-  // The read-model loader delivers a new snapshot.
-  caf::reacts_to<atom::snapshot, snapshot_ptr>>;
 
 /// Settings of the push-processing actor, fixed at spawn.
 struct push_processing_settings {
@@ -65,5 +39,3 @@ push_processing_actor::behavior_type push_processing(
 
 } // namespace gatehouse
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::push::post_receive_params)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::push::post_receive_answer)

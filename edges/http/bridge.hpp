@@ -1,6 +1,6 @@
 #pragma once
 
-#include "actors/deadline_relay.hpp"
+#include "edges/deadline_relay.hpp"
 #include "messages/atoms.hpp"
 
 #include <caf/actor_cast.hpp>

@@ -1,9 +1,11 @@
 #pragma once
 
 // What route handlers share: the call context, the route entry, and the
-// helpers that write GitLab-shaped JSON answers. Internal to the HTTP edge.
+// helpers that read parameters and write GitLab-shaped JSON answers.
+// Internal to the HTTP edge.
 
 #include "edges/http/status.hpp"
+#include "messages/calls.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -16,17 +18,6 @@
 namespace gatehouse::http {
 
 using json = nlohmann::json;
-
-/// Who must have signed a request.
-enum class auth_rule {
-  none,
-  shell,
-  workhorse,
-  kas,
-  pages,
-  /// Shell when its header is present, otherwise Workhorse (shellhorse/).
-  shell_or_workhorse,
-};
 
 /// The context a route handler gets: the request, the response, and the
 /// merged query/form/JSON parameters.
@@ -43,7 +34,7 @@ struct route {
   const char* method;
   /// Path below the relative URL root.
   std::string path;
-  auth_rule auth;
+  caller_rule auth;
   handler_fn fn;
 };
 

@@ -1,14 +1,13 @@
 #include "edges/http/server.hpp"
 
-#include "actors/deadline_relay.hpp"
 #include "common/base64.hpp"
 #include "common/log.hpp"
 #include "common/request_id.hpp"
+#include "edges/deadline_relay.hpp"
 #include "edges/http/bridge.hpp"
+#include "edges/http/codec.hpp"
 #include "edges/http/metrics.hpp"
-#include "edges/http/access_routes.hpp"
 #include "edges/http/params.hpp"
-#include "edges/http/push_routes.hpp"
 #include "edges/http/routing.hpp"
 #include "edges/http/status.hpp"
 #include "messages/errors.hpp"
@@ -61,40 +60,33 @@ struct server::impl {
   http_deps deps;
   tuned_server svr;
   metrics stats;
-  // One deadline relay per reply type (see actors/deadline_relay.hpp).
-  caf::actor check_relay;
+  // The deadline relays: one per call (edges/deadline_relay.hpp), and one
+  // for readiness.
+  std::vector<caf::actor> relays;
   caf::actor readiness_relay;
-  std::unique_ptr<access_routes> access_routes_;
-  std::unique_ptr<push_routes> push_routes_;
 
   impl(http_settings s, http_deps d)
     : settings(std::move(s)), deps(std::move(d)) {
-    check_relay = deps.sys->spawn(deadline_relay<check_view>);
     readiness_relay = deps.sys->spawn(deadline_relay<readiness_view>);
-    if (deps.access)
-      access_routes_ = std::make_unique<access_routes>(*deps.sys, deps.access,
-                                                       settings.request_timeout);
-    if (deps.push)
-      push_routes_ = std::make_unique<push_routes>(*deps.sys, deps.push,
-                                                   settings.request_timeout);
     configure();
     register_routes();
   }
 
   ~impl() {
-    caf::anon_send_exit(check_relay, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(readiness_relay, caf::exit_reason::user_shutdown);
+    for (auto& relay : relays)
+      caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
   }
 
   // -- authentication ---------------------------------------------------------
 
   // The caller a route's rule designates for this request.
-  static jwt::caller caller_for(auth_rule rule, const httplib::Request& req) {
+  static jwt::caller caller_for(caller_rule rule, const httplib::Request& req) {
     switch (rule) {
-      case auth_rule::workhorse: return jwt::caller::workhorse;
-      case auth_rule::kas: return jwt::caller::kas;
-      case auth_rule::pages: return jwt::caller::pages;
-      case auth_rule::shell_or_workhorse:
+      case caller_rule::workhorse: return jwt::caller::workhorse;
+      case caller_rule::kas: return jwt::caller::kas;
+      case caller_rule::pages: return jwt::caller::pages;
+      case caller_rule::shell_or_workhorse:
         return req.has_header(jwt::header_name(jwt::caller::shell))
                  ? jwt::caller::shell
                  : jwt::caller::workhorse;
@@ -111,23 +103,61 @@ struct server::impl {
            == jwt::verdict::ok;
   }
 
+  // Why `req` may not call a route of `rule`; nullopt when it may. GitLab
+  // checks this before any parameter.
+  std::optional<http_error> refusal(caller_rule rule,
+                                    const httplib::Request& req) const {
+    if (rule == caller_rule::none)
+      return std::nullopt;
+    auto who = caller_for(rule, req);
+    if (!authenticated(req, who))
+      return error_response(errc::unauthenticated, {}, who);
+    // Workhorse signs the request and also names itself (GitLab's
+    // require_gitlab_workhorse!).
+    if (rule == caller_rule::shell_or_workhorse && who == jwt::caller::workhorse
+        && req.get_header_value("Gitlab-Workhorse").empty())
+      return error_response(errc::unauthenticated,
+                            "Request should be executed via GitLab Workhorse",
+                            who);
+    return std::nullopt;
+  }
+
   // -- route table ------------------------------------------------------------
+
+  // The route of one call of the call table: decode, ask the domain actor
+  // through the call's deadline relay, encode.
+  template <call_id Id>
+  void add_call_route(std::vector<route>& table, call_tag<Id> tag) {
+    using types = call_types<Id>;
+    auto dest = types::actor(deps.domains);
+    if (!dest)
+      return;
+    auto relay = deps.sys->spawn(deadline_relay<typename types::answer>);
+    relays.push_back(relay);
+    const auto& spec = spec_of(Id);
+    table.push_back(
+      {spec.method, spec.path, spec.auth, [this, tag, relay, dest](call& c) {
+         auto request = decode(tag, c.params);
+         if (!request)
+           return send_error(c.res, error_response(request.error()));
+         auto answer = ask<typename types::answer>(*deps.sys, relay, dest,
+                                                   settings.request_timeout,
+                                                   std::move(*request));
+         if (!answer)
+           return send_error(c.res, error_response(answer.error()));
+         auto out = encode(tag, *answer);
+         send_json(c.res, out.status, out.body);
+       }});
+  }
 
   std::vector<route> routes() {
     std::vector<route> table = {
-      {"GET", "/-/liveness", auth_rule::none,
+      {"GET", "/-/liveness", caller_rule::none,
        [](call& c) { send_json(c.res, 200, std::string{R"({"status":"ok"})"}); }},
-      {"GET", "/-/readiness", auth_rule::none, [this](call& c) { readiness(c); }},
-      {"GET", "/metrics", auth_rule::none, [this](call& c) { metrics_page(c); }},
-      {"GET", "/api/v4/internal/check", auth_rule::shell,
-       [this](call& c) { check(c); }},
+      {"GET", "/-/readiness", caller_rule::none, [this](call& c) { readiness(c); }},
+      {"GET", "/metrics", caller_rule::none, [this](call& c) { metrics_page(c); }},
     };
-    if (access_routes_)
-      for (auto& r : access_routes_->routes())
-        table.push_back(std::move(r));
-    if (push_routes_)
-      for (auto& r : push_routes_->routes())
-        table.push_back(std::move(r));
+    for_each_call([&](auto tag) { add_call_route(table, tag); });
     return table;
   }
 
@@ -159,12 +189,9 @@ struct server::impl {
                 httplib::Response& res) {
     current.route = r.path.c_str();
     try {
-      if (r.auth != auth_rule::none) {
-        auto who = caller_for(r.auth, req);
-        if (!authenticated(req, who)) {
-          send_error(res, error_response(errc::unauthenticated, {}, who));
-          return;
-        }
+      if (auto refused = refusal(r.auth, req)) {
+        send_error(res, *refused);
+        return;
       }
       std::string problem;
       auto params = request_params(req, problem);
@@ -181,29 +208,13 @@ struct server::impl {
     }
   }
 
-  // Maps a failed actor request to the wire; the only place that does.
-  void fail(call& c, const caf::error& err) {
-    send_error(c.res, error_response(classify(err)));
-  }
-
   // -- handlers ---------------------------------------------------------------
-
-  void check(call& c) {
-    auto view = ask<check_view>(*deps.sys, check_relay, deps.status,
-                                settings.request_timeout, atom::check::value);
-    if (!view)
-      return fail(c, view.error());
-    send_json(c.res, 200,
-              dump({{"api_version", "v4"},
-                    {"gitlab_version", view->gitlab_version},
-                    {"gitlab_rev", view->gitlab_rev},
-                    {"redis", view->state_store_reachable}}));
-  }
 
   // 503 only when PostgreSQL is unreachable: without NATS Gatehouse still
   // decides and queues events, so it stays in the load balancer.
   void readiness(call& c) {
-    auto view = ask<readiness_view>(*deps.sys, readiness_relay, deps.status,
+    auto view = ask<readiness_view>(*deps.sys, readiness_relay,
+                                    deps.domains.status,
                                     settings.request_timeout,
                                     atom::readiness::value);
     if (!view) {
@@ -224,7 +235,8 @@ struct server::impl {
 
   void metrics_page(call& c) {
     auto text = stats.render();
-    auto view = ask<readiness_view>(*deps.sys, readiness_relay, deps.status,
+    auto view = ask<readiness_view>(*deps.sys, readiness_relay,
+                                    deps.domains.status,
                                     settings.request_timeout,
                                     atom::readiness::value);
     text += "# HELP gatehouse_dependency_up Whether a dependency answers "

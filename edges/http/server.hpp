@@ -1,8 +1,7 @@
 #pragma once
 
-#include "actors/access/access_control.hpp"
-#include "actors/push/push_processing.hpp"
 #include "common/jwt.hpp"
+#include "messages/calls.hpp"
 #include "messages/interfaces.hpp"
 
 #include <caf/fwd.hpp>
@@ -36,11 +35,10 @@ struct http_settings {
 /// The actors the routes talk to.
 struct http_deps {
   caf::actor_system* sys = nullptr;
-  system_status_actor status;
-  /// Unset in tests of the edge alone: the access routes are then absent.
-  access_control_actor access;
-  /// Unset in tests of the edge alone: the push routes are then absent.
-  push_processing_actor push;
+  /// The domain actors of the call table; the calls of an unset one are
+  /// absent (tests of the edge alone), except that /-/readiness and
+  /// /metrics need the status actor.
+  domain_actors domains;
   /// More Prometheus text for /metrics from parts outside the actor system
   /// (the outbox relay); called on the HTTP thread, must not block.
   std::function<std::string()> extra_metrics;

@@ -8,18 +8,31 @@ namespace gatehouse::http {
 
 namespace {
 
-http_error message(int status, const std::string& text) {
-  return {status, nlohmann::json{{"message", text}}.dump(
-                    -1, ' ', false, nlohmann::json::error_handler_t::replace)};
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 } // namespace
 
+http_error error_response(const error_status& e) {
+  switch (e.shape) {
+    case error_shape::error:
+      return {e.status, dump({{"error", e.message}})};
+    case error_shape::nested_error:
+      return {e.status, dump({{"message", {{"error", e.message}}}})};
+    case error_shape::message:
+      break;
+  }
+  return {e.status, dump({{"message", e.message}})};
+}
+
 http_error error_response(errc code, const std::string& detail,
                           std::optional<jwt::caller> who) {
-  // The table itself is shared with the NATS edge (edges/error_status.hpp).
-  auto e = status_of(code, detail, who);
-  return message(e.status, e.message);
+  return error_response(status_of(code, detail, who));
+}
+
+http_error error_response(const caf::error& err) {
+  return error_response(status_of(err));
 }
 
 http_error route_not_found() {

@@ -1,7 +1,10 @@
 #pragma once
 
 #include "common/jwt.hpp"
+#include "edges/error_status.hpp"
 #include "messages/errors.hpp"
+
+#include <caf/error.hpp>
 
 #include <optional>
 #include <string>
@@ -14,12 +17,16 @@ struct http_error {
   std::string body;
 };
 
-/// The edge's one status table: what `code` answers on the wire.
-/// `detail` fills GitLab's templated texts (the reason of a 400, the resource
-/// of a 404). `who` selects the caller-specific authentication failure
-/// (KAS and Workhorse answer differently from Shell and Pages).
+/// An entry of the one status table (edges/error_status.hpp) in Grape's
+/// body shape.
+http_error error_response(const error_status& e);
+
+/// What `code` answers on the wire (status_of explains the arguments).
 http_error error_response(errc code, const std::string& detail = {},
                           std::optional<jwt::caller> who = std::nullopt);
+
+/// What a failed request answers: its errc and the text it was made with.
+http_error error_response(const caf::error& err);
 
 /// Answers that do not come from an errc.
 http_error route_not_found();       // 404 {"error":"404 Not Found"}

@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include <array>
 #include <sstream>
 
 namespace gatehouse::nats {
@@ -50,16 +51,27 @@ const wire_reply* find_kept(bridge_state& st, const std::string& id) {
 
 // -- answering ----------------------------------------------------------------------
 
+// Publishes the one reply of a request and accounts for it. Never throws: a
+// publish that fails is counted and logged, and the request still leaves
+// the in-flight gauge.
 void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
             bool replayed) {
   auto& st = self->state;
   auto call = st.settings.call;
-  st.publish(o.reply, o.request_id, reply);
-  st.stats->answered(call, reply.status, replayed);
+  ++st.replies;
   --st.stats->in_flight;
+  try {
+    st.publish(o.reply, o.request_id, reply);
+  } catch (const std::exception& e) {
+    st.stats->publish_failed();
+    log::error("nats reply not published",
+               {{"call", call_name(call)}, {"error", std::string{e.what()}}});
+    return;
+  }
+  st.stats->answered(call, reply.status, replayed);
   if (!o.request_id.empty() && !replayed) {
     bool success = reply.status >= 200 && reply.status < 300;
-    if (changes_state(call)) {
+    if (spec_of(call).changes_state) {
       // Only an applied push is worth replaying; a failure is retried.
       if (success) {
         keep(st, o.request_id, reply);
@@ -84,139 +96,61 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
   log::info("nats request", fields);
 }
 
-// Asks `dest` and finishes with `encode(answer)`, or with the status table's
-// reply to the error (a timeout is a 503, as on the HTTP edge).
-template <class Result, class Handle, class Encode, class... Ts>
-void ask(bridge_actor_ptr self, const origin& o, const Handle& dest,
-         Encode encode, Ts&&... xs) {
+// Serves one request of call `Id`: decode, ask the call's domain actor with
+// a finite timeout, encode; every failure answers through the status table
+// (a timeout is a 503, as on the HTTP edge).
+template <call_id Id>
+void serve(bridge_actor_ptr self, const std::string& payload,
+           const origin& o) {
+  using types = call_types<Id>;
+  auto request = decode(call_tag<Id>{}, payload);
+  if (!request)
+    return finish(self, o, failure_reply(request.error()), false);
+  if constexpr (has_request_id<typename types::request>::value)
+    request->request_id = o.request_id;
+  auto dest = types::actor(self->state.deps.domains);
   if (!dest)
     return finish(self, o, error_reply(errc::unavailable), false);
-  self
-    ->request(dest, self->state.settings.request_timeout,
-              std::forward<Ts>(xs)...)
+  self->request(dest, self->state.settings.request_timeout, std::move(*request))
     .then(
-      [self, o, encode](Result& answer) {
-        finish(self, o, encode(answer), false);
+      [self, o](typename types::answer& answer) {
+        wire_reply reply;
+        try {
+          reply = encode(call_tag<Id>{}, answer);
+        } catch (const std::exception& e) {
+          log::error("nats reply not encoded",
+                     {{"call", call_name(Id)}, {"error", std::string{e.what()}}});
+          reply = error_reply(errc::internal);
+        }
+        finish(self, o, reply, false);
       },
       [self, o](caf::error& err) {
-        if (classify(err) != errc::timeout)
+        auto code = classify(err);
+        if (code == errc::internal || code == errc::unavailable)
           log::warn("nats request failed",
-                    {{"call", call_name(self->state.settings.call)},
-                     {"error", render(err)}});
+                    {{"call", call_name(Id)}, {"error", render(err)}});
         finish(self, o, failure_reply(err), false);
       });
 }
 
-// Runs `then(value)` for a decoded request, or answers its error at once.
-template <class T, class F>
-void with_decoded(bridge_actor_ptr self, const origin& o, decoded<T>&& x,
-                  F then) {
-  if (auto* early = std::get_if<wire_reply>(&x))
-    return finish(self, o, *early, false);
-  then(std::get<T>(std::move(x)));
+using serve_fn = void (*)(bridge_actor_ptr, const std::string&, const origin&);
+
+// serve<Id> of every call, indexed by call_id.
+const std::array<serve_fn, call_count>& servers() {
+  static const auto table = [] {
+    std::array<serve_fn, call_count> out{};
+    for_each_call([&](auto tag) {
+      out[static_cast<std::size_t>(decltype(tag)::value)]
+        = &serve<decltype(tag)::value>;
+    });
+    return out;
+  }();
+  return table;
 }
 
 void dispatch(bridge_actor_ptr self, const nats_inbound& in, const origin& o) {
-  auto& d = self->state.deps;
-  const auto& payload = in.payload;
-  switch (self->state.settings.call) {
-    case internal_call::allowed:
-      return with_decoded(self, o, decode_allowed(payload), [&](auto p) {
-        ask<access::allowed_outcome>(
-          self, o, d.access,
-          [](const access::allowed_outcome& x) { return encode_allowed(x); },
-          atom::allowed::value, std::move(p));
-      });
-    case internal_call::authorized_keys:
-      return with_decoded(self, o, decode_authorized_keys(payload), [&](auto k) {
-        ask<access::key_answer>(
-          self, o, d.access,
-          [](const access::key_answer& x) { return encode_authorized_keys(x); },
-          atom::find_key::value, std::move(k));
-      });
-    case internal_call::discover:
-      return with_decoded(self, o, decode_discover(payload), [&](auto q) {
-        ask<access::discover_answer>(
-          self, o, d.access,
-          [](const access::discover_answer& x) { return encode_discover(x); },
-          atom::discover::value, std::move(q));
-      });
-    case internal_call::check:
-      return with_decoded(self, o, decode_check(payload), [&](no_fields) {
-        ask<check_view>(
-          self, o, d.status,
-          [](const check_view& x) { return encode_check(x); },
-          atom::check::value);
-      });
-    case internal_call::lfs_authenticate:
-      return with_decoded(self, o, decode_lfs_authenticate(payload),
-                          [&](auto q) {
-                            ask<access::lfs_answer>(
-                              self, o, d.access,
-                              [](const access::lfs_answer& x) {
-                                return encode_lfs_authenticate(x);
-                              },
-                              atom::lfs_auth::value, std::move(q));
-                          });
-    case internal_call::two_factor_recovery_codes:
-      return with_decoded(self, o, decode_recovery_codes(payload), [&](auto a) {
-        ask<access::shell_answer>(
-          self, o, d.access,
-          [](const access::shell_answer& x) { return encode_recovery_codes(x); },
-          atom::recovery::value, std::move(a));
-      });
-    case internal_call::personal_access_token:
-      return with_decoded(self, o, decode_personal_access_token(payload),
-                          [&](auto q) {
-                            ask<access::shell_answer>(
-                              self, o, d.access,
-                              [](const access::shell_answer& x) {
-                                return encode_personal_access_token(x);
-                              },
-                              atom::make_pat::value, std::move(q));
-                          });
-    case internal_call::two_factor_manual_otp_check:
-      return with_decoded(self, o, decode_manual_otp_check(payload),
-                          [&](no_fields) {
-                            finish(self, o, otp_not_available(), false);
-                          });
-    case internal_call::two_factor_push_otp_check:
-      return with_decoded(self, o, decode_push_otp_check(payload),
-                          [&](no_fields) {
-                            finish(self, o, otp_not_available(), false);
-                          });
-    case internal_call::pre_receive:
-      return with_decoded(self, o, decode_pre_receive(payload), [&](auto repo) {
-        auto encode = [](bool counted) { return encode_pre_receive(counted); };
-        if (o.request_id.empty())
-          ask<bool>(self, o, d.push, encode, atom::pre_receive::value,
-                    std::move(repo));
-        else
-          ask<bool>(self, o, d.push, encode, atom::pre_receive::value,
-                    std::move(repo), o.request_id);
-      });
-    case internal_call::post_receive:
-      return with_decoded(self, o, decode_post_receive(payload), [&](auto p) {
-        p.request_id = o.request_id;
-        ask<push::post_receive_answer>(
-          self, o, d.push,
-          [](const push::post_receive_answer& x) {
-            return encode_post_receive(x);
-          },
-          atom::post_receive::value, std::move(p));
-      });
-    case internal_call::git_audit_event:
-      return with_decoded(self, o, decode_git_audit_event(payload),
-                          [&](auto p) {
-                            ask<access::allowed_outcome>(
-                              self, o, d.access,
-                              [](const access::allowed_outcome& x) {
-                                return encode_git_audit_event(x);
-                              },
-                              atom::allowed::value, std::move(p));
-                          });
-  }
-  finish(self, o, error_reply(errc::internal), false);
+  servers()[static_cast<std::size_t>(self->state.settings.call)](
+    self, in.payload, o);
 }
 
 void handle(bridge_actor_ptr self, nats_inbound& in) {
@@ -239,7 +173,7 @@ void handle(bridge_actor_ptr self, nats_inbound& in) {
   if (!o.request_id.empty()) {
     if (auto* kept = find_kept(st, o.request_id))
       return finish(self, o, *kept, true);
-    if (changes_state(st.settings.call) && st.deps.requests) {
+    if (spec_of(st.settings.call).changes_state && st.deps.requests) {
       // Another replica may have answered this id already.
       auto shared = std::make_shared<nats_inbound>(std::move(in));
       auto lookup_timeout = std::max(std::chrono::milliseconds(100),
@@ -264,62 +198,16 @@ void handle(bridge_actor_ptr self, nats_inbound& in) {
 
 } // namespace
 
-// -- calls ----------------------------------------------------------------------------
-
-const std::vector<internal_call>& all_internal_calls() {
-  static const std::vector<internal_call> calls = {
-    internal_call::allowed,
-    internal_call::authorized_keys,
-    internal_call::discover,
-    internal_call::check,
-    internal_call::lfs_authenticate,
-    internal_call::two_factor_recovery_codes,
-    internal_call::personal_access_token,
-    internal_call::two_factor_manual_otp_check,
-    internal_call::two_factor_push_otp_check,
-    internal_call::pre_receive,
-    internal_call::post_receive,
-    internal_call::git_audit_event,
-  };
-  return calls;
-}
-
-const char* call_name(internal_call call) {
-  switch (call) {
-    case internal_call::allowed: return "allowed";
-    case internal_call::authorized_keys: return "authorized_keys";
-    case internal_call::discover: return "discover";
-    case internal_call::check: return "check";
-    case internal_call::lfs_authenticate: return "lfs_authenticate";
-    case internal_call::two_factor_recovery_codes:
-      return "two_factor_recovery_codes";
-    case internal_call::personal_access_token: return "personal_access_token";
-    case internal_call::two_factor_manual_otp_check:
-      return "two_factor_manual_otp_check";
-    case internal_call::two_factor_push_otp_check:
-      return "two_factor_push_otp_check";
-    case internal_call::pre_receive: return "pre_receive";
-    case internal_call::post_receive: return "post_receive";
-    case internal_call::git_audit_event: return "shellhorse.git_audit_event";
-  }
-  return "unknown";
-}
-
-bool changes_state(internal_call call) {
-  return call == internal_call::pre_receive
-         || call == internal_call::post_receive;
-}
-
 // -- statistics -------------------------------------------------------------------
 
-void edge_stats::answered(internal_call call, int status, bool replayed) {
+void edge_stats::answered(call_id call, int status, bool replayed) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++answered_[{call_name(call), status}];
   if (replayed)
     ++replays_[call_name(call)];
 }
 
-void edge_stats::dropped(internal_call call, std::int64_t n) {
+void edge_stats::dropped(call_id call, std::int64_t n) {
   std::lock_guard<std::mutex> guard{mtx_};
   dropped_[call_name(call)] += static_cast<std::uint64_t>(n);
 }
@@ -375,13 +263,19 @@ caf::behavior internal_bridge(bridge_actor_ptr self, bridge_settings settings,
   st.stats = std::move(stats);
   return {
     [=](nats_inbound& in) {
+      auto replies_before = self->state.replies;
+      origin o{in.reply, {}, clock_type::now()};
       try {
         handle(self, in);
       } catch (const std::exception& e) {
-        // Never let one request kill the bridge (CAF would end the actor).
+        // Never let one request kill the bridge (CAF would end the actor),
+        // nor leave its caller waiting out a timeout (decoding and the
+        // replay paths run here; finish itself never throws).
         log::error("nats request failed",
                    {{"call", call_name(self->state.settings.call)},
                     {"error", std::string{e.what()}}});
+        if (self->state.replies == replies_before && !o.reply.empty())
+          finish(self, o, error_reply(errc::internal), false);
       }
     },
   };

@@ -2,10 +2,11 @@
 
 // The bridge actor of one internal call over NATS: takes the requests the
 // subscription callback copied out of nats.c (nats_inbound), decodes them
-// into the typed messages the HTTP edge builds, asks the same domain actor
-// with a finite timeout, encodes the answer and publishes the reply through
-// an injected sink. Event-based: nothing here blocks, and nats.c's threads
-// only ever anon_send to it.
+// with the call's codec (internal_codec.hpp) into the request type of the
+// call table (messages/calls.hpp), asks the call's domain actor with a
+// finite timeout, encodes the answer and publishes the reply through an
+// injected sink. It always replies. Event-based: nothing here blocks, and
+// nats.c's threads only ever anon_send to it.
 //
 // Retries (Gatehouse-Request-Id): the bridge keeps its recent replies in
 // memory (10 minutes, bounded) and answers a repeated id from there. For
@@ -16,11 +17,9 @@
 // its effects (storage/push_store.hpp). A retry that reaches another
 // replica therefore changes nothing twice and gets the same answer.
 
-#include "actors/access/access_control.hpp"
-#include "actors/push/push_processing.hpp"
 #include "edges/nats/internal_codec.hpp"
+#include "messages/calls.hpp"
 #include "messages/interfaces.hpp"
-#include "storage/request_store.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
@@ -42,32 +41,11 @@ namespace gatehouse::nats {
 
 // -- calls ------------------------------------------------------------------------
 
-/// The internal calls served over NATS.
-enum class internal_call : std::uint8_t {
-  allowed,
-  authorized_keys,
-  discover,
-  check,
-  lfs_authenticate,
-  two_factor_recovery_codes,
-  personal_access_token,
-  two_factor_manual_otp_check,
-  two_factor_push_otp_check,
-  pre_receive,
-  post_receive,
-  git_audit_event,
-};
-
-/// Every call, in subscription order.
-const std::vector<internal_call>& all_internal_calls();
-
 /// The call's name: the HTTP path after /api/v4/internal/ with '/'
 /// replaced by '.' ("allowed", "shellhorse.git_audit_event").
-const char* call_name(internal_call call);
-
-/// Whether the call changes shared state, so that retries are guarded in
-/// PostgreSQL rather than in memory (pre_receive, post_receive).
-bool changes_state(internal_call call);
+inline const char* call_name(call_id call) {
+  return spec_of(call).name;
+}
 
 // -- messages -----------------------------------------------------------------------
 
@@ -99,9 +77,9 @@ using publish_fn = std::function<void(const std::string&, const std::string&,
 class edge_stats {
 public:
   /// One answered request.
-  void answered(internal_call call, int status, bool replayed);
+  void answered(call_id call, int status, bool replayed);
   /// Messages nats.c dropped for a slow consumer (pending limits).
-  void dropped(internal_call call, std::int64_t n);
+  void dropped(call_id call, std::int64_t n);
   /// A reply that could not be published.
   void publish_failed();
 
@@ -125,16 +103,15 @@ private:
 
 /// The actors a bridge talks to.
 struct bridge_deps {
-  system_status_actor status;
-  access_control_actor access;
-  push_processing_actor push;
+  /// The actors that answer the calls.
+  domain_actors domains;
   /// Recorded replies of state-changing calls (PostgreSQL).
   request_store_actor requests;
 };
 
 /// Settings of one bridge, fixed at spawn.
 struct bridge_settings {
-  internal_call call = internal_call::allowed;
+  call_id call = call_id::allowed;
   /// How long one request may take inside the actor system.
   std::chrono::milliseconds request_timeout{10000};
   /// How long a reply is kept for retries with the same id.
@@ -157,6 +134,9 @@ struct bridge_state {
   std::shared_ptr<edge_stats> stats;
   /// Recent replies by request id.
   std::unordered_map<std::string, kept_reply> kept;
+  /// Replies published so far (an exception that escapes before its reply
+  /// is answered with a 500, never left to the caller's timeout).
+  std::uint64_t replies = 0;
   /// Request ids in the order they were kept (expiry and eviction).
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>>
     kept_order;

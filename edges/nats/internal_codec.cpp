@@ -7,7 +7,6 @@
 #include "gatehouse/internal/v1/error.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
-
 #include <optional>
 
 namespace gatehouse::nats {
@@ -16,9 +15,6 @@ namespace pb = gatehouse::internal::v1;
 
 namespace {
 
-constexpr const char* rate_limit_text
-  = "This endpoint has been requested too many times. Try again later.";
-
 wire_reply ok(const google::protobuf::MessageLite& msg) {
   wire_reply out;
   out.status = 200;
@@ -26,60 +22,42 @@ wire_reply ok(const google::protobuf::MessageLite& msg) {
   return out;
 }
 
-// Parses `payload` into `msg`; false for bytes that are not a `Message`.
+// Parses `payload` into a `Message`, or the 400 of a malformed payload.
 template <class Message>
-bool parse(const std::string& payload, Message& msg) {
-  return msg.ParseFromString(payload);
+caf::expected<Message> parse(const std::string& payload) {
+  Message msg;
+  if (!msg.ParseFromString(payload))
+    return caf::make_error(errc::bad_request, "malformed " + msg.GetTypeName()
+                                                .substr(msg.GetTypeName().rfind('.') + 1)
+                                                + " payload");
+  return msg;
 }
 
-// Grape treats a blank string parameter as absent (string_param).
+// Grape treats a blank string parameter as absent.
 std::optional<std::string> present(bool has, const std::string& value) {
   if (!has || value.empty())
     return std::nullopt;
   return value;
 }
 
-// "<name> is missing, <name> is missing" for the required fields left
-// empty, in the order given (the HTTP edge's 400 {"error":…} text).
-template <class... Fields>
-std::string missing_fields(const Fields&... fields) {
-  std::string out;
-  auto check = [&](const std::pair<const char*, const std::string*>& f) {
-    if (f.second->empty())
-      out += std::string{out.empty() ? "" : ", "} + f.first + " is missing";
-  };
-  (check(fields), ...);
-  return out;
-}
-
-// An id given as "<digits>" in Rails' identifier parameter; the HTTP edge
-// ignores anything else there.
-std::optional<std::int64_t> digits_id(const std::string& text) {
-  if (text.empty() || text.size() > 18)
+std::optional<std::int64_t> id(bool has, std::int64_t value) {
+  if (!has)
     return std::nullopt;
-  for (char c : text)
-    if (c < '0' || c > '9')
-      return std::nullopt;
-  return std::stoll(text);
+  return value;
 }
 
-
-access::shell_actor actor_of(bool has_key, std::int64_t key_id, bool has_user,
-                             std::int64_t user_id) {
-  access::shell_actor a;
-  if (has_key)
-    a.key_id = key_id;
-  if (has_user)
-    a.user_id = user_id;
-  return a;
+template <class Request>
+access::shell_caller caller_of(const Request& r) {
+  return {id(r.has_key_id(), r.key_id()), id(r.has_user_id(), r.user_id())};
 }
 
-// A denial (or any answer that is not a success) of /allowed as the HTTP
-// edge sends it: the status, and its message as the Error text.
-wire_reply allowed_failure(const access::allowed_outcome& o) {
-  if (o.status == 429)
-    return error_reply(429, rate_limit_text);
-  return error_reply(o.status, o.message);
+template <class Response>
+wire_reply shell_reply(const access::shell_answer& a) {
+  Response r;
+  r.set_success(a.success);
+  if (!a.success)
+    r.set_message(a.message);
+  return ok(r);
 }
 
 } // namespace
@@ -101,47 +79,58 @@ wire_reply error_reply(errc code, const std::string& detail) {
 }
 
 wire_reply failure_reply(const caf::error& err) {
-  return error_reply(classify(err));
+  auto e = status_of(err);
+  return error_reply(e.status, e.message);
 }
 
-wire_reply malformed(const char* message_name) {
-  return error_reply(errc::bad_request,
-                     std::string{"malformed "} + message_name + " payload");
+// -- check ----------------------------------------------------------------------
+
+caf::expected<check_query> decode(call_tag<call_id::check>,
+                                  const std::string& payload) {
+  auto r = parse<pb::CheckRequest>(payload);
+  if (!r)
+    return r.error();
+  return check_query{};
 }
 
-// -- access calls -------------------------------------------------------------
+wire_reply encode(call_tag<call_id::check>, const check_view& view) {
+  pb::CheckResponse r;
+  r.set_api_version("v4");
+  r.set_gitlab_version(view.gitlab_version);
+  r.set_gitlab_rev(view.gitlab_rev);
+  r.set_redis(view.state_store_reachable);
+  return ok(r);
+}
 
-decoded<access::allowed_params> decode_allowed(const std::string& payload) {
-  pb::AllowedRequest r;
-  if (!parse(payload, r))
-    return malformed("AllowedRequest");
+// -- allowed ----------------------------------------------------------------------
+
+caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
+                                             const std::string& payload) {
+  auto r = parse<pb::AllowedRequest>(payload);
+  if (!r)
+    return r.error();
   access::allowed_params p;
-  p.action = r.action();
-  p.project = present(r.has_project(), r.project());
-  p.gl_repository = present(r.has_gl_repository(), r.gl_repository());
-  if (auto changes = present(r.has_changes(), r.changes()))
+  p.action = r->action();
+  p.project = present(r->has_project(), r->project());
+  p.gl_repository = present(r->has_gl_repository(), r->gl_repository());
+  if (auto changes = present(r->has_changes(), r->changes()))
     p.changes = *changes;
-  if (auto protocol = present(r.has_protocol(), r.protocol()))
+  if (auto protocol = present(r->has_protocol(), r->protocol()))
     p.protocol = *protocol;
-  if (r.has_key_id())
-    p.key_id = r.key_id();
-  if (r.has_user_id())
-    p.user_id = r.user_id();
-  p.username = present(r.has_username(), r.username());
-  p.env = r.env();
-  p.relative_path = r.relative_path();
-  p.push_options.assign(r.push_options().begin(), r.push_options().end());
-  if (auto bin = present(r.has_gitaly_client_context_bin(),
-                         r.gitaly_client_context_bin());
-      bin)
-    if (auto problem = access::gitaly_context_problem(*bin))
-      return error_reply(errc::bad_request, *problem);
+  p.key_id = id(r->has_key_id(), r->key_id());
+  p.user_id = id(r->has_user_id(), r->user_id());
+  p.username = present(r->has_username(), r->username());
+  p.env = r->env();
+  p.relative_path = r->relative_path();
+  p.push_options.assign(r->push_options().begin(), r->push_options().end());
+  p.gitaly_client_context_bin = present(r->has_gitaly_client_context_bin(),
+                                        r->gitaly_client_context_bin());
   return p;
 }
 
-wire_reply encode_allowed(const access::allowed_outcome& o) {
+wire_reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {
   if (o.status != 200)
-    return allowed_failure(o);
+    return error_reply(o.status, o.message);
   pb::AllowedResponse r;
   if (!o.success) {
     r.set_status(false);
@@ -183,19 +172,18 @@ wire_reply encode_allowed(const access::allowed_outcome& o) {
   return ok(r);
 }
 
-decoded<std::string> decode_authorized_keys(const std::string& payload) {
-  pb::AuthorizedKeysRequest r;
-  if (!parse(payload, r))
-    return malformed("AuthorizedKeysRequest");
-  if (r.key().empty())
-    return error_reply(400, "key is missing");
-  return r.key();
+// -- authorized_keys --------------------------------------------------------------
+
+caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
+                                        const std::string& payload) {
+  auto r = parse<pb::AuthorizedKeysRequest>(payload);
+  if (!r)
+    return r.error();
+  return access::key_query{r->key()};
 }
 
-wire_reply encode_authorized_keys(const access::key_answer& answer) {
-  if (!answer.key)
-    return error_reply(errc::not_found, "Key");
-  auto& k = *answer.key;
+wire_reply encode(call_tag<call_id::authorized_keys>,
+                  const access::authorized_key& k) {
   pb::AuthorizedKeysResponse r;
   r.set_id(k.id);
   r.set_title(k.title);
@@ -207,68 +195,65 @@ wire_reply encode_authorized_keys(const access::key_answer& answer) {
   return ok(r);
 }
 
-decoded<access::discover_query> decode_discover(const std::string& payload) {
-  pb::DiscoverRequest r;
-  if (!parse(payload, r))
-    return malformed("DiscoverRequest");
+// -- discover ---------------------------------------------------------------------
+
+caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
+                                             const std::string& payload) {
+  auto r = parse<pb::DiscoverRequest>(payload);
+  if (!r)
+    return r.error();
   access::discover_query q;
-  if (r.has_key_id())
-    q.key_id = r.key_id();
-  if (r.has_user_id())
-    q.user_id = r.user_id();
-  q.username = present(r.has_username(), r.username());
-  // Rails also takes identifier=key-<n>|user-<n>.
-  if (auto identifier = present(r.has_identifier(), r.identifier())) {
-    if (identifier->rfind("key-", 0) == 0 && !q.key_id)
-      q.key_id = digits_id(identifier->substr(4));
-    else if (identifier->rfind("user-", 0) == 0 && !q.user_id)
-      q.user_id = digits_id(identifier->substr(5));
-  }
+  q.key_id = id(r->has_key_id(), r->key_id());
+  q.user_id = id(r->has_user_id(), r->user_id());
+  q.username = present(r->has_username(), r->username());
+  q.identifier = present(r->has_identifier(), r->identifier());
   return q;
 }
 
-wire_reply encode_discover(const access::discover_answer& answer) {
+wire_reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
   pb::DiscoverResponse r;
-  if (answer.user) {
-    r.set_id(answer.user->id);
-    r.set_username(answer.user->username);
-    r.set_name(answer.user->name);
+  if (a.user) {
+    r.set_id(a.user->id);
+    r.set_username(a.user->username);
+    r.set_name(a.user->name);
   }
   return ok(r);
 }
 
-decoded<access::lfs_query>
-decode_lfs_authenticate(const std::string& payload) {
-  pb::LfsAuthenticateRequest r;
-  if (!parse(payload, r))
-    return malformed("LfsAuthenticateRequest");
-  access::lfs_query q;
-  q.actor = actor_of(r.has_key_id(), r.key_id(), r.has_user_id(), r.user_id());
-  q.project = r.project();
-  q.operation = r.operation();
-  return q;
+// -- lfs_authenticate -------------------------------------------------------------
+
+caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
+                                        const std::string& payload) {
+  auto r = parse<pb::LfsAuthenticateRequest>(payload);
+  if (!r)
+    return r.error();
+  return access::lfs_query{caller_of(*r), r->project(), r->operation()};
 }
 
-wire_reply encode_lfs_authenticate(const access::lfs_answer& answer) {
-  if (answer.status != 200)
-    return error_reply(answer.status, answer.message);
+wire_reply encode(call_tag<call_id::lfs_authenticate>,
+                  const access::lfs_answer& a) {
+  if (a.status != 200)
+    return error_reply(a.status, a.message);
   pb::LfsAuthenticateResponse r;
-  r.set_username(answer.username);
-  r.set_lfs_token(answer.lfs_token);
-  r.set_repository_http_path(answer.repository_http_path);
-  r.set_expires_in(answer.expires_in);
+  r.set_username(a.username);
+  r.set_lfs_token(a.lfs_token);
+  r.set_repository_http_path(a.repository_http_path);
+  r.set_expires_in(a.expires_in);
   return ok(r);
 }
 
-decoded<access::shell_actor>
-decode_recovery_codes(const std::string& payload) {
-  pb::TwoFactorRecoveryCodesRequest r;
-  if (!parse(payload, r))
-    return malformed("TwoFactorRecoveryCodesRequest");
-  return actor_of(r.has_key_id(), r.key_id(), r.has_user_id(), r.user_id());
+// -- two_factor_recovery_codes ----------------------------------------------------
+
+caf::expected<access::recovery_query>
+decode(call_tag<call_id::two_factor_recovery_codes>, const std::string& payload) {
+  auto r = parse<pb::TwoFactorRecoveryCodesRequest>(payload);
+  if (!r)
+    return r.error();
+  return access::recovery_query{caller_of(*r)};
 }
 
-wire_reply encode_recovery_codes(const access::shell_answer& a) {
+wire_reply encode(call_tag<call_id::two_factor_recovery_codes>,
+                  const access::shell_answer& a) {
   pb::TwoFactorRecoveryCodesResponse r;
   r.set_success(a.success);
   if (!a.success)
@@ -278,22 +263,25 @@ wire_reply encode_recovery_codes(const access::shell_answer& a) {
   return ok(r);
 }
 
-decoded<access::pat_query>
-decode_personal_access_token(const std::string& payload) {
-  pb::PersonalAccessTokenRequest r;
-  if (!parse(payload, r))
-    return malformed("PersonalAccessTokenRequest");
+// -- personal_access_token ---------------------------------------------------------
+
+caf::expected<access::pat_query>
+decode(call_tag<call_id::personal_access_token>, const std::string& payload) {
+  auto r = parse<pb::PersonalAccessTokenRequest>(payload);
+  if (!r)
+    return r.error();
   access::pat_query q;
-  q.actor = actor_of(r.has_key_id(), r.key_id(), r.has_user_id(), r.user_id());
-  q.name = present(r.has_name(), r.name());
+  q.caller = caller_of(*r);
+  q.name = present(r->has_name(), r->name());
   // No scopes and an empty list are one case for GitLab.
-  if (r.scopes_size() > 0)
-    q.scopes = std::vector<std::string>(r.scopes().begin(), r.scopes().end());
-  q.expires_at = present(r.has_expires_at(), r.expires_at());
+  if (r->scopes_size() > 0)
+    q.scopes = std::vector<std::string>(r->scopes().begin(), r->scopes().end());
+  q.expires_at = present(r->has_expires_at(), r->expires_at());
   return q;
 }
 
-wire_reply encode_personal_access_token(const access::shell_answer& a) {
+wire_reply encode(call_tag<call_id::personal_access_token>,
+                  const access::shell_answer& a) {
   pb::PersonalAccessTokenResponse r;
   r.set_success(a.success);
   if (!a.success) {
@@ -309,127 +297,106 @@ wire_reply encode_personal_access_token(const access::shell_answer& a) {
   return ok(r);
 }
 
-decoded<no_fields> decode_manual_otp_check(const std::string& payload) {
-  pb::TwoFactorManualOtpCheckRequest r;
-  if (!parse(payload, r))
-    return malformed("TwoFactorManualOtpCheckRequest");
-  return no_fields{};
+// -- OTP checks ---------------------------------------------------------------------
+
+caf::expected<access::otp_query>
+decode(call_tag<call_id::two_factor_manual_otp_check>,
+       const std::string& payload) {
+  auto r = parse<pb::TwoFactorManualOtpCheckRequest>(payload);
+  if (!r)
+    return r.error();
+  return access::otp_query{caller_of(*r)};
 }
 
-decoded<no_fields> decode_push_otp_check(const std::string& payload) {
-  pb::TwoFactorPushOtpCheckRequest r;
-  if (!parse(payload, r))
-    return malformed("TwoFactorPushOtpCheckRequest");
-  return no_fields{};
+wire_reply encode(call_tag<call_id::two_factor_manual_otp_check>,
+                  const access::shell_answer& a) {
+  return shell_reply<pb::TwoFactorOtpCheckResponse>(a);
 }
 
-wire_reply otp_not_available() {
-  // Community edition: GitLab answers this for both OTP checks (§2.10).
-  pb::TwoFactorOtpCheckResponse r;
-  r.set_success(false);
-  r.set_message("Feature is not available");
-  return ok(r);
+caf::expected<access::otp_query>
+decode(call_tag<call_id::two_factor_push_otp_check>, const std::string& payload) {
+  auto r = parse<pb::TwoFactorPushOtpCheckRequest>(payload);
+  if (!r)
+    return r.error();
+  return access::otp_query{caller_of(*r)};
 }
 
-decoded<access::allowed_params>
-decode_git_audit_event(const std::string& payload) {
-  pb::GitAuditEventRequest r;
-  if (!parse(payload, r))
-    return malformed("GitAuditEventRequest");
-  auto missing = missing_fields(std::pair{"action", &r.action()},
-                                std::pair{"protocol", &r.protocol()},
-                                std::pair{"gl_repository", &r.gl_repository()},
-                                std::pair{"changes", &r.changes()});
-  if (!missing.empty())
-    return error_reply(400, missing);
-  if (r.action() != "git-upload-pack" && r.action() != "git-receive-pack")
-    return error_reply(400, "No valid action specified");
-  access::allowed_params p;
-  p.action = r.action();
-  p.project = present(r.has_project(), r.project());
-  p.gl_repository = r.gl_repository();
-  p.changes = r.changes();
-  p.protocol = r.protocol();
-  if (r.has_key_id())
-    p.key_id = r.key_id();
-  if (r.has_user_id())
-    p.user_id = r.user_id();
-  p.username = present(r.has_username(), r.username());
-  p.push_options.assign(r.push_options().begin(), r.push_options().end());
+wire_reply encode(call_tag<call_id::two_factor_push_otp_check>,
+                  const access::shell_answer& a) {
+  return shell_reply<pb::TwoFactorOtpCheckResponse>(a);
+}
+
+// -- pre_receive, post_receive -----------------------------------------------------
+
+caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
+                                               const std::string& payload) {
+  auto r = parse<pb::PreReceiveRequest>(payload);
+  if (!r)
+    return r.error();
+  push::pre_receive_params p;
+  p.gl_repository = r->gl_repository();
   return p;
 }
 
-wire_reply encode_git_audit_event(const access::allowed_outcome& o) {
-  if (o.status != 200)
-    return allowed_failure(o);
-  // Community edition: git audit streaming is never configured.
-  pb::GitAuditEventResponse r;
-  r.set_status(false);
-  r.set_message("No git audit event needed");
-  return ok(r);
-}
-
-// -- check ----------------------------------------------------------------------
-
-decoded<no_fields> decode_check(const std::string& payload) {
-  pb::CheckRequest r;
-  if (!parse(payload, r))
-    return malformed("CheckRequest");
-  return no_fields{};
-}
-
-wire_reply encode_check(const check_view& view) {
-  pb::CheckResponse r;
-  r.set_api_version("v4");
-  r.set_gitlab_version(view.gitlab_version);
-  r.set_gitlab_rev(view.gitlab_rev);
-  r.set_redis(view.state_store_reachable);
-  return ok(r);
-}
-
-// -- push calls -------------------------------------------------------------------
-
-decoded<std::string> decode_pre_receive(const std::string& payload) {
-  pb::PreReceiveRequest r;
-  if (!parse(payload, r))
-    return malformed("PreReceiveRequest");
-  if (r.gl_repository().empty())
-    return error_reply(400, "gl_repository is missing");
-  return r.gl_repository();
-}
-
-wire_reply encode_pre_receive(bool counted) {
+wire_reply encode(call_tag<call_id::pre_receive>,
+                  const push::pre_receive_answer& a) {
   pb::PreReceiveResponse r;
-  r.set_reference_counter_increased(counted);
+  r.set_reference_counter_increased(a.reference_counter_increased);
   return ok(r);
 }
 
-decoded<push::post_receive_params>
-decode_post_receive(const std::string& payload) {
-  pb::PostReceiveRequest r;
-  if (!parse(payload, r))
-    return malformed("PostReceiveRequest");
-  auto missing = missing_fields(std::pair{"gl_repository", &r.gl_repository()},
-                                std::pair{"identifier", &r.identifier()},
-                                std::pair{"changes", &r.changes()});
-  if (!missing.empty())
-    return error_reply(400, missing);
+caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
+                                                const std::string& payload) {
+  auto r = parse<pb::PostReceiveRequest>(payload);
+  if (!r)
+    return r.error();
   push::post_receive_params p;
-  p.gl_repository = r.gl_repository();
-  p.identifier = r.identifier();
-  p.changes = r.changes();
-  p.push_options.assign(r.push_options().begin(), r.push_options().end());
+  p.gl_repository = r->gl_repository();
+  p.identifier = r->identifier();
+  p.changes = r->changes();
+  p.push_options.assign(r->push_options().begin(), r->push_options().end());
   return p;
 }
 
-wire_reply encode_post_receive(const push::post_receive_answer& answer) {
+wire_reply encode(call_tag<call_id::post_receive>,
+                  const push::post_receive_answer& a) {
   pb::PostReceiveResponse r;
-  for (auto& m : answer.messages) {
+  for (auto& m : a.messages) {
     auto* line = r.add_messages();
     line->set_message(m.message);
     line->set_type(m.type);
   }
-  r.set_reference_counter_decreased(answer.reference_counter_decreased);
+  r.set_reference_counter_decreased(a.reference_counter_decreased);
+  return ok(r);
+}
+
+// -- shellhorse/git_audit_event ----------------------------------------------------
+
+caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
+                                          const std::string& payload) {
+  auto r = parse<pb::GitAuditEventRequest>(payload);
+  if (!r)
+    return r.error();
+  access::audit_query q;
+  q.action = present(true, r->action());
+  q.protocol = present(true, r->protocol());
+  q.gl_repository = present(true, r->gl_repository());
+  q.changes = present(true, r->changes());
+  q.project = present(r->has_project(), r->project());
+  q.key_id = id(r->has_key_id(), r->key_id());
+  q.user_id = id(r->has_user_id(), r->user_id());
+  q.username = present(r->has_username(), r->username());
+  q.push_options.assign(r->push_options().begin(), r->push_options().end());
+  return q;
+}
+
+wire_reply encode(call_tag<call_id::git_audit_event>,
+                  const access::audit_answer& a) {
+  if (a.status != 200)
+    return error_reply(a.status, a.message);
+  pb::GitAuditEventResponse r;
+  r.set_status(false);
+  r.set_message(a.message);
   return ok(r);
 }
 

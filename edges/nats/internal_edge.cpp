@@ -51,8 +51,9 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
                         const wire_reply& reply) {
     this->publish(subject, request_id, reply);
   };
-  bridge_deps bdeps{deps_.status, deps_.access, deps_.push, deps_.requests};
-  for (auto call : all_internal_calls()) {
+  bridge_deps bdeps{deps_.domains, deps_.requests};
+  for (const auto& spec : call_table) {
+    auto call = spec.id;
     auto s = std::make_unique<subscription>();
     s->edge = this;
     s->call = call;
@@ -61,7 +62,7 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
     bs.request_timeout = settings_.request_timeout;
     bs.replay_capacity = settings_.replay_capacity;
     s->bridge = deps_.sys->spawn(internal_bridge, bs, bdeps, publish, stats_);
-    auto subject = settings_.subject_prefix + call_name(call);
+    auto subject = settings_.subject_prefix + spec.name;
     natsStatus st = natsConnection_QueueSubscribe(
       &s->sub, nc, subject.c_str(), settings_.queue_group.c_str(),
       &internal_edge::on_message, s.get());

@@ -21,11 +21,9 @@
 // anon_sends it to the subscription's bridge actor. Replies are published
 // from the bridges (nats.c's publish only buffers).
 
-#include "actors/access/access_control.hpp"
-#include "actors/push/push_processing.hpp"
 #include "edges/nats/internal_bridge.hpp"
+#include "messages/calls.hpp"
 #include "messages/interfaces.hpp"
-#include "storage/request_store.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -70,9 +68,7 @@ struct internal_edge_settings {
 /// The actors the edge needs.
 struct internal_edge_deps {
   caf::actor_system* sys = nullptr;
-  system_status_actor status;
-  access_control_actor access;
-  push_processing_actor push;
+  domain_actors domains;
   request_store_actor requests;
 };
 
@@ -103,7 +99,7 @@ private:
   /// the edge is destroyed (after the connection closed).
   struct subscription {
     internal_edge* edge = nullptr;
-    internal_call call = internal_call::allowed;
+    call_id call = call_id::allowed;
     caf::actor bridge;
     __natsSubscription* sub = nullptr;
     std::atomic<bool> closed{false};

@@ -1,4 +1,4 @@
-#include "actors/deadline_relay.hpp"
+#include "edges/deadline_relay.hpp"
 #include "actors/system_status.hpp"
 #include "messages/errors.hpp"
 
@@ -63,7 +63,7 @@ struct fixture {
 
   check_view check() {
     check_view out;
-    self->request(status, 5s, atom::check::value)
+    self->request(status, 5s, check_query{})
       .receive([&](check_view& v) { out = v; },
                [&](caf::error& e) { FAIL(render(e)); });
     return out;

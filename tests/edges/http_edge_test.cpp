@@ -35,7 +35,7 @@ system_status_actor::behavior_type
 mock_status(system_status_actor::stateful_pointer<mock_status_state> self,
             mock_script* script) {
   return {
-    [=](atom::check) -> caf::result<check_view> {
+    [=](check_query) -> caf::result<check_view> {
       check_view view{"18.6.0", "abc123", true};
       auto delay = script->check_delay_ms.load();
       if (delay == 0)
@@ -88,7 +88,7 @@ struct edge_fixture {
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
-    srv = std::make_unique<http::server>(s, http::http_deps{&sys, status, {}, {}, {}});
+    srv = std::make_unique<http::server>(s, http::http_deps{&sys, domain_actors{status, {}, {}}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] { srv->run(); }};

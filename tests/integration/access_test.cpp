@@ -378,14 +378,6 @@ void reseed(const stack& gh, const json& doc, bool prune) {
   REQUIRE(rc == 0);
 }
 
-/// Waits until the current minute has at least `needed` seconds left, so
-/// that a per-minute counter is not reset in the middle of a check.
-void wait_for_minute_room(int needed) {
-  auto second = now_seconds() % 60;
-  if (second > 60 - needed)
-    std::this_thread::sleep_for(std::chrono::seconds(61 - second));
-}
-
 } // namespace
 
 // =====================================================================================
@@ -585,11 +577,8 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
   CHECK_FALSE(last_used());
   check_allowed("auth-only key", api.allowed(shell_pull("acme/widgets.git", 13)));
   CHECK(eventually([&] { return last_used().has_value(); }, std::chrono::seconds(5)));
-  auto first = last_used();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-  check_allowed("auth-only key again", api.allowed(shell_pull("acme/widgets.git", 13)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  CHECK(last_used() == first);
+  // That the second use of a day writes nothing is the access-control
+  // actor's rule, tested on its injected clock (tests/actors).
 }
 
 TEST_CASE("/allowed refuses SSH when the instance allows only HTTP",
@@ -614,17 +603,32 @@ TEST_CASE("/allowed counts git operations per action, project and key",
   gh.seed(base_seed(3));
   gh.start();
   shell_caller api{gh};
-  wait_for_minute_room(15);
-  for (int i = 1; i <= 3; ++i) {
-    INFO("call " << i);
-    check_allowed("within the limit", api.allowed(shell_pull("acme/widgets.git", 2)));
+  // The served binary counts per wall-clock minute. An attempt that spans a
+  // minute boundary proves nothing, so it is repeated under a scope of its
+  // own (the same project spelled with a leading slash) rather than waited
+  // out; two attempts in a row cannot both span one.
+  bool within_one_minute = false;
+  for (const char* path : {"acme/widgets.git", "/acme/widgets.git"}) {
+    auto minute = now_seconds() / 60;
+    std::vector<reply> replies;
+    for (int i = 1; i <= 4; ++i)
+      replies.push_back(api.allowed(shell_pull(path, 2)));
+    if (now_seconds() / 60 != minute)
+      continue;
+    within_one_minute = true;
+    for (int i = 0; i < 3; ++i) {
+      INFO("call " << i + 1);
+      check_allowed("within the limit", replies[i]);
+    }
+    auto& r = replies[3];
+    INFO(r.body);
+    CHECK(r.status == 429);
+    CHECK(r.content_type == "application/json");
+    CHECK(r.j == json{{"message", {{"error", msg_rate_limited}}}});
+    CHECK(r.body == R"({"message":{"error":")" + msg_rate_limited + R"("}})");
+    break;
   }
-  auto r = api.allowed(shell_pull("acme/widgets.git", 2));
-  INFO(r.body);
-  CHECK(r.status == 429);
-  CHECK(r.content_type == "application/json");
-  CHECK(r.j == json{{"message", {{"error", msg_rate_limited}}}});
-  CHECK(r.body == R"({"message":{"error":")" + msg_rate_limited + R"("}})");
+  REQUIRE(within_one_minute);
   // Another key, another scope.
   check_allowed("another key", api.allowed(shell_pull("acme/widgets.git", 3)));
   // Another action, another scope.
@@ -1147,4 +1151,14 @@ TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no aud
   auto anon = make_reply(res);
   CHECK(anon.status == 403);
   CHECK(anon.body == R"({"message":"403 Forbidden"})");
+
+  // A good Workhorse token without Workhorse's own header: GitLab names the
+  // reason (require_gitlab_workhorse!).
+  res = cli.Post(path.c_str(),
+                 {{jwt::header_name(jwt::caller::workhorse), workhorse_token}},
+                 event.dump(), "application/json");
+  auto headless = make_reply(res);
+  CHECK(headless.status == 403);
+  CHECK(headless.body
+        == R"({"message":"403 Forbidden - Request should be executed via GitLab Workhorse"})");
 }

@@ -12,6 +12,8 @@
 #include "tests/integration/stack.hpp"
 #include "tests/nats_edge/nats_client.hpp"
 
+#include "messages/calls.hpp"
+
 #include "gatehouse/internal/v1/access.pb.h"
 #include "gatehouse/internal/v1/check.pb.h"
 #include "gatehouse/internal/v1/error.pb.h"
@@ -22,6 +24,8 @@
 #include <pqxx/pqxx>
 
 #include <atomic>
+#include <cstring>
+#include <set>
 #include <cctype>
 #include <csignal>
 #include <mutex>
@@ -274,6 +278,12 @@ void check_same(const std::string& what, const http_reply& http,
 
 // -- AllowedRequest and its JSON twin -------------------------------------------------
 
+json shell_params(const std::string& action, int key_id) {
+  return {{"action", action},      {"project", "acme/widgets.git"},
+          {"changes", "_any"},     {"protocol", "ssh"},
+          {"key_id", std::to_string(key_id)}, {"check_ip", "127.0.0.1"}};
+}
+
 struct allowed_case {
   std::string what;
   json http;
@@ -285,9 +295,7 @@ allowed_case shell_case(const std::string& what, const std::string& action,
                         int key_id, int expected_status) {
   allowed_case c;
   c.what = what;
-  c.http = {{"action", action},      {"project", "acme/widgets.git"},
-            {"changes", "_any"},     {"protocol", "ssh"},
-            {"key_id", std::to_string(key_id)}, {"check_ip", "127.0.0.1"}};
+  c.http = shell_params(action, key_id);
   c.nats.set_action(action);
   c.nats.set_project("acme/widgets.git");
   c.nats.set_changes("_any");
@@ -416,6 +424,173 @@ private:
   std::unique_ptr<child> proc_;
 };
 
+// -- the conformance table ---------------------------------------------------------
+//
+// One case: a call, its parameters as GitLab's callers send them over HTTP
+// (JSON; the NATS request is the same fields in the call's Protobuf
+// message), the status both edges must answer, and GitLab's text where it
+// is the point of the case. The runner checks HTTP against the expectation
+// and NATS against HTTP. Adding a call means adding its cases here.
+
+struct conformance_case {
+  std::string what;
+  gatehouse::call_id call;
+  json params;
+  int status;
+  std::string message = {};
+};
+
+std::vector<conformance_case> conformance_cases() {
+  using gatehouse::call_id;
+  const std::string download_denied
+    = "You are not allowed to download code from this project.";
+  json audit = {{"action", "git-upload-pack"}, {"protocol", "ssh"},
+                {"gl_repository", "project-10"}, {"changes", "_any"}};
+  auto audit_by = [&](int key_id) {
+    auto p = audit;
+    p["key_id"] = std::to_string(key_id);
+    return p;
+  };
+  auto with = [](json p, const std::string& key, json value) {
+    p[key] = std::move(value);
+    return p;
+  };
+  return {
+    {"check", call_id::check, json::object(), 200},
+    {"reporter clone", call_id::allowed, shell_params("git-upload-pack", 3), 200},
+    {"developer push", call_id::allowed, shell_params("git-receive-pack", 2), 200},
+    {"guest clone", call_id::allowed, shell_params("git-upload-pack", 4), 401,
+     download_denied},
+    {"non-member clone", call_id::allowed, shell_params("git-upload-pack", 5), 404},
+    {"blocked user", call_id::allowed, shell_params("git-upload-pack", 6), 401},
+    {"read-only deploy key push", call_id::allowed,
+     shell_params("git-receive-pack", 100), 401},
+    {"deploy key clone", call_id::allowed, shell_params("git-upload-pack", 100), 200},
+    {"reporter push", call_id::allowed, shell_params("git-receive-pack", 3), 401},
+    {"unknown key", call_id::allowed, shell_params("git-upload-pack", 999), 404},
+    {"unknown command", call_id::allowed, shell_params("git-frobnicate", 2), 401},
+    {"Gitaly's check of a developer push", call_id::allowed,
+     {{"action", "git-receive-pack"}, {"gl_repository", "project-10"},
+      {"project", "/repos/@hashed/6b/86/widgets.git"}, {"changes", "_any"},
+      {"protocol", "ssh"}, {"user_id", "2"}, {"env", "{}"}},
+     200},
+    {"malformed gitaly_client_context_bin", call_id::allowed,
+     with(shell_params("git-upload-pack", 3), "gitaly_client_context_bin",
+          "not base64!"),
+     400, "400 Bad request - malformed gitaly_client_context_bin"},
+    {"known key", call_id::authorized_keys, {{"key", blob_of(ed25519[2])}}, 200},
+    {"unknown key", call_id::authorized_keys, {{"key", blob_of(unknown_key)}},
+     404, "404 Key Not Found"},
+    {"no key", call_id::authorized_keys, json::object(), 400, "key is missing"},
+    {"discover key 3", call_id::discover, {{"key_id", "3"}}, 200},
+    {"discover alice", call_id::discover, {{"username", "alice"}}, 200},
+    {"discover a deploy key", call_id::discover, {{"identifier", "key-100"}}, 200},
+    {"discover nobody", call_id::discover, {{"user_id", "4242"}}, 200},
+    {"lfs of an unknown project", call_id::lfs_authenticate,
+     {{"key_id", "2"}, {"project", "acme/nothing"}, {"operation", "download"}},
+     404},
+    {"recovery codes without 2FA", call_id::two_factor_recovery_codes,
+     {{"key_id", "2"}}, 200},
+    {"recovery codes for a user without a key",
+     call_id::two_factor_recovery_codes, {{"user_id", "2"}}, 200,
+     "Could not find the given key"},
+    {"token without a name", call_id::personal_access_token,
+     {{"key_id", "2"}, {"scopes", {"read_api"}}}, 200},
+    {"token for a user without a key", call_id::personal_access_token,
+     {{"user_id", "2"}, {"name", "ci"}, {"scopes", {"read_api"}}}, 200,
+     "Could not find the given key"},
+    {"manual otp", call_id::two_factor_manual_otp_check,
+     {{"key_id", "2"}, {"otp_attempt", "123456"}}, 200},
+    {"push otp", call_id::two_factor_push_otp_check, {{"key_id", "2"}}, 200},
+    {"audit event with fields missing", call_id::git_audit_event,
+     {{"action", "git-upload-pack"}}, 400,
+     "protocol is missing, gl_repository is missing, changes is missing"},
+    {"audit event with an unknown action", call_id::git_audit_event,
+     with(audit, "action", "git-frobnicate"), 400, "No valid action specified"},
+    {"audit event of a reporter", call_id::git_audit_event, audit_by(3), 200},
+    {"audit event of a non-member", call_id::git_audit_event, audit_by(5), 404},
+    {"pre_receive without gl_repository", call_id::pre_receive, json::object(),
+     400, "gl_repository is missing"},
+    {"pre_receive", call_id::pre_receive, {{"gl_repository", "project-10"}}, 200},
+    {"post_receive without fields", call_id::post_receive, json::object(), 400,
+     "gl_repository is missing, identifier is missing, changes is missing"},
+  };
+}
+
+// The call's Protobuf request made of the HTTP parameters (proto3's JSON
+// reads int64 from strings, as GitLab's callers send ids).
+template <class Request>
+std::string to_request(const json& params) {
+  Request r;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(params.dump(), &r, opts).ok());
+  return r.SerializeAsString();
+}
+
+template <class Request, class Response>
+void run_case_as(const conformance_case& c, const shell_http& http,
+                 const nats_client& nats) {
+  const auto& spec = gatehouse::spec_of(c.call);
+  std::string call = std::string{spec.path}.substr(std::strlen("/api/v4/internal/"));
+  http_reply h;
+  if (std::string{spec.method} == "GET") {
+    std::string query;
+    for (auto& [k, v] : c.params.items())
+      query += (query.empty() ? "" : "&") + k + "="
+               + url_encode(v.is_string() ? v.get<std::string>() : v.dump());
+    h = http.get(call, query);
+  } else {
+    h = http.post(call, c.params);
+  }
+  INFO(c.what << " (" << spec.name << "): HTTP " << h.status << " " << h.body);
+  CHECK(h.status == c.status);
+  if (!c.message.empty())
+    CHECK(http_message(h.j) == c.message);
+  check_same<Response>(c.what, h,
+                       nats.request_raw(spec.name, to_request<Request>(c.params)));
+}
+
+void run_case(const conformance_case& c, const shell_http& http,
+              const nats_client& nats) {
+  using gatehouse::call_id;
+  switch (c.call) {
+    case call_id::check:
+      return run_case_as<pb::CheckRequest, pb::CheckResponse>(c, http, nats);
+    case call_id::allowed:
+      return run_case_as<pb::AllowedRequest, pb::AllowedResponse>(c, http, nats);
+    case call_id::authorized_keys:
+      return run_case_as<pb::AuthorizedKeysRequest, pb::AuthorizedKeysResponse>(
+        c, http, nats);
+    case call_id::discover:
+      return run_case_as<pb::DiscoverRequest, pb::DiscoverResponse>(c, http, nats);
+    case call_id::lfs_authenticate:
+      return run_case_as<pb::LfsAuthenticateRequest, pb::LfsAuthenticateResponse>(
+        c, http, nats);
+    case call_id::two_factor_recovery_codes:
+      return run_case_as<pb::TwoFactorRecoveryCodesRequest,
+                         pb::TwoFactorRecoveryCodesResponse>(c, http, nats);
+    case call_id::personal_access_token:
+      return run_case_as<pb::PersonalAccessTokenRequest,
+                         pb::PersonalAccessTokenResponse>(c, http, nats);
+    case call_id::two_factor_manual_otp_check:
+      return run_case_as<pb::TwoFactorManualOtpCheckRequest,
+                         pb::TwoFactorOtpCheckResponse>(c, http, nats);
+    case call_id::two_factor_push_otp_check:
+      return run_case_as<pb::TwoFactorPushOtpCheckRequest,
+                         pb::TwoFactorOtpCheckResponse>(c, http, nats);
+    case call_id::pre_receive:
+      return run_case_as<pb::PreReceiveRequest, pb::PreReceiveResponse>(c, http, nats);
+    case call_id::post_receive:
+      return run_case_as<pb::PostReceiveRequest, pb::PostReceiveResponse>(c, http,
+                                                                         nats);
+    case call_id::git_audit_event:
+      return run_case_as<pb::GitAuditEventRequest, pb::GitAuditEventResponse>(
+        c, http, nats);
+  }
+  FAIL("no wire types for call " << gatehouse::spec_of(c.call).name);
+}
+
 pb::PostReceiveRequest post_receive(const std::string& branch) {
   pb::PostReceiveRequest r;
   r.set_gl_repository("project-10");
@@ -455,105 +630,28 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
   wait_deciding(http);
   nats_client nats{ns.url()};
 
-  SECTION("/allowed: the access-control conformance cases") {
-    std::vector<allowed_case> cases = {
-      shell_case("reporter clone", "git-upload-pack", 3, 200),
-      shell_case("developer push", "git-receive-pack", 2, 200),
-      shell_case("guest clone", "git-upload-pack", 4, 401),
-      shell_case("non-member clone", "git-upload-pack", 5, 404),
-      shell_case("blocked user", "git-upload-pack", 6, 401),
-      shell_case("read-only deploy key push", "git-receive-pack", 100, 401),
-      shell_case("deploy key clone", "git-upload-pack", 100, 200),
-      shell_case("reporter push", "git-receive-pack", 3, 401),
-      shell_case("unknown key", "git-upload-pack", 999, 404),
-      shell_case("unknown command", "git-frobnicate", 2, 401),
-    };
-    // Gitaly's shape: gl_repository and user_id.
-    allowed_case gitaly;
-    gitaly.what = "Gitaly's check of a developer push";
-    gitaly.http = {{"action", "git-receive-pack"}, {"gl_repository", "project-10"},
-                   {"project", "/repos/@hashed/6b/86/widgets.git"},
-                   {"changes", "_any"}, {"protocol", "ssh"}, {"user_id", "2"},
-                   {"env", "{}"}};
-    gitaly.nats.set_action("git-receive-pack");
-    gitaly.nats.set_gl_repository("project-10");
-    gitaly.nats.set_project("/repos/@hashed/6b/86/widgets.git");
-    gitaly.nats.set_changes("_any");
-    gitaly.nats.set_protocol("ssh");
-    gitaly.nats.set_user_id(2);
-    gitaly.nats.set_env("{}");
-    gitaly.expected_status = 200;
-    cases.push_back(gitaly);
-    auto bad_context = shell_case("malformed gitaly_client_context_bin",
-                                  "git-upload-pack", 3, 400);
-    bad_context.http["gitaly_client_context_bin"] = "not base64!";
-    bad_context.nats.set_gitaly_client_context_bin("not base64!");
-    cases.push_back(bad_context);
-    for (auto& c : cases) {
-      auto h = http.post("allowed", c.http);
-      CHECK(h.status == c.expected_status);
-      check_same<pb::AllowedResponse>(c.what, h, nats.request("allowed", c.nats));
-    }
-    // The denials carry GitLab's own texts.
+  SECTION("the shared conformance table, over both edges") {
+    auto cases = conformance_cases();
+    // Every call of the call table has cases.
+    std::set<gatehouse::call_id> covered;
+    for (auto& c : cases)
+      covered.insert(c.call);
+    CHECK(covered.size() == gatehouse::call_count);
+    for (auto& c : cases)
+      run_case(c, http, nats);
+  }
+
+  SECTION("/allowed: the denials carry GitLab's own texts") {
     auto guest = nats.request("allowed", shell_case("", "git-upload-pack", 4, 0).nats);
     CHECK(error_message(guest.body)
           == "You are not allowed to download code from this project.");
   }
 
-  SECTION("/authorized_keys, /discover, /check") {
-    pb::AuthorizedKeysRequest key;
-    key.set_key(blob_of(ed25519[2]));
-    check_same<pb::AuthorizedKeysResponse>(
-      "known key", http.get("authorized_keys", "key=" + url_encode(key.key())),
-      nats.request("authorized_keys", key));
-    key.set_key(blob_of(unknown_key));
-    auto h = http.get("authorized_keys", "key=" + url_encode(key.key()));
-    CHECK(h.status == 404);
-    check_same<pb::AuthorizedKeysResponse>("unknown key", h,
-                                           nats.request("authorized_keys", key));
-    check_same<pb::AuthorizedKeysResponse>(
-      "no key", http.get("authorized_keys"),
-      nats.request("authorized_keys", pb::AuthorizedKeysRequest{}));
-
-    pb::DiscoverRequest d;
-    d.set_key_id(3);
-    check_same<pb::DiscoverResponse>("discover key 3", http.get("discover", "key_id=3"),
-                                     nats.request("discover", d));
-    d.Clear();
-    d.set_username("alice");
-    check_same<pb::DiscoverResponse>("discover alice",
-                                     http.get("discover", "username=alice"),
-                                     nats.request("discover", d));
-    d.Clear();
-    d.set_identifier("key-100");
-    check_same<pb::DiscoverResponse>("discover a deploy key",
-                                     http.get("discover", "identifier=key-100"),
-                                     nats.request("discover", d));
-    d.Clear();
-    d.set_user_id(4242);
-    auto nobody = http.get("discover", "user_id=4242");
-    CHECK(nobody.j.is_null());
-    check_same<pb::DiscoverResponse>("discover nobody", nobody,
-                                     nats.request("discover", d));
-
-    auto check = http.get("check");
-    CHECK(check.status == 200);
-    check_same<pb::CheckResponse>("check", check,
-                                  nats.request("check", pb::CheckRequest{}));
-  }
-
-  SECTION("the other calls of GitLab Shell and Gitaly") {
+  SECTION("lfs_authenticate: a token differs per call, the rest does not") {
     pb::LfsAuthenticateRequest lfs;
     lfs.set_key_id(2);
-    lfs.set_project("acme/nothing");
-    lfs.set_operation("download");
-    check_same<pb::LfsAuthenticateResponse>(
-      "lfs of an unknown project",
-      http.post("lfs_authenticate",
-                {{"key_id", "2"}, {"project", "acme/nothing"}, {"operation", "download"}}),
-      nats.request("lfs_authenticate", lfs));
-    // A token differs per call; compare status and the stable fields.
     lfs.set_project("acme/widgets");
+    lfs.set_operation("download");
     auto lfs_http = http.post(
       "lfs_authenticate",
       {{"key_id", "2"}, {"project", "acme/widgets"}, {"operation", "download"}});
@@ -563,69 +661,6 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
     auto lfs_j = nats_json<pb::LfsAuthenticateResponse>(lfs_nats.body);
     CHECK(lfs_j["username"] == lfs_http.j["username"]);
     CHECK(lfs_j["repository_http_path"] == lfs_http.j["repository_http_path"]);
-
-    pb::TwoFactorRecoveryCodesRequest codes;
-    codes.set_key_id(2);
-    check_same<pb::TwoFactorRecoveryCodesResponse>(
-      "recovery codes without 2FA",
-      http.post("two_factor_recovery_codes", {{"key_id", "2"}}),
-      nats.request("two_factor_recovery_codes", codes));
-
-    pb::PersonalAccessTokenRequest pat;
-    pat.set_key_id(2);
-    pat.add_scopes("read_api");
-    check_same<pb::PersonalAccessTokenResponse>(
-      "token without a name",
-      http.post("personal_access_token", {{"key_id", "2"}, {"scopes", {"read_api"}}}),
-      nats.request("personal_access_token", pat));
-
-    pb::TwoFactorManualOtpCheckRequest otp;
-    otp.set_key_id(2);
-    otp.set_otp_attempt("123456");
-    check_same<pb::TwoFactorOtpCheckResponse>(
-      "manual otp",
-      http.post("two_factor_manual_otp_check", {{"key_id", "2"}, {"otp_attempt", "123456"}}),
-      nats.request("two_factor_manual_otp_check", otp));
-    pb::TwoFactorPushOtpCheckRequest push_otp;
-    push_otp.set_key_id(2);
-    check_same<pb::TwoFactorOtpCheckResponse>(
-      "push otp", http.post("two_factor_push_otp_check", {{"key_id", "2"}}),
-      nats.request("two_factor_push_otp_check", push_otp));
-
-    pb::GitAuditEventRequest audit;
-    audit.set_action("git-upload-pack");
-    check_same<pb::GitAuditEventResponse>(
-      "audit event with fields missing",
-      http.post("shellhorse/git_audit_event", {{"action", "git-upload-pack"}}),
-      nats.request("shellhorse.git_audit_event", audit));
-    audit.set_protocol("ssh");
-    audit.set_gl_repository("project-10");
-    audit.set_changes("_any");
-    audit.set_key_id(3);
-    json audit_json = {{"action", "git-upload-pack"}, {"protocol", "ssh"},
-                       {"gl_repository", "project-10"}, {"changes", "_any"},
-                       {"key_id", "3"}};
-    check_same<pb::GitAuditEventResponse>(
-      "audit event of a reporter", http.post("shellhorse/git_audit_event", audit_json),
-      nats.request("shellhorse.git_audit_event", audit));
-    audit.set_key_id(5);
-    audit_json["key_id"] = "5";
-    check_same<pb::GitAuditEventResponse>(
-      "audit event of a non-member",
-      http.post("shellhorse/git_audit_event", audit_json),
-      nats.request("shellhorse.git_audit_event", audit));
-
-    check_same<pb::PreReceiveResponse>(
-      "pre_receive without gl_repository", http.post("pre_receive", json::object()),
-      nats.request("pre_receive", pb::PreReceiveRequest{}));
-    pb::PreReceiveRequest pre;
-    pre.set_gl_repository("project-10");
-    check_same<pb::PreReceiveResponse>(
-      "pre_receive", http.post("pre_receive", {{"gl_repository", "project-10"}}),
-      nats.request("pre_receive", pre));
-    check_same<pb::PostReceiveResponse>(
-      "post_receive without fields", http.post("post_receive", json::object()),
-      nats.request("post_receive", pb::PostReceiveRequest{}));
   }
 }
 

@@ -1,0 +1,303 @@
+#include "edges/http/codec.hpp"
+
+#include "messages/errors.hpp"
+
+namespace gatehouse::http {
+
+namespace {
+
+// Collects Grape's "<name> is invalid" texts of one request.
+struct id_reader {
+  const json& params;
+  std::string invalid;
+
+  std::optional<std::int64_t> operator()(const char* name) {
+    return id_param(params, name, invalid);
+  }
+
+  // The request, or the 400 of its invalid ids.
+  template <class T>
+  caf::expected<T> result(T value) const {
+    if (!invalid.empty())
+      return caf::make_error(errc::invalid_params, invalid);
+    return value;
+  }
+};
+
+access::shell_caller caller_of(id_reader& ids) {
+  return {ids("key_id"), ids("user_id")};
+}
+
+json shell_body(const access::shell_answer& a) {
+  if (!a.success)
+    return {{"success", false}, {"message", a.message}};
+  json out = {{"success", true}};
+  if (!a.recovery_codes.empty())
+    out["recovery_codes"] = a.recovery_codes;
+  if (!a.token.empty()) {
+    out["token"] = a.token;
+    out["scopes"] = a.scopes;
+    out["expires_at"] = a.expires_at;
+  }
+  return out;
+}
+
+json denial(const std::string& message) {
+  return {{"status", false}, {"message", message}};
+}
+
+} // namespace
+
+// -- check ------------------------------------------------------------------------
+
+caf::expected<check_query> decode(call_tag<call_id::check>, const json&) {
+  return check_query{};
+}
+
+reply encode(call_tag<call_id::check>, const check_view& view) {
+  return {200,
+          {{"api_version", "v4"},
+           {"gitlab_version", view.gitlab_version},
+           {"gitlab_rev", view.gitlab_rev},
+           {"redis", view.state_store_reachable}}};
+}
+
+// -- allowed ----------------------------------------------------------------------
+
+caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
+                                             const json& params) {
+  id_reader ids{params, {}};
+  access::allowed_params p;
+  p.action = string_param(params, "action").value_or("");
+  p.project = string_param(params, "project");
+  p.gl_repository = string_param(params, "gl_repository");
+  if (auto changes = string_param(params, "changes"))
+    p.changes = *changes;
+  if (auto protocol = string_param(params, "protocol"))
+    p.protocol = *protocol;
+  p.key_id = ids("key_id");
+  p.user_id = ids("user_id");
+  p.username = string_param(params, "username");
+  // Gitaly sends `env` as a JSON string; a form caller may send an object.
+  p.env = string_param(params, "env").value_or("");
+  p.relative_path = string_param(params, "relative_path").value_or("");
+  if (auto options = strings_param(params, "push_options"))
+    p.push_options = *options;
+  p.gitaly_client_context_bin
+    = string_param(params, "gitaly_client_context_bin");
+  return ids.result(std::move(p));
+}
+
+reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {
+  if (o.status != 200 || !o.success)
+    return {o.status, denial(o.message)};
+  auto& s = *o.success;
+  // GitLab compacts the hash: null values are left out.
+  json out = {{"status", true},
+              {"gl_repository", s.gl_repository},
+              {"gl_project_path", s.gl_project_path},
+              {"gl_id", s.gl_id},
+              {"git_config_options", s.git_config_options},
+              {"gl_console_messages", s.gl_console_messages},
+              {"need_audit", false}};
+  if (s.gl_project_id)
+    out["gl_project_id"] = *s.gl_project_id;
+  if (s.gl_root_namespace_id)
+    out["gl_root_namespace_id"] = *s.gl_root_namespace_id;
+  if (s.gl_username)
+    out["gl_username"] = *s.gl_username;
+  if (s.gl_key_type)
+    out["gl_key_type"] = *s.gl_key_type;
+  if (s.gl_key_id)
+    out["gl_key_id"] = *s.gl_key_id;
+  if (s.gitaly) {
+    auto& g = *s.gitaly;
+    out["gitaly"] = {
+      {"repository",
+       {{"storage_name", g.storage_name},
+        {"relative_path", g.relative_path},
+        {"git_object_directory", ""},
+        {"git_alternate_object_directories", json::array()},
+        {"gl_repository", g.gl_repository},
+        {"gl_project_path", g.gl_project_path}}},
+      {"address", g.address},
+      {"token", g.token ? json(*g.token) : json(nullptr)},
+      {"features", json::object()}};
+  }
+  return {200, std::move(out)};
+}
+
+// -- authorized_keys --------------------------------------------------------------
+
+caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
+                                        const json& params) {
+  return access::key_query{string_param(params, "key").value_or("")};
+}
+
+reply encode(call_tag<call_id::authorized_keys>, const access::authorized_key& k) {
+  return {200,
+          {{"id", k.id},
+           {"title", k.title},
+           {"created_at", k.created_at},
+           {"expires_at", k.expires_at ? json(*k.expires_at) : json(nullptr)},
+           {"key", k.key},
+           {"usage_type", k.usage_type}}};
+}
+
+// -- discover ---------------------------------------------------------------------
+
+caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
+                                             const json& params) {
+  id_reader ids{params, {}};
+  access::discover_query q;
+  q.key_id = ids("key_id");
+  q.user_id = ids("user_id");
+  q.username = string_param(params, "username");
+  q.identifier = string_param(params, "identifier");
+  return ids.result(std::move(q));
+}
+
+reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
+  if (!a.user)
+    return {200, json(nullptr)};
+  return {200,
+          {{"id", a.user->id},
+           {"username", a.user->username},
+           {"name", a.user->name}}};
+}
+
+// -- lfs_authenticate -------------------------------------------------------------
+
+caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
+                                        const json& params) {
+  id_reader ids{params, {}};
+  access::lfs_query q;
+  q.caller = caller_of(ids);
+  q.project = string_param(params, "project").value_or("");
+  q.operation = string_param(params, "operation").value_or("");
+  return ids.result(std::move(q));
+}
+
+reply encode(call_tag<call_id::lfs_authenticate>, const access::lfs_answer& a) {
+  if (a.status != 200)
+    return {a.status, {{"message", a.message}}};
+  return {200,
+          {{"username", a.username},
+           {"lfs_token", a.lfs_token},
+           {"repository_http_path", a.repository_http_path},
+           {"expires_in", a.expires_in}}};
+}
+
+// -- two_factor_recovery_codes ----------------------------------------------------
+
+caf::expected<access::recovery_query>
+decode(call_tag<call_id::two_factor_recovery_codes>, const json& params) {
+  id_reader ids{params, {}};
+  access::recovery_query q{caller_of(ids)};
+  return ids.result(std::move(q));
+}
+
+reply encode(call_tag<call_id::two_factor_recovery_codes>,
+             const access::shell_answer& a) {
+  return {200, shell_body(a)};
+}
+
+// -- personal_access_token ---------------------------------------------------------
+
+caf::expected<access::pat_query> decode(call_tag<call_id::personal_access_token>,
+                                        const json& params) {
+  id_reader ids{params, {}};
+  access::pat_query q;
+  q.caller = caller_of(ids);
+  q.name = string_param(params, "name");
+  q.scopes = strings_param(params, "scopes");
+  q.expires_at = string_param(params, "expires_at");
+  return ids.result(std::move(q));
+}
+
+reply encode(call_tag<call_id::personal_access_token>,
+             const access::shell_answer& a) {
+  return {200, shell_body(a)};
+}
+
+// -- OTP checks ---------------------------------------------------------------------
+
+// The community edition declares no parameters for these: nothing to read.
+caf::expected<access::otp_query>
+decode(call_tag<call_id::two_factor_manual_otp_check>, const json&) {
+  return access::otp_query{};
+}
+
+reply encode(call_tag<call_id::two_factor_manual_otp_check>,
+             const access::shell_answer& a) {
+  return {200, shell_body(a)};
+}
+
+caf::expected<access::otp_query>
+decode(call_tag<call_id::two_factor_push_otp_check>, const json&) {
+  return access::otp_query{};
+}
+
+reply encode(call_tag<call_id::two_factor_push_otp_check>,
+             const access::shell_answer& a) {
+  return {200, shell_body(a)};
+}
+
+// -- pre_receive, post_receive -----------------------------------------------------
+
+caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
+                                               const json& params) {
+  push::pre_receive_params p;
+  p.gl_repository = string_param(params, "gl_repository").value_or("");
+  return p;
+}
+
+reply encode(call_tag<call_id::pre_receive>, const push::pre_receive_answer& a) {
+  return {200, {{"reference_counter_increased", a.reference_counter_increased}}};
+}
+
+caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
+                                                const json& params) {
+  push::post_receive_params p;
+  p.gl_repository = string_param(params, "gl_repository").value_or("");
+  p.identifier = string_param(params, "identifier").value_or("");
+  p.changes = string_param(params, "changes").value_or("");
+  // Gitaly sends null when there are none.
+  if (auto options = strings_param(params, "push_options"))
+    p.push_options = *options;
+  return p;
+}
+
+reply encode(call_tag<call_id::post_receive>, const push::post_receive_answer& a) {
+  auto messages = json::array();
+  for (auto& m : a.messages)
+    messages.push_back({{"message", m.message}, {"type", m.type}});
+  return {200,
+          {{"messages", messages},
+           {"reference_counter_decreased", a.reference_counter_decreased}}};
+}
+
+// -- shellhorse/git_audit_event ----------------------------------------------------
+
+caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
+                                          const json& params) {
+  id_reader ids{params, {}};
+  access::audit_query q;
+  q.action = string_param(params, "action");
+  q.protocol = string_param(params, "protocol");
+  q.gl_repository = string_param(params, "gl_repository");
+  q.changes = string_param(params, "changes");
+  q.project = string_param(params, "project");
+  q.key_id = ids("key_id");
+  q.user_id = ids("user_id");
+  q.username = string_param(params, "username");
+  if (auto options = strings_param(params, "push_options"))
+    q.push_options = *options;
+  return ids.result(std::move(q));
+}
+
+reply encode(call_tag<call_id::git_audit_event>, const access::audit_answer& a) {
+  return {a.status, denial(a.message)};
+}
+
+} // namespace gatehouse::http

@@ -1,0 +1,240 @@
+#pragma once
+
+// The access-control calls of GitLab Shell and Gitaly (contract shell-gitaly
+// §2.1–§2.10, §2.13): each call's request as the edges decode it and its
+// answer as the access-control actor gives it. Validation and every GitLab
+// text live in the domain; the edges only map fields. Failures the caller
+// reads as an error (a missing field, the rate limit, a 404 resource) come
+// back as errc plus message instead of an answer.
+
+#include "messages/git.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gatehouse::access {
+
+// -- /allowed -------------------------------------------------------------------
+
+/// The /allowed request (§2.1). Ids arrive as JSON strings or numbers; the
+/// HTTP codec turns them into integers and refuses non-numeric ones.
+struct allowed_params {
+  /// git-upload-pack, git-receive-pack, git-upload-archive; may be empty.
+  std::string action;
+  /// Repository path as typed (e.g. "group/proj.git", "/group/proj.wiki.git").
+  std::optional<std::string> project;
+  /// "project-12", "wiki-12", ...; preferred over `project`.
+  std::optional<std::string> gl_repository;
+  /// "_any" or lines "<old> <new> <ref>".
+  std::string changes = "_any";
+  /// ssh, http or web.
+  std::string protocol = "ssh";
+  std::optional<std::int64_t> key_id;
+  std::optional<std::int64_t> user_id;
+  std::optional<std::string> username;
+  /// Gitaly's quarantine environment (JSON text), relative to the repo.
+  std::string env;
+  /// Gitaly's relative_path (may name a transaction snapshot).
+  std::string relative_path;
+  std::vector<std::string> push_options;
+  /// Base64 of a JSON object (Gitaly's client context); validated by the
+  /// domain, 400 when malformed.
+  std::optional<std::string> gitaly_client_context_bin;
+};
+
+/// The Gitaly part of a success answer.
+struct gitaly_info {
+  std::string storage_name;
+  /// "@hashed/...git"
+  std::string relative_path;
+  std::string gl_repository;
+  std::string gl_project_path;
+  std::string address;
+  /// nullopt serialises as JSON null.
+  std::optional<std::string> token;
+};
+
+/// The success body of /allowed (§2.1), null keys left out by the encoder.
+struct allowed_success {
+  std::string gl_repository;
+  std::string gl_project_path;
+  std::optional<std::int64_t> gl_project_id;
+  std::optional<std::int64_t> gl_root_namespace_id;
+  /// "user-<id>" or "".
+  std::string gl_id;
+  std::optional<std::string> gl_username;
+  /// "key" or "deploy_key".
+  std::optional<std::string> gl_key_type;
+  std::optional<std::int64_t> gl_key_id;
+  std::vector<std::string> git_config_options;
+  /// Present for the three git actions only.
+  std::optional<gitaly_info> gitaly;
+  std::vector<std::string> gl_console_messages;
+};
+
+/// The decision of /allowed.
+struct allowed_outcome {
+  /// 200 success; 401 forbidden class; 404 not-found class; 422; 503.
+  int status = 200;
+  /// The user-facing message of a denial, byte for byte GitLab's.
+  std::string message;
+  std::optional<allowed_success> success;
+  /// Set when the repository was reached through a redirect: the
+  /// "Project '<old>' was moved to '<new>'..." text that /post_receive must
+  /// print, to be kept per (user, project) for 5 minutes.
+  std::optional<std::string> moved_message;
+  std::optional<std::int64_t> moved_user_id;
+  std::optional<std::int64_t> moved_project_id;
+  /// The key to mark used (key actors).
+  std::optional<std::int64_t> used_key_id;
+  /// For the rate limiter: "key-<id>", "user-<id>" or "" (anonymous).
+  std::string actor_identity;
+  /// The resolved project id, if any.
+  std::optional<std::int64_t> project_id;
+};
+
+// -- /shellhorse/git_audit_event --------------------------------------------------
+
+/// The git audit event (§2.13): an access check of the operation. The
+/// domain checks the required fields (`action`, `protocol`, `gl_repository`,
+/// `changes`) in GitLab's order.
+struct audit_query {
+  std::optional<std::string> action;
+  std::optional<std::string> protocol;
+  std::optional<std::string> gl_repository;
+  std::optional<std::string> changes;
+  std::optional<std::string> project;
+  std::optional<std::int64_t> key_id;
+  std::optional<std::int64_t> user_id;
+  std::optional<std::string> username;
+  std::vector<std::string> push_options;
+};
+
+/// The audit answer: always {"status":false,"message":…}, with `status` as
+/// the HTTP status (200 when no audit event is needed, a denial's status
+/// otherwise).
+struct audit_answer {
+  int status = 200;
+  std::string message;
+};
+
+// -- /authorized_keys -------------------------------------------------------------
+
+/// An /authorized_keys lookup by the key's base64 blob.
+struct key_query {
+  std::string key;
+};
+
+/// The SSHKey entity GitLab answers (§2.2). An unknown key is errc::not_found
+/// "Key".
+struct authorized_key {
+  std::int64_t id = 0;
+  std::string title;
+  /// ISO-8601, e.g. "2026-01-01T00:00:00.000Z".
+  std::string created_at;
+  std::optional<std::string> expires_at;
+  /// "<type> <blob> <user name> (<gitlab host>)": the comment replaced so
+  /// that no email address leaks.
+  std::string key;
+  std::string usage_type;
+};
+
+// -- /discover ----------------------------------------------------------------------
+
+/// A /discover query; exactly the identifiers the caller sent.
+struct discover_query {
+  std::optional<std::int64_t> key_id;
+  std::optional<std::int64_t> user_id;
+  std::optional<std::string> username;
+  /// Rails' identifier: "key-<n>" or "user-<n>", used for the ids not given.
+  std::optional<std::string> identifier;
+};
+
+struct discovered_user {
+  std::int64_t id = 0;
+  std::string username;
+  std::string name;
+};
+
+/// The answer of /discover: nullopt is `null`.
+struct discover_answer {
+  std::optional<discovered_user> user;
+};
+
+// -- 2FA recovery codes, personal access tokens, OTP, LFS ------------------------
+
+/// The caller's identity as GitLab Shell sends it to the 2FA, PAT and LFS
+/// calls.
+struct shell_caller {
+  std::optional<std::int64_t> key_id;
+  std::optional<std::int64_t> user_id;
+};
+
+/// A /two_factor_recovery_codes request.
+struct recovery_query {
+  shell_caller caller;
+};
+
+/// A /personal_access_token request.
+struct pat_query {
+  shell_caller caller;
+  std::optional<std::string> name;
+  std::optional<std::vector<std::string>> scopes;
+  std::optional<std::string> expires_at;
+};
+
+/// Either OTP check (/two_factor_manual_otp_check, /two_factor_push_otp_check).
+struct otp_query {
+  shell_caller caller;
+};
+
+/// The {"success":…} answers of the 2FA, OTP and token calls (always 200).
+struct shell_answer {
+  bool success = false;
+  std::string message;
+  std::vector<std::string> recovery_codes;
+  std::string token;
+  std::vector<std::string> scopes;
+  std::string expires_at;
+};
+
+/// A /lfs_authenticate request.
+struct lfs_query {
+  shell_caller caller;
+  std::string project;
+  std::string operation;
+};
+
+/// The answer of /lfs_authenticate; a status other than 200 answers
+/// {"message": message}.
+struct lfs_answer {
+  int status = 200;
+  std::string message;
+  std::string username;
+  std::string lfs_token;
+  std::string repository_http_path;
+  std::int64_t expires_in = 7200;
+};
+
+} // namespace gatehouse::access
+
+// Local messages between the edges and the access-control actor, never
+// serialized.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::allowed_params)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::allowed_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::audit_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::audit_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::key_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::authorized_key)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::discover_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::discover_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::recovery_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::pat_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::otp_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::shell_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_answer)

@@ -1,0 +1,157 @@
+#pragma once
+
+// The call table: every internal call Gatehouse answers, declared once. Both
+// edges read it: the HTTP edge registers METHOD PATH with the call's caller
+// rule, the NATS edge subscribes to gatehouse.internal.v1.<name>; each
+// decodes the call's request type, asks the domain actor that owns it, and
+// encodes its answer type. Adding a call is one row here, one handler in
+// its domain actor, and one field mapping per edge (README "Adding a call").
+
+#include "messages/access.hpp"
+#include "messages/interfaces.hpp"
+#include "messages/push.hpp"
+#include "messages/types.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace gatehouse {
+
+/// Who must have signed a call (contract other-callers §1.1).
+enum class caller_rule : std::uint8_t {
+  /// Nobody: health and metrics.
+  none,
+  shell,
+  workhorse,
+  kas,
+  pages,
+  /// Shell when its header is present, otherwise Workhorse, which must also
+  /// send the Gitlab-Workhorse header (GitLab's
+  /// authenticate_by_gitlab_shell_or_workhorse_token!).
+  shell_or_workhorse,
+};
+
+/// The domain actor that owns a call.
+enum class domain : std::uint8_t { status, access, push };
+
+/// The domain actors, as the edges hold them.
+struct domain_actors {
+  system_status_actor status;
+  access_control_actor access;
+  push_processing_actor push;
+};
+
+// X(id, name, method, path, caller rule, domain, request, answer,
+//   changes_state)
+// - name: the NATS subject suffix and the metrics label: the HTTP path after
+//   /api/v4/internal/ with '/' replaced by '.';
+// - changes_state: retries are guarded in PostgreSQL, not only in memory.
+#define GATEHOUSE_CALLS(X)                                                    \
+  X(check, "check", "GET", "/api/v4/internal/check", shell, status,          \
+    check_query, check_view, false)                                          \
+  X(allowed, "allowed", "POST", "/api/v4/internal/allowed", shell, access,   \
+    access::allowed_params, access::allowed_outcome, false)                  \
+  X(authorized_keys, "authorized_keys", "GET",                               \
+    "/api/v4/internal/authorized_keys", shell, access, access::key_query,    \
+    access::authorized_key, false)                                           \
+  X(discover, "discover", "GET", "/api/v4/internal/discover", shell, access, \
+    access::discover_query, access::discover_answer, false)                  \
+  X(lfs_authenticate, "lfs_authenticate", "POST",                            \
+    "/api/v4/internal/lfs_authenticate", shell, access, access::lfs_query,   \
+    access::lfs_answer, false)                                               \
+  X(two_factor_recovery_codes, "two_factor_recovery_codes", "POST",          \
+    "/api/v4/internal/two_factor_recovery_codes", shell, access,             \
+    access::recovery_query, access::shell_answer, false)                     \
+  X(personal_access_token, "personal_access_token", "POST",                  \
+    "/api/v4/internal/personal_access_token", shell, access,                 \
+    access::pat_query, access::shell_answer, false)                          \
+  X(two_factor_manual_otp_check, "two_factor_manual_otp_check", "POST",      \
+    "/api/v4/internal/two_factor_manual_otp_check", shell, access,           \
+    access::otp_query, access::shell_answer, false)                          \
+  X(two_factor_push_otp_check, "two_factor_push_otp_check", "POST",          \
+    "/api/v4/internal/two_factor_push_otp_check", shell, access,             \
+    access::otp_query, access::shell_answer, false)                          \
+  X(pre_receive, "pre_receive", "POST", "/api/v4/internal/pre_receive",      \
+    shell, push, push::pre_receive_params, push::pre_receive_answer, true)   \
+  X(post_receive, "post_receive", "POST", "/api/v4/internal/post_receive",   \
+    shell, push, push::post_receive_params, push::post_receive_answer, true) \
+  X(git_audit_event, "shellhorse.git_audit_event", "POST",                   \
+    "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse,       \
+    access, access::audit_query, access::audit_answer, false)
+
+/// Every call, in the table's order.
+enum class call_id : std::uint8_t {
+#define GATEHOUSE_CALL_ID(id, ...) id,
+  GATEHOUSE_CALLS(GATEHOUSE_CALL_ID)
+#undef GATEHOUSE_CALL_ID
+};
+
+/// One row of the call table, at run time.
+struct call_spec {
+  call_id id;
+  const char* name;
+  const char* method;
+  const char* path;
+  caller_rule auth;
+  domain owner;
+  bool changes_state;
+};
+
+/// The rows of the call table, in order.
+inline constexpr call_spec call_table[] = {
+#define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,   \
+                            changes)                                          \
+  {call_id::id, name,           method, path, caller_rule::auth,             \
+   domain::owner, changes},
+  GATEHOUSE_CALLS(GATEHOUSE_CALL_SPEC)
+#undef GATEHOUSE_CALL_SPEC
+};
+
+inline constexpr std::size_t call_count
+  = sizeof(call_table) / sizeof(call_table[0]);
+
+/// The row of `id`.
+constexpr const call_spec& spec_of(call_id id) {
+  return call_table[static_cast<std::size_t>(id)];
+}
+
+/// A call as a type, for code generated per call.
+template <call_id Id>
+using call_tag = std::integral_constant<call_id, Id>;
+
+/// The C++ types of a call: its request, its answer, and the actor that
+/// answers it.
+template <call_id Id>
+struct call_types;
+
+#define GATEHOUSE_CALL_TYPES(id, name, method, path, auth, owner, req, ans,  \
+                             changes)                                         \
+  template <>                                                                 \
+  struct call_types<call_id::id> {                                            \
+    using request = req;                                                      \
+    using answer = ans;                                                       \
+    static auto actor(const domain_actors& d) {                               \
+      return d.owner;                                                         \
+    }                                                                         \
+  };
+GATEHOUSE_CALLS(GATEHOUSE_CALL_TYPES)
+#undef GATEHOUSE_CALL_TYPES
+
+/// Calls `f(call_tag<id>{})` for every call, in the table's order.
+template <class F>
+void for_each_call(F&& f) {
+#define GATEHOUSE_CALL_VISIT(id, ...) f(call_tag<call_id::id>{});
+  GATEHOUSE_CALLS(GATEHOUSE_CALL_VISIT)
+#undef GATEHOUSE_CALL_VISIT
+}
+
+/// Whether a request type carries the caller's Gatehouse-Request-Id.
+template <class T, class = void>
+struct has_request_id : std::false_type {};
+
+template <class T>
+struct has_request_id<T, std::void_t<decltype(std::declval<T&>().request_id)>>
+  : std::true_type {};
+
+} // namespace gatehouse

@@ -1,0 +1,126 @@
+#pragma once
+
+// What the domain actors ask the git actors, and what git answers: the
+// questions of an access decision (force pushes, protected-branch basis,
+// empty repository) and the commits of pushed refs for push events. Local
+// messages between actors of one process, never serialized: the
+// whitelisting below keeps the structs free of CAF.
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gatehouse::access {
+
+/// One parsed line of `changes`.
+struct ref_change {
+  std::string oldrev;
+  std::string newrev;
+  /// Full ref name, e.g. "refs/heads/main".
+  std::string ref;
+};
+
+/// Where the repository's objects can be read, when its storage has a local
+/// path: the repository directory and Gitaly's quarantine directories
+/// (absolute), so that objects of a push still in quarantine are visible.
+struct repo_location {
+  std::string repo_dir;
+  /// GIT_OBJECT_DIRECTORY for git, or empty.
+  std::string object_directory;
+  /// GIT_ALTERNATE_OBJECT_DIRECTORIES entries (absolute).
+  std::vector<std::string> alternate_object_directories;
+};
+
+/// What the decision needs from git, asked before deciding.
+struct git_questions {
+  /// nullopt when the storage has no local path: questions cannot be asked.
+  std::optional<repo_location> location;
+  /// Is `first` an ancestor of `second`? (force-push detection on protected
+  /// branches; old, new)
+  std::set<std::pair<std::string, std::string>> ancestry;
+  /// Which branches (short names, e.g. "main") contain this commit?
+  /// (creating a protected branch from an existing protected one)
+  std::set<std::string> branches_containing;
+  /// Does the repository have no branches at all (empty repository)?
+  bool ask_empty = false;
+
+  bool empty() const {
+    return ancestry.empty() && branches_containing.empty() && !ask_empty;
+  }
+};
+
+/// Answers to git_questions. A missing answer means git could not tell
+/// (no local path, an error, a timeout).
+struct git_facts {
+  std::map<std::pair<std::string, std::string>, bool> is_ancestor;
+  std::map<std::string, std::vector<std::string>> branches_containing;
+  std::optional<bool> repository_empty;
+  /// Why answers are missing, for the refusal message.
+  std::string unavailable_reason;
+};
+
+} // namespace gatehouse::access
+
+namespace gatehouse::push {
+
+/// One commit as GitLab's webhook payload lists it.
+struct commit {
+  std::string id;
+  std::string message;
+  std::string title;
+  /// ISO-8601 with offset, e.g. "2026-01-01T10:00:00+00:00".
+  std::string timestamp;
+  std::string author_name;
+  std::string author_email;
+  std::vector<std::string> added;
+  std::vector<std::string> modified;
+  std::vector<std::string> removed;
+};
+
+/// What git knows about one pushed ref.
+struct ref_commits {
+  /// The newest `limit` new commits, oldest first (GitLab's order). Tags:
+  /// the tagged commit alone (GitLab's Git::TagHooksService).
+  std::vector<commit> commits;
+  /// How many new commits the push brought in all (tags: 1, or 0 for a tag
+  /// of a tree or blob).
+  std::size_t total = 0;
+  /// Tags: the commit the tag points to (peeled; nullopt for a tree or
+  /// blob) and the message as Gitaly gives it: an annotated tag's raw
+  /// message, "" for a lightweight tag.
+  std::optional<std::string> tag_target;
+  std::optional<std::string> tag_message;
+};
+
+/// What the events need from git, asked before building them.
+struct commit_questions {
+  /// nullopt when the storage has no local path.
+  std::optional<access::repo_location> location;
+  std::vector<access::ref_change> changes;
+  /// The project's default branch: new branches list the commits not on it,
+  /// as GitLab does.
+  std::string default_branch;
+  std::size_t limit = 20;
+};
+
+/// Answers to commit_questions, by full ref name.
+struct commit_facts {
+  std::map<std::string, ref_commits> by_ref;
+  /// False when git could not be asked (no local path, an error): events
+  /// then carry no commits and the header Gatehouse-Commits: unavailable.
+  bool available = false;
+  std::string unavailable_reason;
+};
+
+} // namespace gatehouse::push
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::git_questions)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::git_facts)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::push::commit_questions)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::push::commit_facts)

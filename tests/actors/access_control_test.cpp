@@ -1,0 +1,313 @@
+// The access-control actor, deterministic: CAF's test coordinator and an
+// injected clock, typed mocks of its peers. What is tested here is the
+// actor's own part: validation and GitLab's texts, the rate limit, writes
+// off the answer's path, git that does not answer. The decision itself is
+// tested as pure functions in tests/access.
+
+#include "actors/access/access_control.hpp"
+#include "tests/access/world.hpp"
+#include "tests/actors/peers.hpp"
+#include "tests/support/deterministic.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+
+using namespace gatehouse;
+using namespace gatehouse::test;
+using namespace std::chrono_literals;
+using access::test::world;
+
+namespace {
+
+constexpr std::int64_t dev = 3;
+constexpr std::int64_t outsider = 6;
+
+const std::string rate_text
+  = "This endpoint has been requested too many times. Try again later.";
+
+// acme/widgets (10, private): dev is a developer, outsider nobody; key
+// 100 + id belongs to user id.
+world small_world() {
+  world w;
+  w.ns(5, "acme");
+  w.project(10, 5, "widgets");
+  w.user(dev, "dev");
+  w.user(outsider, "outsider");
+  w.key(100 + dev, dev);
+  w.key(100 + outsider, outsider);
+  w.member(dev, 10, 30);
+  w.s.settings.gitlab_shell_operation_limit = 0;
+  return w;
+}
+
+struct access_fixture : deterministic {
+  loader_script loader_script_;
+  git_script git;
+  access_store_script store;
+  unix_time clock = access::test::now;
+  access_control_actor actor;
+
+  void start(const world& w, bool loaded = true) {
+    if (loaded)
+      loader_script_.snap = std::make_shared<snapshot>(w.s);
+    auto loader = spawn(mock_loader, &loader_script_);
+    auto git_actor_ = spawn(mock_git, &git);
+    auto store_actor = spawn(mock_access_store, &store);
+    access_control_settings settings;
+    settings.git_timeout = 1s;
+    settings.store_timeout = 1s;
+    settings.now = [this] { return clock; };
+    actor = spawn(access_control, settings, loader,
+                        std::vector<git_actor>{git_actor_}, store_actor);
+    run();
+  }
+
+  caf::expected<access::allowed_outcome> allowed(access::allowed_params p) {
+    return ask<access::allowed_outcome>(actor, std::move(p));
+  }
+};
+
+access::allowed_params clone_by(std::int64_t user) {
+  return access::test::by_key(100 + user, "acme/widgets");
+}
+
+void require_error(const caf::error& err, errc code, const std::string& text) {
+  CHECK(classify(err) == code);
+  CHECK(error_detail(err) == text);
+}
+
+} // namespace
+
+TEST_CASE_METHOD(access_fixture,
+                 "the rate limit counts per minute of the actor's clock",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  w.s.settings.gitlab_shell_operation_limit = 2;
+  start(w);
+  clock = 60 * 1000; // the start of a minute
+  CHECK(allowed(clone_by(dev))->status == 200);
+  clock += 59;
+  CHECK(allowed(clone_by(dev))->status == 200);
+  auto limited = allowed(clone_by(dev));
+  REQUIRE_FALSE(limited);
+  require_error(limited.error(), errc::rate_limited, rate_text);
+  // Another caller has a scope of its own.
+  CHECK(allowed(clone_by(outsider))->status == 404);
+  clock += 1; // the next minute
+  CHECK(allowed(clone_by(dev))->status == 200);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "a malformed Gitaly client context is refused with GitLab's "
+                 "reason, even before the read model is loaded",
+                 "[actor][access_control]") {
+  start(small_world(), false);
+  auto p = clone_by(dev);
+  p.gitaly_client_context_bin = "not base64!";
+  auto refused = allowed(p);
+  REQUIRE_FALSE(refused);
+  require_error(refused.error(), errc::bad_request,
+                "malformed gitaly_client_context_bin");
+  p.gitaly_client_context_bin = "WzFd"; // base64 of [1]
+  refused = allowed(p);
+  REQUIRE_FALSE(refused);
+  require_error(refused.error(), errc::bad_request,
+                "Decoded gitaly_client_context_bin is not a valid JSON object");
+  p.gitaly_client_context_bin = "e30="; // {}
+  auto unloaded = allowed(p);
+  REQUIRE_FALSE(unloaded);
+  CHECK(classify(unloaded.error()) == errc::unavailable);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "the git audit event checks GitLab's required fields, the "
+                 "action, then access",
+                 "[actor][access_control]") {
+  start(small_world());
+  access::audit_query q;
+  auto missing = ask<access::audit_answer>(actor, q);
+  REQUIRE_FALSE(missing);
+  require_error(missing.error(), errc::invalid_params,
+                "action is missing, protocol is missing, gl_repository is "
+                "missing, changes is missing");
+  q.action = "git-upload-pack";
+  q.protocol = "ssh";
+  missing = ask<access::audit_answer>(actor, q);
+  REQUIRE_FALSE(missing);
+  require_error(missing.error(), errc::invalid_params,
+                "gl_repository is missing, changes is missing");
+  q.gl_repository = "project-10";
+  q.changes = "_any";
+  q.action = "git-frobnicate";
+  auto bad_action = ask<access::audit_answer>(actor, q);
+  REQUIRE(bad_action);
+  CHECK(bad_action->status == 400);
+  CHECK(bad_action->message == "No valid action specified");
+  q.action = "git-upload-pack";
+  q.key_id = 100 + dev;
+  auto fine = ask<access::audit_answer>(actor, q);
+  REQUIRE(fine);
+  CHECK(fine->status == 200);
+  CHECK(fine->message == "No git audit event needed");
+  q.key_id = 100 + outsider;
+  auto denied = ask<access::audit_answer>(actor, q);
+  REQUIRE(denied);
+  CHECK(denied->status == 404);
+  CHECK(denied->message
+        == "The project you were looking for could not be found or you don't "
+           "have permission to view it.");
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "authorized_keys needs a key and answers 404 Key for an "
+                 "unknown one",
+                 "[actor][access_control]") {
+  start(small_world());
+  auto missing = ask<access::authorized_key>(actor, access::key_query{});
+  REQUIRE_FALSE(missing);
+  require_error(missing.error(), errc::invalid_params, "key is missing");
+  auto unknown
+    = ask<access::authorized_key>(actor, access::key_query{"AAAAC3NzaC1lZDI1NTE5"});
+  REQUIRE_FALSE(unknown);
+  require_error(unknown.error(), errc::not_found, "Key");
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "discover reads Rails' identifier for the ids not given",
+                 "[actor][access_control]") {
+  start(small_world());
+  access::discover_query q;
+  q.identifier = "user-3";
+  auto found = ask<access::discover_answer>(actor, q);
+  REQUIRE(found);
+  REQUIRE(found->user);
+  CHECK(found->user->username == "dev");
+  q.identifier = "key-" + std::to_string(100 + outsider);
+  found = ask<access::discover_answer>(actor, q);
+  REQUIRE(found->user);
+  CHECK(found->user->username == "outsider");
+  // Explicit ids win over the identifier.
+  q.key_id = 100 + dev;
+  found = ask<access::discover_answer>(actor, q);
+  CHECK(found->user->username == "dev");
+  q = {};
+  q.identifier = "key-12abc";
+  found = ask<access::discover_answer>(actor, q);
+  REQUIRE(found);
+  CHECK_FALSE(found->user);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "the OTP checks answer the community edition's text",
+                 "[actor][access_control]") {
+  start(small_world());
+  auto answer = ask<access::shell_answer>(actor, access::otp_query{});
+  REQUIRE(answer);
+  CHECK_FALSE(answer->success);
+  CHECK(answer->message == "Feature is not available");
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "recovery codes and tokens refuse a user_id without a key, "
+                 "as the newest Rails does",
+                 "[actor][access_control]") {
+  start(small_world());
+  access::recovery_query codes;
+  codes.caller.user_id = dev;
+  CHECK(ask<access::shell_answer>(actor, codes)->message
+        == "Could not find the given key");
+  codes.caller.user_id = 4242;
+  CHECK(ask<access::shell_answer>(actor, codes)->message
+        == "Could not find the given user");
+  codes.caller = {};
+  CHECK(ask<access::shell_answer>(actor, codes)->message
+        == "Could not find the given key");
+  access::pat_query pat;
+  pat.caller.user_id = dev;
+  pat.name = "ci";
+  pat.scopes = std::vector<std::string>{"read_api"};
+  CHECK(ask<access::shell_answer>(actor, pat)->message
+        == "Could not find the given key");
+  // An unknown key beside a user id: the user could not be resolved.
+  pat.caller.key_id = 999;
+  CHECK(ask<access::shell_answer>(actor, pat)->message
+        == "Could not find the given user");
+  CHECK(store.pats.empty());
+  pat.caller = {100 + dev, std::nullopt};
+  auto created = ask<access::shell_answer>(actor, pat);
+  REQUIRE(created);
+  CHECK(created->success);
+  CHECK(created->token == "glpat-test");
+  REQUIRE(store.pats.size() == 1);
+  CHECK(store.pats[0].user_id == dev);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "a store failure answers its class, not PostgreSQL's text",
+                 "[actor][access_control]") {
+  start(small_world());
+  store.fail = errc::bad_request;
+  access::pat_query pat;
+  pat.caller.key_id = 100 + dev;
+  pat.name = "ci";
+  pat.scopes = std::vector<std::string>{"read_api"};
+  auto failed = ask<access::shell_answer>(actor, pat);
+  REQUIRE_FALSE(failed);
+  CHECK(classify(failed.error()) == errc::bad_request);
+  CHECK(error_detail(failed.error()).empty());
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "a key's last use is written once a day of the actor's clock",
+                 "[actor][access_control]") {
+  start(small_world());
+  clock = 86400 * 20000 + 10;
+  CHECK(allowed(clone_by(dev))->status == 200);
+  CHECK(allowed(clone_by(dev))->status == 200);
+  CHECK(store.touched == std::vector<std::int64_t>{100 + dev});
+  clock += 86400;
+  CHECK(allowed(clone_by(dev))->status == 200);
+  CHECK(store.touched.size() == 2);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "git that never answers ends in a refusal after the git "
+                 "timeout, with the reason",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  w.protect_branch(10, "main", 30, 30);
+  start(w);
+  git.silent = true;
+  using access::test::A;
+  using access::test::B;
+  auto p = access::test::hook(dev, 10, access::test::change(A, B, "refs/heads/main"));
+  auto handle = self->request(actor, caf::infinite, p);
+  run();
+  CHECK(git.inspected == 1);
+  CHECK(self->mailbox().empty());
+  advance(1s);
+  REQUIRE_FALSE(self->mailbox().empty());
+  handle.receive(
+    [](access::allowed_outcome& o) {
+      CHECK(o.status == 401);
+      CHECK_THAT(o.message, Catch::Contains("git could not answer"));
+    },
+    [](caf::error& err) { FAIL(render(err)); });
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "a redirected path keeps the moved message before answering",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  w.redirect("acme/old-widgets", 10);
+  start(w);
+  auto p = access::test::by_key(100 + dev, "acme/old-widgets");
+  auto outcome = allowed(p);
+  REQUIRE(outcome);
+  CHECK(outcome->status == 200);
+  REQUIRE(store.moved.size() == 1);
+  CHECK(std::get<0>(store.moved[0]) == dev);
+  CHECK(std::get<1>(store.moved[0]) == 10);
+  CHECK_THAT(std::get<2>(store.moved[0]), Catch::Contains("acme/widgets"));
+}
