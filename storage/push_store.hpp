@@ -6,7 +6,7 @@
 // to the relay (edges/nats/outbox_relay.hpp).
 
 #include "messages/interfaces.hpp"
-#include "storage/database.hpp"
+#include "storage/pg_session.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -27,8 +27,8 @@ struct push_store_state {
   static inline constexpr const char* name = "push-store";
   push_store_settings settings;
   /// Opened lazily and dropped on a connection failure, so the next request
-  /// reconnects. shared_ptr so that spawning code needs no libpqxx headers.
-  std::shared_ptr<pqxx::connection> conn;
+  /// reconnects.
+  pg_session session;
   /// pre_receive calls since expired counters were last purged.
   std::uint32_t since_purge = 0;
 };
