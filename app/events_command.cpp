@@ -77,7 +77,7 @@ std::string render_message(natsMsg* msg) {
   ordered_json line = ordered_json::object();
   line["subject"] = natsMsg_GetSubject(msg);
   nats::msg_metadata_ptr meta;
-  if (natsMsg_GetMetaData(nats::out(meta), msg) == NATS_OK && meta) {
+  if (nats::create(meta, natsMsg_GetMetaData, msg) == NATS_OK && meta) {
     line["sequence"] = meta->Sequence.Stream;
   } else {
     line["sequence"] = nullptr;
@@ -114,7 +114,7 @@ int tail(const config& cfg, const tail_options& opt) {
               << nats::status_text(s, jerr) << '\n';
     rc = 1;
   };
-  natsStatus s = natsOptions_Create(nats::out(opts));
+  natsStatus s = nats::create(opts, natsOptions_Create);
   if (s == NATS_OK)
     s = natsOptions_SetURL(opts.get(), cfg.nats_url.c_str());
   if (s == NATS_OK)
@@ -130,10 +130,10 @@ int tail(const config& cfg, const tail_options& opt) {
                                cfg.nats_nkey_seed_file, auth_error)) {
     std::cerr << "gatehouse: " << auth_error << '\n';
     rc = 2;
-  } else if ((s = natsConnection_Connect(nats::out(nc), opts.get()))
+  } else if ((s = nats::create(nc, natsConnection_Connect, opts.get()))
              != NATS_OK) {
     fail("connecting to " + nats::redact_url(cfg.nats_url), s);
-  } else if ((s = natsConnection_JetStream(nats::out(js), nc.get(), nullptr))
+  } else if ((s = nats::create(js, natsConnection_JetStream, nc.get(), nullptr))
              != NATS_OK) {
     fail("JetStream", s);
   } else {
@@ -145,8 +145,8 @@ int tail(const config& cfg, const tail_options& opt) {
     bool told = false;
     for (;;) {
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      s = js_SubscribeSync(nats::out(sub), js.get(), opt.subject.c_str(),
-                           nullptr, &so, &jerr);
+      s = nats::create(sub, js_SubscribeSync, js.get(), opt.subject.c_str(),
+                       nullptr, &so, &jerr);
       if (s == NATS_OK)
         break;
       if (stop_requested)
@@ -173,7 +173,7 @@ int tail(const config& cfg, const tail_options& opt) {
               << std::flush;
     while (!stop_requested) {
       nats::msg_ptr msg;
-      s = natsSubscription_NextMsg(nats::out(msg), sub.get(), 250);
+      s = nats::create(msg, natsSubscription_NextMsg, sub.get(), 250);
       if (s == NATS_TIMEOUT)
         continue;
       if (s != NATS_OK) {

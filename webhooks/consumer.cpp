@@ -28,7 +28,7 @@ constexpr milliseconds fetch_wait{1000};
 constexpr milliseconds max_retry_wait{5000};
 constexpr auto consumer_check_interval = std::chrono::seconds(30);
 
-using nats::out;
+using nats::create;
 using nats::status_text;
 
 int64_t to_ns(milliseconds d) {
@@ -210,7 +210,7 @@ private:
       error = std::string{what} + ": " + status_text(st);
       return false;
     };
-    if (!check(natsOptions_Create(out(opts_)), "nats options")
+    if (!check(create(opts_, natsOptions_Create), "nats options")
         || !check(natsOptions_SetURL(opts_.get(), settings_.nats_url.c_str()),
                   "GATEHOUSE_NATS_URL")
         || !check(natsOptions_SetName(opts_.get(), "gatehouse-webhooks"), "nats name")
@@ -231,7 +231,7 @@ private:
     if (!nats::apply_auth(opts_.get(), settings_.nats_creds_file,
                           settings_.nats_nkey_seed_file, error))
       return false;
-    natsStatus s = natsConnection_Connect(out(nc_), opts_.get());
+    natsStatus s = create(nc_, natsConnection_Connect, opts_.get());
     if (s == NATS_OK) {
       log::info("webhooks: nats connected");
     } else if (s == NATS_NOT_YET_CONNECTED
@@ -257,7 +257,7 @@ private:
       jsOptions jo;
       jsOptions_Init(&jo);
       jo.Wait = 5000;
-      natsStatus s = natsConnection_JetStream(out(js_), nc_.get(), &jo);
+      natsStatus s = create(js_, natsConnection_JetStream, nc_.get(), &jo);
       if (s != NATS_OK) {
         js_.reset();
         error = "jetstream: " + status_text(s);
@@ -265,8 +265,8 @@ private:
       }
     }
     nats::stream_info_ptr si;
-    natsStatus s = js_GetStreamInfo(out(si), js_.get(), settings_.stream.c_str(),
-                                    nullptr, &jerr);
+    natsStatus s = create(si, js_GetStreamInfo, js_.get(),
+                          settings_.stream.c_str(), nullptr, &jerr);
     if (s != NATS_OK) {
       if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
         error = "stream " + settings_.stream + ": " + status_text(s, jerr);
@@ -286,14 +286,14 @@ private:
     cc.FilterSubject = settings_.stream_subjects.c_str();
     cc.Replicas = settings_.replicas;
     nats::consumer_info_ptr ci;
-    s = js_AddConsumer(out(ci), js_.get(), settings_.stream.c_str(), &cc,
-                       nullptr, &jerr);
+    s = create(ci, js_AddConsumer, js_.get(), settings_.stream.c_str(), &cc,
+               nullptr, &jerr);
     if (s != NATS_OK) {
       // It exists with another configuration (e.g. another AckWait).
       auto add_error = status_text(s, jerr);
       jerr = static_cast<jsErrCode>(0);
-      s = js_UpdateConsumer(out(ci), js_.get(), settings_.stream.c_str(), &cc,
-                            nullptr, &jerr);
+      s = create(ci, js_UpdateConsumer, js_.get(), settings_.stream.c_str(),
+                 &cc, nullptr, &jerr);
       if (s != NATS_OK) {
         if (!consumer_exists(error)) {
           error = "consumer " + settings_.durable + ": " + add_error;
@@ -308,8 +308,9 @@ private:
     so.Stream = settings_.stream.c_str();
     so.Consumer = settings_.durable.c_str();
     jerr = static_cast<jsErrCode>(0);
-    s = js_PullSubscribe(out(sub_), js_.get(), settings_.stream_subjects.c_str(),
-                         settings_.durable.c_str(), nullptr, &so, &jerr);
+    s = create(sub_, js_PullSubscribe, js_.get(),
+               settings_.stream_subjects.c_str(), settings_.durable.c_str(),
+               nullptr, &so, &jerr);
     if (s != NATS_OK) {
       sub_.reset();
       error = "subscribe: " + status_text(s, jerr);
@@ -338,8 +339,9 @@ private:
       return false;
     nats::consumer_info_ptr ci;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetConsumerInfo(out(ci), js_.get(), settings_.stream.c_str(),
-                                      settings_.durable.c_str(), nullptr, &jerr);
+    natsStatus s
+      = create(ci, js_GetConsumerInfo, js_.get(), settings_.stream.c_str(),
+               settings_.durable.c_str(), nullptr, &jerr);
     if (s == NATS_OK)
       return true;
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr

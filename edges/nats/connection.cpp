@@ -200,7 +200,7 @@ bool connection::ensure_stream(std::string& error) {
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 5000;
-  natsStatus s = natsConnection_JetStream(out(js), conn_.load(), &jo);
+  natsStatus s = create(js, natsConnection_JetStream, conn_.load(), &jo);
   if (s != NATS_OK) {
     error = status_text(s);
     return false;

@@ -5,11 +5,12 @@
 // error path leaks or double-frees one.
 //
 //   nats::msg_ptr msg;
-//   natsStatus s = natsMsg_Create(nats::out(msg), subject, nullptr, data, n);
+//   auto s = nats::create(msg, natsMsg_Create, subject, nullptr, data, n);
 
 #include <nats/nats.h>
 
 #include <memory>
+#include <utility>
 
 namespace gatehouse::nats {
 
@@ -59,35 +60,16 @@ using msg_metadata_ptr
   = std::unique_ptr<jsMsgMetaData,
                     detail::destroyer<jsMsgMetaData, jsMsgMetaData_Destroy>>;
 
-/// The `T**` out-parameter of a nats.c function that creates an object,
-/// landing in a handle at the end of the full expression (replacing what
-/// the handle held).
-template <class Handle>
-class out_param {
-public:
-  explicit out_param(Handle& target) : target_(target) {
-    // nop
-  }
-
-  ~out_param() {
-    target_.reset(raw_);
-  }
-
-  out_param(const out_param&) = delete;
-  out_param& operator=(const out_param&) = delete;
-
-  operator typename Handle::pointer*() noexcept {
-    return &raw_;
-  }
-
-private:
-  Handle& target_;
-  typename Handle::pointer raw_ = nullptr;
-};
-
-template <class Handle>
-out_param<Handle> out(Handle& target) {
-  return out_param<Handle>{target};
+/// Calls `make(&raw, args...)`, a nats.c function that creates an object,
+/// and hands the object to `target` (replacing what it held) before
+/// returning make's status, so that `target` is usable in the same
+/// expression: `if (create(msg, natsMsg_Create, ...) == NATS_OK && msg)`.
+template <class Handle, class Make, class... Args>
+natsStatus create(Handle& target, Make make, Args&&... args) {
+  typename Handle::pointer raw = nullptr;
+  natsStatus s = make(&raw, std::forward<Args>(args)...);
+  target.reset(raw);
+  return s;
 }
 
 } // namespace gatehouse::nats

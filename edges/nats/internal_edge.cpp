@@ -146,8 +146,8 @@ void internal_edge::on_message(natsConnection*, natsSubscription*,
   if (const char* reply = natsMsg_GetReply(msg.get()))
     in.reply = reply;
   if (const char* data = natsMsg_GetData(msg.get()))
-    in.payload.assign(data,
-                      static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
+    in.payload.assign(
+      data, static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
   const char* id = nullptr;
   if (natsMsgHeader_Get(msg.get(), request_id_header, &id) == NATS_OK && id)
     in.request_id = id;
@@ -171,9 +171,9 @@ void internal_edge::publish(const std::string& subject,
     return;
   }
   msg_ptr msg;
-  natsStatus st = natsMsg_Create(out(msg), subject.c_str(), nullptr,
-                                 reply.body.data(),
-                                 static_cast<int>(reply.body.size()));
+  natsStatus st = create(msg, natsMsg_Create, subject.c_str(), nullptr,
+                         reply.body.data(),
+                         static_cast<int>(reply.body.size()));
   if (st == NATS_OK)
     st = natsMsgHeader_Set(msg.get(), status_header,
                            std::to_string(reply.status).c_str());

@@ -180,7 +180,7 @@ struct outbox_relay::impl {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = static_cast<int64_t>(settings.publish_timeout.count());
-    if (natsConnection_JetStream(out(js), nc, &jo) != NATS_OK) {
+    if (create(js, natsConnection_JetStream, nc, &jo) != NATS_OK) {
       js.reset();
       return nullptr;
     }
@@ -191,9 +191,8 @@ struct outbox_relay::impl {
   publish_outcome publish(jsCtx* ctx, const outbox_row& row,
                           std::string& error) {
     msg_ptr msg;
-    natsStatus s = natsMsg_Create(out(msg), row.subject.c_str(), nullptr,
-                                  row.body.data(),
-                                  static_cast<int>(row.body.size()));
+    natsStatus s = create(msg, natsMsg_Create, row.subject.c_str(), nullptr,
+                          row.body.data(), static_cast<int>(row.body.size()));
     if (s == NATS_OK)
       s = natsMsgHeader_Set(msg.get(), "Nats-Msg-Id", row.event_id.c_str());
     if (s == NATS_OK)
@@ -213,7 +212,7 @@ struct outbox_relay::impl {
     opts.MaxWait = static_cast<int64_t>(settings.publish_timeout.count());
     pub_ack_ptr ack;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    s = js_PublishMsg(out(ack), ctx, msg.get(), &opts, &jerr);
+    s = create(ack, js_PublishMsg, ctx, msg.get(), &opts, &jerr);
     msg.reset();
     if (s == NATS_OK) {
       if (ack && ack->Stream && settings.stream != ack->Stream) {

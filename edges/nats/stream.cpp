@@ -19,12 +19,12 @@ natsStatus ensure_events_stream(jsCtx* js, const events_stream_config& c,
         .count();
   stream_info_ptr info;
   jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(out(info), js, &cfg, nullptr, &jerr);
+  natsStatus s = create(info, js_AddStream, js, &cfg, nullptr, &jerr);
   if (s != NATS_OK && jerr == JSStreamNameExistErr) {
     if (!update_existing)
       s = NATS_OK; // created meanwhile by its owner, `gatehouse serve`
     else
-      s = js_UpdateStream(out(info), js, &cfg, nullptr, &jerr);
+      s = create(info, js_UpdateStream, js, &cfg, nullptr, &jerr);
   }
   return s;
 }
