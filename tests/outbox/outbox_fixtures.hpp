@@ -9,6 +9,7 @@
 #include "edges/nats/outbox_relay.hpp"
 #include "messages/errors.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/outbox.hpp"
 #include "storage/database.hpp"
 #include "storage/migrate.hpp"
 #include "storage/outbox_store.hpp"
@@ -69,17 +70,8 @@ struct migrated_database {
   }
 };
 
-/// What a test expects of one outbox row.
-struct event_row {
-  std::int64_t seq = 0;
-  std::string event_id;
-  std::int64_t project_id = 0;
-  std::string subject;
-  std::string kind;
-  bool bulk = false;
-  bool commits_unavailable = false;
-  std::string body;
-};
+/// What a test expects of one outbox row: what the relay publishes.
+using event_row = outbox_row;
 
 /// Inserts one event the way post_receive does (its own transaction, then
 /// NOTIFY) and returns the row.

@@ -13,53 +13,48 @@
 using namespace gatehouse;
 using gatehouse::storage::classify_pg_exception;
 
-TEST_CASE("a lost connection or an unknown commit outcome is unavailable "
-          "and drops the connection",
+namespace {
+
+/// The mapping of `e`, as "code, drop" so that a failed check shows both.
+std::string mapped(const std::exception& e) {
+  auto failure = classify_pg_exception(e);
+  return std::string{to_string(failure.code)}
+         + (failure.drop ? ", drop" : ", keep");
+}
+
+} // namespace
+
+TEST_CASE("a lost connection or an unknown outcome is unavailable and "
+          "drops the connection",
           "[storage][pg_session]") {
-  auto broken = classify_pg_exception(pqxx::broken_connection{"gone"});
-  CHECK(broken.code == errc::unavailable);
-  CHECK(broken.drop);
-  auto in_doubt = classify_pg_exception(pqxx::in_doubt_error{"lost"});
-  CHECK(in_doubt.code == errc::unavailable);
-  CHECK(in_doubt.drop);
+  CHECK(mapped(pqxx::broken_connection{"gone"}) == "unavailable, drop");
+  CHECK(mapped(pqxx::in_doubt_error{"commit lost"}) == "unavailable, drop");
+  CHECK(mapped(pqxx::statement_completion_unknown{"lost"})
+        == "unavailable, drop");
 }
 
 TEST_CASE("what PostgreSQL refuses in the request is the caller's error and "
           "keeps the connection",
           "[storage][pg_session]") {
-  auto bad_date = classify_pg_exception(
-    pqxx::data_exception{"date/time field value out of range", "", "22008"});
-  CHECK(bad_date.code == errc::bad_request);
-  CHECK_FALSE(bad_date.drop);
-  auto duplicate = classify_pg_exception(
-    pqxx::unique_violation{"duplicate key value", "", "23505"});
-  CHECK(duplicate.code == errc::bad_request);
-  CHECK_FALSE(duplicate.drop);
-  auto gone = classify_pg_exception(
-    pqxx::foreign_key_violation{"violates foreign key", "", "23503"});
-  CHECK(gone.code == errc::not_found);
-  CHECK_FALSE(gone.drop);
+  CHECK(mapped(pqxx::data_exception{"date/time field value out of range", "",
+                                    "22008"})
+        == "bad_request, keep");
+  CHECK(mapped(pqxx::unique_violation{"duplicate key value", "", "23505"})
+        == "bad_request, keep");
+  CHECK(mapped(pqxx::foreign_key_violation{"violates foreign key", "",
+                                           "23503"})
+        == "not_found, keep");
 }
 
 TEST_CASE("other server errors are unavailable and keep the connection; "
           "anything else drops it",
           "[storage][pg_session]") {
-  auto timeout = classify_pg_exception(
-    pqxx::sql_error{"canceling statement due to statement timeout", "",
-                    "57014"});
-  CHECK(timeout.code == errc::unavailable);
-  CHECK_FALSE(timeout.drop);
-  auto deadlock = classify_pg_exception(
-    pqxx::deadlock_detected{"deadlock detected"});
-  CHECK(deadlock.code == errc::unavailable);
-  CHECK_FALSE(deadlock.drop);
-  auto unknown = classify_pg_exception(
-    pqxx::statement_completion_unknown{"lost during the statement"});
-  CHECK(unknown.code == errc::unavailable);
-  CHECK(unknown.drop);
-  auto other = classify_pg_exception(std::runtime_error{"surprise"});
-  CHECK(other.code == errc::unavailable);
-  CHECK(other.drop);
+  CHECK(mapped(pqxx::sql_error{"canceling statement due to statement timeout",
+                               "", "57014"})
+        == "unavailable, keep");
+  CHECK(mapped(pqxx::deadlock_detected{"deadlock detected"})
+        == "unavailable, keep");
+  CHECK(mapped(std::runtime_error{"surprise"}) == "unavailable, drop");
 }
 
 TEST_CASE("a session whose server is away answers unavailable and stays "
