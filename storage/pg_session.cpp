@@ -30,6 +30,13 @@ pg_failure classify_pg_exception(const std::exception& e) {
   return {errc::unavailable, true};
 }
 
+std::string pg_error_text(const caf::error& err) {
+  const auto& context = err.context();
+  if (context.match_elements<std::string>())
+    return context.get_as<std::string>(0);
+  return render(err);
+}
+
 namespace {
 
 /// Hands each notification on the session's channel to the handler.

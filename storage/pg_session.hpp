@@ -57,6 +57,10 @@ struct pg_failure {
 /// noticed that it closed.
 pg_failure classify_pg_exception(const std::exception& e);
 
+/// The text of an error a session returned (libpq's message on one line),
+/// without its code; render(err) for anything else.
+std::string pg_error_text(const caf::error& err);
+
 /// A session. Not thread-safe: owned by one detached actor or one thread.
 class pg_session {
 public:
