@@ -6,6 +6,8 @@
 #include "app/commands.hpp"
 #include "edges/nats/auth.hpp"
 #include "edges/nats/connection.hpp"
+#include "edges/nats/handles.hpp"
+#include "edges/nats/status_text.hpp"
 
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
@@ -41,15 +43,6 @@ int events_usage_error(const std::string& what) {
   return 64; // EX_USAGE
 }
 
-std::string nats_error(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
-  std::string out = natsStatus_GetText(s);
-  if (jerr != 0)
-    out += " (jetstream error " + std::to_string(static_cast<int>(jerr)) + ")";
-  if (const char* last = nats_GetLastError(nullptr); last && *last)
-    out += std::string{": "} + last;
-  return out;
-}
-
 /// Every header of `msg`, keys sorted; a key with several values maps to an
 /// array.
 ordered_json headers_of(natsMsg* msg) {
@@ -83,10 +76,9 @@ ordered_json headers_of(natsMsg* msg) {
 std::string render_message(natsMsg* msg) {
   ordered_json line = ordered_json::object();
   line["subject"] = natsMsg_GetSubject(msg);
-  jsMsgMetaData* meta = nullptr;
-  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta) {
+  nats::msg_metadata_ptr meta;
+  if (nats::create(meta, natsMsg_GetMetaData, msg) == NATS_OK && meta) {
     line["sequence"] = meta->Sequence.Stream;
-    jsMsgMetaData_Destroy(meta);
   } else {
     line["sequence"] = nullptr;
   }
@@ -110,36 +102,39 @@ struct tail_options {
 
 int tail(const config& cfg, const tail_options& opt) {
   const std::string stream = nats::nats_settings{}.stream;
-  natsOptions* opts = nullptr;
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  natsSubscription* sub = nullptr;
+  // Destroyed in reverse: the subscription first, the options last.
+  nats::options_ptr opts;
+  nats::connection_ptr nc;
+  nats::jetstream_ptr js;
+  nats::subscription_ptr sub;
   int rc = 0;
   auto fail = [&](const std::string& what, natsStatus s,
                   jsErrCode jerr = static_cast<jsErrCode>(0)) {
     std::cerr << "gatehouse: events tail: " << what << ": "
-              << nats_error(s, jerr) << '\n';
+              << nats::status_text(s, jerr) << '\n';
     rc = 1;
   };
-  natsStatus s = natsOptions_Create(&opts);
+  natsStatus s = nats::create(opts, natsOptions_Create);
   if (s == NATS_OK)
-    s = natsOptions_SetURL(opts, cfg.nats_url.c_str());
+    s = natsOptions_SetURL(opts.get(), cfg.nats_url.c_str());
   if (s == NATS_OK)
-    s = natsOptions_SetName(opts, "gatehouse-events-tail");
+    s = natsOptions_SetName(opts.get(), "gatehouse-events-tail");
   if (s == NATS_OK)
-    s = natsOptions_SetMaxReconnect(opts, -1);
+    s = natsOptions_SetMaxReconnect(opts.get(), -1);
   if (s == NATS_OK)
-    s = natsOptions_SetReconnectWait(opts, 500);
+    s = natsOptions_SetReconnectWait(opts.get(), 500);
   std::string auth_error;
   if (s != NATS_OK) {
     fail("NATS options", s);
-  } else if (!nats::apply_auth(opts, cfg.nats_creds_file,
+  } else if (!nats::apply_auth(opts.get(), cfg.nats_creds_file,
                                cfg.nats_nkey_seed_file, auth_error)) {
     std::cerr << "gatehouse: " << auth_error << '\n';
     rc = 2;
-  } else if ((s = natsConnection_Connect(&nc, opts)) != NATS_OK) {
+  } else if ((s = nats::create(nc, natsConnection_Connect, opts.get()))
+             != NATS_OK) {
     fail("connecting to " + nats::redact_url(cfg.nats_url), s);
-  } else if ((s = natsConnection_JetStream(&js, nc, nullptr)) != NATS_OK) {
+  } else if ((s = nats::create(js, natsConnection_JetStream, nc.get(), nullptr))
+             != NATS_OK) {
     fail("JetStream", s);
   } else {
     jsSubOptions so;
@@ -150,7 +145,8 @@ int tail(const config& cfg, const tail_options& opt) {
     bool told = false;
     for (;;) {
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      s = js_SubscribeSync(&sub, js, opt.subject.c_str(), nullptr, &so, &jerr);
+      s = nats::create(sub, js_SubscribeSync, js.get(), opt.subject.c_str(),
+                       nullptr, &so, &jerr);
       if (s == NATS_OK)
         break;
       if (stop_requested)
@@ -176,8 +172,8 @@ int tail(const config& cfg, const tail_options& opt) {
               << '\n'
               << std::flush;
     while (!stop_requested) {
-      natsMsg* msg = nullptr;
-      s = natsSubscription_NextMsg(&msg, sub, 250);
+      nats::msg_ptr msg;
+      s = nats::create(msg, natsSubscription_NextMsg, sub.get(), 250);
       if (s == NATS_TIMEOUT)
         continue;
       if (s != NATS_OK) {
@@ -188,22 +184,12 @@ int tail(const config& cfg, const tail_options& opt) {
         // Slow consumer and the like: the ordered consumer recovers.
         continue;
       }
-      std::cout << render_message(msg) << '\n' << std::flush;
-      natsMsg_Destroy(msg);
+      std::cout << render_message(msg.get()) << '\n' << std::flush;
     }
   }
-  if (sub) {
-    natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
-  }
-  if (js)
-    jsCtx_Destroy(js);
-  if (nc) {
-    natsConnection_Close(nc);
-    natsConnection_Destroy(nc);
-  }
-  if (opts)
-    natsOptions_Destroy(opts);
+  // The ordered consumer is ephemeral: unsubscribing removes it.
+  if (sub)
+    natsSubscription_Unsubscribe(sub.get());
   return rc;
 }
 

@@ -11,6 +11,7 @@
 #include "edges/nats/outbox_relay.hpp"
 #include "storage/access_store.hpp"
 #include "storage/git_actor.hpp"
+#include "storage/outbox_store.hpp"
 #include "storage/push_store.hpp"
 #include "storage/read_model_loader.hpp"
 #include "storage/request_store.hpp"
@@ -156,12 +157,15 @@ int serve(const config& cfg) {
   nats_cfg.replicas = cfg.events_replicas;
   nats::connection nats_conn{nats_cfg, status};
 
-  // Publishes committed push events from the outbox to JetStream.
+  // Publishes committed push events from the outbox to JetStream, on a
+  // thread and a PostgreSQL session of its own.
+  storage::outbox_store_settings outbox_cfg;
+  outbox_cfg.database_url = cfg.database_url;
+  outbox_cfg.statement_timeout = cfg.request_timeout;
   nats::outbox_relay_settings relay_cfg;
-  relay_cfg.database_url = cfg.database_url;
-  relay_cfg.statement_timeout = cfg.request_timeout;
   relay_cfg.stream = nats_cfg.stream;
-  nats::outbox_relay relay{relay_cfg, nats_conn};
+  nats::outbox_relay relay{
+    relay_cfg, std::make_unique<storage::outbox_store>(outbox_cfg), nats_conn};
 
   // The internal calls over NATS request/reply, answered by the same
   // actors as the HTTP edge; retried pushes guarded in PostgreSQL.

@@ -2,7 +2,6 @@
 
 #include "common/base64.hpp"
 #include "messages/errors.hpp"
-#include "storage/database.hpp"
 
 #include <caf/all.hpp>
 
@@ -44,28 +43,6 @@ std::string random_token_chars(std::size_t n) {
   for (unsigned char b : random_bytes(n))
     out += alphabet[b & 0x3f];
   return out;
-}
-
-
-/// Runs `fn` on the actor's connection, opening it first when needed, and
-/// turns libpqxx exceptions into errors: the one place they are caught.
-template <class T, class F>
-caf::expected<T> with_connection(access_store_state& st, F fn) {
-  try {
-    if (!st.conn || !st.conn->is_open())
-      st.conn = connect(st.settings.database_url, st.settings.statement_timeout);
-    return fn(*st.conn);
-  } catch (const pqxx::foreign_key_violation& e) {
-    // The user (or key) went away under the request; the connection is fine.
-    return caf::make_error(errc::not_found, one_line(e.what()));
-  } catch (const pqxx::data_exception& e) {
-    // A value PostgreSQL refuses, such as an impossible date.
-    return caf::make_error(errc::bad_request, one_line(e.what()));
-  } catch (const std::exception& e) {
-    // Broken connection, timeout or anything unexpected: start afresh.
-    st.conn.reset();
-    return caf::make_error(errc::unavailable, one_line(e.what()));
-  }
 }
 
 /// Locks the user's row so that concurrent writes for one user serialise;
@@ -137,41 +114,45 @@ access_store_actor::behavior_type
 access_store(access_store_actor::stateful_pointer<access_store_state> self,
              access_store_settings settings) {
   self->state.settings = std::move(settings);
+  self->state.session = pg_session{self->state.settings.database_url,
+                                   self->state.settings.statement_timeout};
   return {
     [=](atom::touch_key, std::int64_t key_id) {
       // Best effort, like GitLab's: a failure only delays the timestamp. It
       // leaves updated_at alone and sends no NOTIFY, so key use never makes
       // the read model reload.
-      with_connection<bool>(self->state, [&](pqxx::connection& c) {
-        pqxx::nontransaction tx{c};
-        tx.exec_params("UPDATE keys SET last_used_at = now() WHERE id = $1 "
-                       "AND (last_used_at IS NULL OR last_used_at < now() - "
-                       "interval '1 day')",
-                       key_id);
-        return true;
-      });
+      self->state.session.run(
+        "touch_key", [&](pqxx::connection& c) {
+          pqxx::nontransaction tx{c};
+          tx.exec_params("UPDATE keys SET last_used_at = now() WHERE id = $1 "
+                         "AND (last_used_at IS NULL OR last_used_at < now() - "
+                         "interval '1 day')",
+                         key_id);
+          return true;
+        });
     },
     [=](atom::put_moved, std::int64_t user_id, std::int64_t project_id,
         std::string& message) -> caf::result<bool> {
-      return with_connection<bool>(self->state, [&](pqxx::connection& c) {
-        pqxx::work tx{c, "put_moved"};
-        tx.exec("DELETE FROM gatehouse_state.project_moved_messages "
-                "WHERE expires_at < now()");
-        tx.exec_params(
-          "INSERT INTO gatehouse_state.project_moved_messages "
-          "(user_id, project_id, message, expires_at) VALUES "
-          "($1, $2, $3, now() + interval '5 minutes') "
-          "ON CONFLICT (user_id, project_id) DO UPDATE SET "
-          "message = EXCLUDED.message, expires_at = EXCLUDED.expires_at",
-          user_id, project_id, message);
-        tx.commit();
-        return true;
-      });
+      return self->state.session.run(
+        "put_moved", [&](pqxx::connection& c) {
+          pqxx::work tx{c, "put_moved"};
+          tx.exec("DELETE FROM gatehouse_state.project_moved_messages "
+                  "WHERE expires_at < now()");
+          tx.exec_params(
+            "INSERT INTO gatehouse_state.project_moved_messages "
+            "(user_id, project_id, message, expires_at) VALUES "
+            "($1, $2, $3, now() + interval '5 minutes') "
+            "ON CONFLICT (user_id, project_id) DO UPDATE SET "
+            "message = EXCLUDED.message, expires_at = EXCLUDED.expires_at",
+            user_id, project_id, message);
+          tx.commit();
+          return true;
+        });
     },
     [=](atom::take_moved, std::int64_t user_id,
         std::int64_t project_id) -> caf::result<std::string> {
-      return with_connection<std::string>(
-        self->state, [&](pqxx::connection& c) {
+      return self->state.session.run(
+        "take_moved", [&](pqxx::connection& c) {
           pqxx::nontransaction tx{c};
           auto rows = tx.exec_params(
             "DELETE FROM gatehouse_state.project_moved_messages "
@@ -187,9 +168,8 @@ access_store(access_store_actor::stateful_pointer<access_store_state> self,
       auto& cache = self->state.signing_keys;
       if (auto it = cache.find(name); it != cache.end())
         return it->second;
-      auto secret = with_connection<std::string>(
-        self->state,
-        [&](pqxx::connection& c) -> caf::expected<std::string> {
+      auto secret = self->state.session.run(
+        "signing_key", [&](pqxx::connection& c) -> caf::expected<std::string> {
           pqxx::nontransaction tx{c};
           auto rows = tx.exec_params(
             "SELECT secret FROM gatehouse_state.signing_keys WHERE name = $1",
@@ -205,15 +185,14 @@ access_store(access_store_actor::stateful_pointer<access_store_state> self,
     },
     [=](atom::new_codes,
         std::int64_t user_id) -> caf::result<std::vector<std::string>> {
-      return with_connection<std::vector<std::string>>(
-        self->state, [&](pqxx::connection& c) {
+      return self->state.session.run(
+        "new_codes", [&](pqxx::connection& c) {
           return replace_recovery_codes(c, user_id);
         });
     },
     [=](atom::create_pat, pat_request& req) -> caf::result<pat_result> {
-      return with_connection<pat_result>(
-        self->state,
-        [&](pqxx::connection& c) { return insert_pat(c, req); });
+      return self->state.session.run(
+        "create_pat", [&](pqxx::connection& c) { return insert_pat(c, req); });
     },
   };
 }

@@ -6,7 +6,7 @@
 // which the access read model ignores); key usage never does.
 
 #include "messages/interfaces.hpp"
-#include "storage/database.hpp"
+#include "storage/pg_session.hpp"
 
 #include <chrono>
 #include <map>
@@ -26,9 +26,9 @@ struct access_store_settings {
 struct access_store_state {
   static inline constexpr const char* name = "access-store";
   access_store_settings settings;
-  /// Opened lazily and dropped on a failure, so the next request reconnects.
-  /// shared_ptr so that spawning code needs no libpqxx headers.
-  std::shared_ptr<pqxx::connection> conn;
+  /// Opened lazily and dropped on a broken connection, so the next request
+  /// reconnects.
+  pg_session session;
   /// Signing secrets read so far, by name. They are created once by
   /// `gatehouse migrate` and never change.
   std::map<std::string, std::string> signing_keys;

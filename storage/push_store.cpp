@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "messages/errors.hpp"
 #include "storage/database.hpp"
+#include "storage/pg_session.hpp"
 
 #include <caf/all.hpp>
 
@@ -22,34 +23,20 @@ using json = nlohmann::json;
 /// expired row already counts as absent; this only bounds the table).
 constexpr std::uint32_t purge_every = 256;
 
-/// Runs `fn` on the actor's connection, opening it first when needed. Every
-/// failure becomes errc::unavailable; the connection is dropped unless the
-/// server merely refused a statement (then it is still usable).
+/// Runs `fn` on the actor's session. Every failure is logged and answered
+/// errc::unavailable, whatever the session made of it (push_store.hpp): the
+/// rows were built by Gatehouse, so what PostgreSQL refuses is no fault of
+/// the caller's request.
 template <class T, class F>
-caf::expected<T> with_connection(push_store_state& st, const char* what,
-                                 F fn) {
-  try {
-    if (!st.conn || !st.conn->is_open())
-      st.conn = connect(st.settings.database_url, st.settings.statement_timeout);
-    return fn(*st.conn);
-  } catch (const pqxx::in_doubt_error& e) {
-    // The commit's outcome is unknown: the caller must not claim success.
-    st.conn.reset();
-    log::error("push store: commit outcome unknown",
-               {{"operation", what}, {"error", one_line(e.what())}});
-    return caf::make_error(errc::unavailable, one_line(e.what()));
-  } catch (const pqxx::sql_error& e) {
-    if (st.conn && !st.conn->is_open())
-      st.conn.reset();
-    log::warn("push store: database error",
-              {{"operation", what}, {"error", one_line(e.what())}});
-    return caf::make_error(errc::unavailable, one_line(e.what()));
-  } catch (const std::exception& e) {
-    st.conn.reset();
-    log::warn("push store: database unavailable",
-              {{"operation", what}, {"error", one_line(e.what())}});
-    return caf::make_error(errc::unavailable, one_line(e.what()));
-  }
+caf::expected<T> with_session(push_store_state& st, const char* what, F fn) {
+  caf::expected<T> result = st.session.run(what, fn);
+  if (result)
+    return result;
+  const auto& err = result.error();
+  log::warn("push store: database error",
+            {{"operation", what}, {"error", render(err)}});
+  return caf::error{static_cast<std::uint8_t>(errc::unavailable),
+                    err.category(), err.context()};
 }
 
 /// Records (request_id, call) in `tx` unless it is recorded already: true
@@ -216,12 +203,12 @@ bool count_push(push_store_state& st, const std::string& gl_repository,
   bool purge = ++st.since_purge >= purge_every;
   if (purge)
     st.since_purge = 0;
-  auto counted = with_connection<bool>(
+  auto counted = with_session<bool>(
     st, "pre_receive", [&](pqxx::connection& c) {
       return increment(c, gl_repository, request_id, purge);
     });
   // GitLab answers {"reference_counter_increased": false} when its counter
-  // store fails; the failure is logged in with_connection.
+  // store fails; the failure is logged in with_session.
   return counted ? *counted : false;
 }
 
@@ -231,6 +218,8 @@ push_store_actor::behavior_type
 push_store(push_store_actor::stateful_pointer<push_store_state> self,
            push_store_settings settings) {
   self->state.settings = std::move(settings);
+  self->state.session = pg_session{self->state.settings.database_url,
+                                   self->state.settings.statement_timeout};
   return {
     [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
       return count_push(self->state, gl_repository, std::string{});
@@ -241,7 +230,7 @@ push_store(push_store_actor::stateful_pointer<push_store_state> self,
     },
     [=](atom::post_receive,
         post_receive_write& w) -> caf::result<post_receive_written> {
-      return with_connection<post_receive_written>(
+      return with_session<post_receive_written>(
         self->state, "post_receive",
         [&](pqxx::connection& c) { return write_push(c, w); });
     },

@@ -3,10 +3,11 @@
 // The push-processing writes: the reference counter of /pre_receive and
 // /post_receive (GitLab's Redis counter, here in PostgreSQL so that every
 // replica shares it) and the transactional outbox that carries push events
-// to the relay (edges/nats/outbox_relay.hpp).
+// to the relay (storage/outbox_store.hpp, edges/nats/outbox_relay.hpp).
 
 #include "messages/interfaces.hpp"
-#include "storage/database.hpp"
+#include "storage/outbox_store.hpp"
+#include "storage/pg_session.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -27,8 +28,8 @@ struct push_store_state {
   static inline constexpr const char* name = "push-store";
   push_store_settings settings;
   /// Opened lazily and dropped on a connection failure, so the next request
-  /// reconnects. shared_ptr so that spawning code needs no libpqxx headers.
-  std::shared_ptr<pqxx::connection> conn;
+  /// reconnects.
+  pg_session session;
   /// pre_receive calls since expired counters were last purged.
   std::uint32_t since_purge = 0;
 };
@@ -36,15 +37,6 @@ struct push_store_state {
 /// The reference counter's lifetime after each increment (GitLab's
 /// REFERENCE_EXPIRE_TIME).
 inline constexpr std::chrono::seconds reference_counter_ttl{600};
-
-/// The channel post_receive NOTIFYs (payload: the project id) after
-/// inserting events.
-inline constexpr const char* outbox_channel = "gatehouse_outbox";
-
-/// The first key of the transaction-level advisory lock that serialises
-/// outbox inserts per project (the second is the project id folded into 32
-/// bits), so that seq order is commit order within a project.
-inline constexpr int outbox_insert_lock_class = 0x67686f69; // "ghoi"
 
 /// The push store actor. Blocks on libpqxx: the wiring must spawn it
 /// detached (one connection per instance; several may run side by side).

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "messages/errors.hpp"
+#include "storage/pg_session.hpp"
 
 #include <caf/all.hpp>
 
@@ -344,37 +345,14 @@ unix_time now_seconds() {
 
 // -- the loader actor ------------------------------------------------------------
 
-/// Remembers that a change notification arrived; bursts collapse into one
-/// reload at the next tick.
-class change_receiver : public pqxx::notification_receiver {
-public:
-  explicit change_receiver(pqxx::connection& conn)
-    : pqxx::notification_receiver(conn, change_channel) {
-    // nop
-  }
-
-  void operator()(const std::string& payload, int) override {
-    if (concerns_read_model(payload))
-      pending = true;
-  }
-
-  bool pending = false;
-};
-
 } // namespace
 
-/// A LISTENing connection.
+/// A connection LISTENing on change_channel.
 struct listen_session {
-  std::unique_ptr<pqxx::connection> conn;
-  std::unique_ptr<change_receiver> receiver;
-
-  ~listen_session() {
-    // Closing first makes the receiver's destructor skip its UNLISTEN: on a
-    // broken connection, libpqxx 6 would reconnect just to send it.
-    if (conn)
-      conn->disconnect();
-    receiver.reset();
-  }
+  pg_session db;
+  /// A change notification arrived; bursts collapse into one reload at the
+  /// next tick.
+  bool pending = false;
 };
 
 namespace {
@@ -391,13 +369,17 @@ void schedule_tick(loader_pointer self, std::chrono::milliseconds delay) {
 }
 
 /// Loads a snapshot on the session's connection and hands it out.
-void reload(loader_pointer self) {
+caf::error reload(loader_pointer self) {
   auto& st = self->state;
   // Cleared before reading: a change committed during the load notifies
   // again and triggers the next reload.
-  st.session->receiver->pending = false;
-  auto snap = std::make_shared<snapshot>(load_snapshot(*st.session->conn));
-  st.current = std::move(snap);
+  st.session->pending = false;
+  auto snap = st.session->db.run("read_model", [](pqxx::connection& c) {
+    return std::make_shared<snapshot>(load_snapshot(c));
+  });
+  if (!snap)
+    return std::move(snap.error());
+  st.current = std::move(*snap);
   st.loaded = std::chrono::steady_clock::now();
   st.last_error.clear();
   ++st.loads;
@@ -406,22 +388,24 @@ void reload(loader_pointer self) {
   for (auto& promise : st.waiting)
     promise.deliver(st.current);
   st.waiting.clear();
+  return {};
 }
 
 /// Connects, LISTENs, then loads: in that order, so no change committed
 /// after the load can go unnoticed.
-void connect_and_load(loader_pointer self) {
+caf::error connect_and_load(loader_pointer self) {
   auto& st = self->state;
   auto session = std::make_shared<listen_session>();
-  session->conn
-    = connect(st.settings.database_url, st.settings.statement_timeout);
-  session->receiver = std::make_unique<change_receiver>(*session->conn);
-  // libpqxx 6 swallows a LISTEN that fails on a broken connection.
-  if (!session->conn->is_open())
-    throw pqxx::broken_connection{"connection lost while subscribing to "
-                                  + std::string{change_channel}};
+  session->db = pg_session{
+    {st.settings.database_url, st.settings.statement_timeout, change_channel},
+    [raw = session.get()](const std::string& payload) {
+      if (concerns_read_model(payload))
+        raw->pending = true;
+    }};
+  if (auto err = session->db.open())
+    return err;
   st.session = std::move(session);
-  reload(self);
+  return reload(self);
 }
 
 /// Drops the connection after a failure; the next tick reconnects.
@@ -450,36 +434,33 @@ void on_tick(loader_pointer self) {
   if (!st.session) {
     bool reconnect = st.attempted;
     st.attempted = true;
-    try {
-      connect_and_load(self);
-      st.backoff = st.settings.min_backoff;
-      if (reconnect)
-        log::info("read model: reconnected to PostgreSQL and reloaded",
-                  {{"actor", read_model_loader_state::name}});
-      schedule_tick(self, st.settings.poll_interval);
-    } catch (const std::exception& e) {
-      fail(self, e.what());
+    if (auto err = connect_and_load(self)) {
+      fail(self, pg_error_text(err));
       schedule_tick(self, st.backoff);
       st.backoff = std::min(st.backoff * 2, st.settings.max_backoff);
+      return;
     }
+    st.backoff = st.settings.min_backoff;
+    if (reconnect)
+      log::info("read model: reconnected to PostgreSQL and reloaded",
+                {{"actor", read_model_loader_state::name}});
+    schedule_tick(self, st.settings.poll_interval);
     return;
   }
-  try {
-    auto& conn = *st.session->conn;
-    // get_notifs() returns 0 without complaint once the connection is bad.
-    if (!conn.is_open())
-      throw pqxx::broken_connection{"connection to PostgreSQL lost"};
-    conn.get_notifs();
+  auto err = st.session->db.check_notifications();
+  if (!err) {
     auto stale = std::chrono::steady_clock::now() - st.loaded
                  >= st.settings.refresh_interval;
-    if (st.session->receiver->pending || stale)
-      reload(self);
-    schedule_tick(self, st.settings.poll_interval);
-  } catch (const std::exception& e) {
-    fail(self, e.what());
+    if (st.session->pending || stale)
+      err = reload(self);
+  }
+  if (err) {
+    fail(self, pg_error_text(err));
     st.backoff = st.settings.min_backoff;
     schedule_tick(self, st.backoff);
+    return;
   }
+  schedule_tick(self, st.settings.poll_interval);
 }
 
 } // namespace

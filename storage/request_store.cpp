@@ -2,6 +2,8 @@
 
 #include "common/base64.hpp"
 #include "common/log.hpp"
+#include "messages/errors.hpp"
+#include "storage/pg_session.hpp"
 
 #include <caf/all.hpp>
 
@@ -34,22 +36,18 @@ std::string hex_decode(const std::string& hex) {
   return out;
 }
 
-// Runs `fn` on the connection (opened when needed); a failure is logged,
-// drops the connection and yields nullopt.
+/// Runs `fn` on the store's session; a failure is logged and yields
+/// nullopt, since every caller proceeds without the store (see
+/// request_store_actor).
 template <class F>
-auto with_connection(request_store_state& st, const char* what, F fn)
+auto try_run(pg_session& session, const char* what, F fn)
   -> std::optional<decltype(fn(std::declval<pqxx::connection&>()))> {
-  try {
-    if (!st.conn || !st.conn->is_open())
-      st.conn = connect(st.settings.database_url, st.settings.statement_timeout);
-    return fn(*st.conn);
-  } catch (const std::exception& e) {
-    if (st.conn && !st.conn->is_open())
-      st.conn.reset();
-    log::warn("request store: database error",
-              {{"operation", what}, {"error", one_line(e.what())}});
-    return std::nullopt;
-  }
+  auto result = session.run(what, fn);
+  if (result)
+    return std::move(*result);
+  log::warn("request store: database error",
+            {{"operation", what}, {"error", render(result.error())}});
+  return std::nullopt;
 }
 
 } // namespace
@@ -57,13 +55,17 @@ auto with_connection(request_store_state& st, const char* what, F fn)
 request_store_actor::behavior_type
 request_store(self_pointer self, request_store_settings settings) {
   self->state.settings = std::move(settings);
+  // Captured by the handlers rather than kept in request_store_state, whose
+  // header belongs to the interface being moved to messages/.
+  auto session = std::make_shared<pg_session>(
+    self->state.settings.database_url, self->state.settings.statement_timeout);
   self->delayed_send(self, self->state.settings.purge_interval,
                      atom::tick::value);
   return {
     [=](atom::reply_get, const std::string& request_id,
         const std::string& call) -> stored_reply {
-      auto found = with_connection(
-        self->state, "reply_get", [&](pqxx::connection& c) {
+      auto found = try_run(
+        *session, "reply_get", [&](pqxx::connection& c) {
           pqxx::nontransaction tx{c};
           auto rows = tx.exec_params(
             "SELECT status, encode(response, 'hex') "
@@ -84,7 +86,7 @@ request_store(self_pointer self, request_store_settings settings) {
     },
     [=](atom::reply_put, const std::string& request_id, const std::string& call,
         std::int32_t status, const std::string& body) {
-      with_connection(self->state, "reply_put", [&](pqxx::connection& c) {
+      try_run(*session, "reply_put", [&](pqxx::connection& c) {
         pqxx::nontransaction tx{c};
         // The push store may have created the row (with its outcome) in the
         // transaction that applied the push; the first recorded reply wins.
@@ -100,7 +102,7 @@ request_store(self_pointer self, request_store_settings settings) {
       });
     },
     [=](atom::tick) {
-      with_connection(self->state, "purge", [&](pqxx::connection& c) {
+      try_run(*session, "purge", [&](pqxx::connection& c) {
         pqxx::nontransaction tx{c};
         tx.exec_params("DELETE FROM gatehouse_state.requests "
                        "WHERE created_at < now() - make_interval(secs => $1)",

@@ -1,7 +1,7 @@
 #pragma once
 
 #include "messages/interfaces.hpp"
-#include "storage/database.hpp"
+#include "storage/pg_session.hpp"
 
 #include <chrono>
 #include <memory>
@@ -22,9 +22,7 @@ struct store_state {
   store_settings settings;
   /// Opened lazily and dropped on a broken connection, so the next request
   /// reconnects: PostgreSQL may restart under a running Gatehouse.
-  /// shared_ptr because its deleter binds where the connection is made, so
-  /// code that spawns the actor needs no libpqxx headers.
-  std::shared_ptr<pqxx::connection> conn;
+  pg_session session;
 };
 
 /// The store actor. Blocks on libpqxx: the wiring must spawn it detached.

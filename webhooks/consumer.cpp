@@ -2,6 +2,8 @@
 
 #include "common/log.hpp"
 #include "edges/nats/auth.hpp"
+#include "edges/nats/handles.hpp"
+#include "edges/nats/status_text.hpp"
 #include "edges/nats/stream.hpp"
 #include "storage/database.hpp"
 #include "webhooks/hook_state.hpp"
@@ -26,19 +28,8 @@ constexpr milliseconds fetch_wait{1000};
 constexpr milliseconds max_retry_wait{5000};
 constexpr auto consumer_check_interval = std::chrono::seconds(30);
 
-std::string status_text(natsStatus s) {
-  std::string out = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last && *last)
-    out += std::string{": "} + last;
-  return out;
-}
-
-std::string status_text(natsStatus s, jsErrCode jerr) {
-  auto out = status_text(s);
-  if (jerr != 0)
-    out += " (jetstream error " + std::to_string(static_cast<int>(jerr)) + ")";
-  return out;
-}
+using nats::create;
+using nats::status_text;
 
 int64_t to_ns(milliseconds d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -164,7 +155,7 @@ public:
       }
       natsMsgList list{};
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus s = natsSubscription_Fetch(&list, sub_, settings_.batch,
+      natsStatus s = natsSubscription_Fetch(&list, sub_.get(), settings_.batch,
                                             fetch_wait.count(), &jerr);
       if (list.Count == 0) {
         natsMsgList_Destroy(&list);
@@ -219,32 +210,32 @@ private:
       error = std::string{what} + ": " + status_text(st);
       return false;
     };
-    if (!check(natsOptions_Create(&opts_), "nats options")
-        || !check(natsOptions_SetURL(opts_, settings_.nats_url.c_str()),
+    if (!check(create(opts_, natsOptions_Create), "nats options")
+        || !check(natsOptions_SetURL(opts_.get(), settings_.nats_url.c_str()),
                   "GATEHOUSE_NATS_URL")
-        || !check(natsOptions_SetName(opts_, "gatehouse-webhooks"), "nats name")
-        || !check(natsOptions_SetTimeout(opts_, 2000), "nats timeout")
-        || !check(natsOptions_SetMaxReconnect(opts_, -1), "nats reconnect")
-        || !check(natsOptions_SetReconnectWait(opts_, 500), "nats reconnect")
-        || !check(natsOptions_SetRetryOnFailedConnect(opts_, true,
+        || !check(natsOptions_SetName(opts_.get(), "gatehouse-webhooks"), "nats name")
+        || !check(natsOptions_SetTimeout(opts_.get(), 2000), "nats timeout")
+        || !check(natsOptions_SetMaxReconnect(opts_.get(), -1), "nats reconnect")
+        || !check(natsOptions_SetReconnectWait(opts_.get(), 500), "nats reconnect")
+        || !check(natsOptions_SetRetryOnFailedConnect(opts_.get(), true,
                                                       &consumer::on_reconnected,
                                                       nullptr),
                   "nats retry")
-        || !check(natsOptions_SetDisconnectedCB(opts_, &consumer::on_disconnected,
+        || !check(natsOptions_SetDisconnectedCB(opts_.get(), &consumer::on_disconnected,
                                                 this),
                   "nats callbacks")
-        || !check(natsOptions_SetReconnectedCB(opts_, &consumer::on_reconnected,
+        || !check(natsOptions_SetReconnectedCB(opts_.get(), &consumer::on_reconnected,
                                                nullptr),
                   "nats callbacks"))
       return false;
-    if (!nats::apply_auth(opts_, settings_.nats_creds_file,
+    if (!nats::apply_auth(opts_.get(), settings_.nats_creds_file,
                           settings_.nats_nkey_seed_file, error))
       return false;
-    natsStatus s = natsConnection_Connect(&nc_, opts_);
+    natsStatus s = create(nc_, natsConnection_Connect, opts_.get());
     if (s == NATS_OK) {
       log::info("webhooks: nats connected");
     } else if (s == NATS_NOT_YET_CONNECTED
-               && nats::credentials_refused(nc_, settings_.nats_creds_file,
+               && nats::credentials_refused(nc_.get(), settings_.nats_creds_file,
                                             settings_.nats_nkey_seed_file,
                                             error)) {
       return false;
@@ -266,18 +257,16 @@ private:
       jsOptions jo;
       jsOptions_Init(&jo);
       jo.Wait = 5000;
-      natsStatus s = natsConnection_JetStream(&js_, nc_, &jo);
+      natsStatus s = create(js_, natsConnection_JetStream, nc_.get(), &jo);
       if (s != NATS_OK) {
-        js_ = nullptr;
+        js_.reset();
         error = "jetstream: " + status_text(s);
         return false;
       }
     }
-    jsStreamInfo* si = nullptr;
-    natsStatus s = js_GetStreamInfo(&si, js_, settings_.stream.c_str(), nullptr,
-                                    &jerr);
-    if (si)
-      jsStreamInfo_Destroy(si);
+    nats::stream_info_ptr si;
+    natsStatus s = create(si, js_GetStreamInfo, js_.get(),
+                          settings_.stream.c_str(), nullptr, &jerr);
     if (s != NATS_OK) {
       if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
         error = "stream " + settings_.stream + ": " + status_text(s, jerr);
@@ -296,18 +285,15 @@ private:
     cc.MaxDeliver = -1;
     cc.FilterSubject = settings_.stream_subjects.c_str();
     cc.Replicas = settings_.replicas;
-    jsConsumerInfo* ci = nullptr;
-    s = js_AddConsumer(&ci, js_, settings_.stream.c_str(), &cc, nullptr, &jerr);
-    if (ci)
-      jsConsumerInfo_Destroy(ci), ci = nullptr;
+    nats::consumer_info_ptr ci;
+    s = create(ci, js_AddConsumer, js_.get(), settings_.stream.c_str(), &cc,
+               nullptr, &jerr);
     if (s != NATS_OK) {
       // It exists with another configuration (e.g. another AckWait).
       auto add_error = status_text(s, jerr);
       jerr = static_cast<jsErrCode>(0);
-      s = js_UpdateConsumer(&ci, js_, settings_.stream.c_str(), &cc, nullptr,
-                            &jerr);
-      if (ci)
-        jsConsumerInfo_Destroy(ci), ci = nullptr;
+      s = create(ci, js_UpdateConsumer, js_.get(), settings_.stream.c_str(),
+                 &cc, nullptr, &jerr);
       if (s != NATS_OK) {
         if (!consumer_exists(error)) {
           error = "consumer " + settings_.durable + ": " + add_error;
@@ -322,10 +308,11 @@ private:
     so.Stream = settings_.stream.c_str();
     so.Consumer = settings_.durable.c_str();
     jerr = static_cast<jsErrCode>(0);
-    s = js_PullSubscribe(&sub_, js_, settings_.stream_subjects.c_str(),
-                         settings_.durable.c_str(), nullptr, &so, &jerr);
+    s = create(sub_, js_PullSubscribe, js_.get(),
+               settings_.stream_subjects.c_str(), settings_.durable.c_str(),
+               nullptr, &so, &jerr);
     if (s != NATS_OK) {
-      sub_ = nullptr;
+      sub_.reset();
       error = "subscribe: " + status_text(s, jerr);
       return false;
     }
@@ -340,7 +327,7 @@ private:
     stream.replicas = settings_.replicas;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     // serve owns the stream's configuration: never change an existing one.
-    natsStatus s = nats::ensure_events_stream(js_, stream, false, jerr);
+    natsStatus s = nats::ensure_events_stream(js_.get(), stream, false, jerr);
     if (s == NATS_OK)
       return true;
     error = "creating stream " + settings_.stream + ": " + status_text(s, jerr);
@@ -350,12 +337,11 @@ private:
   bool consumer_exists(std::string& error) {
     if (!js_)
       return false;
-    jsConsumerInfo* ci = nullptr;
+    nats::consumer_info_ptr ci;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetConsumerInfo(&ci, js_, settings_.stream.c_str(),
-                                      settings_.durable.c_str(), nullptr, &jerr);
-    if (ci)
-      jsConsumerInfo_Destroy(ci);
+    natsStatus s
+      = create(ci, js_GetConsumerInfo, js_.get(), settings_.stream.c_str(),
+               settings_.durable.c_str(), nullptr, &jerr);
     if (s == NATS_OK)
       return true;
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr
@@ -376,30 +362,19 @@ private:
   }
 
   void drop_subscription() {
-    if (sub_) {
-      // Destroy, not Unsubscribe: the durable consumer stays.
-      natsSubscription_Destroy(sub_);
-      sub_ = nullptr;
-    }
-    if (js_) {
-      jsCtx_Destroy(js_);
-      js_ = nullptr;
-    }
+    // Destroy, not Unsubscribe: the durable consumer stays.
+    sub_.reset();
+    js_.reset();
   }
 
   void close() {
     drop_subscription();
     if (nc_) {
       closing_ = true;
-      natsConnection_FlushTimeout(nc_, 1000);
-      natsConnection_Close(nc_);
-      natsConnection_Destroy(nc_);
-      nc_ = nullptr;
+      natsConnection_FlushTimeout(nc_.get(), 1000);
+      nc_.reset();
     }
-    if (opts_) {
-      natsOptions_Destroy(opts_);
-      opts_ = nullptr;
-    }
+    opts_.reset();
   }
 
   /// Runs `fn` against PostgreSQL until it succeeds, keeping the message
@@ -519,10 +494,10 @@ private:
   const consumer_settings& settings_;
   const stop_flag& stop_;
   store db_;
-  natsOptions* opts_ = nullptr;
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
-  natsSubscription* sub_ = nullptr;
+  nats::options_ptr opts_;
+  nats::connection_ptr nc_;
+  nats::jetstream_ptr js_;
+  nats::subscription_ptr sub_;
   std::atomic<bool> closing_{false};
   problem_log nats_problem_{"webhooks: jetstream not ready; retrying"};
   problem_log db_problem_{"webhooks: postgresql unavailable; retrying"};

@@ -1,5 +1,7 @@
 #include "edges/nats/auth.hpp"
 
+#include "edges/nats/status_text.hpp"
+
 #include <nats/nats.h>
 
 #include <openssl/crypto.h>
@@ -318,13 +320,6 @@ bool check_creds(const std::string& path, std::string& error) {
   return ok;
 }
 
-std::string nats_text(natsStatus s) {
-  std::string out = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last && *last)
-    out += std::string{": "} + last;
-  return out;
-}
-
 } // namespace
 
 bool user_public_key_from_file(const std::string& seed_file,
@@ -353,7 +348,7 @@ bool apply_auth(natsOptions* opts, const std::string& creds_file,
     natsStatus s = natsOptions_SetUserCredentialsFromFiles(
       opts, creds_file.c_str(), nullptr);
     if (s != NATS_OK) {
-      error = "GATEHOUSE_NATS_CREDS_FILE: " + creds_file + ": " + nats_text(s);
+      error = "GATEHOUSE_NATS_CREDS_FILE: " + creds_file + ": " + status_text(s);
       return false;
     }
   }
@@ -370,7 +365,7 @@ bool apply_auth(natsOptions* opts, const std::string& creds_file,
                                                nkey_seed_file.c_str());
     if (s != NATS_OK) {
       error = "GATEHOUSE_NATS_NKEY_SEED_FILE: " + nkey_seed_file + ": "
-              + nats_text(s);
+              + status_text(s);
       return false;
     }
   }

@@ -1,8 +1,10 @@
 #include "edges/nats/connection.hpp"
 
 #include "common/log.hpp"
-#include "edges/nats/stream.hpp"
 #include "edges/nats/auth.hpp"
+#include "edges/nats/handles.hpp"
+#include "edges/nats/status_text.hpp"
+#include "edges/nats/stream.hpp"
 
 #include <caf/all.hpp>
 
@@ -13,13 +15,6 @@
 namespace gatehouse::nats {
 
 namespace {
-
-std::string status_text(natsStatus s) {
-  std::string out = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last && *last)
-    out += std::string{": "} + last;
-  return out;
-}
 
 // Errors the server reports on an open connection: a permissions violation
 // (see the README's nats-server configuration), credentials refused on a
@@ -201,11 +196,11 @@ void connection::stream_loop() {
 }
 
 bool connection::ensure_stream(std::string& error) {
-  jsCtx* js = nullptr;
+  jetstream_ptr js;
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 5000;
-  natsStatus s = natsConnection_JetStream(&js, conn_.load(), &jo);
+  natsStatus s = create(js, natsConnection_JetStream, conn_.load(), &jo);
   if (s != NATS_OK) {
     error = status_text(s);
     return false;
@@ -218,10 +213,9 @@ bool connection::ensure_stream(std::string& error) {
   // The stream may exist with another configuration (an older Gatehouse, or
   // an operator's change): serve brings it to ours.
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  s = ensure_events_stream(js, stream, true, jerr);
-  jsCtx_Destroy(js);
+  s = ensure_events_stream(js.get(), stream, true, jerr);
   if (s != NATS_OK) {
-    error = status_text(s) + " (jetstream error " + std::to_string(jerr) + ")";
+    error = status_text(s, jerr);
     return false;
   }
   return true;

@@ -1,6 +1,8 @@
 #include "edges/nats/internal_edge.hpp"
 
 #include "common/log.hpp"
+#include "edges/nats/handles.hpp"
+#include "edges/nats/status_text.hpp"
 
 #include <caf/all.hpp>
 
@@ -12,13 +14,6 @@ namespace {
 
 constexpr const char* request_id_header = "Gatehouse-Request-Id";
 constexpr const char* status_header = "Gatehouse-Status";
-
-std::string status_text(natsStatus s) {
-  std::string out = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last && *last)
-    out += std::string{": "} + last;
-  return out;
-}
 
 } // namespace
 
@@ -143,19 +138,21 @@ std::string internal_edge::metrics() const {
 
 // nats.c's delivery thread of one subscription: copy, hand over, return.
 void internal_edge::on_message(natsConnection*, natsSubscription*,
-                               natsMsg* msg, void* closure) {
+                               natsMsg* raw, void* closure) {
+  msg_ptr msg{raw};
   auto* s = static_cast<subscription*>(closure);
   nats_inbound in;
-  if (const char* subject = natsMsg_GetSubject(msg))
+  if (const char* subject = natsMsg_GetSubject(msg.get()))
     in.subject = subject;
-  if (const char* reply = natsMsg_GetReply(msg))
+  if (const char* reply = natsMsg_GetReply(msg.get()))
     in.reply = reply;
-  if (const char* data = natsMsg_GetData(msg))
-    in.payload.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  if (const char* data = natsMsg_GetData(msg.get()))
+    in.payload.assign(
+      data, static_cast<std::size_t>(natsMsg_GetDataLength(msg.get())));
   const char* id = nullptr;
-  if (natsMsgHeader_Get(msg, request_id_header, &id) == NATS_OK && id)
+  if (natsMsgHeader_Get(msg.get(), request_id_header, &id) == NATS_OK && id)
     in.request_id = id;
-  natsMsg_Destroy(msg);
+  msg.reset();
   if (s->closed.load())
     return;
   ++s->edge->stats_->in_flight;
@@ -174,19 +171,18 @@ void internal_edge::publish(const std::string& subject,
     stats_->publish_failed();
     return;
   }
-  natsMsg* msg = nullptr;
-  natsStatus st = natsMsg_Create(&msg, subject.c_str(), nullptr,
-                                 reply.body.data(),
-                                 static_cast<int>(reply.body.size()));
+  msg_ptr msg;
+  natsStatus st = create(msg, natsMsg_Create, subject.c_str(), nullptr,
+                         reply.body.data(),
+                         static_cast<int>(reply.body.size()));
   if (st == NATS_OK)
-    st = natsMsgHeader_Set(msg, status_header,
+    st = natsMsgHeader_Set(msg.get(), status_header,
                            std::to_string(reply.status).c_str());
   if (st == NATS_OK && !request_id.empty())
-    st = natsMsgHeader_Set(msg, request_id_header, request_id.c_str());
+    st = natsMsgHeader_Set(msg.get(), request_id_header, request_id.c_str());
   if (st == NATS_OK)
-    st = natsConnection_PublishMsg(nc_, msg);
-  if (msg)
-    natsMsg_Destroy(msg);
+    st = natsConnection_PublishMsg(nc_, msg.get());
+  msg.reset();
   if (st != NATS_OK) {
     // The caller times out and retries (with the same id, if it follows
     // the retry contract).

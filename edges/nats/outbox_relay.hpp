@@ -1,9 +1,12 @@
 #pragma once
 
-// The outbox relay: publishes the rows of gatehouse_state.outbox to
-// JetStream, in seq order per project, and marks each published only on its
-// PubAck. Every replica runs one; a session-level advisory lock per project
+// The outbox relay: publishes the rows of the outbox to JetStream, in seq
+// order per project, and marks each published only on its PubAck. Every
+// replica runs one; the outbox port (messages/outbox.hpp, implemented in
+// storage/outbox_store.hpp with a session-level advisory lock per project)
 // makes sure that only one of them relays a project at a time.
+
+#include "messages/outbox.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -16,10 +19,6 @@ class connection;
 
 /// Settings of the relay, fixed at construction.
 struct outbox_relay_settings {
-  /// libpq connection URL; the relay opens a connection of its own.
-  std::string database_url;
-  /// Server-side statement_timeout of the relay's queries.
-  std::chrono::milliseconds statement_timeout{10000};
   /// The stream every publish must land in (jsPubOptions.ExpectStream).
   std::string stream = "GATEHOUSE_EVENTS";
   /// Look for unpublished rows at least this often without a NOTIFY.
@@ -33,8 +32,6 @@ struct outbox_relay_settings {
   int batch_size = 100;
   /// Projects locked and relayed in one pass.
   int max_projects = 64;
-  /// Published rows older than this are deleted (0: never).
-  std::chrono::hours retention{24};
 };
 
 /// What the relay has done since it started, for metrics and readiness.
@@ -45,21 +42,21 @@ struct outbox_relay_stats {
   std::uint64_t duplicates = 0;
   /// Failed publish attempts (including "NATS not connected").
   std::uint64_t failures = 0;
-  /// Failed database round trips (the relay reconnects after each).
+  /// Failed outbox (database) round trips (the relay reconnects after each).
   std::uint64_t db_failures = 0;
   /// Unpublished rows of every project at the last count (once a second);
   /// -1 before the first count.
   std::int64_t pending = -1;
   /// Age of the oldest unpublished row at the last count; 0 when none.
   double oldest_pending_seconds = 0;
-  /// Whether the relay's PostgreSQL connection is up.
+  /// Whether the relay's outbox session (its PostgreSQL connection) is up.
   bool database_connected = false;
 };
 
-/// The relay. Runs on a thread of its own with a PostgreSQL connection of
-/// its own (LISTEN gatehouse_outbox, and a poll every poll_interval anyway)
-/// and publishes on the process's NATS connection when that is connected
-/// and its stream is ready; until then it waits, recording the attempts.
+/// The relay. Runs on a thread of its own with an outbox session of its own
+/// (woken by each commit, and looking every poll_interval anyway) and
+/// publishes on the process's NATS connection when that is connected and
+/// its stream is ready; until then it waits, recording the attempts.
 ///
 /// Guarantees: a row is marked published only after JetStream acknowledged
 /// it (a duplicate ack counts: JetStream had it); a marked row is never
@@ -69,8 +66,10 @@ struct outbox_relay_stats {
 /// JetStream absorbs inside its duplicate window.
 class outbox_relay {
 public:
+  /// `outbox` is the relay's own session, used from the relay's thread only;
   /// `nats` must outlive the relay (stop the relay first).
-  outbox_relay(outbox_relay_settings settings, const connection& nats);
+  outbox_relay(outbox_relay_settings settings,
+               std::unique_ptr<outbox_port> outbox, const connection& nats);
   ~outbox_relay();
 
   outbox_relay(const outbox_relay&) = delete;
@@ -85,10 +84,6 @@ public:
 
   /// A snapshot of the counters; thread-safe.
   outbox_relay_stats stats() const;
-
-  /// The first key of the relay's session-level advisory locks (the second
-  /// is the project id folded into 32 bits).
-  static constexpr int lock_class = 0x67686f72; // "ghor"
 
 private:
   struct impl;

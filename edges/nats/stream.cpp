@@ -1,5 +1,7 @@
 #include "edges/nats/stream.hpp"
 
+#include "edges/nats/handles.hpp"
+
 namespace gatehouse::nats {
 
 natsStatus ensure_events_stream(jsCtx* js, const events_stream_config& c,
@@ -15,17 +17,15 @@ natsStatus ensure_events_stream(jsCtx* js, const events_stream_config& c,
   cfg.Duplicates
     = std::chrono::duration_cast<std::chrono::nanoseconds>(c.duplicate_window)
         .count();
-  jsStreamInfo* info = nullptr;
+  stream_info_ptr info;
   jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&info, js, &cfg, nullptr, &jerr);
+  natsStatus s = create(info, js_AddStream, js, &cfg, nullptr, &jerr);
   if (s != NATS_OK && jerr == JSStreamNameExistErr) {
     if (!update_existing)
       s = NATS_OK; // created meanwhile by its owner, `gatehouse serve`
     else
-      s = js_UpdateStream(&info, js, &cfg, nullptr, &jerr);
+      s = create(info, js_UpdateStream, js, &cfg, nullptr, &jerr);
   }
-  if (info)
-    jsStreamInfo_Destroy(info);
   return s;
 }
 

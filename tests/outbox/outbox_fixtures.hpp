@@ -9,8 +9,10 @@
 #include "edges/nats/outbox_relay.hpp"
 #include "messages/errors.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/outbox.hpp"
 #include "storage/database.hpp"
 #include "storage/migrate.hpp"
+#include "storage/outbox_store.hpp"
 #include "tests/integration/stack.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/scratch_database.hpp"
@@ -68,17 +70,8 @@ struct migrated_database {
   }
 };
 
-/// What a test expects of one outbox row.
-struct event_row {
-  std::int64_t seq = 0;
-  std::string event_id;
-  std::int64_t project_id = 0;
-  std::string subject;
-  std::string kind;
-  bool bulk = false;
-  bool commits_unavailable = false;
-  std::string body;
-};
+/// What a test expects of one outbox row: what the relay publishes.
+using event_row = outbox_row;
 
 /// Inserts one event the way post_receive does (its own transaction, then
 /// NOTIFY) and returns the row.
@@ -260,10 +253,16 @@ inline std::unique_ptr<nats::connection> connect_nats(const std::string& url) {
   return conn;
 }
 
-/// Relay settings that react fast enough for tests.
-inline nats::outbox_relay_settings fast_relay(const std::string& db_url) {
-  nats::outbox_relay_settings s;
+/// The relay's own outbox session on `db_url`, as `gatehouse serve` wires it.
+inline std::unique_ptr<outbox_port> outbox_on(const std::string& db_url) {
+  storage::outbox_store_settings s;
   s.database_url = db_url;
+  return std::make_unique<storage::outbox_store>(s);
+}
+
+/// Relay settings that react fast enough for tests.
+inline nats::outbox_relay_settings fast_relay() {
+  nats::outbox_relay_settings s;
   s.poll_interval = std::chrono::milliseconds(200);
   s.publish_timeout = std::chrono::milliseconds(1000);
   s.min_backoff = std::chrono::milliseconds(20);

@@ -93,7 +93,7 @@ TEST_CASE_METHOD(relay_fixture,
                                   "not json, still carried verbatim"));
 
   auto nc = connect_nats(server.url());
-  nats::outbox_relay relay{fast_relay(db.url()), *nc};
+  nats::outbox_relay relay{fast_relay(), outbox_on(db.url()), *nc};
   relay.start();
   REQUIRE(all_published());
   CHECK(query("SELECT count(*) FROM gatehouse_state.outbox WHERE "
@@ -157,11 +157,11 @@ TEST_CASE_METHOD(relay_fixture,
                  "[.nats]") {
   auto nc1 = connect_nats(server.url());
   auto nc2 = connect_nats(server.url());
-  auto settings = fast_relay(db.url());
+  auto settings = fast_relay();
   settings.batch_size = 7; // many passes, many lock hand-overs
   settings.max_projects = 3;
-  nats::outbox_relay relay1{settings, *nc1};
-  nats::outbox_relay relay2{settings, *nc2};
+  nats::outbox_relay relay1{settings, outbox_on(db.url()), *nc1};
+  nats::outbox_relay relay2{settings, outbox_on(db.url()), *nc2};
   relay1.start();
   relay2.start();
 
@@ -203,7 +203,7 @@ TEST_CASE_METHOD(relay_fixture,
                  "after a restart all go out once",
                  "[.nats]") {
   auto nc = connect_nats(server.url());
-  nats::outbox_relay relay{fast_relay(db.url()), *nc};
+  nats::outbox_relay relay{fast_relay(), outbox_on(db.url()), *nc};
   relay.start();
   for (int i = 0; i < 5; ++i)
     insert_event(*conn, 1 + i % 2);
@@ -264,7 +264,7 @@ TEST_CASE_METHOD(relay_fixture,
                             {"Gatehouse-Bulk", "true"}}));
     REQUIRE(client.stream_messages() == 1);
   }
-  nats::outbox_relay relay{fast_relay(db.url()), *nc};
+  nats::outbox_relay relay{fast_relay(), outbox_on(db.url()), *nc};
   relay.start();
   REQUIRE(all_published());
   relay.stop();
@@ -286,7 +286,7 @@ TEST_CASE_METHOD(relay_fixture,
                            "\"" + std::string(2 * 1024 * 1024, 'x') + "\"");
   auto behind = insert_event(*conn, 5);
   auto other = insert_event(*conn, 6);
-  nats::outbox_relay relay{fast_relay(db.url()), *nc};
+  nats::outbox_relay relay{fast_relay(), outbox_on(db.url()), *nc};
   relay.start();
   REQUIRE(eventually([&] {
     return query("SELECT published_at IS NOT NULL FROM gatehouse_state.outbox "
@@ -323,9 +323,9 @@ TEST_CASE_METHOD(relay_fixture,
                  "returns",
                  "[.nats]") {
   auto nc = connect_nats(server.url());
-  auto settings = fast_relay(db.url());
+  auto settings = fast_relay();
   // Kill the relay's session from the server side twice; it reconnects.
-  nats::outbox_relay relay{settings, *nc};
+  nats::outbox_relay relay{settings, outbox_on(db.url()), *nc};
   relay.start();
   insert_event(*conn, 8);
   REQUIRE(all_published());
