@@ -9,7 +9,7 @@
 // than the retry window.
 
 #include "messages/interfaces.hpp"
-#include "storage/database.hpp"
+#include "storage/pg_session.hpp"
 
 #include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
@@ -39,8 +39,7 @@ struct request_store_settings {
 struct request_store_state {
   static inline constexpr const char* name = "request-store";
   request_store_settings settings;
-  /// Opened lazily, dropped on a failure so that the next call reconnects.
-  std::shared_ptr<pqxx::connection> conn;
+  pg_session session;
 };
 
 request_store_actor::behavior_type
