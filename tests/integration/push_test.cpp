@@ -426,22 +426,6 @@ std::string fake_sha(int n) {
   return buf;
 }
 
-/// Starts `gatehouse serve` with the stack's environment as a child the test
-/// owns (so that it can SIGKILL it); waits for liveness.
-std::unique_ptr<child> serve(const stack& gh) {
-  auto proc = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
-                                      gh.env(), make_temp_dir("serve") + "/gatehouse");
-  bool live = eventually(
-    [&] {
-      auto res = gh.client().Get("/-/liveness");
-      return res && res->status == 200;
-    },
-    20s);
-  INFO("gatehouse stderr: " << proc->err());
-  REQUIRE(live);
-  return proc;
-}
-
 // -- the fixture -------------------------------------------------------------------------
 
 /// A real repository on storage `local`, a private nats-server and a
@@ -963,7 +947,7 @@ TEST_CASE_METHOD(push_fixture,
                  "events pending when Gatehouse is killed with SIGKILL are "
                  "published once by the next Gatehouse",
                  "[.integration][push]") {
-  auto first = serve(*gh);
+  auto first = gh->spawn();
   int events = 0;
   {
     hook_caller api{*gh};
@@ -995,7 +979,7 @@ TEST_CASE_METHOD(push_fixture,
   CHECK(first->stop(SIGKILL) == 128 + SIGKILL);
 
   // A new Gatehouse on the same database, still without NATS.
-  auto second = serve(*gh);
+  auto second = gh->spawn();
   {
     hook_caller api{*gh};
     require_accepted("post_receive on the new Gatehouse",

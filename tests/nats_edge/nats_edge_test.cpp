@@ -343,20 +343,11 @@ class replica {
 public:
   /// Waits until the replica decides (its read model is loaded): an HTTP
   /// /allowed with `shell_token` answers 200.
-  replica(std::map<std::string, std::string> env, const std::string& name,
-          const std::string& shell_token)
-    : port_(free_port()) {
-    env["GATEHOUSE_HTTP_LISTEN"] = "127.0.0.1:" + std::to_string(port_);
-    proc_ = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
-                                    env, make_temp_dir(name) + "/gatehouse");
-    bool live = eventually(
-      [&] {
-        auto res = client().Get("/-/liveness");
-        return res && res->status == 200;
-      },
-      std::chrono::seconds(20));
-    INFO("gatehouse stderr: " << proc_->err());
-    REQUIRE(live);
+  replica(const std::map<std::string, std::string>& env,
+          const std::string& name, const std::string& shell_token) {
+    auto s = serve(env, name);
+    proc_ = std::move(s.proc);
+    port_ = s.port;
     auto body = shell_case("", "git-upload-pack", 3, 0).http.dump();
     REQUIRE(eventually([&] {
       auto res = client().Post("/api/v4/internal/allowed",
@@ -412,8 +403,8 @@ public:
   }
 
 private:
-  int port_;
   std::unique_ptr<child> proc_;
+  int port_ = 0;
 };
 
 pb::PostReceiveRequest post_receive(const std::string& branch) {
