@@ -435,6 +435,22 @@ def events(tail):
     return out
 
 
+def stream_last_seq(monitor_port, stream):
+    """The sequence of the last message in `stream`, from nats-server's
+    monitoring endpoint; None when unknown."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % monitor_port,
+                                    timeout=2) as r:
+            jsz = json.load(r)
+    except (OSError, ValueError):
+        return None
+    for account in jsz.get("account_details", []):
+        for detail in account.get("stream_detail", []):
+            if detail.get("name") == stream:
+                return detail.get("state", {}).get("last_seq")
+    return None
+
+
 def describe(res):
     return "exit %d\nstdout:\n%s\nstderr:\n%s" % (res.returncode, res.stdout, res.stderr)
 
@@ -658,11 +674,21 @@ def main():
           describe(res))
     check("no blocked-branch in the repository", bare_ref("refs/heads/blocked-branch") is None)
 
-    # What reached NATS: one push event, for the new branch only.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not events(tail):
+    # What reached NATS: one push event, for the new branch only. The stream
+    # is complete once every outbox row is published (Gatehouse marks a row
+    # only on its PubAck), and the tail has printed all of it once it
+    # printed the stream's last message.
+    def settled():
+        res = run(["psql", "-X", "-qtA", "-d", db_url, "-c", "SELECT count(*) FROM "
+                   "gatehouse_state.outbox WHERE published_at IS NULL"], check_rc=False)
+        if res.stdout.strip() != "0":
+            return False
+        last = stream_last_seq(monitor_port, "GATEHOUSE_EVENTS")
+        return bool(last) and any(e.get("sequence") == last for e in events(tail))
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not settled():
         time.sleep(0.1)
-    time.sleep(1.0)  # anything a refused push might wrongly have produced
     got = events(tail)
     pushes = [e for e in got if e.get("data", {}).get("ref") == "refs/heads/topic-e2e"]
     check("exactly one event reached NATS (the new branch)", len(got) == 1 and len(pushes) == 1,
