@@ -804,15 +804,23 @@ TEST_CASE("a replica killed mid-load loses nothing the retry contract promises",
         }
       }
     });
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Both replicas answer the load.
+  CHECK(eventually([&] { return a.answered("post_receive") > 0; },
+                   std::chrono::seconds(20)));
   auto answered_by_a = a.answered("post_receive");
-  // Frozen first, so that requests are surely in flight on it when it dies.
+  // Frozen first, so that requests are surely in flight on it when it dies:
+  // a client retries only a request that timed out on the frozen replica.
+  auto retried_before_pause = retried.load();
   a.pause();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(eventually([&] { return retried > retried_before_pause; },
+                   std::chrono::seconds(20)));
   a.kill();
-  // Past the clients' timeout, so that the requests lost with the replica
-  // are retried on the other one.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Pushes go on, answered by the other replica. (A client whose request
+  // was lost with the killed one retries it until it is answered; joining
+  // the clients below waits for that.)
+  auto pushed_at_kill = pushes.load();
+  CHECK(eventually([&] { return pushes >= pushed_at_kill + 2 * threads; },
+                   std::chrono::seconds(20)));
   stop = true;
   for (auto& w : workers)
     w.join();
