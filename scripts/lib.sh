@@ -95,12 +95,16 @@ gh_stop_postgres() {
 
 # gh_start_nats DIR PORT MONITOR_PORT: nats-server with JetStream, file store
 # under DIR, capped so that it never claims the machine's whole disk or RAM.
+# A port of -1 lets nats-server pick a free one; either way the ports it
+# listens on end up in GH_NATS_PORT and GH_NATS_MONITOR_PORT (read from the
+# ports file it writes into DIR).
 gh_start_nats() {
   local dir=$1 port=$2 mport=$3
   mkdir -p "$dir/js"
   cat >"$dir/nats.conf" <<CONF
 listen: 127.0.0.1:$port
 http: 127.0.0.1:$mport
+ports_file_dir: "$dir"
 jetstream {
   store_dir: "$dir/js"
   max_memory_store: 256MB
@@ -110,10 +114,20 @@ CONF
   nats-server -c "$dir/nats.conf" -P "$dir/nats.pid" -l "$dir/nats.log" &
   local pid=$!
   GH_PIDS+=("$pid")
-  local i
+  local i ports
+  GH_NATS_PORT="" GH_NATS_MONITOR_PORT=""
   for i in $(seq 1 200); do
-    if curl -fsS "http://127.0.0.1:$mport/healthz?js-enabled-only=true" >/dev/null 2>&1 \
-       && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if [ -z "$GH_NATS_MONITOR_PORT" ]; then
+      # {"nats":["nats://127.0.0.1:P"],"monitoring":["http://127.0.0.1:M"]}
+      ports=$(cat "$dir/nats-server_$pid.ports" 2>/dev/null || true)
+      if [[ $ports =~ nats://[^\"]*:([0-9]+).*http://[^\"]*:([0-9]+) ]]; then
+        GH_NATS_PORT=${BASH_REMATCH[1]}
+        GH_NATS_MONITOR_PORT=${BASH_REMATCH[2]}
+      fi
+    fi
+    if [ -n "$GH_NATS_MONITOR_PORT" ] \
+       && curl -fsS "http://127.0.0.1:$GH_NATS_MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null 2>&1 \
+       && (exec 3<>"/dev/tcp/127.0.0.1/$GH_NATS_PORT") 2>/dev/null; then
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break

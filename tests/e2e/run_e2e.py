@@ -25,6 +25,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -87,10 +88,42 @@ def run(argv, env=None, check_rc=True, input=None, timeout=60):
     return res
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def reserved_port():
+    """A port on 127.0.0.1 that nobody else gets until the run ends: held by a
+    socket bound with SO_REUSEADDR that never listens (as in
+    tests/support/ports.hpp), for a server that cannot bind port 0 and tell
+    which port it got (sshd). sshd sets SO_REUSEADDR too and listens on it."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    CLEANUPS.append(s.close)
+    return s.getsockname()[1]
+
+
+def serving_port(gatehouse):
+    """The HTTP port in `gatehouse serve`'s "gatehouse serving" line (text log
+    format); None before it. Gatehouse binds port 0 and logs what it got."""
+    for line in gatehouse.out().splitlines():
+        if "gatehouse serving" in line:
+            m = re.search(r" listen=\S*:(\d+)", line)
+            if m:
+                return int(m.group(1))
+    return None
+
+
+def nats_ports(nats, ports_dir):
+    """(client port, monitoring port) of a nats-server started with -p -1 -m -1
+    --ports_file_dir ports_dir, from its ports file; None before it is
+    written."""
+    path = os.path.join(ports_dir, "%s_%d.ports" % (os.path.basename(nats.p.args[0]),
+                                                    nats.p.pid))
+    try:
+        with open(path) as f:
+            ports = json.load(f)
+        return (int(ports["nats"][0].rsplit(":", 1)[1]),
+                int(ports["monitoring"][0].rsplit(":", 1)[1]))
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _die_with_parent():
@@ -239,9 +272,10 @@ def assert_sshd_path_rules(path):
         p = os.path.dirname(p)
 
 
-def fixture_dir(user, gitlab_url):
-    """/opt/gatehouse-e2e-<random>: the fixture scripts, their config and the
-    Shell secret (root-owned, 0755), plus the storage (owned by git)."""
+def fixture_dir(user):
+    """/opt/gatehouse-e2e-<random>: the fixture scripts and the Shell secret
+    (root-owned, 0755), plus the storage (owned by git). Their config follows
+    once Gatehouse's URL is known (fixture_config)."""
     root = "/opt/gatehouse-e2e-" + secrets.token_hex(4)
     os.mkdir(root, 0o755)
     CLEANUPS.append(lambda: shutil.rmtree(root, ignore_errors=True))
@@ -258,12 +292,16 @@ def fixture_dir(user, gitlab_url):
     os.chmod(secret, 0o640)
     storage = os.path.join(root, "storage")
     os.mkdir(storage, 0o755)
+    assert_sshd_path_rules(os.path.join(root, "authorized-keys-check"))
+    return root, secret, storage
+
+
+def fixture_config(root, gitlab_url, secret, storage):
+    """What GitLab Shell's config.yml and Gitaly's [gitlab] section hold."""
     with open(os.path.join(root, "config.json"), "w") as f:
         json.dump({"gitlab_url": gitlab_url, "secret_file": secret,
                    "storages": {"default": storage}}, f)
     os.chmod(os.path.join(root, "config.json"), 0o644)
-    assert_sshd_path_rules(os.path.join(root, "authorized-keys-check"))
-    return root, secret, storage
 
 
 def client_key(keys_dir, name):
@@ -397,6 +435,22 @@ def events(tail):
     return out
 
 
+def stream_last_seq(monitor_port, stream):
+    """The sequence of the last message in `stream`, from nats-server's
+    monitoring endpoint; None when unknown."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % monitor_port,
+                                    timeout=2) as r:
+            jsz = json.load(r)
+    except (OSError, ValueError):
+        return None
+    for account in jsz.get("account_details", []):
+        for detail in account.get("stream_detail", []):
+            if detail.get("name") == stream:
+                return detail.get("state", {}).get("last_seq")
+    return None
+
+
 def describe(res):
     return "exit %d\nstdout:\n%s\nstderr:\n%s" % (res.returncode, res.stdout, res.stderr)
 
@@ -416,22 +470,23 @@ def main():
     t0 = time.monotonic()
 
     user = login_user()
-    http_port, nats_port, monitor_port, ssh_port = (free_port() for _ in range(4))
-    gitlab_url = "http://127.0.0.1:%d" % http_port
-    root, secret, storage = fixture_dir(user, gitlab_url)
+    root, secret, storage = fixture_dir(user)
     log("fixture directory " + root)
 
-    # PostgreSQL, NATS, Gatehouse.
+    # PostgreSQL, NATS, Gatehouse. nats-server and Gatehouse bind port 0 and
+    # tell which port they got.
     db_url = scratch_database(server_url)
-    nats = Proc("nats-server", [nats_server, "-a", "127.0.0.1", "-p", str(nats_port),
-                                "-m", str(monitor_port), "-js", "-sd",
+    nats = Proc("nats-server", [nats_server, "-a", "127.0.0.1", "-p", "-1", "-m", "-1",
+                                "--ports_file_dir", work, "-js", "-sd",
                                 os.path.join(work, "jetstream")], None, work)
+    wait_for("nats-server ports file", lambda: nats_ports(nats, work), nats)
+    nats_port, monitor_port = nats_ports(nats, work)
     wait_for("nats-server", lambda: http_ok(
         "http://127.0.0.1:%d/healthz?js-enabled-only=true" % monitor_port), nats)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
     env.update({"GATEHOUSE_DATABASE_URL": db_url,
                 "GATEHOUSE_NATS_URL": "nats://127.0.0.1:%d" % nats_port,
-                "GATEHOUSE_HTTP_LISTEN": "127.0.0.1:%d" % http_port,
+                "GATEHOUSE_HTTP_LISTEN": "127.0.0.1:0",
                 "GATEHOUSE_SHELL_SECRET_FILE": secret,
                 "GATEHOUSE_LOG_FORMAT": "text"})
     keys_dir = os.path.join(work, "keys")
@@ -445,12 +500,16 @@ def main():
     run([binary, "migrate"], env=env)
     run([binary, "seed", seed_path], env=env)
     gatehouse = Proc("gatehouse", [binary, "serve"], env, work)
+    wait_for("gatehouse serving", lambda: serving_port(gatehouse), gatehouse)
+    gitlab_url = "http://127.0.0.1:%d" % serving_port(gatehouse)
+    fixture_config(root, gitlab_url, secret, storage)
     wait_for("gatehouse liveness", lambda: http_ok(gitlab_url + "/-/liveness"), gatehouse)
     tail = Proc("events-tail", [binary, "events", "tail", "--from-start"], env, work,
                 stop_signal=signal.SIGINT)
     wait_for("events tail", lambda: "tailing stream" in tail.err(), tail)
 
     # The bare repository with two commits on main, then Gitaly's hooks.
+    ssh_port = reserved_port()
     git = Git(work, ssh_port)
     bare = os.path.join(storage, DISK_PATH + ".git")
     os.makedirs(os.path.dirname(bare))
@@ -615,11 +674,21 @@ def main():
           describe(res))
     check("no blocked-branch in the repository", bare_ref("refs/heads/blocked-branch") is None)
 
-    # What reached NATS: one push event, for the new branch only.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not events(tail):
+    # What reached NATS: one push event, for the new branch only. The stream
+    # is complete once every outbox row is published (Gatehouse marks a row
+    # only on its PubAck), and the tail has printed all of it once it
+    # printed the stream's last message.
+    def settled():
+        res = run(["psql", "-X", "-qtA", "-d", db_url, "-c", "SELECT count(*) FROM "
+                   "gatehouse_state.outbox WHERE published_at IS NULL"], check_rc=False)
+        if res.stdout.strip() != "0":
+            return False
+        last = stream_last_seq(monitor_port, "GATEHOUSE_EVENTS")
+        return bool(last) and any(e.get("sequence") == last for e in events(tail))
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not settled():
         time.sleep(0.1)
-    time.sleep(1.0)  # anything a refused push might wrongly have produced
     got = events(tail)
     pushes = [e for e in got if e.get("data", {}).get("ref") == "refs/heads/topic-e2e"]
     check("exactly one event reached NATS (the new branch)", len(got) == 1 and len(pushes) == 1,

@@ -577,8 +577,15 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
   CHECK_FALSE(last_used());
   check_allowed("auth-only key", api.allowed(shell_pull("acme/widgets.git", 13)));
   CHECK(eventually([&] { return last_used().has_value(); }, std::chrono::seconds(5)));
-  // That the second use of a day writes nothing is the access-control
-  // actor's rule, tested on its injected clock (tests/actors).
+  auto first = last_used();
+  check_allowed("auth-only key again", api.allowed(shell_pull("acme/widgets.git", 13)));
+  // A push through a former path is answered only after the access store
+  // kept its project-moved message, and the store handles the access
+  // actor's messages in order: a write of last_used_at that the call above
+  // might have caused is done by then.
+  check_allowed("push through a former path, again",
+                api.allowed(shell_push("acme/old-widgets.git", 2)));
+  CHECK(last_used() == first);
 }
 
 TEST_CASE("/allowed refuses SSH when the instance allows only HTTP",

@@ -237,6 +237,14 @@ std::int64_t outbox_rows(const stack& gh) {
   return query_count(gh, "SELECT count(*) FROM gatehouse_state.outbox");
 }
 
+/// Waits until the relay has published every outbox row. It marks a row
+/// published only on its PubAck, so from then on the stream holds all that
+/// the outbox gives it: reading the stream back needs no wait for
+/// stragglers.
+void wait_all_published(const stack& gh, std::chrono::milliseconds limit = 15s) {
+  REQUIRE(eventually([&] { return unpublished(gh) == 0; }, limit));
+}
+
 std::set<std::string> outbox_ids(const stack& gh) {
   pqxx::connection conn{gh.database_url()};
   pqxx::nontransaction tx{conn};
@@ -424,22 +432,6 @@ std::string fake_sha(int n) {
   char buf[41];
   std::snprintf(buf, sizeof buf, "%040x", n);
   return buf;
-}
-
-/// Starts `gatehouse serve` with the stack's environment as a child the test
-/// owns (so that it can SIGKILL it); waits for liveness.
-std::unique_ptr<child> serve(const stack& gh) {
-  auto proc = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
-                                      gh.env(), make_temp_dir("serve") + "/gatehouse");
-  bool live = eventually(
-    [&] {
-      auto res = gh.client().Get("/-/liveness");
-      return res && res->status == 200;
-    },
-    20s);
-  INFO("gatehouse stderr: " << proc->err());
-  REQUIRE(live);
-  return proc;
 }
 
 // -- the fixture -------------------------------------------------------------------------
@@ -730,7 +722,7 @@ TEST_CASE_METHOD(push_fixture,
   require_accepted("push 5 (no local path)", r);
 
   REQUIRE(js.wait_for(14));
-  std::this_thread::sleep_for(500ms);
+  wait_all_published(*gh);
   auto msgs = js.read_all();
   REQUIRE(msgs.size() == 14);
   check_exactly_once(*gh, msgs);
@@ -952,8 +944,7 @@ TEST_CASE_METHOD(push_fixture,
   nats.start(); // same port, same store directory
   js_reader js{nats.url()};
   REQUIRE(js.wait_for(1 + events, 30s));
-  REQUIRE(eventually([&] { return unpublished(*gh) == 0; }, 15s));
-  std::this_thread::sleep_for(1s);
+  wait_all_published(*gh);
   auto msgs = js.read_all();
   CHECK(msgs.size() == static_cast<std::size_t>(1 + events));
   check_exactly_once(*gh, msgs);
@@ -963,7 +954,7 @@ TEST_CASE_METHOD(push_fixture,
                  "events pending when Gatehouse is killed with SIGKILL are "
                  "published once by the next Gatehouse",
                  "[.integration][push]") {
-  auto first = serve(*gh);
+  auto first = gh->spawn();
   int events = 0;
   {
     hook_caller api{*gh};
@@ -995,7 +986,7 @@ TEST_CASE_METHOD(push_fixture,
   CHECK(first->stop(SIGKILL) == 128 + SIGKILL);
 
   // A new Gatehouse on the same database, still without NATS.
-  auto second = serve(*gh);
+  auto second = gh->spawn();
   {
     hook_caller api{*gh};
     require_accepted("post_receive on the new Gatehouse",
@@ -1009,8 +1000,7 @@ TEST_CASE_METHOD(push_fixture,
   nats.start();
   js_reader js{nats.url()};
   REQUIRE(js.wait_for(events, 30s));
-  REQUIRE(eventually([&] { return unpublished(*gh) == 0; }, 15s));
-  std::this_thread::sleep_for(1s);
+  wait_all_published(*gh);
   auto msgs = js.read_all();
   CHECK(msgs.size() == static_cast<std::size_t>(events));
   check_exactly_once(*gh, msgs);
@@ -1052,12 +1042,23 @@ TEST_CASE_METHOD(push_fixture,
                    api.post_receive("project-11", "key-2",
                                     fake_sha(5) + " " + fake_sha(7)
                                       + " refs/heads/main\n"));
-  REQUIRE(eventually([&] { return lines_of(tail.out()).size() >= 3; }, 15s));
-  std::this_thread::sleep_for(300ms);
-  CHECK(tail.stop(SIGINT) == 0);
-
+  // The stream is complete once the outbox is; the tail has printed all of
+  // it once it printed the stream's last message.
+  wait_all_published(*gh);
   auto msgs = js.read_all();
   REQUIRE(msgs.size() == 3);
+  REQUIRE(eventually(
+    [&] {
+      auto lines = lines_of(tail.out());
+      if (lines.empty())
+        return false;
+      auto last = json::parse(lines.back(), nullptr, false);
+      return last.is_object()
+             && last.value("sequence", std::uint64_t{0}) == msgs.back().sequence;
+    },
+    15s));
+  CHECK(tail.stop(SIGINT) == 0);
+
   auto lines = lines_of(tail.out());
   REQUIRE(lines.size() == 3);
   for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -1103,7 +1104,7 @@ TEST_CASE_METHOD(push_fixture,
   require_accepted("known push",
                    api.post_receive("project-11", "user-2", changes));
   REQUIRE(js.wait_for(1));
-  std::this_thread::sleep_for(500ms);
+  wait_all_published(*gh);
   auto msgs = js.read_all();
   REQUIRE(msgs.size() == 1);
   CHECK(msgs[0].subject == "gitlab.events.push.11");

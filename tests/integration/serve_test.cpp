@@ -131,7 +131,10 @@ TEST_CASE("readiness stays 200 and reports NATS down while nats-server is "
 TEST_CASE("readiness answers 503 and check reports the store unreachable when "
           "PostgreSQL is down",
           "[.integration][serve]") {
-  auto closed = "postgresql://postgres@127.0.0.1:" + std::to_string(free_port())
+  // Held but never listened on: connections are refused.
+  reserved_port nothing_there;
+  auto closed = "postgresql://postgres@127.0.0.1:"
+                + std::to_string(nothing_there.port())
                 + "/nothing?connect_timeout=1";
   stack gh{{}, closed};
   gh.start();

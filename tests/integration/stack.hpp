@@ -1,9 +1,12 @@
 #pragma once
 
 // A running `gatehouse serve` for integration tests: its own scratch database
-// (migrated and seeded through the CLI), secret files, a free HTTP port.
+// (migrated and seeded through the CLI), secret files, an HTTP port of its
+// own (it binds port 0 and logs the port).
 
 #include "common/jwt.hpp"
+#include "tests/support/nats_server.hpp"
+#include "tests/support/ports.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/scratch_database.hpp"
 
@@ -79,18 +82,45 @@ struct secret_files {
   }
 };
 
+/// A started `gatehouse serve` and the HTTP port it bound.
+struct serving {
+  std::unique_ptr<child> proc;
+  int port = 0;
+};
+
+/// Starts `gatehouse serve` with `env` (whose GATEHOUSE_HTTP_LISTEN asks for
+/// port 0) and waits until it serves and its liveness (under `root`)
+/// answers.
+inline serving serve(const std::map<std::string, std::string>& env,
+                     const std::string& name, const std::string& root = {}) {
+  serving s;
+  s.proc = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
+                                   env, make_temp_dir(name) + "/gatehouse");
+  s.port = wait_serving_port(*s.proc);
+  bool live = eventually(
+    [&] {
+      httplib::Client cli{"127.0.0.1", s.port};
+      cli.set_connection_timeout(2, 0);
+      auto res = cli.Get(root + "/-/liveness");
+      return res && res->status == 200;
+    },
+    std::chrono::seconds(20));
+  INFO("gatehouse stderr: " << s.proc->err());
+  REQUIRE(live);
+  return s;
+}
+
 /// A served Gatehouse. `nats_url` defaults to the suite's nats-server.
 class stack {
 public:
   explicit stack(std::string nats_url = {}, std::string database_url = {},
                  std::map<std::string, std::string> extra_env = {}) {
-    http_port_ = free_port();
     env_ = secrets_.env();
     env_["GATEHOUSE_DATABASE_URL"]
       = database_url.empty() ? db_.url() : database_url;
     env_["GATEHOUSE_NATS_URL"]
       = nats_url.empty() ? env_or_fail("GATEHOUSE_TEST_NATS_URL") : nats_url;
-    env_["GATEHOUSE_HTTP_LISTEN"] = "127.0.0.1:" + std::to_string(http_port_);
+    env_["GATEHOUSE_HTTP_LISTEN"] = "127.0.0.1:0";
     env_["GATEHOUSE_LOG_FORMAT"] = "json";
     // An empty value removes the variable (a caller left unconfigured).
     for (auto& [k, v] : extra_env)
@@ -120,17 +150,16 @@ public:
 
   /// Starts `gatehouse serve` and waits for liveness.
   void start() {
-    log_prefix_ = make_temp_dir("serve") + "/gatehouse";
-    proc_ = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
-                                    env_, log_prefix_);
-    bool live = eventually(
-      [&] {
-        auto res = client().Get(root_ + "/-/liveness");
-        return res && res->status == 200;
-      },
-      std::chrono::seconds(20));
-    INFO("gatehouse stderr: " << proc_->err());
-    REQUIRE(live);
+    proc_ = spawn();
+  }
+
+  /// Starts another `gatehouse serve` with this stack's environment, as a
+  /// child the caller owns (so that it can SIGKILL it), and points client()
+  /// at it once it is live.
+  std::unique_ptr<child> spawn() {
+    auto s = serve(env_, "serve", root_);
+    http_port_ = s.port;
+    return std::move(s.proc);
   }
 
   httplib::Client client() const {
@@ -184,64 +213,6 @@ private:
   /// GATEHOUSE_RELATIVE_URL_ROOT without a trailing slash.
   std::string root_;
   std::map<std::string, std::string> env_;
-  std::string log_prefix_;
-  std::unique_ptr<child> proc_;
-};
-
-/// A private nats-server (JetStream) that a test may stop and restart on the
-/// same port and store directory.
-class private_nats {
-public:
-  private_nats()
-    : port_(free_port()), monitor_port_(free_port()),
-      dir_(make_temp_dir("nats")) {
-    // nop
-  }
-
-  void start() {
-    proc_ = std::make_unique<child>(
-      std::vector<std::string>{env_or_fail("GATEHOUSE_TEST_NATS_SERVER"), "-a",
-                               "127.0.0.1", "-p", std::to_string(port_), "-m",
-                               std::to_string(monitor_port_), "-js", "-sd",
-                               dir_ + "/js"},
-      std::map<std::string, std::string>{}, dir_ + "/nats");
-    REQUIRE(eventually([&] {
-      httplib::Client cli{"127.0.0.1", monitor_port_};
-      auto res = cli.Get("/healthz?js-enabled-only=true");
-      return res && res->status == 200;
-    }));
-  }
-
-  void stop() {
-    if (proc_)
-      proc_->stop(SIGTERM);
-    proc_.reset();
-  }
-
-  std::string url() const {
-    return "nats://127.0.0.1:" + std::to_string(port_);
-  }
-
-  /// The configuration of `stream` from the monitoring endpoint, or null.
-  nlohmann::json stream_config(const std::string& stream) const {
-    httplib::Client cli{"127.0.0.1", monitor_port_};
-    auto res = cli.Get("/jsz?streams=true&config=true");
-    if (!res)
-      return nullptr;
-    auto jsz = nlohmann::json::parse(res->body, nullptr, false);
-    if (jsz.is_discarded() || !jsz.contains("account_details"))
-      return nullptr;
-    for (auto& account : jsz["account_details"])
-      for (auto& detail : account.value("stream_detail", nlohmann::json::array()))
-        if (detail.value("name", "") == stream)
-          return detail["config"];
-    return nullptr;
-  }
-
-private:
-  int port_;
-  int monitor_port_;
-  std::string dir_;
   std::unique_ptr<child> proc_;
 };
 

@@ -351,20 +351,11 @@ class replica {
 public:
   /// Waits until the replica decides (its read model is loaded): an HTTP
   /// /allowed with `shell_token` answers 200.
-  replica(std::map<std::string, std::string> env, const std::string& name,
-          const std::string& shell_token)
-    : port_(free_port()) {
-    env["GATEHOUSE_HTTP_LISTEN"] = "127.0.0.1:" + std::to_string(port_);
-    proc_ = std::make_unique<child>(std::vector<std::string>{binary(), "serve"},
-                                    env, make_temp_dir(name) + "/gatehouse");
-    bool live = eventually(
-      [&] {
-        auto res = client().Get("/-/liveness");
-        return res && res->status == 200;
-      },
-      std::chrono::seconds(20));
-    INFO("gatehouse stderr: " << proc_->err());
-    REQUIRE(live);
+  replica(const std::map<std::string, std::string>& env,
+          const std::string& name, const std::string& shell_token) {
+    auto s = serve(env, name);
+    proc_ = std::move(s.proc);
+    port_ = s.port;
     auto body = shell_case("", "git-upload-pack", 3, 0).http.dump();
     REQUIRE(eventually([&] {
       auto res = client().Post("/api/v4/internal/allowed",
@@ -420,8 +411,8 @@ public:
   }
 
 private:
-  int port_;
   std::unique_ptr<child> proc_;
+  int port_ = 0;
 };
 
 // -- the conformance table ---------------------------------------------------------
@@ -848,15 +839,23 @@ TEST_CASE("a replica killed mid-load loses nothing the retry contract promises",
         }
       }
     });
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Both replicas answer the load.
+  CHECK(eventually([&] { return a.answered("post_receive") > 0; },
+                   std::chrono::seconds(20)));
   auto answered_by_a = a.answered("post_receive");
-  // Frozen first, so that requests are surely in flight on it when it dies.
+  // Frozen first, so that requests are surely in flight on it when it dies:
+  // a client retries only a request that timed out on the frozen replica.
+  auto retried_before_pause = retried.load();
   a.pause();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(eventually([&] { return retried > retried_before_pause; },
+                   std::chrono::seconds(20)));
   a.kill();
-  // Past the clients' timeout, so that the requests lost with the replica
-  // are retried on the other one.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Pushes go on, answered by the other replica. (A client whose request
+  // was lost with the killed one retries it until it is answered; joining
+  // the clients below waits for that.)
+  auto pushed_at_kill = pushes.load();
+  CHECK(eventually([&] { return pushes >= pushed_at_kill + 2 * threads; },
+                   std::chrono::seconds(20)));
   stop = true;
   for (auto& w : workers)
     w.join();

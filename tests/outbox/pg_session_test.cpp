@@ -3,6 +3,7 @@
 // session against a port where nothing listens.
 
 #include "storage/pg_session.hpp"
+#include "tests/support/ports.hpp"
 #include "tests/support/process.hpp"
 
 #include <catch2/catch.hpp>
@@ -60,8 +61,10 @@ TEST_CASE("other server errors are unavailable and keep the connection; "
 TEST_CASE("a session whose server is away answers unavailable and stays "
           "closed",
           "[storage][pg_session]") {
+  // A held port: nothing listens there, and nothing else can take it.
+  test::reserved_port away;
   storage::pg_session session{
-    {"postgresql://nobody@127.0.0.1:" + std::to_string(test::free_port())
+    {"postgresql://nobody@127.0.0.1:" + std::to_string(away.port())
        + "/none?connect_timeout=2",
      std::chrono::seconds{1}, "some_channel"}};
   bool ran = false;

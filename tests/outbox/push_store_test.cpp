@@ -365,8 +365,9 @@ TEST_CASE("the push store answers false or unavailable when PostgreSQL is "
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   storage::push_store_settings settings;
+  reserved_port nothing_there; // held, never listened on: refused
   settings.database_url = "postgresql://nobody@127.0.0.1:"
-                          + std::to_string(free_port())
+                          + std::to_string(nothing_there.port())
                           + "/none?connect_timeout=2";
   auto store = sys.spawn<caf::detached>(storage::push_store, settings);
   bool counted = true;

@@ -6,6 +6,7 @@
 #include "storage/migrate.hpp"
 #include "storage/seed.hpp"
 #include "tests/storage/seed_fixtures.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/scratch_database.hpp"
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
@@ -181,14 +183,17 @@ TEST_CASE("two concurrent migrate calls both succeed, each file once", "[.pg]") 
   scratch_database db;
   std::promise<void> go;
   auto start = go.get_future().share();
+  std::atomic<int> connected{0};
   auto run = [&] {
     auto conn = open(db);
+    ++connected;
     start.wait();
     return storage::migrate(*conn);
   };
   auto a = std::async(std::launch::async, run);
   auto b = std::async(std::launch::async, run);
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  // Both connected before either migrates, so that they overlap.
+  CHECK(gatehouse::test::eventually([&] { return connected == 2; }));
   go.set_value();
   storage::migration_report ra, rb;
   REQUIRE_NOTHROW(ra = a.get());

@@ -13,10 +13,8 @@
 #include <map>
 #include <sstream>
 #include <string>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -31,21 +29,6 @@ inline std::string env_or_fail(const char* name) {
   REQUIRE(value != nullptr);
   REQUIRE(*value != '\0');
   return value;
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-inline int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
 }
 
 /// A fresh directory under GATEHOUSE_TEST_WORK_DIR (or /tmp).

@@ -4,6 +4,7 @@
 // with the headers `gatehouse serve` puts on them.
 #include "webhooks/delivery.hpp"
 
+#include "tests/support/nats_server.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/scratch_database.hpp"
 #include "tests/webhooks/receiver.hpp"
@@ -59,54 +60,21 @@ int run_cli(const std::vector<std::string>& args,
   return rc;
 }
 
-/// A private nats-server with JetStream on a free port.
-class nats_server {
+/// A private nats-server with JetStream, started at once unless told not
+/// to (its URL is known before).
+class nats_server : public private_nats {
 public:
-  explicit nats_server(int port = 0) : port_(port ? port : free_port()) {
-    dir_ = make_temp_dir("whnats");
-    start();
+  explicit nats_server(bool started = true) {
+    if (started)
+      start();
   }
 
   /// Stops the server and starts it again on the same port and store.
   void restart(milliseconds down = milliseconds{0}) {
-    // SIGTERM: after a SIGKILL, nats-server 2.9 may lose acknowledgements it
-    // had confirmed but not yet written, and would redeliver those messages
-    // only after AckWait (>= 60 s; the stored outcomes then skip them).
-    proc_->stop(SIGTERM);
-    proc_.reset();
+    stop();
     std::this_thread::sleep_for(down);
     start();
   }
-
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-  int port() const { return port_; }
-
-private:
-  void start() {
-    proc_ = std::make_unique<child>(
-      std::vector<std::string>{env_or_fail("GATEHOUSE_TEST_NATS_SERVER"), "-a",
-                               "127.0.0.1", "-p", std::to_string(port_), "-js",
-                               "-sd", dir_ + "/js"},
-      std::map<std::string, std::string>{}, dir_ + "/nats");
-    bool up = eventually(
-      [&] {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        addr.sin_port = htons(static_cast<uint16_t>(port_));
-        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-        ::close(fd);
-        return ok;
-      },
-      seconds(10));
-    INFO(proc_->err());
-    REQUIRE(up);
-  }
-
-  int port_;
-  std::string dir_;
-  std::unique_ptr<child> proc_;
 };
 
 /// Publishes events the way `gatehouse serve` does and inspects the consumer.
@@ -578,10 +546,10 @@ TEST_CASE("the consumer waits for NATS and PostgreSQL, creates the stream, "
           "[.integration][webhooks]") {
   receiver rx;
   scratch_database db;
-  const int nats_port = free_port();
+  nats_server nats{false};
   std::map<std::string, std::string> env{
     {"GATEHOUSE_DATABASE_URL", db.url()},
-    {"GATEHOUSE_NATS_URL", "nats://127.0.0.1:" + std::to_string(nats_port)},
+    {"GATEHOUSE_NATS_URL", nats.url()},
     {"GATEHOUSE_LOG_FORMAT", "json"}};
   // Neither nats-server nor the schema exist yet.
   auto prefix = make_temp_dir("whproc") + "/webhooks";
@@ -589,7 +557,7 @@ TEST_CASE("the consumer waits for NATS and PostgreSQL, creates the stream, "
   std::this_thread::sleep_for(seconds(2));
   REQUIRE(proc.running());
 
-  nats_server nats{nats_port};
+  nats.start();
   publisher pub{nats.url()};
   pub.wait_for_stream(); // created by the consumer
   const auto e1 = new_uuid();
