@@ -21,8 +21,13 @@ namespace {
 // reconnect, a slow consumer.
 void log_async_error(natsConnection* nc, natsSubscription* sub, natsStatus s,
                      void*) {
-  const char* last = nullptr;
-  natsConnection_GetLastError(nc, &last);
+  // nats.c hands this callback the error of its own event in the thread's
+  // last error; the connection's last error may already be a later one
+  // (fourteen subscription refusals were once all logged with the text of
+  // a refused publish).
+  const char* last = nats_GetLastError(nullptr);
+  if (!last || !*last)
+    natsConnection_GetLastError(nc, &last);
   nlohmann::json fields = {{"error", natsStatus_GetText(s)},
                            {"detail", std::string{last ? last : ""}}};
   if (const char* subject = sub ? natsSubscription_GetSubject(sub) : nullptr)
