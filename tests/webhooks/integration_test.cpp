@@ -94,13 +94,17 @@ public:
   }
 
   /// Waits for the stream that `gatehouse webhooks` creates when missing.
+  /// Waits until `gatehouse webhooks` has created the stream and its
+  /// durable consumer (one request after the stream: a test that reads the
+  /// consumer right after the stream appears may find none).
   void wait_for_stream() {
     bool exists = eventually(
       [&] {
-        jsStreamInfo* si = nullptr;
-        auto s = js_GetStreamInfo(&si, js_, "GATEHOUSE_EVENTS", nullptr, nullptr);
-        if (si)
-          jsStreamInfo_Destroy(si);
+        jsConsumerInfo* ci = nullptr;
+        auto s = js_GetConsumerInfo(&ci, js_, "GATEHOUSE_EVENTS",
+                                    "gatehouse-webhooks", nullptr, nullptr);
+        if (ci)
+          jsConsumerInfo_Destroy(ci);
         return s == NATS_OK;
       },
       seconds(20));
