@@ -1,4 +1,3 @@
-#include "edges/deadline_relay.hpp"
 #include "actors/system_status.hpp"
 #include "messages/errors.hpp"
 
@@ -80,24 +79,8 @@ struct fixture {
   }
 };
 
-// Replies after a delay, for the relay tests.
-caf::behavior slow_echo(caf::event_based_actor* self) {
-  return {
-    [=](int delay_ms) -> caf::result<std::string> {
-      auto rp = self->make_response_promise<std::string>();
-      self->delayed_anon_send(self, std::chrono::milliseconds(delay_ms),
-                              std::string{"wake"}, rp);
-      return rp;
-    },
-    [=](std::string& text, caf::typed_response_promise<std::string>& rp) {
-      rp.deliver(text);
-    },
-  };
-}
-
 } // namespace
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(caf::typed_response_promise<std::string>)
 
 TEST_CASE_METHOD(fixture, "system status reports the store's version and "
                           "reachability",
@@ -135,41 +118,4 @@ TEST_CASE_METHOD(fixture, "system status keeps the NATS state it is told",
 TEST_CASE_METHOD(fixture, "system status probes periodically",
                  "[actor][system_status]") {
   REQUIRE(eventually([&] { return script.probes.load() >= 3; }));
-}
-
-TEST_CASE("the deadline relay answers with the reply or a timeout, always",
-          "[actor][deadline_relay]") {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto relay = sys.spawn(deadline_relay<std::string>);
-  auto echo = sys.spawn(slow_echo);
-  auto ask = [&](int delay_ms) {
-    caf::expected<std::string> out{caf::error{}};
-    self
-      ->request(relay, caf::infinite, atom::relay::value, caf::timespan{100ms},
-                echo, caf::make_message(delay_ms))
-      .receive([&](std::string& s) { out = s; },
-               [&](caf::error& e) { out = e; });
-    return out;
-  };
-  auto fast = ask(1);
-  REQUIRE(fast);
-  CHECK(*fast == "wake");
-  auto slow = ask(1000);
-  REQUIRE_FALSE(slow);
-  CHECK(classify(slow.error()) == errc::timeout);
-  // The late reply leaves nothing behind in the caller's mailbox.
-  std::this_thread::sleep_for(1200ms);
-  CHECK(self->mailbox().size() == 0);
-  auto again = ask(1);
-  REQUIRE(again);
-  SECTION("a dead destination is an error, not a hang") {
-    self->send_exit(echo, caf::exit_reason::user_shutdown);
-    std::this_thread::sleep_for(50ms);
-    auto dead = ask(1);
-    CHECK_FALSE(dead);
-  }
-  self->send_exit(relay, caf::exit_reason::user_shutdown);
-  self->send_exit(echo, caf::exit_reason::user_shutdown);
 }
