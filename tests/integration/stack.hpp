@@ -131,7 +131,8 @@ public:
     if (auto it = env_.find("GATEHOUSE_RELATIVE_URL_ROOT"); it != env_.end())
       root_ = it->second.back() == '/' ? it->second.substr(0, it->second.size() - 1)
                                        : it->second;
-    if (database_url.empty()) {
+    own_database_ = database_url.empty();
+    if (own_database_) {
       std::string err;
       INFO("gatehouse migrate: " << err);
       REQUIRE(run_cli({"migrate"}, env_, nullptr, &err) == 0);
@@ -148,9 +149,27 @@ public:
     REQUIRE(rc == 0);
   }
 
-  /// Starts `gatehouse serve` and waits for liveness.
+  /// Starts `gatehouse serve` and waits for liveness, and, on the stack's
+  /// own database, until it decides: the read model loads after start, and
+  /// until then every access call answers 503.
   void start() {
     proc_ = spawn();
+    if (own_database_ && env_.count("GATEHOUSE_SHELL_SECRET_FILE"))
+      wait_deciding();
+  }
+
+  /// Waits until the served Gatehouse's read model is loaded.
+  void wait_deciding() const {
+    auto token = shell_token();
+    bool deciding = eventually(
+      [&] {
+        auto res = client().Get(root_ + "/api/v4/internal/discover?username=-",
+                                {{"Gitlab-Shell-Api-Request", token}});
+        return res && res->status != 503;
+      },
+      std::chrono::seconds(20));
+    INFO("gatehouse stderr: " << (proc_ ? proc_->err() : std::string{}));
+    REQUIRE(deciding);
   }
 
   /// Starts another `gatehouse serve` with this stack's environment, as a
@@ -214,6 +233,9 @@ private:
   std::string root_;
   std::map<std::string, std::string> env_;
   std::unique_ptr<child> proc_;
+  /// The stack migrated a scratch database of its own (else the caller's
+  /// database may be unreachable on purpose).
+  bool own_database_ = false;
 };
 
 } // namespace gatehouse::test
