@@ -6,6 +6,9 @@
 
 #include "actors/access/git_access.hpp"
 
+#include "actors/gitlab_paths.hpp"
+#include "common/ascii.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -13,6 +16,11 @@
 #include <cstddef>
 
 namespace gatehouse::access {
+
+using gitlab::branch_name;
+using gitlab::ssh_url_root;
+using gitlab::strip_trailing_slashes;
+using gitlab::tag_name;
 
 namespace {
 
@@ -120,13 +128,6 @@ constexpr unix_time expiring_soon_window = 7 * 24 * 3600;
 
 // -- small string helpers -------------------------------------------------------
 
-std::string lower(std::string s) {
-  for (char& c : s) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return s;
-}
-
 std::string upper(std::string s) {
   for (char& c : s) {
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -143,13 +144,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string strip_trailing_slashes(std::string s) {
-  while (!s.empty() && s.back() == '/') {
-    s.pop_back();
-  }
-  return s;
-}
-
 std::string join_path(const std::string& dir, const std::string& rel) {
   if (dir.empty()) {
     return rel;
@@ -158,33 +152,6 @@ std::string join_path(const std::string& dir, const std::string& rel) {
     return dir + rel;
   }
   return dir + "/" + rel;
-}
-
-/// Host of a URL such as "https://user@gitlab.example.com:8443/sub".
-std::string url_host(const std::string& url) {
-  std::string rest = url;
-  const auto scheme = rest.find("://");
-  if (scheme != std::string::npos) {
-    rest = rest.substr(scheme + 3);
-  }
-  const auto slash = rest.find('/');
-  if (slash != std::string::npos) {
-    rest = rest.substr(0, slash);
-  }
-  const auto at = rest.rfind('@');
-  if (at != std::string::npos) {
-    rest = rest.substr(at + 1);
-  }
-  if (!rest.empty() && rest.front() == '[') {
-    const auto close = rest.find(']');
-    return close == std::string::npos ? rest.substr(1)
-                                      : rest.substr(1, close - 1);
-  }
-  const auto colon = rest.find(':');
-  if (colon != std::string::npos) {
-    rest = rest.substr(0, colon);
-  }
-  return rest;
 }
 
 /// A relative path that cannot leave its base directory.
@@ -273,7 +240,7 @@ actor_info resolve_actor(const snapshot& snap, const allowed_params& p) {
       a.identity_str = "user-" + std::to_string(a.user->id);
     }
   } else if (p.username) {
-    const auto it = snap.user_by_username.find(lower(*p.username));
+    const auto it = snap.user_by_username.find(ascii_lower(*p.username));
     if (it != snap.user_by_username.end()) {
       a.user = find_user(snap, it->second);
       a.identity = a.user;
@@ -315,7 +282,7 @@ const project_record* find_project_by_path(const snapshot& snap,
   if (path.empty()) {
     return nullptr;
   }
-  const std::string key = lower(path);
+  const std::string key = ascii_lower(path);
   auto it = snap.project_by_path.find(key);
   const project_record* found = nullptr;
   if (it != snap.project_by_path.end()) {
@@ -328,7 +295,7 @@ const project_record* find_project_by_path(const snapshot& snap,
     }
   }
   if (found != nullptr) {
-    redirected = lower(found->full_path) != key;
+    redirected = ascii_lower(found->full_path) != key;
   }
   return found;
 }
@@ -564,22 +531,6 @@ struct refusal {
   int status = 401;
   std::string message;
 };
-
-std::optional<std::string> branch_of(const std::string& ref) {
-  static const std::string prefix = "refs/heads/";
-  if (ref.size() > prefix.size() && starts_with(ref, prefix)) {
-    return ref.substr(prefix.size());
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> tag_of(const std::string& ref) {
-  static const std::string prefix = "refs/tags/";
-  if (ref.size() > prefix.size() && starts_with(ref, prefix)) {
-    return ref.substr(prefix.size());
-  }
-  return std::nullopt;
-}
 
 /// Gitlab::UserAccess / DeployKeyAccess for one project. `user` is the
 /// pushing user, or for a deploy key its creator (GitLab evaluates deploy
@@ -932,11 +883,11 @@ std::optional<refusal> change_checks(const ref_context& c,
     if (!c.access.can_push_for_ref(ch.ref)) {
       return refusal{401, msg_push_code};
     }
-    if (const auto branch = branch_of(ch.ref)) {
+    if (const auto branch = branch_name(ch.ref)) {
       if (auto r = branch_check(c, ch, *branch)) {
         return r;
       }
-    } else if (const auto tag = tag_of(ch.ref)) {
+    } else if (const auto tag = tag_name(ch.ref)) {
       if (auto r = tag_check(c, ch, *tag)) {
         return r;
       }
@@ -946,19 +897,6 @@ std::optional<refusal> change_checks(const ref_context& c,
 }
 
 // -- outcome pieces --------------------------------------------------------------
-
-std::string ssh_url_root(const settings_record& s) {
-  if (!s.ssh_clone_url_root.empty()) {
-    return s.ssh_clone_url_root;
-  }
-  // GitLab's default ssh_path_prefix: "git@<host>:" ("[git@<host>]:" when
-  // the host has a ':').
-  const std::string host = url_host(s.external_url);
-  if (host.find(':') != std::string::npos) {
-    return "[git@" + host + "]:";
-  }
-  return "git@" + host + ":";
-}
 
 std::string url_to_repo(const settings_record& s, const std::string& protocol,
                         const std::string& repo_full_path) {
@@ -1185,7 +1123,7 @@ git_questions questions_for(const snapshot& snap, const allowed_params& p) {
     if (a.deploy_key() && !maintainer_or_admin) {
       q.ask_empty = true;
     }
-    const auto branch = branch_of(ch.ref);
+    const auto branch = branch_name(ch.ref);
     if (!branch) {
       continue;
     }

@@ -3,6 +3,8 @@
 
 #include "actors/access/git_access.hpp"
 
+#include "actors/gitlab_paths.hpp"
+
 #include <cstddef>
 
 namespace gatehouse::access {
@@ -140,30 +142,8 @@ bool ref_pattern_matches(const std::string& pattern, const std::string& name) {
   if (pattern.find('*') == std::string::npos) {
     return pattern == name;
   }
-  // Glob with '*' only ('*' matches any run, '/' included), anchored at
-  // both ends, case-sensitive; iterative backtracking.
-  std::size_t p = 0;
-  std::size_t n = 0;
-  std::size_t star = std::string::npos;
-  std::size_t mark = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = n;
-    } else if (p < pattern.size() && pattern[p] == name[n]) {
-      ++p;
-      ++n;
-    } else if (star != std::string::npos) {
-      p = star + 1;
-      n = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') {
-    ++p;
-  }
-  return p == pattern.size();
+  return gitlab::star_pattern_matches(pattern, name,
+                                      gitlab::letter_case::sensitive);
 }
 
 bool valid_ref_name(const std::string& name) {

@@ -1,5 +1,8 @@
 #include "actors/push/push_events.hpp"
 
+#include "actors/gitlab_paths.hpp"
+#include "common/ascii.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,14 +15,16 @@
 
 namespace gatehouse::push {
 
+using gitlab::branch_name;
+using gitlab::ssh_url_root;
+using gitlab::strip_trailing_slashes;
+using gitlab::tag_name;
+
 namespace {
 
 // Key order matters to people reading payloads side by side with GitLab's:
 // ordered_json keeps insertion order.
 using ordered = nlohmann::ordered_json;
-
-constexpr std::string_view heads_prefix = "refs/heads/";
-constexpr std::string_view tags_prefix = "refs/tags/";
 
 /// GitLab's application setting push_event_hooks_limit (default 3).
 constexpr std::size_t push_event_hooks_limit = 3;
@@ -31,13 +36,6 @@ constexpr std::size_t payload_commit_limit = 20;
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return s;
 }
 
 bool is_space(char c) {
@@ -58,12 +56,6 @@ std::string strip(std::string_view s) {
   while (!s.empty() && strippable(s.back()))
     s.remove_suffix(1);
   return std::string{s};
-}
-
-std::string strip_trailing_slashes(std::string s) {
-  while (!s.empty() && s.back() == '/')
-    s.pop_back();
-  return s;
 }
 
 // A positive base-10 integer, digits only.
@@ -100,57 +92,10 @@ std::string cgi_escape(std::string_view s) {
   return out;
 }
 
-// -- refs -------------------------------------------------------------------------
-
-// Gitlab::Git.branch_ref? / tag_ref?: the prefix and a non-empty name.
-std::optional<std::string> name_after(const std::string& ref,
-                                      std::string_view prefix) {
-  if (ref.size() <= prefix.size() || !starts_with(ref, prefix))
-    return std::nullopt;
-  return ref.substr(prefix.size());
-}
-
-std::optional<std::string> branch_of(const std::string& ref) {
-  return name_after(ref, heads_prefix);
-}
-
-std::optional<std::string> tag_of(const std::string& ref) {
-  return name_after(ref, tags_prefix);
-}
-
 // -- urls -------------------------------------------------------------------------
 
 std::string base_url(const settings_record& s) {
   return strip_trailing_slashes(s.external_url);
-}
-
-// The host of a URL, without scheme, user info, port and path.
-std::string url_host(const std::string& url) {
-  std::string rest = url;
-  if (auto scheme = rest.find("://"); scheme != std::string::npos)
-    rest = rest.substr(scheme + 3);
-  if (auto slash = rest.find('/'); slash != std::string::npos)
-    rest.resize(slash);
-  if (auto at = rest.rfind('@'); at != std::string::npos)
-    rest = rest.substr(at + 1);
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    return close == std::string::npos ? rest.substr(1)
-                                      : rest.substr(1, close - 1);
-  }
-  if (auto colon = rest.find(':'); colon != std::string::npos)
-    rest.resize(colon);
-  return rest;
-}
-
-// GitLab's ssh_path_prefix: the configured root, else "git@<host>:".
-std::string ssh_root(const settings_record& s) {
-  if (!s.ssh_clone_url_root.empty())
-    return s.ssh_clone_url_root;
-  auto host = url_host(s.external_url);
-  if (host.find(':') != std::string::npos)
-    return "[git@" + host + "]:";
-  return "git@" + host + ":";
 }
 
 std::string web_url(const snapshot& snap, const project_record& project) {
@@ -183,7 +128,7 @@ std::string namespace_name(const snapshot& snap,
 // Project#protected_for?: a branch or tag matching a protected pattern.
 bool ref_protected(const snapshot& snap, const project_record& project,
                    const std::string& ref) {
-  if (auto branch = branch_of(ref)) {
+  if (auto branch = branch_name(ref)) {
     auto it = snap.protected_branches.find(project.id);
     if (it == snap.protected_branches.end())
       return false;
@@ -192,7 +137,7 @@ bool ref_protected(const snapshot& snap, const project_record& project,
                          return access::ref_pattern_matches(r.name, *branch);
                        });
   }
-  if (auto tag = tag_of(ref)) {
+  if (auto tag = tag_name(ref)) {
     auto it = snap.protected_tags.find(project.id);
     if (it == snap.protected_tags.end())
       return false;
@@ -313,38 +258,6 @@ ordered parse_push_options(const std::vector<std::string>& raw) {
 
 // -- broadcast messages ------------------------------------------------------------
 
-bool ci_equal(char a, char b) {
-  return std::tolower(static_cast<unsigned char>(a))
-         == std::tolower(static_cast<unsigned char>(b));
-}
-
-// `^<pattern>$`, case-insensitive, '*' matching any run of characters and
-// everything else literal (GitLab escapes the pattern, then turns '\*' into
-// '.*').
-bool glob_matches(std::string_view pattern, std::string_view text) {
-  std::size_t p = 0;
-  std::size_t t = 0;
-  std::size_t star = std::string_view::npos;
-  std::size_t resume = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = t;
-    } else if (p < pattern.size() && ci_equal(pattern[p], text[t])) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*')
-    ++p;
-  return p == pattern.size();
-}
-
 bool has_target_path(const broadcast_message_record& m) {
   return m.target_path && !is_blank(*m.target_path);
 }
@@ -357,7 +270,10 @@ bool matches_path(const broadcast_message_record& m,
   if (full_path.empty())
     return false;
   auto current = starts_with(full_path, "/") ? full_path : "/" + full_path;
-  return glob_matches(*m.target_path, current);
+  // GitLab escapes the pattern, then turns '\*' into '.*', matching
+  // case-insensitively.
+  return gitlab::star_pattern_matches(*m.target_path, current,
+                                      gitlab::letter_case::insensitive);
 }
 
 // Shown now: GitLab keeps messages with ends_at in the future, then those
@@ -393,7 +309,7 @@ current_banner(const snapshot& snap, const project_record* project,
 
 ordered project_attrs(const snapshot& snap, const project_record& project) {
   const auto web = web_url(snap, project);
-  const auto ssh = ssh_root(snap.settings) + project.full_path + ".git";
+  const auto ssh = ssh_url_root(snap.settings) + project.full_path + ".git";
   const auto http = web + ".git";
   ordered o = ordered::object();
   o["id"] = project.id;
@@ -497,7 +413,7 @@ push_context resolve(const snapshot& snap, const post_receive_params& p) {
       }
     }
   } else if (starts_with(who, "username-") && who.size() > 9) {
-    auto it = snap.user_by_username.find(lower(who.substr(9)));
+    auto it = snap.user_by_username.find(ascii_lower(who.substr(9)));
     if (it != snap.user_by_username.end())
       ctx.user = find_user(it->second);
   }
@@ -531,7 +447,7 @@ commit_questions questions_for(const snapshot& snap, const push_context& ctx,
   if (ctx.wiki)
     return q;
   for (auto& ch : access::parse_changes(p.changes)) {
-    if (!branch_of(ch.ref) && !tag_of(ch.ref))
+    if (!branch_name(ch.ref) && !tag_name(ch.ref))
       continue;
     if (access::is_blank_rev(ch.newrev))
       continue;
@@ -580,7 +496,7 @@ post_receive_messages(const snapshot& snap, const push_context& ctx,
       && ctx.project->merge_requests_enabled) {
     const auto& project = *ctx.project;
     for (const auto& ch : access::parse_changes(p.changes)) {
-      auto branch = branch_of(ch.ref);
+      auto branch = branch_name(ch.ref);
       if (!branch || access::is_blank_rev(ch.newrev)
           || *branch == project.default_branch)
         continue;
@@ -622,8 +538,8 @@ std::vector<push_event> build_events(const snapshot& snap,
     std::vector<ref_action> seen;
     std::vector<ref_item> of_kind;
     for (const auto& ch : changes) {
-      bool is_kind = kind == ref_kind::branch ? branch_of(ch.ref).has_value()
-                                              : tag_of(ch.ref).has_value();
+      bool is_kind = kind == ref_kind::branch ? branch_name(ch.ref).has_value()
+                                              : tag_name(ch.ref).has_value();
       if (!is_kind)
         continue;
       auto action = action_of(ch);
