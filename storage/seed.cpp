@@ -1,6 +1,9 @@
 #include "storage/seed.hpp"
 
+#include "common/ascii.hpp"
 #include "common/base64.hpp"
+#include "common/ssh_key.hpp"
+#include "common/time.hpp"
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -23,21 +26,6 @@ namespace gatehouse::storage {
 using json = nlohmann::json;
 
 namespace {
-
-// -- bytes ---------------------------------------------------------------------
-
-/// The only form in which tokens reach the database.
-std::string token_digest(std::string_view token) {
-  return hex_encode(sha256(token));
-}
-
-/// OpenSSH's fingerprint encoding: base64 without padding.
-std::string base64_unpadded(std::string_view bytes) {
-  auto out = base64_encode(bytes);
-  while (!out.empty() && out.back() == '=')
-    out.pop_back();
-  return out;
-}
 
 // -- SSH public keys -----------------------------------------------------------
 
@@ -177,66 +165,32 @@ std::optional<ssh_key> parse_ssh_key(std::string_view line,
     error = "key data is not a well-formed " + key.type + " key";
     return std::nullopt;
   }
-  key.fingerprint = "SHA256:" + base64_unpadded(sha256(*blob));
+  key.fingerprint = ssh_fingerprint_sha256(*blob);
   return key;
 }
 
 // -- times and dates -----------------------------------------------------------
 
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
-  if (pos + n > s.size())
-    return false;
-  out = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-bool valid_date_prefix(std::string_view s) {
-  int y = 0;
-  int m = 0;
-  int d = 0;
-  if (s.size() < 10 || !digits(s, 0, 4, y) || s[4] != '-'
-      || !digits(s, 5, 2, m) || s[7] != '-' || !digits(s, 8, 2, d))
-    return false;
-  static constexpr int month_days[]
-    = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (y < 1 || m < 1 || m > 12 || d < 1)
-    return false;
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return d <= month_days[m - 1] + (m == 2 && leap ? 1 : 0);
-}
-
+/// A YYYY-MM-DD date that PostgreSQL can store (it has no year 0).
 bool valid_date(std::string_view s) {
-  return s.size() == 10 && valid_date_prefix(s);
+  return parse_date(s) && s.compare(0, 4, "0000") != 0;
 }
 
 /// Accepts YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00) and returns it with a
-/// "Z" suffix; nullopt when it is not such a UTC time.
+/// "Z" suffix; nullopt when it is not such a UTC time. Stricter than what
+/// the read model accepts back (parse_timestamp): no leap second, no other
+/// zone, at most nanoseconds.
 std::optional<std::string> normalize_time(std::string_view s) {
-  int h = 0;
-  int m = 0;
-  int sec = 0;
-  if (!valid_date_prefix(s) || s.size() < 20 || s[10] != 'T'
-      || !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, m)
-      || s[16] != ':' || !digits(s, 17, 2, sec) || h > 23 || m > 59
-      || sec > 59)
+  auto f = split_timestamp(s);
+  if (!f || !valid_date(s.substr(0, 10)) || f->separator != 'T'
+      || f->hour > 23 || f->minute > 59 || f->second > 59)
     return std::nullopt;
-  std::size_t pos = 19;
-  if (pos < s.size() && s[pos] == '.') {
-    std::size_t start = ++pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-      ++pos;
-    if (pos == start || pos - start > 9)
-      return std::nullopt;
-  }
-  auto zone = s.substr(pos);
-  if (zone != "Z" && zone != "+00:00")
+  // A '.' needs 1 to 9 digits after it.
+  if (f->fraction.size() == 1 || f->fraction.size() > 10)
     return std::nullopt;
-  return std::string(s.substr(0, pos)) + "Z";
+  if (f->zone != "Z" && f->zone != "+00:00")
+    return std::nullopt;
+  return std::string(s.substr(0, 19 + f->fraction.size())) + "Z";
 }
 
 // -- problems and field checks -------------------------------------------------
@@ -300,13 +254,6 @@ bool is_uuid(const std::string& s) {
       return false;
   }
   return true;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
 }
 
 using problem_list = std::vector<std::string>;
@@ -767,7 +714,7 @@ private:
     object_id(f, "users", "users");
     auto username = f.required_text("username");
     if (username) {
-      if (auto earlier = usernames_.claim(lower(*username), f.path()))
+      if (auto earlier = usernames_.claim(ascii_lower(*username), f.path()))
         f.problem("username", "username " + in_quotes(*username)
                                 + " is also used by " + *earlier);
     }
@@ -892,7 +839,7 @@ private:
         continue;
       }
       auto sibling_key = std::to_string(info.parent.value_or(0)) + "/"
-                         + lower(info.path);
+                         + ascii_lower(info.path);
       if (auto earlier = siblings.claim(sibling_key, info.where))
         problems_.push_back(info.where + ".path: path " + in_quotes(info.path)
                             + " is also used by " + *earlier
@@ -914,7 +861,7 @@ private:
     if (path && !valid_path_segment(*path))
       f.problem("path", path_rule);
     if (path && ns) {
-      auto key = std::to_string(*ns) + "/" + lower(*path);
+      auto key = std::to_string(*ns) + "/" + ascii_lower(*path);
       if (auto earlier = project_paths_.claim(key, f.path()))
         f.problem("path", "path " + in_quotes(*path) + " is also used by "
                             + *earlier + " in the same namespace");
@@ -950,7 +897,7 @@ private:
           continue;
         }
         auto redirect = r.get<std::string>();
-        if (auto earlier = redirects_.claim(lower(redirect), at)) {
+        if (auto earlier = redirects_.claim(ascii_lower(redirect), at)) {
           problems_.push_back(at + ": redirect " + in_quotes(redirect)
                               + " is also listed at " + *earlier);
           continue;
@@ -1090,7 +1037,7 @@ private:
     object_id(f, "pages_domains");
     refer(f, "project_id", "projects", f.id("project_id"));
     if (auto domain = f.required_text("domain")) {
-      if (auto earlier = domains_.claim(lower(*domain), f.path()))
+      if (auto earlier = domains_.claim(ascii_lower(*domain), f.path()))
         f.problem("domain", "domain " + in_quotes(*domain) + " is also used by "
                               + *earlier);
     }
@@ -1120,7 +1067,7 @@ private:
       if (!is_uuid(*uuid))
         f.problem("uuid", "must be a UUID like "
                           "3869fe21-36d1-4612-9676-0b783ef2dcd7");
-      else if (auto earlier = uuids_.claim(lower(*uuid), f.path()))
+      else if (auto earlier = uuids_.claim(ascii_lower(*uuid), f.path()))
         f.problem("uuid", "uuid is also used by " + *earlier);
     }
     f.text("name", "");
@@ -1361,7 +1308,7 @@ public:
     if (present("projects")) {
       json paths = json::array();
       for (const auto& r : seed_.redirects)
-        paths.push_back(lower(r.at("path").get<std::string>()));
+        paths.push_back(ascii_lower(r.at("path").get<std::string>()));
       prune("projects",
             "DELETE FROM project_redirects WHERE "
               + not_listed("lower(path)", "text"),
