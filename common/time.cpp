@@ -33,6 +33,15 @@ std::optional<std::int64_t> zone_offset(std::string_view zone) {
   return (hours * 60 + minutes) * 60 * (zone[0] == '-' ? -1 : 1);
 }
 
+/// `format` (strftime's, at most 31 characters of output) of a UTC time.
+std::string format_utc(std::int64_t unix_seconds, const char* format) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm fields{};
+  gmtime_r(&t, &fields);
+  char text[32];
+  return std::string(text, std::strftime(text, sizeof text, format, &fields));
+}
+
 } // namespace
 
 std::int64_t days_from_civil(std::int64_t year, int month, int day) {
@@ -69,21 +78,11 @@ std::optional<std::int64_t> parse_date(std::string_view text) {
 }
 
 std::string format_date(std::int64_t days) {
-  std::time_t t = static_cast<std::time_t>(days) * 86400;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
+  return format_utc(days * 86400, "%Y-%m-%d");
 }
 
 std::string format_time(std::int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-  return buf;
+  return format_utc(unix_seconds, "%Y-%m-%dT%H:%M:%S.000Z");
 }
 
 std::optional<timestamp_fields> split_timestamp(std::string_view text) {
