@@ -538,7 +538,7 @@ void run_case_as(const conformance_case& c, const shell_http& http,
     std::string query;
     for (auto& [k, v] : c.params.items())
       query += (query.empty() ? "" : "&") + k + "="
-               + url_encode(v.is_string() ? v.get<std::string>() : v.dump());
+               + url_encode(v.is_string() ? v.template get<std::string>() : v.dump());
     h = http.get(call, query);
   } else {
     h = http.post(call, c.params);
