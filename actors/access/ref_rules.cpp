@@ -597,7 +597,8 @@ void ask_ref_questions(const snapshot& snap, const project_record& project,
 }
 
 std::optional<ref_refusal>
-check_ref_changes(const ref_push& push, const std::vector<ref_change>& changes) {
+check_ref_changes(const ref_push& push,
+                  const std::vector<ref_change>& changes) {
   const ref_access access(push.snap, push.project, push.user, push.deploy_key,
                           push.empty_repository);
   const ref_context c{push.snap, push.project, access, push.facts,

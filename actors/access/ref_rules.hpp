@@ -75,6 +75,7 @@ void ask_ref_questions(const snapshot& snap, const project_record& project,
 /// the branch or tag checks. The first refusal, or nullopt when every
 /// change may go ahead. Refs other than branches and tags pass.
 std::optional<ref_refusal>
-check_ref_changes(const ref_push& push, const std::vector<ref_change>& changes);
+check_ref_changes(const ref_push& push,
+                  const std::vector<ref_change>& changes);
 
 } // namespace gatehouse::access

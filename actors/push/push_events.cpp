@@ -131,8 +131,8 @@ commit_questions questions_for(const snapshot& snap, const push_context& ctx,
   if (storage != snap.storages.end() && !storage->second.path.empty()
       && storage->second.path.front() == '/' && safe_disk) {
     access::repo_location loc;
-    loc.repo_dir = gitlab::strip_trailing_slashes(storage->second.path) + "/" + disk
-                   + (ctx.wiki ? ".wiki.git" : ".git");
+    loc.repo_dir = gitlab::strip_trailing_slashes(storage->second.path) + "/"
+                   + disk + (ctx.wiki ? ".wiki.git" : ".git");
     q.location = std::move(loc);
   }
   // Wikis get no push events; deletions need nothing from git.
