@@ -134,6 +134,31 @@ std::string hex_encode(std::string_view bytes) {
   return out;
 }
 
+int hex_digit_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> hex_decode(std::string_view hex) {
+  if (hex.size() % 2 != 0)
+    return std::nullopt;
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    int hi = hex_digit_value(hex[i]);
+    int lo = hex_digit_value(hex[i + 1]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
 std::string sha256(std::string_view bytes) {
   std::string out(32, '\0');
   unsigned int len = 0;
@@ -144,6 +169,10 @@ std::string sha256(std::string_view bytes) {
       || len != 32)
     throw std::runtime_error("SHA-256 failed");
   return out;
+}
+
+std::string token_digest(std::string_view secret) {
+  return hex_encode(sha256(secret));
 }
 
 std::string random_bytes(std::size_t n) {

@@ -28,11 +28,6 @@ constexpr std::size_t pat_random_chars = 20;
 /// Attempts to insert a token before giving up on id or digest conflicts.
 constexpr int pat_insert_attempts = 3;
 
-/// The only form in which codes and tokens reach the database.
-std::string digest(std::string_view secret) {
-  return hex_encode(sha256(secret));
-}
-
 /// `n` characters from [A-Za-z0-9_-]. 64 symbols, so the low six bits of a
 /// uniform random byte pick one uniformly.
 std::string random_token_chars(std::size_t n) {
@@ -67,7 +62,7 @@ replace_recovery_codes(pqxx::connection& conn, std::int64_t user_id) {
   std::vector<std::string> codes(unique.begin(), unique.end());
   json digests = json::array();
   for (const auto& code : codes)
-    digests.push_back(digest(code));
+    digests.push_back(token_digest(code));
   pqxx::work tx{conn, "recovery_codes"};
   if (!lock_user(tx, user_id))
     return no_user(user_id);
@@ -96,7 +91,8 @@ caf::expected<pat_result> insert_pat(pqxx::connection& conn,
       "(nextval('gatehouse_state.personal_access_token_ids'), $1, $2, $3, "
       "ARRAY(SELECT jsonb_array_elements_text($4::jsonb)), "
       "NULLIF($5, '')::date) ON CONFLICT DO NOTHING RETURNING id",
-      req.user_id, req.name, digest(token), scopes.dump(), req.expires_at);
+      req.user_id, req.name, token_digest(token), scopes.dump(),
+      req.expires_at);
     if (inserted.empty())
       continue; // a seeded id or (never seen) digest collided; draw again
     // personal_access_tokens is seed data that other read models may cache.

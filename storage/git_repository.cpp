@@ -2,19 +2,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <charconv>
-#include <csignal>
 #include <cstdlib>
-#include <system_error>
-#include <thread>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <initializer_list>
 
 namespace gatehouse::storage {
 
@@ -23,78 +13,13 @@ namespace {
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-std::string system_error_text(int code) {
-  // Not strerror: it may share a buffer between threads.
-  return std::error_code{code, std::generic_category()}.message();
-}
-
-/// Owns a file descriptor.
-struct fd_guard {
-  int fd = -1;
-  fd_guard() = default;
-  fd_guard(const fd_guard&) = delete;
-  fd_guard& operator=(const fd_guard&) = delete;
-  ~fd_guard() {
-    reset();
-  }
-  void reset() {
-    if (fd >= 0)
-      ::close(fd);
-    fd = -1;
-  }
-};
-
-/// Owns the posix_spawn attribute objects.
-struct spawn_setup {
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  spawn_setup() {
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-  }
-  spawn_setup(const spawn_setup&) = delete;
-  spawn_setup& operator=(const spawn_setup&) = delete;
-  ~spawn_setup() {
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-  }
-};
-
-std::vector<char*> c_strings(const std::vector<std::string>& xs) {
-  std::vector<char*> out;
-  out.reserve(xs.size() + 1);
-  for (auto& x : xs)
-    out.push_back(const_cast<char*>(x.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
-
-// Waits until `pid` has exited without reaping it, so its process group id
-// cannot be reused while we still signal the group. False at the deadline.
-bool await_exit(pid_t pid, steady::time_point deadline) {
-  auto pause = std::chrono::microseconds{200};
-  for (;;) {
-    siginfo_t info{};
-    int rc = ::waitid(P_PID, static_cast<id_t>(pid), &info,
-                      WEXITED | WNOHANG | WNOWAIT);
-    if (rc == 0 && info.si_pid == pid)
-      return true;
-    if (rc < 0 && errno == EINTR)
-      continue;
-    if (rc < 0)
-      return true; // ECHILD: nothing left to wait for
-    if (steady::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds{10000});
-  }
-}
-
 // -- git helpers ---------------------------------------------------------------
 
 constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";
 
-std::string strip_trailing_slashes(std::string path) {
+// A directory path without trailing '/' (the root stays "/"), so that
+// alternates compare equal however they were spelled.
+std::string without_trailing_slash(std::string path) {
   while (path.size() > 1 && path.back() == '/')
     path.pop_back();
   return path;
@@ -140,11 +65,6 @@ std::string first_line(const std::string& text) {
   return line;
 }
 
-milliseconds remaining(steady::time_point deadline) {
-  auto left = std::chrono::ceil<milliseconds>(deadline - steady::now());
-  return std::max(left, milliseconds{0});
-}
-
 // Runs git; nullopt (with `f` set) when it did not run to completion.
 std::optional<git_run_result>
 run_to_end(const repo_location& loc, const std::vector<std::string>& args,
@@ -175,6 +95,58 @@ run_to_end(const repo_location& loc, const std::vector<std::string>& args,
 
 std::string exit_failure(const std::string& what, const git_run_result& r) {
   return what + " failed (exit " + std::to_string(r.exit_code) + ")";
+}
+
+// The one run / check-exit sequence of every git question: runs git to the
+// end and insists on an exit code in `accepted`; otherwise nullopt, with
+// `f` saying "git <command> failed (exit N)" and git's first stderr line.
+std::optional<git_run_result>
+run_git_checked(const repo_location& loc, const std::vector<std::string>& args,
+                milliseconds timeout, git_failure* f,
+                std::initializer_list<int> accepted = {0}) {
+  auto r = run_to_end(loc, args, timeout, f);
+  if (!r)
+    return std::nullopt;
+  if (std::find(accepted.begin(), accepted.end(), r->exit_code)
+      == accepted.end()) {
+    set_failure(f, exit_failure("git " + args.front(), *r), first_line(r->err));
+    return std::nullopt;
+  }
+  return r;
+}
+
+// `git rev-parse --verify --quiet <spec>`: the object id `spec` names, ""
+// when it names nothing (exit 1, no output), nullopt on failure.
+std::optional<std::string> verify_revision(const repo_location& loc,
+                                           const std::string& spec,
+                                           milliseconds timeout,
+                                           git_failure* f) {
+  auto r = run_to_end(
+    loc, {"rev-parse", "--verify", "--quiet", "--end-of-options", spec},
+    timeout, f);
+  if (!r)
+    return std::nullopt;
+  if (r->exit_code == 1 && r->out.empty())
+    return std::string{};
+  auto id = first_line(r->out);
+  if (r->exit_code != 0 || !is_object_id(id)) {
+    set_failure(f, exit_failure("git rev-parse", *r), first_line(r->err));
+    return std::nullopt;
+  }
+  return id;
+}
+
+void unexpected_output(git_failure* f, const char* command) {
+  set_failure(f,
+              std::string("git ") + command + " printed something unexpected");
+}
+
+// A revision git may be asked about: a full, non-blank object id.
+bool commit_id_ok(const std::string& rev, git_failure* f) {
+  if (is_object_id(rev) && !is_blank_object_id(rev))
+    return true;
+  set_failure(f, "a revision is not a full object id");
+  return false;
 }
 
 std::vector<std::string> split_lines(const std::string& text) {
@@ -343,154 +315,6 @@ bool valid_range(const std::string& oldrev, const std::string& newrev,
 
 } // namespace
 
-// -- processes ----------------------------------------------------------------
-
-git_run_result run_process(const std::vector<std::string>& argv,
-                           const std::vector<std::string>& env,
-                           milliseconds timeout,
-                           const std::string& working_dir,
-                           std::size_t output_cap) {
-  git_run_result result;
-  if (argv.empty()) {
-    result.err = "no program to run";
-    return result;
-  }
-  const auto deadline = steady::now() + timeout;
-  // O_CLOEXEC: children that other threads spawn concurrently must not
-  // inherit our write ends, or our reads would wait for their exit.
-  int out_pipe[2];
-  int err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    result.err = "pipe: " + system_error_text(errno);
-    return result;
-  }
-  fd_guard out_r, out_w;
-  out_r.fd = out_pipe[0];
-  out_w.fd = out_pipe[1];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.err = "pipe: " + system_error_text(errno);
-    return result;
-  }
-  fd_guard err_r, err_w;
-  err_r.fd = err_pipe[0];
-  err_w.fd = err_pipe[1];
-
-  pid_t pid = -1;
-  int spawn_rc = 0;
-  {
-    spawn_setup s;
-    posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null",
-                                     O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&s.actions, out_w.fd, STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&s.actions, err_w.fd, STDERR_FILENO);
-    if (!working_dir.empty())
-      posix_spawn_file_actions_addchdir_np(&s.actions, working_dir.c_str());
-    // Own process group (killed as a whole), no blocked signals, default
-    // dispositions for signals the server may ignore (SIGPIPE above all).
-    sigset_t none;
-    sigemptyset(&none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD,
-                    SIGALRM, SIGUSR1, SIGUSR2})
-      sigaddset(&defaults, sig);
-    posix_spawnattr_setsigmask(&s.attr, &none);
-    posix_spawnattr_setsigdefault(&s.attr, &defaults);
-    posix_spawnattr_setpgroup(&s.attr, 0);
-    posix_spawnattr_setflags(&s.attr,
-                             static_cast<short>(POSIX_SPAWN_SETPGROUP
-                                                | POSIX_SPAWN_SETSIGMASK
-                                                | POSIX_SPAWN_SETSIGDEF));
-    auto args = c_strings(argv);
-    auto envp = c_strings(env);
-    spawn_rc = ::posix_spawnp(&pid, argv.front().c_str(), &s.actions, &s.attr,
-                              args.data(), envp.data());
-  }
-  out_w.reset();
-  err_w.reset();
-  if (spawn_rc != 0) {
-    result.err = "cannot start " + argv.front() + ": "
-                 + system_error_text(spawn_rc);
-    return result;
-  }
-  for (int fd : {out_r.fd, err_r.fd})
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-
-  // One read per ready pipe per round, so a child that writes without pause
-  // cannot keep us past the deadline.
-  std::array<char, 64 * 1024> buf;
-  auto read_once = [&](fd_guard& fd, std::string& into, std::size_t cap,
-                       bool overflow_fails) {
-    for (;;) {
-      auto got = ::read(fd.fd, buf.data(), buf.size());
-      if (got < 0 && errno == EINTR)
-        continue;
-      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return;
-      if (got <= 0) {
-        fd.reset();
-        return;
-      }
-      auto n = static_cast<std::size_t>(got);
-      auto room = cap - std::min(cap, into.size());
-      into.append(buf.data(), std::min(room, n));
-      if (n > room && overflow_fails)
-        result.truncated = true;
-      return;
-    }
-  };
-  while ((out_r.fd >= 0 || err_r.fd >= 0) && !result.truncated) {
-    auto left = remaining(deadline);
-    if (left <= milliseconds{0}) {
-      result.timed_out = true;
-      break;
-    }
-    std::array<pollfd, 2> fds{};
-    nfds_t n = 0;
-    if (out_r.fd >= 0)
-      fds[n++] = pollfd{out_r.fd, POLLIN, 0};
-    if (err_r.fd >= 0)
-      fds[n++] = pollfd{err_r.fd, POLLIN, 0};
-    auto wait_ms = static_cast<int>(std::min<milliseconds::rep>(left.count(),
-                                                                60'000));
-    int ready = ::poll(fds.data(), n, wait_ms);
-    if (ready < 0 && errno == EINTR)
-      continue;
-    if (ready < 0) {
-      result.err += "poll: " + system_error_text(errno) + "\n";
-      result.timed_out = true; // give up on this child like on a timeout
-      break;
-    }
-    for (nfds_t i = 0; i < n; ++i) {
-      if (fds[i].revents == 0)
-        continue;
-      if (fds[i].fd == out_r.fd)
-        read_once(out_r, result.out, output_cap, true);
-      else
-        read_once(err_r, result.err, max_captured_error, false);
-    }
-  }
-  if (!result.timed_out && !result.truncated && !await_exit(pid, deadline))
-    result.timed_out = true;
-  // The leader is a zombie at most (not reaped yet), so the group id is
-  // still ours: kill whatever is left of the group, then reap.
-  ::kill(-pid, SIGKILL);
-  int status = 0;
-  pid_t reaped;
-  do {
-    reaped = ::waitpid(pid, &status, 0);
-  } while (reaped < 0 && errno == EINTR);
-  if (reaped != pid) {
-    result.exit_code = -1;
-    result.err += "waitpid: " + system_error_text(errno) + "\n";
-  } else if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.exit_code = 128 + WTERMSIG(status);
-  }
-  return result;
-}
-
 git_run_result run_git(const repo_location& loc,
                        const std::vector<std::string>& args,
                        milliseconds timeout) {
@@ -515,15 +339,15 @@ git_run_result run_git(const repo_location& loc,
   env.push_back("LC_ALL=C");
   std::vector<std::string> alternates;
   for (auto& dir : loc.alternate_object_directories)
-    alternates.push_back(strip_trailing_slashes(dir));
+    alternates.push_back(without_trailing_slash(dir));
   if (!loc.object_directory.empty()) {
     env.push_back("GIT_OBJECT_DIRECTORY=" + loc.object_directory);
     // receive-pack's quarantine lists the repository's own objects as an
     // alternate; make sure it is there even if the caller's list lacks it.
-    auto own = strip_trailing_slashes(loc.repo_dir) + "/objects";
+    auto own = without_trailing_slash(loc.repo_dir) + "/objects";
     if (std::find(alternates.begin(), alternates.end(), own)
           == alternates.end()
-        && strip_trailing_slashes(loc.object_directory) != own)
+        && without_trailing_slash(loc.object_directory) != own)
       alternates.push_back(own);
   }
   if (!alternates.empty()) {
@@ -589,41 +413,30 @@ std::optional<bool> is_ancestor(const repo_location& loc,
                                 const std::string& ancestor,
                                 const std::string& descendant,
                                 milliseconds timeout, git_failure* failure) {
-  if (!is_object_id(ancestor) || !is_object_id(descendant)
-      || is_blank_object_id(ancestor) || is_blank_object_id(descendant)) {
-    set_failure(failure, "a revision is not a full object id");
+  if (!commit_id_ok(ancestor, failure) || !commit_id_ok(descendant, failure))
     return std::nullopt;
-  }
-  auto r = run_to_end(loc,
-                      {"merge-base", "--is-ancestor", "--end-of-options",
-                       ancestor, descendant},
-                      timeout, failure);
+  // Exit 0: an ancestor; 1: not one; anything else: no answer.
+  auto r = run_git_checked(loc,
+                           {"merge-base", "--is-ancestor", "--end-of-options",
+                            ancestor, descendant},
+                           timeout, failure, {0, 1});
   if (!r)
     return std::nullopt;
-  if (r->exit_code == 0 || r->exit_code == 1)
-    return r->exit_code == 0;
-  set_failure(failure, exit_failure("git merge-base", *r), first_line(r->err));
-  return std::nullopt;
+  return r->exit_code == 0;
 }
 
 std::optional<std::vector<std::string>>
 branches_containing(const repo_location& loc, const std::string& sha,
                     milliseconds timeout, git_failure* failure) {
-  if (!is_object_id(sha) || is_blank_object_id(sha)) {
-    set_failure(failure, "a revision is not a full object id");
+  if (!commit_id_ok(sha, failure))
     return std::nullopt;
-  }
-  auto r = run_to_end(loc,
-                      {"for-each-ref", "--format=%(refname)",
-                       "--contains=" + sha, "--end-of-options", "refs/heads/"},
-                      timeout, failure);
+  auto r = run_git_checked(loc,
+                           {"for-each-ref", "--format=%(refname)",
+                            "--contains=" + sha, "--end-of-options",
+                            "refs/heads/"},
+                           timeout, failure);
   if (!r)
     return std::nullopt;
-  if (r->exit_code != 0) {
-    set_failure(failure, exit_failure("git for-each-ref", *r),
-                first_line(r->err));
-    return std::nullopt;
-  }
   static constexpr std::string_view prefix = "refs/heads/";
   std::vector<std::string> names;
   for (auto& line : split_lines(r->out))
@@ -635,17 +448,12 @@ branches_containing(const repo_location& loc, const std::string& sha,
 std::optional<bool> repository_empty(const repo_location& loc,
                                      milliseconds timeout,
                                      git_failure* failure) {
-  auto r = run_to_end(loc,
-                      {"for-each-ref", "--count=1", "--format=%(refname)",
-                       "--end-of-options", "refs/heads/"},
-                      timeout, failure);
+  auto r = run_git_checked(loc,
+                           {"for-each-ref", "--count=1", "--format=%(refname)",
+                            "--end-of-options", "refs/heads/"},
+                           timeout, failure);
   if (!r)
     return std::nullopt;
-  if (r->exit_code != 0) {
-    set_failure(failure, exit_failure("git for-each-ref", *r),
-                first_line(r->err));
-    return std::nullopt;
-  }
   return r->out.empty();
 }
 
@@ -657,19 +465,12 @@ std::optional<std::string> branch_commit(const repo_location& loc,
     set_failure(failure, "not a valid branch name");
     return std::nullopt;
   }
-  auto r = run_to_end(loc,
-                      {"rev-parse", "--verify", "--quiet", "--end-of-options",
-                       "refs/heads/" + branch + "^{commit}"},
-                      timeout, failure);
-  if (!r)
+  auto id = verify_revision(loc, "refs/heads/" + branch + "^{commit}",
+                            timeout, failure);
+  if (!id)
     return std::nullopt;
-  if (r->exit_code == 1 && r->out.empty()) {
+  if (id->empty()) {
     set_failure(failure, "no such branch");
-    return std::nullopt;
-  }
-  auto id = first_line(r->out);
-  if (r->exit_code != 0 || !is_object_id(id)) {
-    set_failure(failure, exit_failure("git rev-parse", *r), first_line(r->err));
     return std::nullopt;
   }
   return id;
@@ -691,16 +492,12 @@ list_commits(const repo_location& loc, const std::string& oldrev,
                                 commit_format};
   for (auto& a : range_args(oldrev, newrev))
     args.push_back(std::move(a));
-  auto r = run_to_end(loc, args, timeout, failure);
+  auto r = run_git_checked(loc, args, timeout, failure);
   if (!r)
     return std::nullopt;
-  if (r->exit_code != 0) {
-    set_failure(failure, exit_failure("git rev-list", *r), first_line(r->err));
-    return std::nullopt;
-  }
   auto commits = parse_commits(r->out);
   if (!commits) {
-    set_failure(failure, "git rev-list printed something unexpected");
+    unexpected_output(failure, "rev-list");
     return std::nullopt;
   }
   std::vector<commit_info> out;
@@ -714,22 +511,17 @@ list_commits(const repo_location& loc, const std::string& oldrev,
       diff.insert(diff.end(), {"--root", "--end-of-options", c.info.id});
     } else {
       if (!is_object_id(c.parents.front())) {
-        set_failure(failure, "git rev-list printed something unexpected");
+        unexpected_output(failure, "rev-list");
         return std::nullopt;
       }
       diff.insert(diff.end(),
                   {"--end-of-options", c.parents.front(), c.info.id});
     }
-    auto d = run_to_end(loc, diff, remaining(deadline), failure);
+    auto d = run_git_checked(loc, diff, remaining(deadline), failure);
     if (!d)
       return std::nullopt;
-    if (d->exit_code != 0) {
-      set_failure(failure, exit_failure("git diff-tree", *d),
-                  first_line(d->err));
-      return std::nullopt;
-    }
     if (!parse_name_status(d->out, c.info)) {
-      set_failure(failure, "git diff-tree printed something unexpected");
+      unexpected_output(failure, "diff-tree");
       return std::nullopt;
     }
     c.info.title = commit_title(c.info.message);
@@ -748,18 +540,14 @@ std::optional<std::size_t> count_commits(const repo_location& loc,
   std::vector<std::string> args{"rev-list", "--count"};
   for (auto& a : range_args(oldrev, newrev))
     args.push_back(std::move(a));
-  auto r = run_to_end(loc, args, timeout, failure);
+  auto r = run_git_checked(loc, args, timeout, failure);
   if (!r)
     return std::nullopt;
-  if (r->exit_code != 0) {
-    set_failure(failure, exit_failure("git rev-list", *r), first_line(r->err));
-    return std::nullopt;
-  }
   auto text = first_line(r->out);
   std::size_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
-    set_failure(failure, "git rev-list printed something unexpected");
+    unexpected_output(failure, "rev-list");
     return std::nullopt;
   }
   return n;
@@ -823,19 +611,12 @@ std::optional<tag_info> describe_tag(const repo_location& loc,
                                      const std::string& rev,
                                      milliseconds timeout,
                                      git_failure* failure) {
-  if (!is_object_id(rev) || is_blank_object_id(rev)) {
-    set_failure(failure, "a revision is not a full object id");
+  if (!commit_id_ok(rev, failure))
     return std::nullopt;
-  }
   const auto deadline = steady::now() + timeout;
-  auto type = run_to_end(loc, {"cat-file", "-t", rev}, timeout, failure);
+  auto type = run_git_checked(loc, {"cat-file", "-t", rev}, timeout, failure);
   if (!type)
     return std::nullopt;
-  if (type->exit_code != 0) {
-    set_failure(failure, exit_failure("git cat-file", *type),
-                first_line(type->err));
-    return std::nullopt;
-  }
   const auto kind = first_line(type->out);
   tag_info info;
   if (kind == "commit") {
@@ -845,39 +626,25 @@ std::optional<tag_info> describe_tag(const repo_location& loc,
   if (kind == "tree" || kind == "blob")
     return info;
   if (kind != "tag") {
-    set_failure(failure, "git cat-file printed something unexpected");
+    unexpected_output(failure, "cat-file");
     return std::nullopt;
   }
   info.annotated = true;
-  auto body = run_to_end(loc, {"cat-file", "tag", rev}, remaining(deadline),
-                         failure);
+  auto body = run_git_checked(loc, {"cat-file", "tag", rev},
+                              remaining(deadline), failure);
   if (!body)
     return std::nullopt;
-  if (body->exit_code != 0) {
-    set_failure(failure, exit_failure("git cat-file", *body),
-                first_line(body->err));
-    return std::nullopt;
-  }
   // Header lines, a blank line, then the message (Gitaly keeps it raw).
   auto split = body->out.find("\n\n");
   if (split != std::string::npos)
     info.message = body->out.substr(split + 2);
   // --verify --quiet: a tag of a tree or blob peels to nothing, silently.
-  auto peeled = run_to_end(loc,
-                           {"rev-parse", "--verify", "--quiet",
-                            "--end-of-options", rev + "^{commit}"},
-                           remaining(deadline), failure);
+  auto peeled = verify_revision(loc, rev + "^{commit}", remaining(deadline),
+                                failure);
   if (!peeled)
     return std::nullopt;
-  if (peeled->exit_code == 1 && peeled->out.empty())
-    return info;
-  auto id = first_line(peeled->out);
-  if (peeled->exit_code != 0 || !is_object_id(id)) {
-    set_failure(failure, exit_failure("git rev-parse", *peeled),
-                first_line(peeled->err));
-    return std::nullopt;
-  }
-  info.target = id;
+  if (!peeled->empty())
+    info.target = std::move(*peeled);
   return info;
 }
 

@@ -13,6 +13,7 @@
 // - every call has a finite timeout: the process group is killed when it
 //   runs out, and the child is always reaped.
 
+#include "common/subprocess.hpp"
 #include "messages/git.hpp"
 
 #include <chrono>
@@ -30,38 +31,12 @@ using access::repo_location;
 
 // -- processes ----------------------------------------------------------------
 
-/// Captured stdout beyond this makes the run fail (and the process killed):
-/// no answer we need is that large.
-inline constexpr std::size_t max_captured_output = 16 * 1024 * 1024;
-
-/// Captured stderr beyond this is discarded (the process keeps running).
-inline constexpr std::size_t max_captured_error = 64 * 1024;
-
-/// What a child process did.
-struct git_run_result {
-  /// The exit status; 128 + signal when a signal ended it; -1 when it could
-  /// not be started (or reaped), with the reason in `err`.
-  int exit_code = -1;
-  /// Captured stdout (at most the output cap).
-  std::string out;
-  /// Captured stderr (at most max_captured_error bytes).
-  std::string err;
-  /// The timeout ran out and the process group was killed.
-  bool timed_out = false;
-  /// Stdout exceeded the cap and the process group was killed.
-  bool truncated = false;
-};
-
-/// Runs `argv` (argv[0] looked up in this process's PATH) with exactly the
-/// environment `env` ("NAME=value" entries), stdin from /dev/null, in its own
-/// process group, from `working_dir` (when not empty). Waits at most
-/// `timeout` for it to finish, then kills the group. Never throws for
-/// process failures; the result says what happened.
-git_run_result run_process(const std::vector<std::string>& argv,
-                           const std::vector<std::string>& env,
-                           std::chrono::milliseconds timeout,
-                           const std::string& working_dir = {},
-                           std::size_t output_cap = max_captured_output);
+// The process runner lives in common/subprocess.hpp; git's callers and tests
+// keep reading it under these names.
+using gatehouse::max_captured_error;
+using gatehouse::max_captured_output;
+using gatehouse::run_process;
+using git_run_result = gatehouse::process_result;
 
 /// Runs `git <args>` against `loc`: GIT_DIR is the repository,
 /// GIT_OBJECT_DIRECTORY the quarantine directory when set, and

@@ -1,6 +1,8 @@
 #include "storage/read_model_loader.hpp"
 
+#include "common/ascii.hpp"
 #include "common/log.hpp"
+#include "common/time.hpp"
 #include "messages/errors.hpp"
 #include "storage/pg_session.hpp"
 
@@ -23,13 +25,6 @@ using json = nlohmann::json;
 
 // -- values --------------------------------------------------------------------
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 std::string text(const pqxx::field& f) {
   return f.is_null() ? std::string{} : f.as<std::string>();
 }
@@ -43,59 +38,6 @@ std::optional<std::int64_t> optional_int(const pqxx::field& f) {
 /// Unix seconds of a timestamptz column, floored.
 std::string epoch(const char* column) {
   return std::string("floor(extract(epoch FROM ") + column + "))::bigint";
-}
-
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
-  if (pos + n > s.size())
-    return false;
-  out = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-std::int64_t days_from_civil(std::int64_t y, int m, int d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const std::int64_t yoe = y - era * 400;
-  const std::int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/// "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" as unix seconds (the
-/// form the seed loader writes into settings.broadcast_messages).
-std::optional<unix_time> parse_time(std::string_view s) {
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-  if (!digits(s, 0, 4, y) || s.size() < 19 || s[4] != '-'
-      || !digits(s, 5, 2, mo) || s[7] != '-' || !digits(s, 8, 2, d)
-      || (s[10] != 'T' && s[10] != ' ') || !digits(s, 11, 2, h)
-      || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':'
-      || !digits(s, 17, 2, sec) || mo < 1 || mo > 12 || d < 1 || d > 31
-      || h > 23 || mi > 59 || sec > 60)
-    return std::nullopt;
-  std::size_t pos = 19;
-  if (pos < s.size() && s[pos] == '.') {
-    ++pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-      ++pos;
-  }
-  auto zone = s.substr(pos);
-  std::int64_t offset = 0;
-  if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
-    int oh = 0, om = 0;
-    if (!digits(zone, 1, 2, oh) || !digits(zone, 4, 2, om))
-      return std::nullopt;
-    offset = (oh * 60 + om) * 60 * (zone[0] == '-' ? -1 : 1);
-  } else if (zone != "Z" && zone != "z") {
-    return std::nullopt;
-  }
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
-         - offset;
 }
 
 // -- settings ------------------------------------------------------------------
@@ -114,7 +56,9 @@ std::optional<unix_time> time_field(const json& m, const char* key) {
   auto it = m.find(key);
   if (it == m.end() || !it->is_string())
     return std::nullopt;
-  return parse_time(it->get<std::string>());
+  // Any ISO-8601 time with a zone: the seed loader writes "…Z", but an
+  // operator may have edited the setting by hand.
+  return parse_timestamp(it->get<std::string>());
 }
 
 std::vector<broadcast_message_record> broadcast_messages(const json& list) {
@@ -189,7 +133,7 @@ void load_users(read_tx& tx, snapshot& snap) {
     u.can_create_project = row[7].as<bool>();
     u.two_factor_enabled = row[8].as<bool>();
     u.public_email = row[9].as<std::string>();
-    snap.user_by_username[lower(u.username)] = u.id;
+    snap.user_by_username[ascii_lower(u.username)] = u.id;
     snap.users.emplace(u.id, std::move(u));
   }
 }
@@ -261,12 +205,12 @@ void load_projects(read_tx& tx, snapshot& snap) {
     p.lfs_enabled = row[12].as<bool>();
     p.repository_exists = row[13].as<bool>();
     p.description = row[14].as<std::string>();
-    snap.project_by_path[lower(p.full_path)] = p.id;
+    snap.project_by_path[ascii_lower(p.full_path)] = p.id;
     snap.projects.emplace(p.id, std::move(p));
   }
   for (const auto& row :
        tx.exec("SELECT path, project_id FROM project_redirects"))
-    snap.redirects[lower(row[0].as<std::string>())]
+    snap.redirects[ascii_lower(row[0].as<std::string>())]
       = row[1].as<std::int64_t>();
 }
 

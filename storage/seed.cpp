@@ -1,6 +1,12 @@
 #include "storage/seed.hpp"
 
+#include "storage/seed/parsed_seed.hpp"
+#include "storage/seed/seed_apply.hpp"
+#include "storage/seed/ssh_key.hpp"
+
+#include "common/ascii.hpp"
 #include "common/base64.hpp"
+#include "common/time.hpp"
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -21,222 +27,34 @@
 namespace gatehouse::storage {
 
 using json = nlohmann::json;
+using seeding::parse_ssh_key;
+using seeding::parsed_seed;
+using seeding::reference;
 
 namespace {
 
-// -- bytes ---------------------------------------------------------------------
-
-/// The only form in which tokens reach the database.
-std::string token_digest(std::string_view token) {
-  return hex_encode(sha256(token));
-}
-
-/// OpenSSH's fingerprint encoding: base64 without padding.
-std::string base64_unpadded(std::string_view bytes) {
-  auto out = base64_encode(bytes);
-  while (!out.empty() && out.back() == '=')
-    out.pop_back();
-  return out;
-}
-
-// -- SSH public keys -----------------------------------------------------------
-
-/// Reads the length-prefixed strings of an SSH public key blob (RFC 4253).
-class blob_reader {
-public:
-  explicit blob_reader(std::string_view data) : data_(data) {}
-
-  bool next(std::string_view& out) {
-    if (data_.size() - pos_ < 4)
-      return false;
-    std::uint32_t size = 0;
-    for (int i = 0; i < 4; ++i)
-      size = (size << 8) | static_cast<unsigned char>(data_[pos_ + i]);
-    if (data_.size() - pos_ - 4 < size)
-      return false;
-    out = data_.substr(pos_ + 4, size);
-    pos_ += 4 + size;
-    return true;
-  }
-
-  /// Reads `n` fields; all must be present.
-  bool skip(int n) {
-    std::string_view ignored;
-    for (int i = 0; i < n; ++i)
-      if (!next(ignored))
-        return false;
-    return true;
-  }
-
-  bool at_end() const { return pos_ == data_.size(); }
-
-private:
-  std::string_view data_;
-  std::size_t pos_ = 0;
-};
-
-struct ssh_key {
-  std::string text;        // the key line, trimmed
-  std::string type;        // "ssh-ed25519"
-  std::string blob;        // base64 as written
-  std::string fingerprint; // "SHA256:..."
-};
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-std::string trim(std::string_view s) {
-  std::size_t b = 0;
-  std::size_t e = s.size();
-  while (b < e && is_space(s[b]))
-    ++b;
-  while (e > b && is_space(s[e - 1]))
-    --e;
-  return std::string(s.substr(b, e - b));
-}
-
-/// Checks the fields after the type string for the key types OpenSSH and
-/// GitLab accept. Returns false when the blob is not well-formed.
-bool check_key_body(const std::string& type, blob_reader& in) {
-  std::string_view field;
-  if (type == "ssh-ed25519")
-    return in.next(field) && field.size() == 32 && in.at_end();
-  if (type == "sk-ssh-ed25519@openssh.com")
-    return in.next(field) && field.size() == 32 && in.skip(1) && in.at_end();
-  if (type == "ssh-rsa")
-    return in.skip(1) && in.next(field) && !field.empty() && in.at_end();
-  if (type == "ssh-dss")
-    return in.skip(4) && in.at_end();
-  auto ecdsa = [&](std::string_view curve, int trailing) {
-    return in.next(field) && field == curve && in.next(field)
-           && !field.empty() && field[0] == 0x04 && in.skip(trailing)
-           && in.at_end();
-  };
-  if (type == "ecdsa-sha2-nistp256")
-    return ecdsa("nistp256", 0);
-  if (type == "ecdsa-sha2-nistp384")
-    return ecdsa("nistp384", 0);
-  if (type == "ecdsa-sha2-nistp521")
-    return ecdsa("nistp521", 0);
-  if (type == "sk-ecdsa-sha2-nistp256@openssh.com")
-    return ecdsa("nistp256", 1);
-  return false;
-}
-
-const std::set<std::string>& key_types() {
-  static const std::set<std::string> types{
-    "ssh-ed25519",         "ssh-rsa",
-    "ssh-dss",             "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
-  return types;
-}
-
-/// Parses "<type> <base64 blob> [comment]". On failure returns nullopt and
-/// sets `error` to a message for the operator.
-std::optional<ssh_key> parse_ssh_key(std::string_view line,
-                                     std::string& error) {
-  ssh_key key;
-  key.text = trim(line);
-  if (key.text.empty()) {
-    error = "must not be empty";
-    return std::nullopt;
-  }
-  auto type_end = key.text.find_first_of(" \t");
-  key.type = key.text.substr(0, type_end);
-  if (!key_types().count(key.type)) {
-    error = "unsupported key type " + json(key.type).dump()
-            + " (expected a line like \"ssh-ed25519 AAAA... comment\")";
-    return std::nullopt;
-  }
-  if (type_end == std::string::npos) {
-    error = "has no key data after " + json(key.type).dump();
-    return std::nullopt;
-  }
-  auto blob_begin = key.text.find_first_not_of(" \t", type_end);
-  auto blob_end = key.text.find_first_of(" \t", blob_begin);
-  key.blob = key.text.substr(blob_begin, blob_end - blob_begin);
-  auto blob = base64_decode(key.blob);
-  if (!blob) {
-    error = "key data is not valid base64";
-    return std::nullopt;
-  }
-  blob_reader in{*blob};
-  std::string_view embedded;
-  if (!in.next(embedded)) {
-    error = "key data is not a well-formed " + key.type + " key";
-    return std::nullopt;
-  }
-  if (embedded != key.type) {
-    error = "key data is a " + std::string(embedded) + " key, not "
-            + key.type;
-    return std::nullopt;
-  }
-  if (!check_key_body(key.type, in)) {
-    error = "key data is not a well-formed " + key.type + " key";
-    return std::nullopt;
-  }
-  key.fingerprint = "SHA256:" + base64_unpadded(sha256(*blob));
-  return key;
-}
-
 // -- times and dates -----------------------------------------------------------
 
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
-  if (pos + n > s.size())
-    return false;
-  out = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-bool valid_date_prefix(std::string_view s) {
-  int y = 0;
-  int m = 0;
-  int d = 0;
-  if (s.size() < 10 || !digits(s, 0, 4, y) || s[4] != '-'
-      || !digits(s, 5, 2, m) || s[7] != '-' || !digits(s, 8, 2, d))
-    return false;
-  static constexpr int month_days[]
-    = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (y < 1 || m < 1 || m > 12 || d < 1)
-    return false;
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return d <= month_days[m - 1] + (m == 2 && leap ? 1 : 0);
-}
-
+/// A YYYY-MM-DD date that PostgreSQL can store (it has no year 0).
 bool valid_date(std::string_view s) {
-  return s.size() == 10 && valid_date_prefix(s);
+  return parse_date(s) && s.compare(0, 4, "0000") != 0;
 }
 
 /// Accepts YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00) and returns it with a
-/// "Z" suffix; nullopt when it is not such a UTC time.
+/// "Z" suffix; nullopt when it is not such a UTC time. Stricter than what
+/// the read model accepts back (parse_timestamp): no leap second, no other
+/// zone, at most nanoseconds.
 std::optional<std::string> normalize_time(std::string_view s) {
-  int h = 0;
-  int m = 0;
-  int sec = 0;
-  if (!valid_date_prefix(s) || s.size() < 20 || s[10] != 'T'
-      || !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, m)
-      || s[16] != ':' || !digits(s, 17, 2, sec) || h > 23 || m > 59
-      || sec > 59)
+  auto f = split_timestamp(s);
+  if (!f || !valid_date(s.substr(0, 10)) || f->separator != 'T'
+      || f->hour > 23 || f->minute > 59 || f->second > 59)
     return std::nullopt;
-  std::size_t pos = 19;
-  if (pos < s.size() && s[pos] == '.') {
-    std::size_t start = ++pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-      ++pos;
-    if (pos == start || pos - start > 9)
-      return std::nullopt;
-  }
-  auto zone = s.substr(pos);
-  if (zone != "Z" && zone != "+00:00")
+  // A '.' needs 1 to 9 digits after it.
+  if (f->fraction.size() == 1 || f->fraction.size() > 10)
     return std::nullopt;
-  return std::string(s.substr(0, pos)) + "Z";
+  if (f->zone != "Z" && f->zone != "+00:00")
+    return std::nullopt;
+  return std::string(s.substr(0, 19 + f->fraction.size())) + "Z";
 }
 
 // -- problems and field checks -------------------------------------------------
@@ -300,13 +118,6 @@ bool is_uuid(const std::string& s) {
       return false;
   }
   return true;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
 }
 
 using problem_list = std::vector<std::string>;
@@ -571,43 +382,7 @@ private:
 
 // -- the parsed document ---------------------------------------------------------
 
-/// A reference from the document to an object that must exist.
-struct reference {
-  std::string kind; // "users", "namespaces", "projects", "storages"
-  std::string key;  // id in decimal, or a storage name
-  std::string path;
-};
-
-/// Everything the database needs from a valid document.
-struct parsed_seed {
-  std::set<std::string> present; // top-level keys present
-  json settings = json::object(); // settings keys given, without messages
-  bool broadcast_present = false;
-  json broadcast_messages = json::array();
-  json storages = json::array();
-  json users = json::array();
-  json keys = json::array();        // personal keys
-  json deploy_keys = json::array(); // deploy keys
-  json deploy_links = json::array();
-  json namespaces = json::array();
-  std::map<std::int64_t, std::string> namespace_paths; // id -> json path
-  json projects = json::array();
-  json redirects = json::array();
-  json project_members = json::array();
-  json namespace_members = json::array();
-  json protected_branches = json::array();
-  json protected_tags = json::array();
-  json personal_access_tokens = json::array();
-  json cluster_agents = json::array();
-  json cluster_agent_tokens = json::array();
-  json pages_domains = json::array();
-  json pages_deployments = json::array();
-  json zoekt_nodes = json::array();
-  json webhooks = json::array();
-  std::vector<reference> references;
-  // Ids and names the document defines, per referenced kind.
-  std::map<std::string, std::set<std::string>> defined;
-};
+// parsed_seed and reference: storage/seed/parsed_seed.hpp.
 
 /// The keys a seed document may have, in the order the loader handles them.
 const std::vector<std::string>& seed_kinds() {
@@ -767,7 +542,7 @@ private:
     object_id(f, "users", "users");
     auto username = f.required_text("username");
     if (username) {
-      if (auto earlier = usernames_.claim(lower(*username), f.path()))
+      if (auto earlier = usernames_.claim(ascii_lower(*username), f.path()))
         f.problem("username", "username " + in_quotes(*username)
                                 + " is also used by " + *earlier);
     }
@@ -892,7 +667,7 @@ private:
         continue;
       }
       auto sibling_key = std::to_string(info.parent.value_or(0)) + "/"
-                         + lower(info.path);
+                         + ascii_lower(info.path);
       if (auto earlier = siblings.claim(sibling_key, info.where))
         problems_.push_back(info.where + ".path: path " + in_quotes(info.path)
                             + " is also used by " + *earlier
@@ -914,7 +689,7 @@ private:
     if (path && !valid_path_segment(*path))
       f.problem("path", path_rule);
     if (path && ns) {
-      auto key = std::to_string(*ns) + "/" + lower(*path);
+      auto key = std::to_string(*ns) + "/" + ascii_lower(*path);
       if (auto earlier = project_paths_.claim(key, f.path()))
         f.problem("path", "path " + in_quotes(*path) + " is also used by "
                             + *earlier + " in the same namespace");
@@ -950,7 +725,7 @@ private:
           continue;
         }
         auto redirect = r.get<std::string>();
-        if (auto earlier = redirects_.claim(lower(redirect), at)) {
+        if (auto earlier = redirects_.claim(ascii_lower(redirect), at)) {
           problems_.push_back(at + ": redirect " + in_quotes(redirect)
                               + " is also listed at " + *earlier);
           continue;
@@ -1090,7 +865,7 @@ private:
     object_id(f, "pages_domains");
     refer(f, "project_id", "projects", f.id("project_id"));
     if (auto domain = f.required_text("domain")) {
-      if (auto earlier = domains_.claim(lower(*domain), f.path()))
+      if (auto earlier = domains_.claim(ascii_lower(*domain), f.path()))
         f.problem("domain", "domain " + in_quotes(*domain) + " is also used by "
                               + *earlier);
     }
@@ -1120,7 +895,7 @@ private:
       if (!is_uuid(*uuid))
         f.problem("uuid", "must be a UUID like "
                           "3869fe21-36d1-4612-9676-0b783ef2dcd7");
-      else if (auto earlier = uuids_.claim(lower(*uuid), f.path()))
+      else if (auto earlier = uuids_.claim(ascii_lower(*uuid), f.path()))
         f.problem("uuid", "uuid is also used by " + *earlier);
     }
     f.text("name", "");
@@ -1189,498 +964,6 @@ void check_references(const parsed_seed& seed, const seed_lookup* lookup,
   }
 }
 
-// -- applying to the database --------------------------------------------------
-
-/// A column of a jsonb_to_recordset input and how it is stored.
-struct column {
-  const char* name;
-  const char* type;        // SQL type in the recordset definition
-  const char* expr = "";   // stored expression; "" stores x.<name>
-  bool stored = true;      // false: input only (used by another expr)
-};
-
-/// INSERT ... SELECT FROM jsonb_to_recordset($1) ON CONFLICT ... DO UPDATE,
-/// where the update only happens when some column differs, so that seeding
-/// the same document twice rewrites no row.
-std::string upsert_sql(const std::string& table, const std::string& conflict,
-                       const std::vector<column>& columns,
-                       std::size_t key_columns) {
-  std::string inputs, names, values, sets, old_values, new_values;
-  std::size_t stored = 0;
-  for (const auto& c : columns) {
-    inputs += std::string(inputs.empty() ? "" : ", ") + c.name + " " + c.type;
-    if (!c.stored)
-      continue;
-    std::string sep = names.empty() ? "" : ", ";
-    names += sep + c.name;
-    values += sep + (*c.expr ? std::string(c.expr) : "x." + std::string(c.name));
-    if (stored++ < key_columns)
-      continue;
-    std::string usep = sets.empty() ? "" : ", ";
-    sets += usep + c.name + " = EXCLUDED." + c.name;
-    old_values += usep + "t." + c.name;
-    new_values += usep + "EXCLUDED." + c.name;
-  }
-  return "INSERT INTO " + table + " AS t (" + names + ") SELECT " + values
-         + " FROM jsonb_to_recordset($1::jsonb) AS x(" + inputs
-         + ") ON CONFLICT " + conflict + " DO UPDATE SET " + sets
-         + ", updated_at = now() WHERE (" + old_values
-         + ") IS DISTINCT FROM (" + new_values + ")";
-}
-
-/// The text of a database error without libpq's decoration.
-std::string db_message(const std::exception& e) {
-  std::string text = e.what();
-  if (text.rfind("ERROR:", 0) == 0) {
-    text.erase(0, 6);
-    text.erase(0, text.find_first_not_of(' '));
-  }
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      while (i + 1 < text.size() && text[i + 1] == ' ')
-        ++i;
-      if (i + 1 < text.size())
-        out += "; ";
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
-class loader {
-public:
-  loader(pqxx::work& tx, const parsed_seed& seed, seed_report& report)
-    : tx_(tx), seed_(seed), report_(report) {}
-
-  bool present(const char* kind) const { return seed_.present.count(kind); }
-
-  /// Runs `sql` with `arg` as $1 and returns the number of rows it changed.
-  std::int64_t run(const std::string& sql, const json& arg) {
-    return static_cast<std::int64_t>(
-      tx_.exec_params(sql, arg.dump()).affected_rows());
-  }
-
-  void changed(const char* kind, std::int64_t rows) {
-    if (rows > 0)
-      changed_.insert(kind);
-  }
-
-  std::int64_t upsert(const char* kind, const std::string& table,
-                      const std::string& conflict,
-                      const std::vector<column>& columns,
-                      std::size_t key_columns, const json& rows) {
-    if (rows.empty())
-      return 0;
-    auto n = run(upsert_sql(table, conflict, columns, key_columns), rows);
-    changed(kind, n);
-    return n;
-  }
-
-  static json ids(const json& rows, const char* key = "id") {
-    json out = json::array();
-    for (const auto& r : rows)
-      out.push_back(r.at(key));
-    return out;
-  }
-
-  /// Deletes with `sql`; counts the rows as `counted` (default: `kind`)
-  /// in the report and marks `kind` changed.
-  void prune(const char* kind, const std::string& sql, const json& arg,
-             const char* counted = nullptr) {
-    auto n = run(sql, arg);
-    if (n > 0)
-      report_.pruned[counted ? counted : kind] += n;
-    changed(kind, n);
-  }
-
-  static std::string not_listed(const char* column, const char* type) {
-    return std::string(column) + " <> ALL (ARRAY(SELECT v::" + type
-           + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
-  }
-
-  void prune_by_id(const char* kind, const char* table, const json& rows,
-                   const char* extra = "", const char* counted = nullptr) {
-    prune(kind,
-          std::string("DELETE FROM ") + table + " WHERE " + extra
-            + not_listed("id", "bigint"),
-          ids(rows), counted);
-  }
-
-  /// --prune: for each kind present, delete what the document does not
-  /// list. Foreign keys are deferred, so the order only matters for what
-  /// cascades; children go first.
-  void prune_all() {
-    if (present("webhooks"))
-      prune_by_id("webhooks", "webhooks", seed_.webhooks);
-    if (present("zoekt_nodes"))
-      prune_by_id("zoekt_nodes", "zoekt_nodes", seed_.zoekt_nodes);
-    if (present("pages_deployments"))
-      prune_by_id("pages_deployments", "pages_deployments",
-                  seed_.pages_deployments);
-    if (present("pages_domains"))
-      prune_by_id("pages_domains", "pages_domains", seed_.pages_domains);
-    if (present("cluster_agents")) {
-      prune_by_id("cluster_agents", "cluster_agent_tokens",
-                  seed_.cluster_agent_tokens, "", "cluster_agent_tokens");
-      prune_by_id("cluster_agents", "cluster_agents", seed_.cluster_agents);
-    }
-    if (present("personal_access_tokens"))
-      prune_by_id("personal_access_tokens", "personal_access_tokens",
-                  seed_.personal_access_tokens);
-    if (present("protected_tags"))
-      prune_by_id("protected_tags", "protected_tags", seed_.protected_tags);
-    if (present("protected_branches"))
-      prune_by_id("protected_branches", "protected_branches",
-                  seed_.protected_branches);
-    if (present("members")) {
-      json listed = seed_.project_members;
-      for (const auto& m : seed_.namespace_members)
-        listed.push_back(m);
-      prune("members",
-            "DELETE FROM members m WHERE NOT EXISTS (SELECT 1 FROM "
-            "jsonb_to_recordset($1::jsonb) AS x(user_id bigint, project_id "
-            "bigint, namespace_id bigint) WHERE x.user_id = m.user_id AND "
-            "x.project_id IS NOT DISTINCT FROM m.project_id AND "
-            "x.namespace_id IS NOT DISTINCT FROM m.namespace_id)",
-            listed);
-    }
-    if (present("deploy_keys")) {
-      prune("deploy_keys",
-            "DELETE FROM deploy_keys_projects d WHERE NOT EXISTS (SELECT 1 "
-            "FROM jsonb_to_recordset($1::jsonb) AS x(key_id bigint, "
-            "project_id bigint) WHERE x.key_id = d.key_id AND x.project_id = "
-            "d.project_id)",
-            seed_.deploy_links, "deploy_keys_projects");
-      prune_by_id("deploy_keys", "keys", seed_.deploy_keys,
-                  "kind = 'deploy' AND ");
-    }
-    if (present("keys"))
-      prune_by_id("keys", "keys", seed_.keys, "kind = 'personal' AND ");
-    if (present("projects")) {
-      json paths = json::array();
-      for (const auto& r : seed_.redirects)
-        paths.push_back(lower(r.at("path").get<std::string>()));
-      prune("projects",
-            "DELETE FROM project_redirects WHERE "
-              + not_listed("lower(path)", "text"),
-            paths, "project_redirects");
-      prune_by_id("projects", "projects", seed_.projects);
-    }
-    if (present("namespaces"))
-      prune_by_id("namespaces", "namespaces", seed_.namespaces);
-    if (present("users")) {
-      // Deploy keys outlive the user who added them.
-      changed("deploy_keys",
-              run("UPDATE keys SET user_id = NULL, updated_at = now() WHERE "
-                  "kind = 'deploy' AND user_id IS NOT NULL AND "
-                    + not_listed("user_id", "bigint"),
-                  ids(seed_.users)));
-      prune_by_id("users", "users", seed_.users);
-    }
-    if (present("storages"))
-      prune("storages",
-            "DELETE FROM storages WHERE " + not_listed("name", "text"),
-            ids(seed_.storages, "name"));
-    if (seed_.broadcast_present)
-      prune_by_id("broadcast_messages", "broadcast_messages",
-                  seed_.broadcast_messages);
-  }
-
-  void count(const char* kind, std::int64_t n) {
-    if (present(kind))
-      report_.upserted[kind] = n;
-  }
-
-  void upsert_all(problem_list& problems) {
-    if (present("settings")) {
-      json settings = seed_.settings;
-      changed("settings",
-              run("INSERT INTO settings AS s (key, value) SELECT key, value "
-                  "FROM jsonb_each($1::jsonb) ON CONFLICT (key) DO UPDATE "
-                  "SET value = EXCLUDED.value, updated_at = now() WHERE "
-                  "s.value IS DISTINCT FROM EXCLUDED.value",
-                  settings));
-      report_.upserted["settings"]
-        = static_cast<std::int64_t>(settings.size());
-    }
-    if (seed_.broadcast_present) {
-      upsert("broadcast_messages", "broadcast_messages", "(id)",
-             {{"id", "bigint"},
-              {"message", "text"},
-              {"target_path", "text"},
-              {"starts_at", "timestamptz"},
-              {"ends_at", "timestamptz"}},
-             1, seed_.broadcast_messages);
-      report_.upserted["broadcast_messages"]
-        = static_cast<std::int64_t>(seed_.broadcast_messages.size());
-    }
-    upsert("storages", "storages", "(name)",
-           {{"name", "text"},
-            {"gitaly_address", "text"},
-            {"gitaly_token", "text"},
-            {"path", "text"}},
-           1, seed_.storages);
-    count("storages", seed_.storages.size());
-    upsert("users", "users", "(id)",
-           {{"id", "bigint"},
-            {"username", "text"},
-            {"name", "text"},
-            {"email", "text"},
-            {"public_email", "text"},
-            {"state", "text"},
-            {"admin", "boolean"},
-            {"external", "boolean"},
-            {"can_create_project", "boolean"},
-            {"two_factor_enabled", "boolean"}},
-           1, seed_.users);
-    count("users", seed_.users.size());
-    upsert_namespaces(problems);
-    if (!problems.empty())
-      return;
-    upsert_projects();
-    std::vector<column> key_columns{{"id", "bigint"},
-                                    {"kind", "text"},
-                                    {"user_id", "bigint"},
-                                    {"title", "text"},
-                                    {"key", "text"},
-                                    {"key_type", "text"},
-                                    {"key_blob", "text"},
-                                    {"fingerprint_sha256", "text"},
-                                    {"usage_type", "text"},
-                                    {"expires_at", "timestamptz"}};
-    upsert("keys", "keys", "(id)", key_columns, 1, seed_.keys);
-    count("keys", seed_.keys.size());
-    upsert("deploy_keys", "keys", "(id)", key_columns, 1, seed_.deploy_keys);
-    upsert("deploy_keys", "deploy_keys_projects", "(key_id, project_id)",
-           {{"key_id", "bigint"},
-            {"project_id", "bigint"},
-            {"can_push", "boolean"}},
-           2, seed_.deploy_links);
-    count("deploy_keys", seed_.deploy_keys.size());
-    if (present("keys"))
-      // A key that moved from deploy_keys to keys keeps no project links.
-      changed("deploy_keys",
-              run("DELETE FROM deploy_keys_projects d USING keys k WHERE "
-                  "k.id = d.key_id AND k.kind = 'personal' AND k.id IN "
-                  "(SELECT v::bigint FROM jsonb_array_elements_text($1::jsonb) "
-                  "AS v)",
-                  ids(seed_.keys)));
-    upsert("members", "members",
-           "(user_id, project_id) WHERE project_id IS NOT NULL",
-           {{"user_id", "bigint"},
-            {"project_id", "bigint"},
-            {"access_level", "smallint"}},
-           2, seed_.project_members);
-    upsert("members", "members",
-           "(user_id, namespace_id) WHERE namespace_id IS NOT NULL",
-           {{"user_id", "bigint"},
-            {"namespace_id", "bigint"},
-            {"access_level", "smallint"}},
-           2, seed_.namespace_members);
-    count("members",
-          seed_.project_members.size() + seed_.namespace_members.size());
-    upsert("protected_branches", "protected_branches", "(id)",
-           {{"id", "bigint"},
-            {"project_id", "bigint"},
-            {"name", "text"},
-            {"push_access_level", "smallint"},
-            {"merge_access_level", "smallint"},
-            {"allow_force_push", "boolean"}},
-           1, seed_.protected_branches);
-    count("protected_branches", seed_.protected_branches.size());
-    upsert("protected_tags", "protected_tags", "(id)",
-           {{"id", "bigint"},
-            {"project_id", "bigint"},
-            {"name", "text"},
-            {"create_access_level", "smallint"}},
-           1, seed_.protected_tags);
-    count("protected_tags", seed_.protected_tags.size());
-    upsert("personal_access_tokens", "personal_access_tokens", "(id)",
-           {{"id", "bigint"},
-            {"user_id", "bigint"},
-            {"name", "text"},
-            {"token_digest", "text"},
-            {"scopes", "text[]"},
-            {"expires_at", "date"},
-            {"revoked", "boolean"}},
-           1, seed_.personal_access_tokens);
-    count("personal_access_tokens", seed_.personal_access_tokens.size());
-    upsert("cluster_agents", "cluster_agents", "(id)",
-           {{"id", "bigint"}, {"project_id", "bigint"}, {"name", "text"}}, 1,
-           seed_.cluster_agents);
-    upsert("cluster_agents", "cluster_agent_tokens", "(id)",
-           {{"id", "bigint"},
-            {"agent_id", "bigint"},
-            {"token_digest", "text"},
-            {"revoked", "boolean"}},
-           1, seed_.cluster_agent_tokens);
-    count("cluster_agents", seed_.cluster_agents.size());
-    upsert("pages_domains", "pages_domains", "(id)",
-           {{"id", "bigint"},
-            {"project_id", "bigint"},
-            {"domain", "text"},
-            {"enabled", "boolean"},
-            {"certificate", "text"},
-            {"key", "text"},
-            {"https_only", "boolean"}},
-           1, seed_.pages_domains);
-    count("pages_domains", seed_.pages_domains.size());
-    upsert("pages_deployments", "pages_deployments", "(id)",
-           {{"id", "bigint"},
-            {"project_id", "bigint"},
-            {"path_prefix", "text"},
-            {"root_directory", "text"},
-            {"source_path", "text"},
-            {"sha256", "text"},
-            {"file_size", "bigint"},
-            {"file_count", "bigint"},
-            {"access_control", "boolean"}},
-           1, seed_.pages_deployments);
-    count("pages_deployments", seed_.pages_deployments.size());
-    upsert("zoekt_nodes", "zoekt_nodes", "(id)",
-           {{"id", "bigint"},
-            {"uuid", "uuid"},
-            {"name", "text"},
-            {"url", "text"}},
-           1, seed_.zoekt_nodes);
-    count("zoekt_nodes", seed_.zoekt_nodes.size());
-    upsert("webhooks", "webhooks", "(id)",
-           {{"id", "bigint"},
-            {"project_id", "bigint"},
-            {"url", "text"},
-            {"token", "text"},
-            {"push_events", "boolean"},
-            {"tag_push_events", "boolean"},
-            {"enabled", "boolean"}},
-           1, seed_.webhooks);
-    count("webhooks", seed_.webhooks.size());
-    if (seed_.broadcast_present)
-      sync_broadcast_setting();
-  }
-
-  void upsert_namespaces(problem_list& problems) {
-    if (!present("namespaces"))
-      return;
-    report_.upserted["namespaces"]
-      = static_cast<std::int64_t>(seed_.namespaces.size());
-    // full_path: the full path of the first ancestor outside the document
-    // (unchanged by this statement) plus the path chain inside it.
-    upsert("namespaces", "namespaces", "(id)",
-           {{"id", "bigint"},
-            {"parent_id", "bigint"},
-            {"path", "text"},
-            {"name", "text"},
-            {"kind", "text"},
-            {"full_path", "text",
-             "coalesce((SELECT r.full_path || '/' FROM namespaces r WHERE "
-             "r.id = x.root_parent), '') || x.rel_path"},
-            {"root_parent", "bigint", "", false},
-            {"rel_path", "text", "", false}},
-           1, seed_.namespaces);
-    // A parent chain may loop through namespaces that only the database
-    // holds; the document alone could not see that.
-    auto loops = tx_.exec_params(
-      "WITH RECURSIVE up (start, id, seen) AS ("
-      " SELECT n.id, n.parent_id, ARRAY[n.id] FROM namespaces n"
-      "  WHERE n.id IN (SELECT v::bigint FROM"
-      "   jsonb_array_elements_text($1::jsonb) AS v)"
-      " UNION ALL"
-      " SELECT up.start, n.parent_id, up.seen || n.id FROM up"
-      "  JOIN namespaces n ON n.id = up.id"
-      "  WHERE up.id <> up.start AND n.id <> ALL (up.seen))"
-      " SELECT DISTINCT start FROM up WHERE id = start ORDER BY start",
-      ids(seed_.namespaces).dump());
-    for (const auto& row : loops) {
-      auto id = row[0].as<std::int64_t>();
-      auto it = seed_.namespace_paths.find(id);
-      problems.push_back(
-        (it != seed_.namespace_paths.end() ? it->second : "namespaces")
-        + ": namespace " + std::to_string(id) + " would be its own ancestor");
-    }
-    if (!problems.empty() || !changed_.count("namespaces"))
-      return;
-    // Descendants that the document does not list follow a renamed parent.
-    changed("namespaces",
-            tx_.exec("WITH RECURSIVE tree (id, full_path) AS ("
-                     " SELECT id, path FROM namespaces WHERE parent_id IS NULL"
-                     " UNION ALL"
-                     " SELECT n.id, tree.full_path || '/' || n.path"
-                     "  FROM namespaces n JOIN tree ON n.parent_id = tree.id)"
-                     " UPDATE namespaces n SET full_path = tree.full_path,"
-                     "  updated_at = now() FROM tree WHERE n.id = tree.id"
-                     "  AND n.full_path IS DISTINCT FROM tree.full_path")
-              .affected_rows());
-  }
-
-  void upsert_projects() {
-    count("projects", seed_.projects.size());
-    upsert("projects", "projects", "(id)",
-           {{"id", "bigint"},
-            {"namespace_id", "bigint"},
-            {"path", "text"},
-            {"name", "text"},
-            {"description", "text"},
-            {"visibility", "text"},
-            {"archived", "boolean"},
-            {"default_branch", "text"},
-            {"storage", "text"},
-            {"disk_path", "text"},
-            {"repository_access_level", "text"},
-            {"merge_requests_enabled", "boolean"},
-            {"lfs_enabled", "boolean"},
-            {"repository_exists", "boolean"},
-            {"full_path", "text",
-             "(SELECT n.full_path FROM namespaces n WHERE n.id = "
-             "x.namespace_id) || '/' || x.path"}},
-           1, seed_.projects);
-    if (changed_.count("namespaces"))
-      changed("projects",
-              tx_.exec("UPDATE projects p SET full_path = n.full_path || '/' "
-                       "|| p.path, updated_at = now() FROM namespaces n WHERE "
-                       "n.id = p.namespace_id AND p.full_path IS DISTINCT "
-                       "FROM n.full_path || '/' || p.path")
-                .affected_rows());
-    upsert("projects", "project_redirects", "((lower(path)))",
-           {{"path", "text"}, {"project_id", "bigint"}}, 0, seed_.redirects);
-  }
-
-  /// settings.broadcast_messages mirrors the broadcast_messages table.
-  void sync_broadcast_setting() {
-    changed("settings",
-            tx_.exec(
-                 "INSERT INTO settings AS s (key, value) SELECT "
-                 "'broadcast_messages', coalesce(jsonb_agg(jsonb_build_object("
-                 "'id', id, 'message', message, 'target_path', target_path, "
-                 "'starts_at', to_char(starts_at AT TIME ZONE 'UTC', "
-                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ends_at', "
-                 "to_char(ends_at AT TIME ZONE 'UTC', "
-                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY id), '[]') "
-                 "FROM broadcast_messages ON CONFLICT (key) DO UPDATE SET "
-                 "value = EXCLUDED.value, updated_at = now() WHERE s.value "
-                 "IS DISTINCT FROM EXCLUDED.value")
-              .affected_rows());
-  }
-
-  /// Tells LISTENers (read models) which kinds changed; delivered on commit.
-  void notify() {
-    if (changed_.empty())
-      return;
-    json kinds = json::array();
-    for (const auto& kind : changed_)
-      kinds.push_back(kind);
-    tx_.exec_params("SELECT pg_notify('gatehouse_changes', $1)",
-                    json{{"kinds", kinds}}.dump());
-  }
-
-private:
-  pqxx::work& tx_;
-  const parsed_seed& seed_;
-  seed_report& report_;
-  std::set<std::string> changed_;
-};
-
 /// Serialises concurrent seed runs ("gh-seed" in ASCII).
 constexpr long long seed_lock_key = 0x67682d7365656400LL;
 
@@ -1731,25 +1014,17 @@ seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
     check_references(seed, &lookup, report.problems);
     if (!report.problems.empty())
       return report; // tx rolls back
-    tx.exec("SET CONSTRAINTS ALL DEFERRED");
-    loader load{tx, seed, report};
-    if (opts.prune)
-      load.prune_all();
-    load.upsert_all(report.problems);
-    if (!report.problems.empty()) {
-      report.upserted.clear();
-      report.pruned.clear();
-      return report;
-    }
-    tx.exec("SET CONSTRAINTS ALL IMMEDIATE");
-    load.notify();
+    seeding::write_seed(tx, seed, opts, report);
+    if (!report.problems.empty())
+      return report; // tx rolls back
     tx.commit();
   } catch (const std::exception& e) {
     report.upserted.clear();
     report.pruned.clear();
-    report.problems.push_back("database: " + db_message(e));
+    report.problems.push_back("database: " + seeding::db_message(e));
   }
   return report;
 }
 
 } // namespace gatehouse::storage
+

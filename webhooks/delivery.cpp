@@ -2,6 +2,9 @@
 
 #include "webhooks/address.hpp"
 
+#include "common/base64.hpp"
+#include "common/percent_encoding.hpp"
+
 #include <httplib.h>
 #include <openssl/evp.h>
 
@@ -28,32 +31,6 @@ std::string without_line_breaks(std::string value) {
                              [](char c) { return c == '\r' || c == '\n'; }),
               value.end());
   return value;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-std::string percent_decode(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size()) {
-      int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += text[i];
-  }
-  return out;
 }
 
 std::string percent_encode_unsafe(std::string_view text) {
@@ -168,7 +145,7 @@ bool is_uuid(std::string_view text) {
     return false;
   for (std::size_t i = 0; i < text.size(); ++i) {
     bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? text[i] != '-' : hex_value(text[i]) < 0)
+    if (dash ? text[i] != '-' : hex_digit_value(text[i]) < 0)
       return false;
   }
   return true;
@@ -226,10 +203,11 @@ std::optional<target_url> parse_target_url(const std::string& url,
     auto userinfo = authority.substr(0, at);
     authority.erase(0, at + 1);
     auto colon = userinfo.find(':');
-    out.basic_auth = std::make_pair(
-      percent_decode(userinfo.substr(0, colon)),
-      colon == std::string::npos ? std::string{}
-                                 : percent_decode(userinfo.substr(colon + 1)));
+    auto password = colon == std::string::npos ? std::string{}
+                                               : userinfo.substr(colon + 1);
+    out.basic_auth
+      = std::make_pair(percent_decode(userinfo.substr(0, colon), false),
+                       percent_decode(password, false));
   }
   std::string port_text;
   if (!authority.empty() && authority.front() == '[') {
@@ -249,8 +227,8 @@ std::optional<target_url> parse_target_url(const std::string& url,
     }
     bool ok = !out.host.empty()
               && std::all_of(out.host.begin(), out.host.end(), [](char c) {
-                   return hex_value(c) >= 0 || c == ':' || c == '.' || c == '%'
-                          || valid_host_char(c);
+                   return hex_digit_value(c) >= 0 || c == ':' || c == '.'
+                          || c == '%' || valid_host_char(c);
                  });
     if (!ok) {
       error = "the URL has an invalid IPv6 address";

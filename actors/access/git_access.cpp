@@ -6,6 +6,11 @@
 
 #include "actors/access/git_access.hpp"
 
+#include "actors/access/allowed_messages.hpp"
+#include "actors/access/project_policy.hpp"
+#include "actors/gitlab_paths.hpp"
+#include "common/ascii.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -14,118 +19,19 @@
 
 namespace gatehouse::access {
 
+using gitlab::branch_name;
+using gitlab::ssh_url_root;
+using gitlab::strip_trailing_slashes;
+
 namespace {
-
-// -- texts (byte for byte GitLab's) ---------------------------------------------
-
-constexpr const char* msg_project_not_found =
-  "The project you were looking for could not be found or you don't have "
-  "permission to view it.";
-constexpr const char* msg_wiki_not_found =
-  "The wiki you were looking for could not be found.";
-constexpr const char* msg_snippet_not_found =
-  "The snippet you were looking for could not be found.";
-constexpr const char* msg_namespace_not_found =
-  "The namespace you were looking for could not be found.";
-constexpr const char* msg_command_not_allowed =
-  "The command you're trying to execute is not allowed.";
-constexpr const char* msg_key_expired = "Your SSH key has expired.";
-constexpr const char* msg_auth_mechanism =
-  "The authentication mechanism is not supported.";
-constexpr const char* msg_pending_approval =
-  "Your account is pending approval from your administrator and hence "
-  "blocked.";
-constexpr const char* msg_deactivated_prefix =
-  "Your account has been deactivated by your administrator. Please log back "
-  "in from a web browser to reactivate your account at ";
-constexpr const char* msg_blocked = "Your account has been blocked.";
-constexpr const char* msg_no_repo =
-  "A repository for this project does not exist yet.";
-constexpr const char* msg_no_wiki_repo =
-  "A repository for this wiki does not exist yet.";
-constexpr const char* msg_download =
-  "You are not allowed to download code from this project.";
-constexpr const char* msg_wiki_download =
-  "You are not allowed to download files from this wiki.";
-constexpr const char* msg_archived =
-  "You can't push code to an archived project.";
-constexpr const char* msg_deploy_key_upload =
-  "This deploy key does not have write access to this project.";
-constexpr const char* msg_upload =
-  "You are not allowed to upload code for this project.";
-constexpr const char* msg_push_code =
-  "You are not allowed to push code to this project.";
-constexpr const char* msg_write_to_wiki =
-  "You are not allowed to write to this project's wiki.";
-constexpr const char* msg_expiring_soon =
-  "INFO: Your SSH key is expiring soon. Please generate a new key.";
-
-// BranchCheck
-constexpr const char* msg_delete_default_branch =
-  "The default branch of a project cannot be deleted.";
-constexpr const char* msg_sha_branch_name =
-  "You cannot create a branch with a SHA-1 or SHA-256 branch name.";
-constexpr const char* msg_invalid_branch_name =
-  "You cannot create a branch with an invalid name.";
-constexpr const char* msg_force_push_protected =
-  "You are not allowed to force push code to a protected branch on this "
-  "project.";
-constexpr const char* msg_delete_protected_branch =
-  "You are not allowed to delete protected branches from this project. Only "
-  "a project maintainer or owner can delete a protected branch.";
-constexpr const char* msg_delete_protected_branch_non_web =
-  "You can only delete protected branches using the web interface.";
-constexpr const char* msg_push_protected_branch =
-  "You are not allowed to push code to protected branches on this project.";
-constexpr const char* msg_create_protected_branch =
-  "You are not allowed to create protected branches on this project.";
-constexpr const char* msg_invalid_commit_protected_branch =
-  "You can only use an existing protected branch ref as the basis of a new "
-  "protected branch.";
-constexpr const char* msg_create_protected_branch_non_web =
-  "You can only create protected branches using the web interface and API.";
-
-// TagCheck
-constexpr const char* msg_change_existing_tags =
-  "You are not allowed to change existing tags on this project.";
-constexpr const char* msg_update_protected_tag =
-  "Protected tags cannot be updated.";
-constexpr const char* msg_delete_protected_tag =
-  "You are not allowed to delete protected tags from this project. Only a "
-  "project maintainer or owner can delete a protected tag.";
-constexpr const char* msg_delete_protected_tag_non_web =
-  "You can only delete protected tags using the web interface.";
-constexpr const char* msg_create_protected_tag =
-  "You are not allowed to create this tag as it is protected.";
-constexpr const char* msg_default_branch_tag =
-  "You cannot use default branch name to create a tag";
-constexpr const char* msg_prohibited_tag_name =
-  "You cannot create a tag with a prohibited pattern.";
-constexpr const char* msg_sha_tag_name =
-  "You cannot create a tag with a SHA-1 or SHA-256 tag name.";
-constexpr const char* msg_tag_encoding =
-  "Tag names must be valid when converted to UTF-8 encoding";
 
 constexpr const char* git_upload_pack = "git-upload-pack";
 constexpr const char* git_upload_archive = "git-upload-archive";
 constexpr const char* git_receive_pack = "git-receive-pack";
 
-constexpr int level_guest = 10;
-constexpr int level_reporter = 20;
-constexpr int level_developer = 30;
-constexpr int level_maintainer = 40;
-constexpr int level_admin = 60;
-
 constexpr unix_time expiring_soon_window = 7 * 24 * 3600;
 
 // -- small string helpers -------------------------------------------------------
-
-std::string lower(std::string s) {
-  for (char& c : s) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return s;
-}
 
 std::string upper(std::string s) {
   for (char& c : s) {
@@ -143,13 +49,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string strip_trailing_slashes(std::string s) {
-  while (!s.empty() && s.back() == '/') {
-    s.pop_back();
-  }
-  return s;
-}
-
 std::string join_path(const std::string& dir, const std::string& rel) {
   if (dir.empty()) {
     return rel;
@@ -158,33 +57,6 @@ std::string join_path(const std::string& dir, const std::string& rel) {
     return dir + rel;
   }
   return dir + "/" + rel;
-}
-
-/// Host of a URL such as "https://user@gitlab.example.com:8443/sub".
-std::string url_host(const std::string& url) {
-  std::string rest = url;
-  const auto scheme = rest.find("://");
-  if (scheme != std::string::npos) {
-    rest = rest.substr(scheme + 3);
-  }
-  const auto slash = rest.find('/');
-  if (slash != std::string::npos) {
-    rest = rest.substr(0, slash);
-  }
-  const auto at = rest.rfind('@');
-  if (at != std::string::npos) {
-    rest = rest.substr(at + 1);
-  }
-  if (!rest.empty() && rest.front() == '[') {
-    const auto close = rest.find(']');
-    return close == std::string::npos ? rest.substr(1)
-                                      : rest.substr(1, close - 1);
-  }
-  const auto colon = rest.find(':');
-  if (colon != std::string::npos) {
-    rest = rest.substr(0, colon);
-  }
-  return rest;
 }
 
 /// A relative path that cannot leave its base directory.
@@ -273,7 +145,7 @@ actor_info resolve_actor(const snapshot& snap, const allowed_params& p) {
       a.identity_str = "user-" + std::to_string(a.user->id);
     }
   } else if (p.username) {
-    const auto it = snap.user_by_username.find(lower(*p.username));
+    const auto it = snap.user_by_username.find(ascii_lower(*p.username));
     if (it != snap.user_by_username.end()) {
       a.user = find_user(snap, it->second);
       a.identity = a.user;
@@ -315,7 +187,7 @@ const project_record* find_project_by_path(const snapshot& snap,
   if (path.empty()) {
     return nullptr;
   }
-  const std::string key = lower(path);
+  const std::string key = ascii_lower(path);
   auto it = snap.project_by_path.find(key);
   const project_record* found = nullptr;
   if (it != snap.project_by_path.end()) {
@@ -328,7 +200,7 @@ const project_record* find_project_by_path(const snapshot& snap,
     }
   }
   if (found != nullptr) {
-    redirected = lower(found->full_path) != key;
+    redirected = ascii_lower(found->full_path) != key;
   }
   return found;
 }
@@ -433,532 +305,7 @@ const char* not_found_text(repo_type type) {
   return msg_project_not_found;
 }
 
-// -- abilities -------------------------------------------------------------------
-//
-// The project policy reduced to what the read model holds. Admins are
-// treated as in admin mode (the internal API bypasses the admin-mode
-// session), except that a disabled repository feature blocks them too
-// (DeclarativePolicy's `prevent` wins over admin rules).
-
-bool user_active(const user_record* u) {
-  return u != nullptr && u->state == "active";
-}
-
-class policy {
-public:
-  policy(const snapshot& snap, const project_record& project)
-    : snap_(snap), project_(project) {}
-
-  int level(const user_record* u) const {
-    return u == nullptr ? 0 : access_level(snap_, u->id, project_);
-  }
-
-  bool is_public() const {
-    return project_.visibility == "public";
-  }
-
-  bool repository_disabled() const {
-    return project_.repository_access_level == "disabled";
-  }
-
-  bool repository_private() const {
-    return project_.repository_access_level == "private";
-  }
-
-  /// read_project: public to anyone; internal to signed-in non-external
-  /// users; private to members (Guest and up); admins read everything.
-  bool read_project(const user_record* u) const {
-    if (u == nullptr) {
-      return is_public();
-    }
-    if (u->admin || is_public()) {
-      return true;
-    }
-    if (project_.visibility == "internal" && !u->external) {
-      return true;
-    }
-    return level(u) >= level_guest;
-  }
-
-  /// download_code. Repository feature "private" means project members with
-  /// at least Reporter (and admins); "disabled" blocks everyone.
-  bool download_code(const user_record* u) const {
-    if (repository_disabled()) {
-      return false;
-    }
-    if (u == nullptr) {
-      return is_public() && !repository_private();
-    }
-    if (u->admin) {
-      return true;
-    }
-    const int lvl = level(u);
-    if (repository_private()) {
-      return lvl >= level_reporter;
-    }
-    if (is_public()) {
-      return true;
-    }
-    if (project_.visibility == "internal" && !u->external) {
-      return true;
-    }
-    return lvl >= level_reporter;
-  }
-
-  /// download_wiki_code: whoever can read the project (the wiki feature
-  /// level is not in the read model and is taken as enabled).
-  bool download_wiki_code(const user_record* u) const {
-    return read_project(u);
-  }
-
-  /// push_code: Developer and up, or admin; never into a disabled
-  /// repository feature or an archived project.
-  bool push_code(const user_record* u) const {
-    if (u == nullptr || repository_disabled() || project_.archived) {
-      return false;
-    }
-    return u->admin || level(u) >= level_developer;
-  }
-
-  /// admin_tag (changing existing tags): Developer and up, or admin.
-  bool admin_tag(const user_record* u) const {
-    return u != nullptr && (u->admin || level(u) >= level_developer);
-  }
-
-  /// create_wiki: Developer and up, or admin.
-  bool create_wiki(const user_record* u) const {
-    return u != nullptr && !project_.archived &&
-           (u->admin || level(u) >= level_developer);
-  }
-
-  /// maintainer_access / admin_project / push_to_delete_protected_branch.
-  bool maintainer(const user_record* u) const {
-    return u != nullptr && (u->admin || level(u) >= level_maintainer);
-  }
-
-  /// One role-based access level of a protected branch or tag: 0 no one,
-  /// 60 admins only, otherwise push_code plus a membership level at least
-  /// that high. Admins pass every level but "no one" (admins can push where
-  /// maintainers can).
-  bool role_allows(const user_record* u, int required) const {
-    if (u == nullptr || required <= 0) {
-      return false;
-    }
-    if (required >= level_admin) {
-      return u->admin;
-    }
-    if (u->admin) {
-      return true;
-    }
-    return push_code(u) && level(u) >= required;
-  }
-
-private:
-  const snapshot& snap_;
-  const project_record& project_;
-};
-
-// -- per-ref checks --------------------------------------------------------------
-
-struct refusal {
-  int status = 401;
-  std::string message;
-};
-
-std::optional<std::string> branch_of(const std::string& ref) {
-  static const std::string prefix = "refs/heads/";
-  if (ref.size() > prefix.size() && starts_with(ref, prefix)) {
-    return ref.substr(prefix.size());
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> tag_of(const std::string& ref) {
-  static const std::string prefix = "refs/tags/";
-  if (ref.size() > prefix.size() && starts_with(ref, prefix)) {
-    return ref.substr(prefix.size());
-  }
-  return std::nullopt;
-}
-
-/// Gitlab::UserAccess / DeployKeyAccess for one project. `user` is the
-/// pushing user, or for a deploy key its creator (GitLab evaluates deploy
-/// keys' ref permissions through the creator, and the read model has no
-/// deploy-key entries in protected-ref access lists).
-class ref_access {
-public:
-  ref_access(const snapshot& snap, const project_record& project,
-             const user_record* user, bool deploy_key, bool empty_repo)
-    : snap_(snap), project_(project), pol_(snap, project), user_(user),
-      deploy_key_(deploy_key), empty_(empty_repo) {}
-
-  const std::vector<protected_branch_record>& branches() const {
-    static const std::vector<protected_branch_record> none;
-    const auto it = snap_.protected_branches.find(project_.id);
-    return it == snap_.protected_branches.end() ? none : it->second;
-  }
-
-  const std::vector<protected_tag_record>& tags() const {
-    static const std::vector<protected_tag_record> none;
-    const auto it = snap_.protected_tags.find(project_.id);
-    return it == snap_.protected_tags.end() ? none : it->second;
-  }
-
-  /// Matches one of the project's protected branch patterns.
-  bool matches_protected_branch(const std::string& name) const {
-    for (const auto& pb : branches()) {
-      if (ref_pattern_matches(pb.name, name)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /// ProtectedBranch.protected?: every branch counts as protected in an
-  /// empty repository. The read model has no default-branch-protection
-  /// setting: GitLab's default ("fully protected": maintainers make the
-  /// initial push) is assumed.
-  bool branch_protected(const std::string& name) const {
-    return empty_ || matches_protected_branch(name);
-  }
-
-  bool allow_force_push(const std::string& name) const {
-    for (const auto& pb : branches()) {
-      if (pb.allow_force_push && ref_pattern_matches(pb.name, name)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  bool can_access_git() const {
-    return user_active(user_);
-  }
-
-  bool can_push_for_ref(const std::string& ref) const {
-    if (deploy_key_) {
-      // DeployKeyAccess#can_push_for_ref? checks the full ref name.
-      return can_push_to_branch(ref);
-    }
-    return can_access_git() && pol_.push_code(user_);
-  }
-
-  bool can_push_to_branch(const std::string& name) const {
-    if (!can_access_git() || !can_collaborate()) {
-      return false;
-    }
-    if (!branch_protected(name)) {
-      return true;
-    }
-    return protected_branch_accessible(name, /*push=*/true);
-  }
-
-  bool can_merge_to_branch(const std::string& name) const {
-    if (!can_access_git()) {
-      return false;
-    }
-    if (branch_protected(name)) {
-      return protected_branch_accessible(name, /*push=*/false);
-    }
-    return pol_.push_code(user_);
-  }
-
-  bool can_delete_branch(const std::string& name) const {
-    if (!can_access_git()) {
-      return false;
-    }
-    if (branch_protected(name)) {
-      return pol_.maintainer(user_);
-    }
-    return pol_.push_code(user_);
-  }
-
-  bool tag_protected(const std::string& name) const {
-    for (const auto& pt : tags()) {
-      if (ref_pattern_matches(pt.name, name)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  bool can_create_tag(const std::string& name) const {
-    if (!can_access_git()) {
-      return false;
-    }
-    if (tag_protected(name)) {
-      for (const auto& pt : tags()) {
-        if (ref_pattern_matches(pt.name, name) &&
-            pol_.role_allows(user_, pt.create_access_level)) {
-          return true;
-        }
-      }
-      return false;
-    }
-    return pol_.admin_tag(user_);
-  }
-
-  bool admin_tag() const {
-    return can_access_git() && pol_.admin_tag(user_);
-  }
-
-  bool maintainer() const {
-    return pol_.maintainer(user_);
-  }
-
-  bool empty() const {
-    return empty_;
-  }
-
-private:
-  bool can_collaborate() const {
-    if (deploy_key_) {
-      // The creator must still read the project; the key's write access was
-      // checked before the per-ref checks.
-      return pol_.read_project(user_);
-    }
-    return pol_.push_code(user_);
-  }
-
-  bool protected_branch_accessible(const std::string& name, bool push) const {
-    if (empty_ && user_ != nullptr && (user_->admin || pol_.maintainer(user_))) {
-      return true; // maintainers and admins create the default branch
-    }
-    for (const auto& pb : branches()) {
-      if (!ref_pattern_matches(pb.name, name)) {
-        continue;
-      }
-      const int required = push ? pb.push_access_level : pb.merge_access_level;
-      if (pol_.role_allows(user_, required)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  const snapshot& snap_;
-  const project_record& project_;
-  policy pol_;
-  const user_record* user_;
-  bool deploy_key_;
-  bool empty_;
-};
-
-std::string project_members_url(const snapshot& snap,
-                                const project_record& project) {
-  return strip_trailing_slashes(snap.settings.external_url) + "/" +
-         project.full_path + "/-/project_members";
-}
-
-std::string empty_project_push_message(const snapshot& snap,
-                                       const project_record& project) {
-  return "\nA default branch (e.g. master) does not yet exist for " +
-         project.full_path +
-         "\nAsk a project Owner or Maintainer to create a default branch:\n\n"
-         "  " +
-         project_members_url(snap, project) + "\n\n";
-}
-
-bool storage_has_path(const snapshot& snap, const project_record& project) {
-  const auto it = snap.storages.find(project.storage);
-  return it != snap.storages.end() && !it->second.path.empty();
-}
-
-/// Our own text for a decision that needs git facts nobody could provide.
-std::string facts_unavailable(const snapshot& snap,
-                              const project_record& project,
-                              const git_facts& facts, const std::string& what) {
-  std::string why = storage_has_path(snap, project)
-                      ? "git could not answer"
-                      : "the repository storage has no local path";
-  const std::string reason =
-    facts.unavailable_reason.empty() ? "no reason given"
-                                     : facts.unavailable_reason;
-  return what + " is unavailable because " + why + " (" + reason +
-         "), so this push to a protected branch is refused.";
-}
-
-struct ref_context {
-  const snapshot& snap;
-  const project_record& project;
-  const ref_access& access;
-  const git_facts& facts;
-  const std::string& protocol;
-};
-
-std::optional<refusal> branch_check(const ref_context& c,
-                                    const ref_change& ch,
-                                    const std::string& branch) {
-  const bool creation = is_blank_rev(ch.oldrev);
-  const bool deletion = is_blank_rev(ch.newrev);
-
-  if (deletion && branch == c.project.default_branch) {
-    return refusal{401, msg_delete_default_branch};
-  }
-  if (!deletion) {
-    if (starts_with_full_sha(branch)) {
-      return refusal{401, msg_sha_branch_name};
-    }
-    if (!valid_ref_name(branch)) {
-      return refusal{401, msg_invalid_branch_name};
-    }
-  }
-  if (!c.access.branch_protected(branch)) {
-    return std::nullopt;
-  }
-
-  // Force push: both revisions real, repository not empty, old not an
-  // ancestor of new, unless a matching protection allows force pushes.
-  if (!c.access.empty() && !creation && !deletion &&
-      !c.access.allow_force_push(branch)) {
-    const auto it = c.facts.is_ancestor.find({ch.oldrev, ch.newrev});
-    if (it == c.facts.is_ancestor.end()) {
-      return refusal{
-        401, facts_unavailable(c.snap, c.project, c.facts,
-                               "Force-push detection for protected branch '" +
-                                 branch + "'")};
-    }
-    if (!it->second) {
-      return refusal{401, msg_force_push_protected};
-    }
-  }
-
-  auto push_checks = [&]() -> std::optional<refusal> {
-    // No merge-request data in the read model: a pushed commit is never the
-    // in-progress merge of an open merge request.
-    if (!c.access.can_push_to_branch(branch)) {
-      if (c.access.empty()) {
-        return refusal{401, empty_project_push_message(c.snap, c.project)};
-      }
-      return refusal{401, msg_push_protected_branch};
-    }
-    return std::nullopt;
-  };
-
-  if (c.access.empty()) {
-    return push_checks();
-  }
-  if (creation) {
-    if (c.access.can_push_to_branch(branch)) {
-      return std::nullopt;
-    }
-    if (!c.access.can_merge_to_branch(branch)) {
-      return refusal{401, msg_create_protected_branch};
-    }
-    const auto it = c.facts.branches_containing.find(ch.newrev);
-    if (it == c.facts.branches_containing.end()) {
-      return refusal{
-        401, facts_unavailable(c.snap, c.project, c.facts,
-                               "Checking the basis of new protected branch '" +
-                                 branch + "'")};
-    }
-    bool safe = false;
-    for (const auto& b : it->second) {
-      if (c.access.matches_protected_branch(b)) {
-        safe = true;
-        break;
-      }
-    }
-    if (!safe) {
-      return refusal{401, msg_invalid_commit_protected_branch};
-    }
-    if (c.protocol != "web") {
-      return refusal{401, msg_create_protected_branch_non_web};
-    }
-    return std::nullopt;
-  }
-  if (deletion) {
-    if (!c.access.can_delete_branch(branch)) {
-      return refusal{401, msg_delete_protected_branch};
-    }
-    if (c.protocol != "web") {
-      return refusal{401, msg_delete_protected_branch_non_web};
-    }
-    return std::nullopt;
-  }
-  return push_checks();
-}
-
-std::optional<refusal> tag_check(const ref_context& c, const ref_change& ch,
-                                 const std::string& tag) {
-  const bool creation = is_blank_rev(ch.oldrev);
-  const bool deletion = is_blank_rev(ch.newrev);
-  const bool update = !creation && !deletion;
-  // Tag existence is not in the read model: a change with a real old
-  // revision names an existing tag.
-  const bool tag_exists = !creation;
-
-  if (tag_exists && !c.access.admin_tag()) {
-    return refusal{401, msg_change_existing_tags};
-  }
-  if (creation && tag == c.project.default_branch) {
-    return refusal{401, msg_default_branch_tag};
-  }
-  if (!deletion) {
-    if (!valid_utf8(tag)) {
-      return refusal{401, msg_tag_encoding};
-    }
-    if (!valid_ref_name(tag) || starts_with(tag, "refs/tags/")) {
-      return refusal{401, msg_prohibited_tag_name};
-    }
-    if (starts_with_full_sha(tag)) {
-      return refusal{401, msg_sha_tag_name};
-    }
-  }
-  if (!c.access.tag_protected(tag)) {
-    return std::nullopt;
-  }
-  if (update) {
-    return refusal{401, msg_update_protected_tag};
-  }
-  if (deletion) {
-    if (!c.access.maintainer()) {
-      return refusal{401, msg_delete_protected_tag};
-    }
-    if (c.protocol != "web") {
-      return refusal{401, msg_delete_protected_tag_non_web};
-    }
-  }
-  // As in GitLab, the create permission is also required for a web deletion.
-  if (!c.access.can_create_tag(tag)) {
-    return refusal{401, msg_create_protected_tag};
-  }
-  return std::nullopt;
-}
-
-std::optional<refusal> change_checks(const ref_context& c,
-                                     const std::vector<ref_change>& changes) {
-  for (const auto& ch : changes) {
-    if (!c.access.can_push_for_ref(ch.ref)) {
-      return refusal{401, msg_push_code};
-    }
-    if (const auto branch = branch_of(ch.ref)) {
-      if (auto r = branch_check(c, ch, *branch)) {
-        return r;
-      }
-    } else if (const auto tag = tag_of(ch.ref)) {
-      if (auto r = tag_check(c, ch, *tag)) {
-        return r;
-      }
-    }
-  }
-  return std::nullopt;
-}
-
 // -- outcome pieces --------------------------------------------------------------
-
-std::string ssh_url_root(const settings_record& s) {
-  if (!s.ssh_clone_url_root.empty()) {
-    return s.ssh_clone_url_root;
-  }
-  // GitLab's default ssh_path_prefix: "git@<host>:" ("[git@<host>]:" when
-  // the host has a ':').
-  const std::string host = url_host(s.external_url);
-  if (host.find(':') != std::string::npos) {
-    return "[git@" + host + "]:";
-  }
-  return "git@" + host + ":";
-}
 
 std::string url_to_repo(const settings_record& s, const std::string& protocol,
                         const std::string& repo_full_path) {
@@ -992,7 +339,7 @@ bool deploy_key_can_push(const key_record& key, const project_record& project) {
 /// that can read it, or anyone for a public project.
 bool readable(const snapshot& snap, const actor_info& a,
               const project_record& project) {
-  const policy pol(snap, project);
+  const project_policy pol(snap, project);
   if (a.deploy_key() && deploy_key_enabled(*a.key, project)) {
     return true;
   }
@@ -1004,7 +351,7 @@ bool readable(const snapshot& snap, const actor_info& a,
 
 bool can_download(const snapshot& snap, const actor_info& a,
                   const project_record& project, bool wiki) {
-  const policy pol(snap, project);
+  const project_policy pol(snap, project);
   if (a.deploy_key() && deploy_key_enabled(*a.key, project) &&
       (wiki || !pol.repository_disabled())) {
     return true;
@@ -1177,36 +524,7 @@ git_questions questions_for(const snapshot& snap, const allowed_params& p) {
 
   const actor_info a = resolve_actor(snap, p);
   const user_record* u = ref_user(snap, a);
-  const ref_access access(snap, project, u, a.deploy_key(), false);
-  const bool maintainer_or_admin = access.maintainer();
-  for (const auto& ch : changes) {
-    // For a deploy key whose creator is not a maintainer, even the push
-    // check of a tag depends on whether the repository is empty.
-    if (a.deploy_key() && !maintainer_or_admin) {
-      q.ask_empty = true;
-    }
-    const auto branch = branch_of(ch.ref);
-    if (!branch) {
-      continue;
-    }
-    const bool creation = is_blank_rev(ch.oldrev);
-    const bool deletion = is_blank_rev(ch.newrev);
-    const bool protected_branch = access.matches_protected_branch(*branch);
-    // An empty repository protects every branch: it matters for protected
-    // branches, and for anyone who could not make the initial push.
-    if (protected_branch || !maintainer_or_admin) {
-      q.ask_empty = true;
-    }
-    if (!protected_branch) {
-      continue;
-    }
-    if (!creation && !deletion) {
-      q.ancestry.insert({ch.oldrev, ch.newrev});
-    } else if (creation && !deletion && !access.can_push_to_branch(*branch) &&
-               access.can_merge_to_branch(*branch)) {
-      q.branches_containing.insert(ch.newrev);
-    }
-  }
+  ask_ref_questions(snap, project, u, a.deploy_key(), changes, q);
   return q;
 }
 
@@ -1307,7 +625,7 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
     }
 
     const user_record* u = ref_user(snap, a);
-    const policy pol(snap, project);
+    const project_policy pol(snap, project);
     if (wiki) {
       if (!user_active(u) || !pol.create_wiki(u)) {
         return deny(std::move(o), 401, msg_write_to_wiki);
@@ -1320,9 +638,9 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
       const auto changes = parse_changes(p.changes);
       // Unknown emptiness counts as "not empty".
       const bool empty = facts.repository_empty.value_or(false);
-      const ref_access access(snap, project, u, a.deploy_key(), empty);
-      const ref_context ctx{snap, project, access, facts, p.protocol};
-      if (auto r = change_checks(ctx, changes)) {
+      const ref_push push{snap, project, u, a.deploy_key(), empty, facts,
+                          p.protocol};
+      if (auto r = check_ref_changes(push, changes)) {
         return deny(std::move(o), r->status, std::move(r->message));
       }
     }

@@ -5,6 +5,7 @@
 // access-control actor gathers the git facts these functions ask for (from
 // a detached git actor) and calls them; tests call them directly.
 
+#include "actors/access/ref_rules.hpp"
 #include "messages/access.hpp"
 #include "messages/git.hpp"
 #include "messages/read_model.hpp"
@@ -19,10 +20,6 @@
 
 namespace gatehouse::access {
 
-/// Parses `changes` as Rails does (lines, stripped, blanks dropped, split on
-/// whitespace); "_any" and malformed lines yield no entries.
-std::vector<ref_change> parse_changes(const std::string& changes);
-
 /// Phase 1: which git facts the decision will need. Cheap; no I/O. An empty
 /// result means check_allowed can run with empty facts.
 git_questions questions_for(const snapshot& snap, const allowed_params& p);
@@ -35,9 +32,6 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
 
 // -- pieces shared with the other endpoints -------------------------------------
 
-/// Whether `name` matches a protected-ref pattern with '*' wildcards.
-bool ref_pattern_matches(const std::string& pattern, const std::string& name);
-
 /// The access level of `user` on `project`: the highest of the direct
 /// project membership and memberships of the project's namespace and all
 /// its ancestors; 0 when none. (Admins are handled by callers.)
@@ -47,22 +41,5 @@ int access_level(const snapshot& snap, std::int64_t user_id,
 /// The top-level namespace id of `project`.
 std::int64_t root_namespace_id(const snapshot& snap,
                                const project_record& project);
-
-// -- ref helpers (actors/access/ref_rules.cpp) ---------------------------------
-
-/// A revision of 40 or 64 zeros (creation / deletion marker).
-bool is_blank_rev(const std::string& rev);
-
-/// Gitlab::GitRefValidator: `name` (a short branch or tag name) is refused
-/// when it starts with "refs/heads/", "refs/remotes/" or "-", is "HEAD", or
-/// "refs/heads/<name>" breaks git check-ref-format rules.
-bool valid_ref_name(const std::string& name);
-
-/// Whether `name` starts with a full SHA-1 (40 hex digits; SHA-256 names
-/// start with one too).
-bool starts_with_full_sha(const std::string& name);
-
-/// Whether `s` is valid UTF-8.
-bool valid_utf8(const std::string& s);
 
 } // namespace gatehouse::access

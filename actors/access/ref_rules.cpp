@@ -1,7 +1,12 @@
-// Ref-level helpers of the access decision: parsing `changes`, blank
-// revisions, protected-ref patterns and ref-name validation.
+// The per-ref rules of the access decision: parsing `changes`, blank
+// revisions, protected-ref patterns, ref-name validation, and the branch
+// and tag checks every pushed ref passes.
 
-#include "actors/access/git_access.hpp"
+#include "actors/access/ref_rules.hpp"
+
+#include "actors/access/allowed_messages.hpp"
+#include "actors/access/project_policy.hpp"
+#include "actors/gitlab_paths.hpp"
 
 #include <cstddef>
 
@@ -79,6 +84,351 @@ bool check_ref_format(const std::string& ref) {
   return true;
 }
 
+/// Gitlab::UserAccess / DeployKeyAccess for one project. `user` is the
+/// pushing user, or for a deploy key its creator (GitLab evaluates deploy
+/// keys' ref permissions through the creator, and the read model has no
+/// deploy-key entries in protected-ref access lists).
+class ref_access {
+public:
+  ref_access(const snapshot& snap, const project_record& project,
+             const user_record* user, bool deploy_key, bool empty_repo)
+    : snap_(snap), project_(project), pol_(snap, project), user_(user),
+      deploy_key_(deploy_key), empty_(empty_repo) {}
+
+  const std::vector<protected_branch_record>& branches() const {
+    static const std::vector<protected_branch_record> none;
+    const auto it = snap_.protected_branches.find(project_.id);
+    return it == snap_.protected_branches.end() ? none : it->second;
+  }
+
+  const std::vector<protected_tag_record>& tags() const {
+    static const std::vector<protected_tag_record> none;
+    const auto it = snap_.protected_tags.find(project_.id);
+    return it == snap_.protected_tags.end() ? none : it->second;
+  }
+
+  /// Matches one of the project's protected branch patterns.
+  bool matches_protected_branch(const std::string& name) const {
+    for (const auto& pb : branches()) {
+      if (ref_pattern_matches(pb.name, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// ProtectedBranch.protected?: every branch counts as protected in an
+  /// empty repository. The read model has no default-branch-protection
+  /// setting: GitLab's default ("fully protected": maintainers make the
+  /// initial push) is assumed.
+  bool branch_protected(const std::string& name) const {
+    return empty_ || matches_protected_branch(name);
+  }
+
+  bool allow_force_push(const std::string& name) const {
+    for (const auto& pb : branches()) {
+      if (pb.allow_force_push && ref_pattern_matches(pb.name, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  bool can_access_git() const {
+    return user_active(user_);
+  }
+
+  bool can_push_for_ref(const std::string& ref) const {
+    if (deploy_key_) {
+      // DeployKeyAccess#can_push_for_ref? checks the full ref name.
+      return can_push_to_branch(ref);
+    }
+    return can_access_git() && pol_.push_code(user_);
+  }
+
+  bool can_push_to_branch(const std::string& name) const {
+    if (!can_access_git() || !can_collaborate()) {
+      return false;
+    }
+    if (!branch_protected(name)) {
+      return true;
+    }
+    return protected_branch_accessible(name, /*push=*/true);
+  }
+
+  bool can_merge_to_branch(const std::string& name) const {
+    if (!can_access_git()) {
+      return false;
+    }
+    if (branch_protected(name)) {
+      return protected_branch_accessible(name, /*push=*/false);
+    }
+    return pol_.push_code(user_);
+  }
+
+  bool can_delete_branch(const std::string& name) const {
+    if (!can_access_git()) {
+      return false;
+    }
+    if (branch_protected(name)) {
+      return pol_.maintainer(user_);
+    }
+    return pol_.push_code(user_);
+  }
+
+  bool tag_protected(const std::string& name) const {
+    for (const auto& pt : tags()) {
+      if (ref_pattern_matches(pt.name, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  bool can_create_tag(const std::string& name) const {
+    if (!can_access_git()) {
+      return false;
+    }
+    if (tag_protected(name)) {
+      for (const auto& pt : tags()) {
+        if (ref_pattern_matches(pt.name, name) &&
+            pol_.role_allows(user_, pt.create_access_level)) {
+          return true;
+        }
+      }
+      return false;
+    }
+    return pol_.admin_tag(user_);
+  }
+
+  bool admin_tag() const {
+    return can_access_git() && pol_.admin_tag(user_);
+  }
+
+  bool maintainer() const {
+    return pol_.maintainer(user_);
+  }
+
+  bool empty() const {
+    return empty_;
+  }
+
+private:
+  bool can_collaborate() const {
+    if (deploy_key_) {
+      // The creator must still read the project; the key's write access was
+      // checked before the per-ref checks.
+      return pol_.read_project(user_);
+    }
+    return pol_.push_code(user_);
+  }
+
+  bool protected_branch_accessible(const std::string& name, bool push) const {
+    if (empty_ && user_ != nullptr && (user_->admin || pol_.maintainer(user_))) {
+      return true; // maintainers and admins create the default branch
+    }
+    for (const auto& pb : branches()) {
+      if (!ref_pattern_matches(pb.name, name)) {
+        continue;
+      }
+      const int required = push ? pb.push_access_level : pb.merge_access_level;
+      if (pol_.role_allows(user_, required)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  const snapshot& snap_;
+  const project_record& project_;
+  project_policy pol_;
+  const user_record* user_;
+  bool deploy_key_;
+  bool empty_;
+};
+
+std::string project_members_url(const snapshot& snap,
+                                const project_record& project) {
+  return gitlab::strip_trailing_slashes(snap.settings.external_url) + "/" +
+         project.full_path + "/-/project_members";
+}
+
+std::string empty_project_push_message(const snapshot& snap,
+                                       const project_record& project) {
+  return "\nA default branch (e.g. master) does not yet exist for " +
+         project.full_path +
+         "\nAsk a project Owner or Maintainer to create a default branch:\n\n"
+         "  " +
+         project_members_url(snap, project) + "\n\n";
+}
+
+bool storage_has_path(const snapshot& snap, const project_record& project) {
+  const auto it = snap.storages.find(project.storage);
+  return it != snap.storages.end() && !it->second.path.empty();
+}
+
+/// Our own text for a decision that needs git facts nobody could provide.
+std::string facts_unavailable(const snapshot& snap,
+                              const project_record& project,
+                              const git_facts& facts, const std::string& what) {
+  std::string why = storage_has_path(snap, project)
+                      ? "git could not answer"
+                      : "the repository storage has no local path";
+  const std::string reason =
+    facts.unavailable_reason.empty() ? "no reason given"
+                                     : facts.unavailable_reason;
+  return what + " is unavailable because " + why + " (" + reason +
+         "), so this push to a protected branch is refused.";
+}
+
+struct ref_context {
+  const snapshot& snap;
+  const project_record& project;
+  const ref_access& access;
+  const git_facts& facts;
+  const std::string& protocol;
+};
+
+std::optional<ref_refusal> branch_check(const ref_context& c,
+                                    const ref_change& ch,
+                                    const std::string& branch) {
+  const bool creation = is_blank_rev(ch.oldrev);
+  const bool deletion = is_blank_rev(ch.newrev);
+
+  if (deletion && branch == c.project.default_branch) {
+    return ref_refusal{401, msg_delete_default_branch};
+  }
+  if (!deletion) {
+    if (starts_with_full_sha(branch)) {
+      return ref_refusal{401, msg_sha_branch_name};
+    }
+    if (!valid_ref_name(branch)) {
+      return ref_refusal{401, msg_invalid_branch_name};
+    }
+  }
+  if (!c.access.branch_protected(branch)) {
+    return std::nullopt;
+  }
+
+  // Force push: both revisions real, repository not empty, old not an
+  // ancestor of new, unless a matching protection allows force pushes.
+  if (!c.access.empty() && !creation && !deletion &&
+      !c.access.allow_force_push(branch)) {
+    const auto it = c.facts.is_ancestor.find({ch.oldrev, ch.newrev});
+    if (it == c.facts.is_ancestor.end()) {
+      return ref_refusal{
+        401, facts_unavailable(c.snap, c.project, c.facts,
+                               "Force-push detection for protected branch '" +
+                                 branch + "'")};
+    }
+    if (!it->second) {
+      return ref_refusal{401, msg_force_push_protected};
+    }
+  }
+
+  auto push_checks = [&]() -> std::optional<ref_refusal> {
+    // No merge-request data in the read model: a pushed commit is never the
+    // in-progress merge of an open merge request.
+    if (!c.access.can_push_to_branch(branch)) {
+      if (c.access.empty()) {
+        return ref_refusal{401, empty_project_push_message(c.snap, c.project)};
+      }
+      return ref_refusal{401, msg_push_protected_branch};
+    }
+    return std::nullopt;
+  };
+
+  if (c.access.empty()) {
+    return push_checks();
+  }
+  if (creation) {
+    if (c.access.can_push_to_branch(branch)) {
+      return std::nullopt;
+    }
+    if (!c.access.can_merge_to_branch(branch)) {
+      return ref_refusal{401, msg_create_protected_branch};
+    }
+    const auto it = c.facts.branches_containing.find(ch.newrev);
+    if (it == c.facts.branches_containing.end()) {
+      return ref_refusal{
+        401, facts_unavailable(c.snap, c.project, c.facts,
+                               "Checking the basis of new protected branch '" +
+                                 branch + "'")};
+    }
+    bool safe = false;
+    for (const auto& b : it->second) {
+      if (c.access.matches_protected_branch(b)) {
+        safe = true;
+        break;
+      }
+    }
+    if (!safe) {
+      return ref_refusal{401, msg_invalid_commit_protected_branch};
+    }
+    if (c.protocol != "web") {
+      return ref_refusal{401, msg_create_protected_branch_non_web};
+    }
+    return std::nullopt;
+  }
+  if (deletion) {
+    if (!c.access.can_delete_branch(branch)) {
+      return ref_refusal{401, msg_delete_protected_branch};
+    }
+    if (c.protocol != "web") {
+      return ref_refusal{401, msg_delete_protected_branch_non_web};
+    }
+    return std::nullopt;
+  }
+  return push_checks();
+}
+
+std::optional<ref_refusal> tag_check(const ref_context& c, const ref_change& ch,
+                                 const std::string& tag) {
+  const bool creation = is_blank_rev(ch.oldrev);
+  const bool deletion = is_blank_rev(ch.newrev);
+  const bool update = !creation && !deletion;
+  // Tag existence is not in the read model: a change with a real old
+  // revision names an existing tag.
+  const bool tag_exists = !creation;
+
+  if (tag_exists && !c.access.admin_tag()) {
+    return ref_refusal{401, msg_change_existing_tags};
+  }
+  if (creation && tag == c.project.default_branch) {
+    return ref_refusal{401, msg_default_branch_tag};
+  }
+  if (!deletion) {
+    if (!valid_utf8(tag)) {
+      return ref_refusal{401, msg_tag_encoding};
+    }
+    if (!valid_ref_name(tag) || starts_with(tag, "refs/tags/")) {
+      return ref_refusal{401, msg_prohibited_tag_name};
+    }
+    if (starts_with_full_sha(tag)) {
+      return ref_refusal{401, msg_sha_tag_name};
+    }
+  }
+  if (!c.access.tag_protected(tag)) {
+    return std::nullopt;
+  }
+  if (update) {
+    return ref_refusal{401, msg_update_protected_tag};
+  }
+  if (deletion) {
+    if (!c.access.maintainer()) {
+      return ref_refusal{401, msg_delete_protected_tag};
+    }
+    if (c.protocol != "web") {
+      return ref_refusal{401, msg_delete_protected_tag_non_web};
+    }
+  }
+  // As in GitLab, the create permission is also required for a web deletion.
+  if (!c.access.can_create_tag(tag)) {
+    return ref_refusal{401, msg_create_protected_tag};
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 std::vector<ref_change> parse_changes(const std::string& changes) {
@@ -140,30 +490,8 @@ bool ref_pattern_matches(const std::string& pattern, const std::string& name) {
   if (pattern.find('*') == std::string::npos) {
     return pattern == name;
   }
-  // Glob with '*' only ('*' matches any run, '/' included), anchored at
-  // both ends, case-sensitive; iterative backtracking.
-  std::size_t p = 0;
-  std::size_t n = 0;
-  std::size_t star = std::string::npos;
-  std::size_t mark = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = n;
-    } else if (p < pattern.size() && pattern[p] == name[n]) {
-      ++p;
-      ++n;
-    } else if (star != std::string::npos) {
-      p = star + 1;
-      n = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') {
-    ++p;
-  }
-  return p == pattern.size();
+  return gitlab::star_pattern_matches(pattern, name,
+                                      gitlab::letter_case::sensitive);
 }
 
 bool valid_ref_name(const std::string& name) {
@@ -228,6 +556,68 @@ bool valid_utf8(const std::string& s) {
     i += len;
   }
   return true;
+}
+
+// -- the per-ref checks ----------------------------------------------------------
+
+void ask_ref_questions(const snapshot& snap, const project_record& project,
+                       const user_record* user, bool deploy_key,
+                       const std::vector<ref_change>& changes,
+                       git_questions& q) {
+  const ref_access access(snap, project, user, deploy_key, false);
+  const bool maintainer_or_admin = access.maintainer();
+  for (const auto& ch : changes) {
+    // For a deploy key whose creator is not a maintainer, even the push
+    // check of a tag depends on whether the repository is empty.
+    if (deploy_key && !maintainer_or_admin) {
+      q.ask_empty = true;
+    }
+    const auto branch = gitlab::branch_name(ch.ref);
+    if (!branch) {
+      continue;
+    }
+    const bool creation = is_blank_rev(ch.oldrev);
+    const bool deletion = is_blank_rev(ch.newrev);
+    const bool protected_branch = access.matches_protected_branch(*branch);
+    // An empty repository protects every branch: it matters for protected
+    // branches, and for anyone who could not make the initial push.
+    if (protected_branch || !maintainer_or_admin) {
+      q.ask_empty = true;
+    }
+    if (!protected_branch) {
+      continue;
+    }
+    if (!creation && !deletion) {
+      q.ancestry.insert({ch.oldrev, ch.newrev});
+    } else if (creation && !deletion && !access.can_push_to_branch(*branch) &&
+               access.can_merge_to_branch(*branch)) {
+      q.branches_containing.insert(ch.newrev);
+    }
+  }
+}
+
+std::optional<ref_refusal>
+check_ref_changes(const ref_push& push,
+                  const std::vector<ref_change>& changes) {
+  const ref_access access(push.snap, push.project, push.user, push.deploy_key,
+                          push.empty_repository);
+  const ref_context c{push.snap, push.project, access, push.facts,
+                      push.protocol};
+  for (const auto& ch : changes) {
+    if (!c.access.can_push_for_ref(ch.ref)) {
+      return ref_refusal{401, msg_push_code};
+    }
+    if (const auto branch = gitlab::branch_name(ch.ref)) {
+      if (auto r = branch_check(c, ch, *branch)) {
+        return r;
+      }
+    } else if (const auto tag = gitlab::tag_name(ch.ref)) {
+      if (auto r = tag_check(c, ch, *tag)) {
+        return r;
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 } // namespace gatehouse::access

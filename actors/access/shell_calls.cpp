@@ -1,13 +1,14 @@
 #include "actors/access/shell_calls.hpp"
 
+#include "actors/gitlab_paths.hpp"
+#include "common/ascii.hpp"
 #include "common/base64.hpp"
+#include "common/ssh_key.hpp"
+#include "common/time.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
-#include <cstdio>
-#include <ctime>
 #include <set>
 
 namespace gatehouse::access {
@@ -22,12 +23,6 @@ const user_record* find_user(const snapshot& snap, std::int64_t id) {
 const key_record* find_key(const snapshot& snap, std::int64_t id) {
   auto it = snap.keys.find(id);
   return it == snap.keys.end() ? nullptr : &it->second;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 // Ruby's Base64.decode64: skips characters outside the alphabet and decodes
@@ -52,28 +47,6 @@ std::string lenient_base64_decode(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string unpadded_base64(const std::string& bytes) {
-  auto out = base64_encode(bytes);
-  while (!out.empty() && out.back() == '=')
-    out.pop_back();
-  return out;
-}
-
-// "https://gitlab.example.com:8443/x" -> "gitlab.example.com"
-std::string host_of(const std::string& url) {
-  auto start = url.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  auto end = url.find_first_of(":/", start);
-  return url.substr(start, end == std::string::npos ? std::string::npos
-                                                    : end - start);
-}
-
-std::string trim_slashes(std::string s) {
-  while (!s.empty() && s.back() == '/')
-    s.pop_back();
-  return s;
 }
 
 // The actor-validation of GitLab's 2FA/PAT helpers, for a key_id caller.
@@ -155,50 +128,6 @@ std::optional<std::string> gitaly_context_problem(const std::string& bin) {
   return std::nullopt;
 }
 
-// -- dates --------------------------------------------------------------------
-
-std::string format_date(std::int64_t days) {
-  std::time_t t = static_cast<std::time_t>(days) * 86400;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
-std::optional<std::int64_t> parse_date(const std::string& text) {
-  int y = 0, m = 0, d = 0;
-  char tail = 0;
-  if (text.size() != 10 || text[4] != '-' || text[7] != '-'
-      || std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
-    return std::nullopt;
-  for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u})
-    if (!std::isdigit(static_cast<unsigned char>(text[i])))
-      return std::nullopt;
-  if (m < 1 || m > 12 || d < 1 || d > 31)
-    return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = m - 1;
-  tm.tm_mday = d;
-  auto t = timegm(&tm);
-  // timegm normalises 2026-02-30 to March: such a date does not exist.
-  std::tm back{};
-  gmtime_r(&t, &back);
-  if (back.tm_mday != d || back.tm_mon != m - 1)
-    return std::nullopt;
-  return static_cast<std::int64_t>(t / 86400);
-}
-
-std::string format_time(unix_time t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-  return buf;
-}
-
 // -- /authorized_keys ---------------------------------------------------------
 
 std::optional<authorized_key> find_authorized_key(const snapshot& snap,
@@ -206,7 +135,7 @@ std::optional<authorized_key> find_authorized_key(const snapshot& snap,
   auto blob = lenient_base64_decode(blob_b64);
   if (blob.empty())
     return std::nullopt;
-  auto fp = "SHA256:" + unpadded_base64(sha256(blob));
+  auto fp = ssh_fingerprint_sha256(blob);
   auto it = snap.key_by_fingerprint.find(fp);
   if (it == snap.key_by_fingerprint.end())
     return std::nullopt;
@@ -224,7 +153,7 @@ std::optional<authorized_key> find_authorized_key(const snapshot& snap,
     if (auto* user = find_user(snap, *key->user_id))
       user_name = user->name;
   out.key = key->key_type + " " + key->blob + " " + user_name + " ("
-            + host_of(snap.settings.external_url) + ")";
+            + gitlab::url_host(snap.settings.external_url) + ")";
   out.usage_type = key->usage_type;
   return out;
 }
@@ -237,7 +166,7 @@ discover(const snapshot& snap, std::optional<std::int64_t> key_id,
          const std::optional<std::string>& username) {
   const user_record* user = nullptr;
   if (username) {
-    auto it = snap.user_by_username.find(lower(*username));
+    auto it = snap.user_by_username.find(ascii_lower(*username));
     if (it != snap.user_by_username.end())
       user = find_user(snap, it->second);
   } else if (key_id) {
@@ -338,7 +267,7 @@ lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
   if (path.size() > 4 && path.compare(path.size() - 4, 4, ".git") == 0)
     path.resize(path.size() - 4);
   const project_record* proj = nullptr;
-  auto key = lower(path);
+  auto key = ascii_lower(path);
   std::optional<std::int64_t> project_id;
   if (auto it = snap.project_by_path.find(key); it != snap.project_by_path.end())
     project_id = it->second;
@@ -379,7 +308,8 @@ lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
     return plan;
   }
   plan.repository_http_path
-    = trim_slashes(snap.settings.external_url) + "/" + proj->full_path + ".git";
+    = gitlab::strip_trailing_slashes(snap.settings.external_url) + "/"
+      + proj->full_path + ".git";
   plan.gl_repository = "project-" + std::to_string(proj->id);
   return plan;
 }

@@ -89,13 +89,4 @@ lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
 /// gitaly_client_context_bin is not a valid JSON object"); nullopt when fine.
 std::optional<std::string> gitaly_context_problem(const std::string& bin);
 
-// -- dates --------------------------------------------------------------------
-
-/// "YYYY-MM-DD" of a day count since 1970-01-01.
-std::string format_date(std::int64_t days);
-/// Days since the epoch of a valid "YYYY-MM-DD", else nullopt.
-std::optional<std::int64_t> parse_date(const std::string& text);
-/// ISO-8601 UTC with milliseconds of unix seconds.
-std::string format_time(unix_time t);
-
 } // namespace gatehouse::access

@@ -1,38 +1,12 @@
 #include "edges/http/params.hpp"
 
+#include "common/percent_encoding.hpp"
+
 #include <httplib.h>
 
 namespace gatehouse::http {
 
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding: '+' is a space, %XX a byte.
-std::string url_decode(const std::string& in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0
-               && hex_value(in[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
-      i += 2;
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
-}
 
 // "a=1&b[]=2&b[]=3": repeated `name[]` keys collect into arrays, as Rack
 // does for changes lists and push options.
@@ -47,9 +21,11 @@ void parse_urlencoded(const std::string& text, nlohmann::json& into) {
     if (pair.empty())
       continue;
     auto eq = pair.find('=');
-    auto key = url_decode(pair.substr(0, eq));
-    auto value = eq == std::string::npos ? std::string{}
-                                         : url_decode(pair.substr(eq + 1));
+    // application/x-www-form-urlencoded: '+' is a space.
+    auto key = percent_decode(pair.substr(0, eq), true);
+    auto value = eq == std::string::npos
+                   ? std::string{}
+                   : percent_decode(pair.substr(eq + 1), true);
     if (key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0) {
       key.resize(key.size() - 2);
       auto& slot = into[key];

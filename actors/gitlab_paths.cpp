@@ -1,0 +1,97 @@
+#include "actors/gitlab_paths.hpp"
+
+#include <cctype>
+
+namespace gatehouse::gitlab {
+
+namespace {
+
+constexpr std::string_view heads_prefix = "refs/heads/";
+constexpr std::string_view tags_prefix = "refs/tags/";
+
+// Gitlab::Git.branch_ref? / tag_ref?: the prefix and a non-empty name.
+std::optional<std::string> name_after(const std::string& ref,
+                                      std::string_view prefix) {
+  if (ref.size() <= prefix.size() || ref.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  return ref.substr(prefix.size());
+}
+
+bool same_letter(char a, char b, letter_case mode) {
+  if (mode == letter_case::sensitive)
+    return a == b;
+  return std::tolower(static_cast<unsigned char>(a))
+         == std::tolower(static_cast<unsigned char>(b));
+}
+
+} // namespace
+
+std::string strip_trailing_slashes(std::string s) {
+  while (!s.empty() && s.back() == '/')
+    s.pop_back();
+  return s;
+}
+
+std::string url_host(const std::string& url) {
+  std::string rest = url;
+  if (auto scheme = rest.find("://"); scheme != std::string::npos)
+    rest = rest.substr(scheme + 3);
+  if (auto slash = rest.find('/'); slash != std::string::npos)
+    rest.resize(slash);
+  if (auto at = rest.rfind('@'); at != std::string::npos)
+    rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    return close == std::string::npos ? rest.substr(1)
+                                      : rest.substr(1, close - 1);
+  }
+  if (auto colon = rest.find(':'); colon != std::string::npos)
+    rest.resize(colon);
+  return rest;
+}
+
+std::string ssh_url_root(const settings_record& s) {
+  if (!s.ssh_clone_url_root.empty())
+    return s.ssh_clone_url_root;
+  auto host = url_host(s.external_url);
+  if (host.find(':') != std::string::npos)
+    return "[git@" + host + "]:";
+  return "git@" + host + ":";
+}
+
+std::optional<std::string> branch_name(const std::string& ref) {
+  return name_after(ref, heads_prefix);
+}
+
+std::optional<std::string> tag_name(const std::string& ref) {
+  return name_after(ref, tags_prefix);
+}
+
+bool star_pattern_matches(std::string_view pattern, std::string_view text,
+                          letter_case mode) {
+  // Iterative backtracking: on a mismatch, let the last '*' swallow one
+  // more character and retry from there.
+  std::size_t p = 0;
+  std::size_t t = 0;
+  std::size_t star = std::string_view::npos;
+  std::size_t resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.size() && same_letter(pattern[p], text[t], mode)) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*')
+    ++p;
+  return p == pattern.size();
+}
+
+} // namespace gatehouse::gitlab

@@ -1,0 +1,523 @@
+#include "storage/seed/seed_apply.hpp"
+
+#include "common/ascii.hpp"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace gatehouse::storage::seeding {
+
+namespace {
+
+using problem_list = std::vector<std::string>;
+
+/// A column of a jsonb_to_recordset input and how it is stored.
+struct column {
+  const char* name;
+  const char* type;        // SQL type in the recordset definition
+  const char* expr = "";   // stored expression; "" stores x.<name>
+  bool stored = true;      // false: input only (used by another expr)
+};
+
+/// INSERT ... SELECT FROM jsonb_to_recordset($1) ON CONFLICT ... DO UPDATE,
+/// where the update only happens when some column differs, so that seeding
+/// the same document twice rewrites no row.
+std::string upsert_sql(const std::string& table, const std::string& conflict,
+                       const std::vector<column>& columns,
+                       std::size_t key_columns) {
+  std::string inputs, names, values, sets, old_values, new_values;
+  std::size_t stored = 0;
+  for (const auto& c : columns) {
+    inputs += std::string(inputs.empty() ? "" : ", ") + c.name + " " + c.type;
+    if (!c.stored)
+      continue;
+    std::string sep = names.empty() ? "" : ", ";
+    names += sep + c.name;
+    values += sep + (*c.expr ? std::string(c.expr) : "x." + std::string(c.name));
+    if (stored++ < key_columns)
+      continue;
+    std::string usep = sets.empty() ? "" : ", ";
+    sets += usep + c.name + " = EXCLUDED." + c.name;
+    old_values += usep + "t." + c.name;
+    new_values += usep + "EXCLUDED." + c.name;
+  }
+  return "INSERT INTO " + table + " AS t (" + names + ") SELECT " + values
+         + " FROM jsonb_to_recordset($1::jsonb) AS x(" + inputs
+         + ") ON CONFLICT " + conflict + " DO UPDATE SET " + sets
+         + ", updated_at = now() WHERE (" + old_values
+         + ") IS DISTINCT FROM (" + new_values + ")";
+}
+
+class loader {
+public:
+  loader(pqxx::work& tx, const parsed_seed& seed, seed_report& report)
+    : tx_(tx), seed_(seed), report_(report) {}
+
+  bool present(const char* kind) const { return seed_.present.count(kind); }
+
+  /// Runs `sql` with `arg` as $1 and returns the number of rows it changed.
+  std::int64_t run(const std::string& sql, const json& arg) {
+    return static_cast<std::int64_t>(
+      tx_.exec_params(sql, arg.dump()).affected_rows());
+  }
+
+  void changed(const char* kind, std::int64_t rows) {
+    if (rows > 0)
+      changed_.insert(kind);
+  }
+
+  std::int64_t upsert(const char* kind, const std::string& table,
+                      const std::string& conflict,
+                      const std::vector<column>& columns,
+                      std::size_t key_columns, const json& rows) {
+    if (rows.empty())
+      return 0;
+    auto n = run(upsert_sql(table, conflict, columns, key_columns), rows);
+    changed(kind, n);
+    return n;
+  }
+
+  static json ids(const json& rows, const char* key = "id") {
+    json out = json::array();
+    for (const auto& r : rows)
+      out.push_back(r.at(key));
+    return out;
+  }
+
+  /// Deletes with `sql`; counts the rows as `counted` (default: `kind`)
+  /// in the report and marks `kind` changed.
+  void prune(const char* kind, const std::string& sql, const json& arg,
+             const char* counted = nullptr) {
+    auto n = run(sql, arg);
+    if (n > 0)
+      report_.pruned[counted ? counted : kind] += n;
+    changed(kind, n);
+  }
+
+  static std::string not_listed(const char* column, const char* type) {
+    return std::string(column) + " <> ALL (ARRAY(SELECT v::" + type
+           + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
+  }
+
+  void prune_by_id(const char* kind, const char* table, const json& rows,
+                   const char* extra = "", const char* counted = nullptr) {
+    prune(kind,
+          std::string("DELETE FROM ") + table + " WHERE " + extra
+            + not_listed("id", "bigint"),
+          ids(rows), counted);
+  }
+
+  /// --prune: for each kind present, delete what the document does not
+  /// list. Foreign keys are deferred, so the order only matters for what
+  /// cascades; children go first.
+  void prune_all() {
+    if (present("webhooks"))
+      prune_by_id("webhooks", "webhooks", seed_.webhooks);
+    if (present("zoekt_nodes"))
+      prune_by_id("zoekt_nodes", "zoekt_nodes", seed_.zoekt_nodes);
+    if (present("pages_deployments"))
+      prune_by_id("pages_deployments", "pages_deployments",
+                  seed_.pages_deployments);
+    if (present("pages_domains"))
+      prune_by_id("pages_domains", "pages_domains", seed_.pages_domains);
+    if (present("cluster_agents")) {
+      prune_by_id("cluster_agents", "cluster_agent_tokens",
+                  seed_.cluster_agent_tokens, "", "cluster_agent_tokens");
+      prune_by_id("cluster_agents", "cluster_agents", seed_.cluster_agents);
+    }
+    if (present("personal_access_tokens"))
+      prune_by_id("personal_access_tokens", "personal_access_tokens",
+                  seed_.personal_access_tokens);
+    if (present("protected_tags"))
+      prune_by_id("protected_tags", "protected_tags", seed_.protected_tags);
+    if (present("protected_branches"))
+      prune_by_id("protected_branches", "protected_branches",
+                  seed_.protected_branches);
+    if (present("members")) {
+      json listed = seed_.project_members;
+      for (const auto& m : seed_.namespace_members)
+        listed.push_back(m);
+      prune("members",
+            "DELETE FROM members m WHERE NOT EXISTS (SELECT 1 FROM "
+            "jsonb_to_recordset($1::jsonb) AS x(user_id bigint, project_id "
+            "bigint, namespace_id bigint) WHERE x.user_id = m.user_id AND "
+            "x.project_id IS NOT DISTINCT FROM m.project_id AND "
+            "x.namespace_id IS NOT DISTINCT FROM m.namespace_id)",
+            listed);
+    }
+    if (present("deploy_keys")) {
+      prune("deploy_keys",
+            "DELETE FROM deploy_keys_projects d WHERE NOT EXISTS (SELECT 1 "
+            "FROM jsonb_to_recordset($1::jsonb) AS x(key_id bigint, "
+            "project_id bigint) WHERE x.key_id = d.key_id AND x.project_id = "
+            "d.project_id)",
+            seed_.deploy_links, "deploy_keys_projects");
+      prune_by_id("deploy_keys", "keys", seed_.deploy_keys,
+                  "kind = 'deploy' AND ");
+    }
+    if (present("keys"))
+      prune_by_id("keys", "keys", seed_.keys, "kind = 'personal' AND ");
+    if (present("projects")) {
+      json paths = json::array();
+      for (const auto& r : seed_.redirects)
+        paths.push_back(ascii_lower(r.at("path").get<std::string>()));
+      prune("projects",
+            "DELETE FROM project_redirects WHERE "
+              + not_listed("lower(path)", "text"),
+            paths, "project_redirects");
+      prune_by_id("projects", "projects", seed_.projects);
+    }
+    if (present("namespaces"))
+      prune_by_id("namespaces", "namespaces", seed_.namespaces);
+    if (present("users")) {
+      // Deploy keys outlive the user who added them.
+      changed("deploy_keys",
+              run("UPDATE keys SET user_id = NULL, updated_at = now() WHERE "
+                  "kind = 'deploy' AND user_id IS NOT NULL AND "
+                    + not_listed("user_id", "bigint"),
+                  ids(seed_.users)));
+      prune_by_id("users", "users", seed_.users);
+    }
+    if (present("storages"))
+      prune("storages",
+            "DELETE FROM storages WHERE " + not_listed("name", "text"),
+            ids(seed_.storages, "name"));
+    if (seed_.broadcast_present)
+      prune_by_id("broadcast_messages", "broadcast_messages",
+                  seed_.broadcast_messages);
+  }
+
+  void count(const char* kind, std::int64_t n) {
+    if (present(kind))
+      report_.upserted[kind] = n;
+  }
+
+  void upsert_all(problem_list& problems) {
+    if (present("settings")) {
+      json settings = seed_.settings;
+      changed("settings",
+              run("INSERT INTO settings AS s (key, value) SELECT key, value "
+                  "FROM jsonb_each($1::jsonb) ON CONFLICT (key) DO UPDATE "
+                  "SET value = EXCLUDED.value, updated_at = now() WHERE "
+                  "s.value IS DISTINCT FROM EXCLUDED.value",
+                  settings));
+      report_.upserted["settings"]
+        = static_cast<std::int64_t>(settings.size());
+    }
+    if (seed_.broadcast_present) {
+      upsert("broadcast_messages", "broadcast_messages", "(id)",
+             {{"id", "bigint"},
+              {"message", "text"},
+              {"target_path", "text"},
+              {"starts_at", "timestamptz"},
+              {"ends_at", "timestamptz"}},
+             1, seed_.broadcast_messages);
+      report_.upserted["broadcast_messages"]
+        = static_cast<std::int64_t>(seed_.broadcast_messages.size());
+    }
+    upsert("storages", "storages", "(name)",
+           {{"name", "text"},
+            {"gitaly_address", "text"},
+            {"gitaly_token", "text"},
+            {"path", "text"}},
+           1, seed_.storages);
+    count("storages", seed_.storages.size());
+    upsert("users", "users", "(id)",
+           {{"id", "bigint"},
+            {"username", "text"},
+            {"name", "text"},
+            {"email", "text"},
+            {"public_email", "text"},
+            {"state", "text"},
+            {"admin", "boolean"},
+            {"external", "boolean"},
+            {"can_create_project", "boolean"},
+            {"two_factor_enabled", "boolean"}},
+           1, seed_.users);
+    count("users", seed_.users.size());
+    upsert_namespaces(problems);
+    if (!problems.empty())
+      return;
+    upsert_projects();
+    std::vector<column> key_columns{{"id", "bigint"},
+                                    {"kind", "text"},
+                                    {"user_id", "bigint"},
+                                    {"title", "text"},
+                                    {"key", "text"},
+                                    {"key_type", "text"},
+                                    {"key_blob", "text"},
+                                    {"fingerprint_sha256", "text"},
+                                    {"usage_type", "text"},
+                                    {"expires_at", "timestamptz"}};
+    upsert("keys", "keys", "(id)", key_columns, 1, seed_.keys);
+    count("keys", seed_.keys.size());
+    upsert("deploy_keys", "keys", "(id)", key_columns, 1, seed_.deploy_keys);
+    upsert("deploy_keys", "deploy_keys_projects", "(key_id, project_id)",
+           {{"key_id", "bigint"},
+            {"project_id", "bigint"},
+            {"can_push", "boolean"}},
+           2, seed_.deploy_links);
+    count("deploy_keys", seed_.deploy_keys.size());
+    if (present("keys"))
+      // A key that moved from deploy_keys to keys keeps no project links.
+      changed("deploy_keys",
+              run("DELETE FROM deploy_keys_projects d USING keys k WHERE "
+                  "k.id = d.key_id AND k.kind = 'personal' AND k.id IN "
+                  "(SELECT v::bigint FROM jsonb_array_elements_text($1::jsonb) "
+                  "AS v)",
+                  ids(seed_.keys)));
+    upsert("members", "members",
+           "(user_id, project_id) WHERE project_id IS NOT NULL",
+           {{"user_id", "bigint"},
+            {"project_id", "bigint"},
+            {"access_level", "smallint"}},
+           2, seed_.project_members);
+    upsert("members", "members",
+           "(user_id, namespace_id) WHERE namespace_id IS NOT NULL",
+           {{"user_id", "bigint"},
+            {"namespace_id", "bigint"},
+            {"access_level", "smallint"}},
+           2, seed_.namespace_members);
+    count("members",
+          seed_.project_members.size() + seed_.namespace_members.size());
+    upsert("protected_branches", "protected_branches", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"name", "text"},
+            {"push_access_level", "smallint"},
+            {"merge_access_level", "smallint"},
+            {"allow_force_push", "boolean"}},
+           1, seed_.protected_branches);
+    count("protected_branches", seed_.protected_branches.size());
+    upsert("protected_tags", "protected_tags", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"name", "text"},
+            {"create_access_level", "smallint"}},
+           1, seed_.protected_tags);
+    count("protected_tags", seed_.protected_tags.size());
+    upsert("personal_access_tokens", "personal_access_tokens", "(id)",
+           {{"id", "bigint"},
+            {"user_id", "bigint"},
+            {"name", "text"},
+            {"token_digest", "text"},
+            {"scopes", "text[]"},
+            {"expires_at", "date"},
+            {"revoked", "boolean"}},
+           1, seed_.personal_access_tokens);
+    count("personal_access_tokens", seed_.personal_access_tokens.size());
+    upsert("cluster_agents", "cluster_agents", "(id)",
+           {{"id", "bigint"}, {"project_id", "bigint"}, {"name", "text"}}, 1,
+           seed_.cluster_agents);
+    upsert("cluster_agents", "cluster_agent_tokens", "(id)",
+           {{"id", "bigint"},
+            {"agent_id", "bigint"},
+            {"token_digest", "text"},
+            {"revoked", "boolean"}},
+           1, seed_.cluster_agent_tokens);
+    count("cluster_agents", seed_.cluster_agents.size());
+    upsert("pages_domains", "pages_domains", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"domain", "text"},
+            {"enabled", "boolean"},
+            {"certificate", "text"},
+            {"key", "text"},
+            {"https_only", "boolean"}},
+           1, seed_.pages_domains);
+    count("pages_domains", seed_.pages_domains.size());
+    upsert("pages_deployments", "pages_deployments", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"path_prefix", "text"},
+            {"root_directory", "text"},
+            {"source_path", "text"},
+            {"sha256", "text"},
+            {"file_size", "bigint"},
+            {"file_count", "bigint"},
+            {"access_control", "boolean"}},
+           1, seed_.pages_deployments);
+    count("pages_deployments", seed_.pages_deployments.size());
+    upsert("zoekt_nodes", "zoekt_nodes", "(id)",
+           {{"id", "bigint"},
+            {"uuid", "uuid"},
+            {"name", "text"},
+            {"url", "text"}},
+           1, seed_.zoekt_nodes);
+    count("zoekt_nodes", seed_.zoekt_nodes.size());
+    upsert("webhooks", "webhooks", "(id)",
+           {{"id", "bigint"},
+            {"project_id", "bigint"},
+            {"url", "text"},
+            {"token", "text"},
+            {"push_events", "boolean"},
+            {"tag_push_events", "boolean"},
+            {"enabled", "boolean"}},
+           1, seed_.webhooks);
+    count("webhooks", seed_.webhooks.size());
+    if (seed_.broadcast_present)
+      sync_broadcast_setting();
+  }
+
+  void upsert_namespaces(problem_list& problems) {
+    if (!present("namespaces"))
+      return;
+    report_.upserted["namespaces"]
+      = static_cast<std::int64_t>(seed_.namespaces.size());
+    // full_path: the full path of the first ancestor outside the document
+    // (unchanged by this statement) plus the path chain inside it.
+    upsert("namespaces", "namespaces", "(id)",
+           {{"id", "bigint"},
+            {"parent_id", "bigint"},
+            {"path", "text"},
+            {"name", "text"},
+            {"kind", "text"},
+            {"full_path", "text",
+             "coalesce((SELECT r.full_path || '/' FROM namespaces r WHERE "
+             "r.id = x.root_parent), '') || x.rel_path"},
+            {"root_parent", "bigint", "", false},
+            {"rel_path", "text", "", false}},
+           1, seed_.namespaces);
+    // A parent chain may loop through namespaces that only the database
+    // holds; the document alone could not see that.
+    auto loops = tx_.exec_params(
+      "WITH RECURSIVE up (start, id, seen) AS ("
+      " SELECT n.id, n.parent_id, ARRAY[n.id] FROM namespaces n"
+      "  WHERE n.id IN (SELECT v::bigint FROM"
+      "   jsonb_array_elements_text($1::jsonb) AS v)"
+      " UNION ALL"
+      " SELECT up.start, n.parent_id, up.seen || n.id FROM up"
+      "  JOIN namespaces n ON n.id = up.id"
+      "  WHERE up.id <> up.start AND n.id <> ALL (up.seen))"
+      " SELECT DISTINCT start FROM up WHERE id = start ORDER BY start",
+      ids(seed_.namespaces).dump());
+    for (const auto& row : loops) {
+      auto id = row[0].as<std::int64_t>();
+      auto it = seed_.namespace_paths.find(id);
+      problems.push_back(
+        (it != seed_.namespace_paths.end() ? it->second : "namespaces")
+        + ": namespace " + std::to_string(id) + " would be its own ancestor");
+    }
+    if (!problems.empty() || !changed_.count("namespaces"))
+      return;
+    // Descendants that the document does not list follow a renamed parent.
+    changed("namespaces",
+            tx_.exec("WITH RECURSIVE tree (id, full_path) AS ("
+                     " SELECT id, path FROM namespaces WHERE parent_id IS NULL"
+                     " UNION ALL"
+                     " SELECT n.id, tree.full_path || '/' || n.path"
+                     "  FROM namespaces n JOIN tree ON n.parent_id = tree.id)"
+                     " UPDATE namespaces n SET full_path = tree.full_path,"
+                     "  updated_at = now() FROM tree WHERE n.id = tree.id"
+                     "  AND n.full_path IS DISTINCT FROM tree.full_path")
+              .affected_rows());
+  }
+
+  void upsert_projects() {
+    count("projects", seed_.projects.size());
+    upsert("projects", "projects", "(id)",
+           {{"id", "bigint"},
+            {"namespace_id", "bigint"},
+            {"path", "text"},
+            {"name", "text"},
+            {"description", "text"},
+            {"visibility", "text"},
+            {"archived", "boolean"},
+            {"default_branch", "text"},
+            {"storage", "text"},
+            {"disk_path", "text"},
+            {"repository_access_level", "text"},
+            {"merge_requests_enabled", "boolean"},
+            {"lfs_enabled", "boolean"},
+            {"repository_exists", "boolean"},
+            {"full_path", "text",
+             "(SELECT n.full_path FROM namespaces n WHERE n.id = "
+             "x.namespace_id) || '/' || x.path"}},
+           1, seed_.projects);
+    if (changed_.count("namespaces"))
+      changed("projects",
+              tx_.exec("UPDATE projects p SET full_path = n.full_path || '/' "
+                       "|| p.path, updated_at = now() FROM namespaces n WHERE "
+                       "n.id = p.namespace_id AND p.full_path IS DISTINCT "
+                       "FROM n.full_path || '/' || p.path")
+                .affected_rows());
+    upsert("projects", "project_redirects", "((lower(path)))",
+           {{"path", "text"}, {"project_id", "bigint"}}, 0, seed_.redirects);
+  }
+
+  /// settings.broadcast_messages mirrors the broadcast_messages table.
+  void sync_broadcast_setting() {
+    changed("settings",
+            tx_.exec(
+                 "INSERT INTO settings AS s (key, value) SELECT "
+                 "'broadcast_messages', coalesce(jsonb_agg(jsonb_build_object("
+                 "'id', id, 'message', message, 'target_path', target_path, "
+                 "'starts_at', to_char(starts_at AT TIME ZONE 'UTC', "
+                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ends_at', "
+                 "to_char(ends_at AT TIME ZONE 'UTC', "
+                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY id), '[]') "
+                 "FROM broadcast_messages ON CONFLICT (key) DO UPDATE SET "
+                 "value = EXCLUDED.value, updated_at = now() WHERE s.value "
+                 "IS DISTINCT FROM EXCLUDED.value")
+              .affected_rows());
+  }
+
+  /// Tells LISTENers (read models) which kinds changed; delivered on commit.
+  void notify() {
+    if (changed_.empty())
+      return;
+    json kinds = json::array();
+    for (const auto& kind : changed_)
+      kinds.push_back(kind);
+    tx_.exec_params("SELECT pg_notify('gatehouse_changes', $1)",
+                    json{{"kinds", kinds}}.dump());
+  }
+
+private:
+  pqxx::work& tx_;
+  const parsed_seed& seed_;
+  seed_report& report_;
+  std::set<std::string> changed_;
+};
+
+} // namespace
+
+void write_seed(pqxx::work& tx, const parsed_seed& seed,
+                const seed_options& opts, seed_report& report) {
+  tx.exec("SET CONSTRAINTS ALL DEFERRED");
+  loader load{tx, seed, report};
+  if (opts.prune)
+    load.prune_all();
+  load.upsert_all(report.problems);
+  if (!report.problems.empty()) {
+    report.upserted.clear();
+    report.pruned.clear();
+    return;
+  }
+  tx.exec("SET CONSTRAINTS ALL IMMEDIATE");
+  load.notify();
+}
+
+std::string db_message(const std::exception& e) {
+  std::string text = e.what();
+  if (text.rfind("ERROR:", 0) == 0) {
+    text.erase(0, 6);
+    text.erase(0, text.find_first_not_of(' '));
+  }
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      while (i + 1 < text.size() && text[i + 1] == ' ')
+        ++i;
+      if (i + 1 < text.size())
+        out += "; ";
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+} // namespace gatehouse::storage::seeding
