@@ -21,7 +21,7 @@ bool same_letter(char a, char b, letter_case mode) {
   if (mode == letter_case::sensitive)
     return a == b;
   return std::tolower(static_cast<unsigned char>(a))
-         == std::tolower(static_cast<unsigned char>(b));
+    == std::tolower(static_cast<unsigned char>(b));
 }
 
 } // namespace

@@ -39,9 +39,9 @@ void probe(system_status_actor::stateful_pointer<system_status_state> self) {
 
 } // namespace
 
-system_status_actor::behavior_type
-system_status(system_status_actor::stateful_pointer<system_status_state> self,
-              system_status_settings settings, store_actor store) {
+system_status_actor::behavior_type system_status(
+  system_status_actor::stateful_pointer<system_status_state> self,
+  system_status_settings settings, store_actor store) {
   self->state.settings = std::move(settings);
   self->state.store = std::move(store);
   self->send(self, atom::tick::value);

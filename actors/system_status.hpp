@@ -35,8 +35,8 @@ struct system_status_state {
   std::string nats_state = "disconnected";
 };
 
-system_status_actor::behavior_type
-system_status(system_status_actor::stateful_pointer<system_status_state> self,
-              system_status_settings settings, store_actor store);
+system_status_actor::behavior_type system_status(
+  system_status_actor::stateful_pointer<system_status_state> self,
+  system_status_settings settings, store_actor store);
 
 } // namespace gatehouse

@@ -85,8 +85,8 @@ std::string render_message(natsMsg* msg) {
   line["headers"] = headers_of(msg);
   const char* data = natsMsg_GetData(msg);
   int len = natsMsg_GetDataLength(msg);
-  std::string body = data ? std::string(data, static_cast<std::size_t>(len))
-                          : std::string{};
+  std::string body
+    = data ? std::string(data, static_cast<std::size_t>(len)) : std::string{};
   auto parsed = ordered_json::parse(body, nullptr, false);
   if (parsed.is_discarded())
     line["data"] = body;

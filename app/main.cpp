@@ -146,7 +146,8 @@ int main(int argc, char** argv) {
     auto cfg = config_from_env();
     log::set_format(cfg.log);
     if (command == "serve")
-      return args.empty() ? serve(cfg) : usage_error("serve takes no arguments");
+      return args.empty() ? serve(cfg)
+                          : usage_error("serve takes no arguments");
     if (command == "migrate")
       return args.empty() ? migrate_command(cfg)
                           : usage_error("migrate takes no arguments");

@@ -28,8 +28,9 @@ namespace gatehouse {
 
 namespace {
 
-constexpr jwt::caller all_callers[] = {jwt::caller::shell, jwt::caller::workhorse,
-                                       jwt::caller::kas, jwt::caller::pages};
+constexpr jwt::caller all_callers[]
+  = {jwt::caller::shell, jwt::caller::workhorse, jwt::caller::kas,
+     jwt::caller::pages};
 
 // Reads every configured secret file; throws secret_error for an unusable one.
 std::array<std::optional<std::string>, 4> load_keys(const config& cfg) {
@@ -56,7 +57,7 @@ std::string relay_metrics(const nats::outbox_relay_stats& st) {
   auto line = [&](const char* name, const char* type, const char* help,
                   const std::string& value) {
     out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " "
-           + type + "\n" + name + " " + value + "\n";
+      + type + "\n" + name + " " + value + "\n";
   };
   line("gatehouse_outbox_published_total", "counter",
        "Push events this replica published to JetStream and marked.",
@@ -116,7 +117,8 @@ int serve(const config& cfg) {
   // The read model: loaded at start, refreshed on every change notification.
   storage::read_model_loader_settings loader_cfg;
   loader_cfg.database_url = cfg.database_url;
-  auto loader = sys.spawn<caf::detached>(storage::read_model_loader, loader_cfg);
+  auto loader
+    = sys.spawn<caf::detached>(storage::read_model_loader, loader_cfg);
 
   storage::access_store_settings access_store_cfg;
   access_store_cfg.database_url = cfg.database_url;
@@ -135,12 +137,14 @@ int serve(const config& cfg) {
   access_control_settings access_cfg;
   access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
   access_cfg.store_timeout = cfg.request_timeout / 2;
-  auto access = sys.spawn(access_control, access_cfg, loader, gits, access_store);
+  auto access
+    = sys.spawn(access_control, access_cfg, loader, gits, access_store);
 
   storage::push_store_settings push_store_cfg;
   push_store_cfg.database_url = cfg.database_url;
   push_store_cfg.statement_timeout = cfg.request_timeout;
-  auto push_store = sys.spawn<caf::detached>(storage::push_store, push_store_cfg);
+  auto push_store
+    = sys.spawn<caf::detached>(storage::push_store, push_store_cfg);
   push_processing_settings push_cfg;
   push_cfg.git_timeout = cfg.request_timeout / 2;
   push_cfg.store_timeout = cfg.request_timeout / 2;
@@ -177,8 +181,7 @@ int serve(const config& cfg) {
   nats::internal_edge_settings internal_cfg;
   internal_cfg.request_timeout = cfg.request_timeout;
   domain_actors domains{status, access, push};
-  nats::internal_edge internal_edge{internal_cfg,
-                                    {&sys, domains, requests}};
+  nats::internal_edge internal_edge{internal_cfg, {&sys, domains, requests}};
 
   http::http_settings http_cfg;
   http_cfg.host = cfg.http_host;
@@ -188,11 +191,10 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, domains,
-                                      [&relay, &internal_edge] {
-                                        return relay_metrics(relay.stats())
-                                               + internal_edge.metrics();
-                                      }}};
+  http::server http_srv{http_cfg, {&sys, domains, [&relay, &internal_edge] {
+                                     return relay_metrics(relay.stats())
+                                       + internal_edge.metrics();
+                                   }}};
 
   int rc = 0;
   std::string error;
@@ -208,12 +210,15 @@ int serve(const config& cfg) {
     rc = 2;
   } else {
     relay.start();
-    http_thread = std::thread{[&] { http_srv.run(); }};
-    log::info("gatehouse serving",
-              {{"version", GATEHOUSE_VERSION},
-               {"revision", GATEHOUSE_REVISION},
-               {"listen", cfg.http_host + ":" + std::to_string(http_srv.port())},
-               {"relative_url_root", cfg.relative_url_root}});
+    http_thread = std::thread{[&] {
+      http_srv.run();
+    }};
+    log::info(
+      "gatehouse serving",
+      {{"version", GATEHOUSE_VERSION},
+       {"revision", GATEHOUSE_REVISION},
+       {"listen", cfg.http_host + ":" + std::to_string(http_srv.port())},
+       {"relative_url_root", cfg.relative_url_root}});
     int sig = 0;
     sigwait(&stop_signals, &sig);
     log::info("gatehouse stopping", {{"signal", sig}});

@@ -9,7 +9,8 @@
 // Gatehouse-Status is --status. Replies arrive on one wildcard inbox
 // subscription; latencies are taken from publish to reply.
 //
-//   gatehouse_nats_bench --url nats://127.0.0.1:4222 --body bench/allowed-body.json
+//   gatehouse_nats_bench --url nats://127.0.0.1:4222 --body
+//   bench/allowed-body.json
 //     [--subject gatehouse.internal.v1.allowed] [--concurrency 16]
 //     [--duration 10] [--warmup 2] [--timeout-ms 5000] [--status 200]
 //     [--request-ids] [--json]
@@ -147,9 +148,9 @@ struct bench {
     s.sent = clock_type::now();
     auto reply = inbox + "." + std::to_string(i) + "." + std::to_string(s.seq);
     natsMsg* msg = nullptr;
-    natsStatus st = natsMsg_Create(&msg, opt.subject.c_str(), reply.c_str(),
-                                   payload.data(),
-                                   static_cast<int>(payload.size()));
+    natsStatus st
+      = natsMsg_Create(&msg, opt.subject.c_str(), reply.c_str(), payload.data(),
+                       static_cast<int>(payload.size()));
     if (st == NATS_OK && opt.request_ids) {
       auto id = "bench-" + std::to_string(++next_id);
       st = natsMsgHeader_Set(msg, "Gatehouse-Request-Id", id.c_str());
@@ -208,7 +209,7 @@ struct bench {
 
 void sleep_checking(bench& b, double seconds) {
   auto until = clock_type::now()
-               + std::chrono::microseconds(static_cast<long>(seconds * 1e6));
+    + std::chrono::microseconds(static_cast<long>(seconds * 1e6));
   while (clock_type::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     b.check_timeouts();
@@ -218,7 +219,8 @@ void sleep_checking(bench& b, double seconds) {
 double percentile_ms(const std::vector<std::uint32_t>& sorted, double p) {
   if (sorted.empty())
     return 0;
-  auto idx = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
+  auto idx
+    = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
   return sorted[idx] / 1000.0;
 }
 

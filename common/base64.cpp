@@ -60,9 +60,10 @@ std::string decode_padded(const std::string& padded) {
   if (padded.empty())
     return {};
   std::string out(padded.size() / 4 * 3, '\0');
-  auto n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                           reinterpret_cast<const unsigned char*>(padded.data()),
-                           static_cast<int>(padded.size()));
+  auto n
+    = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(padded.data()),
+                      static_cast<int>(padded.size()));
   if (n < 0)
     throw std::logic_error("EVP_DecodeBlock rejected validated base64");
   // EVP_DecodeBlock counts each '=' as a zero byte.
@@ -182,7 +183,7 @@ std::string random_bytes(std::size_t n) {
   if (n > 0
       && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()),
                     static_cast<int>(n))
-           != 1)
+        != 1)
     throw std::runtime_error("the OS random number generator failed");
   return out;
 }

@@ -33,10 +33,14 @@ long long to_integer(const char* name, const std::string& text, long long min,
 
 const char* secret_file_variable(jwt::caller c) {
   switch (c) {
-    case jwt::caller::shell: return "GATEHOUSE_SHELL_SECRET_FILE";
-    case jwt::caller::workhorse: return "GATEHOUSE_WORKHORSE_SECRET_FILE";
-    case jwt::caller::kas: return "GATEHOUSE_KAS_SECRET_FILE";
-    case jwt::caller::pages: return "GATEHOUSE_PAGES_SECRET_FILE";
+    case jwt::caller::shell:
+      return "GATEHOUSE_SHELL_SECRET_FILE";
+    case jwt::caller::workhorse:
+      return "GATEHOUSE_WORKHORSE_SECRET_FILE";
+    case jwt::caller::kas:
+      return "GATEHOUSE_KAS_SECRET_FILE";
+    case jwt::caller::pages:
+      return "GATEHOUSE_PAGES_SECRET_FILE";
   }
   return "";
 }

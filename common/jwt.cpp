@@ -22,10 +22,10 @@ using json = nlohmann::json;
 
 struct rules {
   const char* iss;
-  std::int64_t leeway;   // seconds, applied to exp and nbf
-  bool check_aud;        // KAS: aud must name "gitlab"
-  bool check_iat_age;    // Workhorse: a present iat must be recent
-  std::int64_t ttl;      // what sign() puts into exp
+  std::int64_t leeway; // seconds, applied to exp and nbf
+  bool check_aud;      // KAS: aud must name "gitlab"
+  bool check_iat_age;  // Workhorse: a present iat must be recent
+  std::int64_t ttl;    // what sign() puts into exp
 };
 
 constexpr std::int64_t workhorse_iat_validity = 90;
@@ -54,8 +54,8 @@ std::optional<std::string> hmac_sha256(std::string_view key,
   // OpenSSL wants a non-null key pointer even for an empty key.
   static const unsigned char empty_key = 0;
   auto* key_ptr = key.empty()
-                    ? &empty_key
-                    : reinterpret_cast<const unsigned char*>(key.data());
+    ? &empty_key
+    : reinterpret_cast<const unsigned char*>(key.data());
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()),
@@ -208,8 +208,7 @@ verdict verify(caller who, std::string_view token, std::string_view key,
   if (signature->size() != 32)
     return verdict::bad_signature;
   auto expected = hmac_sha256(key, token.substr(0, dot2));
-  if (!expected
-      || CRYPTO_memcmp(expected->data(), signature->data(), 32) != 0)
+  if (!expected || CRYPTO_memcmp(expected->data(), signature->data(), 32) != 0)
     return verdict::bad_signature;
 
   // Claims, only now that they are known to come from the secret's holder.

@@ -23,14 +23,14 @@ const char* issuer(caller c);
 /// Why a token was refused; for metrics and debug logs, never the token.
 enum class verdict {
   ok,
-  malformed,      // not three base64url segments of JSON objects
-  bad_algorithm,  // alg missing, "none" or anything but HS256
+  malformed,     // not three base64url segments of JSON objects
+  bad_algorithm, // alg missing, "none" or anything but HS256
   bad_signature,
   wrong_issuer,
   wrong_audience, // KAS only
   expired,
-  not_yet_valid,  // nbf in the future
-  too_old,        // Workhorse iat older than 90 s
+  not_yet_valid, // nbf in the future
+  too_old,       // Workhorse iat older than 90 s
 };
 
 const char* to_string(verdict v);

@@ -14,10 +14,14 @@ std::atomic<log_format> current_format{log_format::json};
 
 const char* to_string(level lvl) {
   switch (lvl) {
-    case level::debug: return "debug";
-    case level::info: return "info";
-    case level::warn: return "warn";
-    case level::error: return "error";
+    case level::debug:
+      return "debug";
+    case level::info:
+      return "info";
+    case level::warn:
+      return "warn";
+    case level::error:
+      return "error";
   }
   return "info";
 }
@@ -45,9 +49,8 @@ void set_format(log_format fmt) {
 void write(level lvl, std::string_view msg, const nlohmann::json& fields) {
   std::string line;
   if (current_format == log_format::json) {
-    nlohmann::json obj = {{"ts", timestamp()},
-                          {"level", to_string(lvl)},
-                          {"msg", msg}};
+    nlohmann::json obj
+      = {{"ts", timestamp()}, {"level", to_string(lvl)}, {"msg", msg}};
     if (fields.is_object())
       for (auto it = fields.begin(); it != fields.end(); ++it)
         obj[it.key()] = it.value();
@@ -58,16 +61,16 @@ void write(level lvl, std::string_view msg, const nlohmann::json& fields) {
     if (fields.is_object())
       for (auto it = fields.begin(); it != fields.end(); ++it)
         line += " " + it.key() + "="
-                + (it.value().is_string()
-                     ? it.value().get<std::string>()
-                     : it.value().dump(-1, ' ', false,
-                                       nlohmann::json::error_handler_t::replace));
+          + (it.value().is_string()
+               ? it.value().get<std::string>()
+               : it.value().dump(-1, ' ', false,
+                                 nlohmann::json::error_handler_t::replace));
   }
   line += '\n';
   // One write(2) per line: atomic for pipes up to PIPE_BUF and in practice
   // unbroken for files, without a lock shared by every HTTP thread.
   auto rc = ::write(STDOUT_FILENO, line.data(), line.size());
-  (void) rc;
+  (void)rc;
 }
 
 } // namespace gatehouse::log

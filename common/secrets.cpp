@@ -36,7 +36,7 @@ struct fd_guard {
 
 bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f'
-         || c == '\r';
+    || c == '\r';
 }
 
 std::string trim(const std::string& text) {
@@ -72,8 +72,9 @@ loaded_secret load_secret(jwt::caller who, const std::string& path) {
       break;
     text.append(buf, static_cast<std::size_t>(n));
     if (text.size() > max_file_size)
-      fail(path, "cannot read: larger than " + std::to_string(max_file_size)
-                   + " bytes");
+      fail(path,
+           "cannot read: larger than " + std::to_string(max_file_size)
+             + " bytes");
   }
 
   loaded_secret result;
@@ -96,8 +97,9 @@ loaded_secret load_secret(jwt::caller who, const std::string& path) {
   if (!decoded)
     fail(path, "must be base64 of exactly 32 bytes (not valid base64)");
   if (decoded->size() != secret_length)
-    fail(path, "must be base64 of exactly 32 bytes (got "
-                 + std::to_string(decoded->size()) + " bytes)");
+    fail(path,
+         "must be base64 of exactly 32 bytes (got "
+           + std::to_string(decoded->size()) + " bytes)");
   result.key = std::move(*decoded);
   return result;
 }
@@ -113,8 +115,8 @@ bool create_secret_file(jwt::caller who, const std::string& path) {
   // Rails writes SecureRandom.hex(16) for Shell and strict base64 of 32
   // random bytes for the others, both without a newline.
   auto content = who == jwt::caller::shell
-                   ? hex_encode(random_bytes(secret_length / 2))
-                   : base64_encode(random_bytes(secret_length));
+    ? hex_encode(random_bytes(secret_length / 2))
+    : base64_encode(random_bytes(secret_length));
   auto undo = [&](const char* doing, int err) {
     ::unlink(path.c_str());
     fail_errno(path, doing, err);

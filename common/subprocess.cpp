@@ -97,8 +97,7 @@ milliseconds remaining(steady::time_point deadline) {
 
 process_result run_process(const std::vector<std::string>& argv,
                            const std::vector<std::string>& env,
-                           milliseconds timeout,
-                           const std::string& working_dir,
+                           milliseconds timeout, const std::string& working_dir,
                            std::size_t output_cap) {
   process_result result;
   if (argv.empty()) {
@@ -141,8 +140,8 @@ process_result run_process(const std::vector<std::string>& argv,
     sigemptyset(&none);
     sigset_t defaults;
     sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD,
-                    SIGALRM, SIGUSR1, SIGUSR2})
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGALRM,
+                    SIGUSR1, SIGUSR2})
       sigaddset(&defaults, sig);
     posix_spawnattr_setsigmask(&s.attr, &none);
     posix_spawnattr_setsigdefault(&s.attr, &defaults);
@@ -159,8 +158,8 @@ process_result run_process(const std::vector<std::string>& argv,
   out_w.reset();
   err_w.reset();
   if (spawn_rc != 0) {
-    result.err = "cannot start " + argv.front() + ": "
-                 + system_error_text(spawn_rc);
+    result.err
+      = "cannot start " + argv.front() + ": " + system_error_text(spawn_rc);
     return result;
   }
   for (int fd : {out_r.fd, err_r.fd})
@@ -201,8 +200,8 @@ process_result run_process(const std::vector<std::string>& argv,
       fds[n++] = pollfd{out_r.fd, POLLIN, 0};
     if (err_r.fd >= 0)
       fds[n++] = pollfd{err_r.fd, POLLIN, 0};
-    auto wait_ms = static_cast<int>(std::min<milliseconds::rep>(left.count(),
-                                                                60'000));
+    auto wait_ms
+      = static_cast<int>(std::min<milliseconds::rep>(left.count(), 60'000));
     int ready = ::poll(fds.data(), n, wait_ms);
     if (ready < 0 && errno == EINTR)
       continue;

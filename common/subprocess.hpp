@@ -48,7 +48,7 @@ process_result run_process(const std::vector<std::string>& argv,
 
 /// The time left until `deadline`, rounded up to whole milliseconds and
 /// never negative: the timeout for the next step of a bounded sequence.
-std::chrono::milliseconds
-remaining(std::chrono::steady_clock::time_point deadline);
+std::chrono::milliseconds remaining(
+  std::chrono::steady_clock::time_point deadline);
 
 } // namespace gatehouse

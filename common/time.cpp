@@ -8,8 +8,7 @@ namespace {
 
 /// The `n` decimal digits at `pos` as a number; false when any is missing
 /// or not a digit.
-bool read_digits(std::string_view s, std::size_t pos, std::size_t n,
-                 int& out) {
+bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
   if (pos + n > s.size())
     return false;
   out = 0;
@@ -52,8 +51,8 @@ std::int64_t days_from_civil(std::int64_t year, int month, int day) {
   const std::int64_t year_of_era = year - era * 400;
   const std::int64_t day_of_year
     = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-  const std::int64_t day_of_era = year_of_era * 365 + year_of_era / 4
-                                  - year_of_era / 100 + day_of_year;
+  const std::int64_t day_of_era
+    = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
   return era * 146097 + day_of_era - 719468;
 }
 
@@ -115,7 +114,7 @@ std::optional<std::int64_t> parse_timestamp(std::string_view text) {
   if (!offset)
     return std::nullopt;
   return days_from_civil(f->year, f->month, f->day) * 86400 + f->hour * 3600
-         + f->minute * 60 + f->second - *offset;
+    + f->minute * 60 + f->second - *offset;
 }
 
 } // namespace gatehouse

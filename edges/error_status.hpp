@@ -42,24 +42,26 @@ inline error_status status_of(errc code, const std::string& detail = {},
       if (who == jwt::caller::kas)
         return {401, "KAS JWT authentication invalid"};
       if (who == jwt::caller::workhorse)
-        return {403, detail.empty() ? "403 Forbidden"
-                                    : "403 Forbidden - " + detail};
+        return {403,
+                detail.empty() ? "403 Forbidden" : "403 Forbidden - " + detail};
       return {401, "401 Unauthorized"};
     case errc::bad_request:
-      return {400, detail.empty() ? "400 Bad request"
-                                  : "400 Bad request - " + detail};
+      return {400,
+              detail.empty() ? "400 Bad request"
+                             : "400 Bad request - " + detail};
     case errc::invalid_params:
       return {400, detail.empty() ? "400 Bad request" : detail,
               error_shape::error};
     case errc::rate_limited:
-      return {429,
-              detail.empty()
-                ? "This endpoint has been requested too many times. Try again later."
-                : detail,
-              error_shape::nested_error};
+      return {
+        429,
+        detail.empty()
+          ? "This endpoint has been requested too many times. Try again later."
+          : detail,
+        error_shape::nested_error};
     case errc::not_found:
-      return {404, detail.empty() ? "404 Not Found"
-                                  : "404 " + detail + " Not Found"};
+      return {
+        404, detail.empty() ? "404 Not Found" : "404 " + detail + " Not Found"};
     case errc::timeout:
     case errc::unavailable:
       return {503, "503 Service Unavailable"};

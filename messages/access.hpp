@@ -18,7 +18,8 @@
 
 namespace gatehouse::access {
 
-// -- /allowed -------------------------------------------------------------------
+// -- /allowed
+// -------------------------------------------------------------------
 
 /// The /allowed request (§2.1). Ids arrive as JSON strings or numbers; the
 /// HTTP codec turns them into integers and refuses non-numeric ones.
@@ -97,7 +98,8 @@ struct allowed_outcome {
   std::optional<std::int64_t> project_id;
 };
 
-// -- /shellhorse/git_audit_event --------------------------------------------------
+// -- /shellhorse/git_audit_event
+// --------------------------------------------------
 
 /// The git audit event (§2.13): an access check of the operation. The
 /// domain checks the required fields (`action`, `protocol`, `gl_repository`,
@@ -122,7 +124,8 @@ struct audit_answer {
   std::string message;
 };
 
-// -- /authorized_keys -------------------------------------------------------------
+// -- /authorized_keys
+// -------------------------------------------------------------
 
 /// An /authorized_keys lookup by the key's base64 blob.
 struct key_query {
@@ -143,7 +146,8 @@ struct authorized_key {
   std::string usage_type;
 };
 
-// -- /discover ----------------------------------------------------------------------
+// -- /discover
+// ----------------------------------------------------------------------
 
 /// A /discover query; exactly the identifiers the caller sent.
 struct discover_query {
@@ -165,7 +169,8 @@ struct discover_answer {
   std::optional<discovered_user> user;
 };
 
-// -- 2FA recovery codes, personal access tokens, OTP, LFS ------------------------
+// -- 2FA recovery codes, personal access tokens, OTP, LFS
+// ------------------------
 
 /// The caller's identity as GitLab Shell sends it to the 2FA, PAT and LFS
 /// calls.

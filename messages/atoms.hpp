@@ -41,7 +41,8 @@ using new_codes = caf::atom_constant<caf::atom("newcodes")>;
 /// Create a personal access token.
 using create_pat = caf::atom_constant<caf::atom("createpat")>;
 
-// -- push processing ------------------------------------------------------------
+// -- push processing
+// ------------------------------------------------------------
 
 /// Count a push in flight (POST /internal/pre_receive).
 using pre_receive = caf::atom_constant<caf::atom("prerecv")>;
@@ -51,7 +52,8 @@ using post_receive = caf::atom_constant<caf::atom("postrecv")>;
 /// List the commits of pushed refs for push events.
 using commits = caf::atom_constant<caf::atom("commits")>;
 
-// -- request store (NATS edge retries) -----------------------------------------
+// -- request store (NATS edge retries)
+// -----------------------------------------
 
 /// Read the reply recorded for (request id, call).
 using reply_get = caf::atom_constant<caf::atom("replyget")>;

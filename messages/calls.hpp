@@ -47,38 +47,38 @@ struct domain_actors {
 // - name: the NATS subject suffix and the metrics label: the HTTP path after
 //   /api/v4/internal/ with '/' replaced by '.';
 // - changes_state: retries are guarded in PostgreSQL, not only in memory.
-#define GATEHOUSE_CALLS(X)                                                    \
-  X(check, "check", "GET", "/api/v4/internal/check", shell, status,          \
-    check_query, check_view, false)                                          \
-  X(allowed, "allowed", "POST", "/api/v4/internal/allowed", shell, access,   \
-    access::allowed_params, access::allowed_outcome, false)                  \
-  X(authorized_keys, "authorized_keys", "GET",                               \
-    "/api/v4/internal/authorized_keys", shell, access, access::key_query,    \
-    access::authorized_key, false)                                           \
-  X(discover, "discover", "GET", "/api/v4/internal/discover", shell, access, \
-    access::discover_query, access::discover_answer, false)                  \
-  X(lfs_authenticate, "lfs_authenticate", "POST",                            \
-    "/api/v4/internal/lfs_authenticate", shell, access, access::lfs_query,   \
-    access::lfs_answer, false)                                               \
-  X(two_factor_recovery_codes, "two_factor_recovery_codes", "POST",          \
-    "/api/v4/internal/two_factor_recovery_codes", shell, access,             \
-    access::recovery_query, access::shell_answer, false)                     \
-  X(personal_access_token, "personal_access_token", "POST",                  \
-    "/api/v4/internal/personal_access_token", shell, access,                 \
-    access::pat_query, access::shell_answer, false)                          \
-  X(two_factor_manual_otp_check, "two_factor_manual_otp_check", "POST",      \
-    "/api/v4/internal/two_factor_manual_otp_check", shell, access,           \
-    access::otp_query, access::shell_answer, false)                          \
-  X(two_factor_push_otp_check, "two_factor_push_otp_check", "POST",          \
-    "/api/v4/internal/two_factor_push_otp_check", shell, access,             \
-    access::otp_query, access::shell_answer, false)                          \
-  X(pre_receive, "pre_receive", "POST", "/api/v4/internal/pre_receive",      \
-    shell, push, push::pre_receive_params, push::pre_receive_answer, true)   \
-  X(post_receive, "post_receive", "POST", "/api/v4/internal/post_receive",   \
-    shell, push, push::post_receive_params, push::post_receive_answer, true) \
-  X(git_audit_event, "shellhorse.git_audit_event", "POST",                   \
-    "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse,       \
-    access, access::audit_query, access::audit_answer, false)
+#define GATEHOUSE_CALLS(X)                                                     \
+  X(check, "check", "GET", "/api/v4/internal/check", shell, status,            \
+    check_query, check_view, false)                                            \
+  X(allowed, "allowed", "POST", "/api/v4/internal/allowed", shell, access,     \
+    access::allowed_params, access::allowed_outcome, false)                    \
+  X(authorized_keys, "authorized_keys", "GET",                                 \
+    "/api/v4/internal/authorized_keys", shell, access, access::key_query,      \
+    access::authorized_key, false)                                             \
+  X(discover, "discover", "GET", "/api/v4/internal/discover", shell, access,   \
+    access::discover_query, access::discover_answer, false)                    \
+  X(lfs_authenticate, "lfs_authenticate", "POST",                              \
+    "/api/v4/internal/lfs_authenticate", shell, access, access::lfs_query,     \
+    access::lfs_answer, false)                                                 \
+  X(two_factor_recovery_codes, "two_factor_recovery_codes", "POST",            \
+    "/api/v4/internal/two_factor_recovery_codes", shell, access,               \
+    access::recovery_query, access::shell_answer, false)                       \
+  X(personal_access_token, "personal_access_token", "POST",                    \
+    "/api/v4/internal/personal_access_token", shell, access,                   \
+    access::pat_query, access::shell_answer, false)                            \
+  X(two_factor_manual_otp_check, "two_factor_manual_otp_check", "POST",        \
+    "/api/v4/internal/two_factor_manual_otp_check", shell, access,             \
+    access::otp_query, access::shell_answer, false)                            \
+  X(two_factor_push_otp_check, "two_factor_push_otp_check", "POST",            \
+    "/api/v4/internal/two_factor_push_otp_check", shell, access,               \
+    access::otp_query, access::shell_answer, false)                            \
+  X(pre_receive, "pre_receive", "POST", "/api/v4/internal/pre_receive", shell, \
+    push, push::pre_receive_params, push::pre_receive_answer, true)            \
+  X(post_receive, "post_receive", "POST", "/api/v4/internal/post_receive",     \
+    shell, push, push::post_receive_params, push::post_receive_answer, true)   \
+  X(git_audit_event, "shellhorse.git_audit_event", "POST",                     \
+    "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse, access, \
+    access::audit_query, access::audit_answer, false)
 
 /// Every call, in the table's order.
 enum class call_id : std::uint8_t {
@@ -100,10 +100,9 @@ struct call_spec {
 
 /// The rows of the call table, in order.
 inline constexpr call_spec call_table[] = {
-#define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,   \
-                            changes)                                          \
-  {call_id::id, name,           method, path, caller_rule::auth,             \
-   domain::owner, changes},
+#define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,     \
+                            changes)                                           \
+  {call_id::id, name, method, path, caller_rule::auth, domain::owner, changes},
   GATEHOUSE_CALLS(GATEHOUSE_CALL_SPEC)
 #undef GATEHOUSE_CALL_SPEC
 };
@@ -125,15 +124,15 @@ using call_tag = std::integral_constant<call_id, Id>;
 template <call_id Id>
 struct call_types;
 
-#define GATEHOUSE_CALL_TYPES(id, name, method, path, auth, owner, req, ans,  \
-                             changes)                                         \
-  template <>                                                                 \
-  struct call_types<call_id::id> {                                            \
-    using request = req;                                                      \
-    using answer = ans;                                                       \
-    static auto actor(const domain_actors& d) {                               \
-      return d.owner;                                                         \
-    }                                                                         \
+#define GATEHOUSE_CALL_TYPES(id, name, method, path, auth, owner, req, ans,    \
+                             changes)                                          \
+  template <>                                                                  \
+  struct call_types<call_id::id> {                                             \
+    using request = req;                                                       \
+    using answer = ans;                                                        \
+    static auto actor(const domain_actors& d) {                                \
+      return d.owner;                                                          \
+    }                                                                          \
   };
 GATEHOUSE_CALLS(GATEHOUSE_CALL_TYPES)
 #undef GATEHOUSE_CALL_TYPES

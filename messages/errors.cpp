@@ -7,14 +7,22 @@ namespace gatehouse {
 
 const char* to_string(errc x) {
   switch (x) {
-    case errc::unauthenticated: return "unauthenticated";
-    case errc::bad_request: return "bad_request";
-    case errc::not_found: return "not_found";
-    case errc::timeout: return "timeout";
-    case errc::unavailable: return "unavailable";
-    case errc::internal: return "internal";
-    case errc::invalid_params: return "invalid_params";
-    case errc::rate_limited: return "rate_limited";
+    case errc::unauthenticated:
+      return "unauthenticated";
+    case errc::bad_request:
+      return "bad_request";
+    case errc::not_found:
+      return "not_found";
+    case errc::timeout:
+      return "timeout";
+    case errc::unavailable:
+      return "unavailable";
+    case errc::internal:
+      return "internal";
+    case errc::invalid_params:
+      return "invalid_params";
+    case errc::rate_limited:
+      return "rate_limited";
   }
   return "unknown";
 }
@@ -24,9 +32,12 @@ errc classify(const caf::error& err) {
     return static_cast<errc>(err.code());
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
-      case caf::sec::request_timeout: return errc::timeout;
-      case caf::sec::request_receiver_down: return errc::unavailable;
-      default: break;
+      case caf::sec::request_timeout:
+        return errc::timeout;
+      case caf::sec::request_receiver_down:
+        return errc::unavailable;
+      default:
+        break;
     }
   }
   return errc::internal;

@@ -44,11 +44,11 @@ using system_status_actor = caf::typed_actor<
 using git_actor = caf::typed_actor<
   // Answer what an access decision needs to know from git; failures leave
   // answers missing and say why in git_facts::unavailable_reason.
-  caf::replies_to<atom::inspect, access::git_questions>::with<
-    access::git_facts>,
+  caf::replies_to<atom::inspect,
+                  access::git_questions>::with<access::git_facts>,
   // List the commits each pushed ref brought, for push events.
-  caf::replies_to<atom::commits, push::commit_questions>::with<
-    push::commit_facts>>;
+  caf::replies_to<atom::commits,
+                  push::commit_questions>::with<push::commit_facts>>;
 
 /// Keeps the access-control read model fresh: loads a snapshot from
 /// PostgreSQL, LISTENs on `gatehouse_changes` and reloads after change
@@ -77,13 +77,13 @@ using access_store_actor = caf::typed_actor<
   caf::replies_to<atom::put_moved, std::int64_t, std::int64_t,
                   std::string>::with<bool>,
   // Take and delete that message; "" when none or expired.
-  caf::replies_to<atom::take_moved, std::int64_t, std::int64_t>::with<
-    std::string>,
+  caf::replies_to<atom::take_moved, std::int64_t,
+                  std::int64_t>::with<std::string>,
   // The raw secret bytes of the named signing key ("lfs").
   caf::replies_to<atom::signing_key, std::string>::with<std::string>,
   // Replace a user's 2FA recovery codes; returns the 10 new clear codes.
-  caf::replies_to<atom::new_codes, std::int64_t>::with<
-    std::vector<std::string>>,
+  caf::replies_to<atom::new_codes,
+                  std::int64_t>::with<std::vector<std::string>>,
   // Create a personal access token; returns the clear token. Stores only
   // its SHA-256 digest.
   caf::replies_to<atom::create_pat, pat_request>::with<pat_result>>;
@@ -100,8 +100,8 @@ using push_store_actor = caf::typed_actor<
   caf::replies_to<atom::pre_receive, std::string, std::string>::with<bool>,
   // In one transaction: decrement the counter, take the moved message, and
   // insert the events into the outbox.
-  caf::replies_to<atom::post_receive, post_receive_write>::with<
-    post_receive_written>>;
+  caf::replies_to<atom::post_receive,
+                  post_receive_write>::with<post_receive_written>>;
 
 /// The replies the NATS edge gave to requests carrying a
 /// Gatehouse-Request-Id, shared by every replica through PostgreSQL, so that
@@ -110,8 +110,8 @@ using request_store_actor = caf::typed_actor<
   // The reply recorded for (request id, call); found = false when none, or
   // when PostgreSQL cannot be reached (the caller then proceeds, and the
   // push store's transaction still applies a push once).
-  caf::replies_to<atom::reply_get, std::string, std::string>::with<
-    stored_reply>,
+  caf::replies_to<atom::reply_get, std::string,
+                  std::string>::with<stored_reply>,
   // Record (request id, call, status, body) unless a reply is recorded
   // already; best effort, no answer.
   caf::reacts_to<atom::reply_put, std::string, std::string, std::int32_t,

@@ -79,14 +79,16 @@ public:
   /// with the oldest rows first, leaving out the projects in `skip` and any
   /// whose lock another session (another replica) holds. Returns the
   /// projects now locked by this session.
-  virtual caf::expected<std::vector<std::int64_t>>
-  lock_projects(int max_projects, const std::vector<std::int64_t>& skip) = 0;
+  virtual caf::expected<std::vector<std::int64_t>> lock_projects(
+    int max_projects, const std::vector<std::int64_t>& skip)
+    = 0;
 
   /// The first `per_project` unpublished rows of each of `projects` (locked
   /// by this session), by project and then seq. Read after the locks, so
   /// every mark of a previous holder is seen.
-  virtual caf::expected<std::vector<outbox_row>>
-  unpublished(const std::vector<std::int64_t>& projects, int per_project) = 0;
+  virtual caf::expected<std::vector<outbox_row>> unpublished(
+    const std::vector<std::int64_t>& projects, int per_project)
+    = 0;
 
   /// Marks the rows `seqs` published, leaving any row marked already as it
   /// is. Call only for rows JetStream acknowledged.
@@ -94,15 +96,13 @@ public:
 
   /// Records a failed publish of row `seq`: one more attempt, and `error`
   /// as its last error.
-  virtual caf::error record_failure(std::int64_t seq,
-                                    const std::string& error)
+  virtual caf::error record_failure(std::int64_t seq, const std::string& error)
     = 0;
 
   /// Records a failed attempt, with `error`, on the oldest unpublished row
   /// of each of `projects` (when nothing could be published at all).
-  virtual caf::error
-  record_head_failures(const std::vector<std::int64_t>& projects,
-                       const std::string& error)
+  virtual caf::error record_head_failures(
+    const std::vector<std::int64_t>& projects, const std::string& error)
     = 0;
 
   /// Releases the locks of `projects`; after the marks, so that the next

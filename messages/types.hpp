@@ -92,7 +92,8 @@ typename Inspector::result_type inspect(Inspector& f, pat_result& x) {
   return f(caf::meta::type_name("gatehouse.pat_result"), x.token);
 }
 
-// -- push processing ------------------------------------------------------------
+// -- push processing
+// ------------------------------------------------------------
 
 /// One push domain event on its way through the transactional outbox to
 /// JetStream (actors/push/push_events.hpp builds them).

@@ -43,8 +43,7 @@ std::string random_token_chars(std::size_t n) {
 /// Locks the user's row so that concurrent writes for one user serialise;
 /// false when there is no such user.
 bool lock_user(pqxx::work& tx, std::int64_t user_id) {
-  return !tx
-            .exec_params("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+  return !tx.exec_params("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
                          user_id)
             .empty();
 }
@@ -54,8 +53,8 @@ caf::error no_user(std::int64_t user_id) {
                          "no user with id " + std::to_string(user_id));
 }
 
-caf::expected<std::vector<std::string>>
-replace_recovery_codes(pqxx::connection& conn, std::int64_t user_id) {
+caf::expected<std::vector<std::string>> replace_recovery_codes(
+  pqxx::connection& conn, std::int64_t user_id) {
   std::set<std::string> unique;
   while (unique.size() < recovery_code_count)
     unique.insert(hex_encode(random_bytes(recovery_code_bytes)));
@@ -106,9 +105,9 @@ caf::expected<pat_result> insert_pat(pqxx::connection& conn,
 
 } // namespace
 
-access_store_actor::behavior_type
-access_store(access_store_actor::stateful_pointer<access_store_state> self,
-             access_store_settings settings) {
+access_store_actor::behavior_type access_store(
+  access_store_actor::stateful_pointer<access_store_state> self,
+  access_store_settings settings) {
   self->state.settings = std::move(settings);
   self->state.session = pg_session{self->state.settings.database_url,
                                    self->state.settings.statement_timeout};
@@ -117,48 +116,45 @@ access_store(access_store_actor::stateful_pointer<access_store_state> self,
       // Best effort, like GitLab's: a failure only delays the timestamp. It
       // leaves updated_at alone and sends no NOTIFY, so key use never makes
       // the read model reload.
-      self->state.session.run(
-        "touch_key", [&](pqxx::connection& c) {
-          pqxx::nontransaction tx{c};
-          tx.exec_params("UPDATE keys SET last_used_at = now() WHERE id = $1 "
-                         "AND (last_used_at IS NULL OR last_used_at < now() - "
-                         "interval '1 day')",
-                         key_id);
-          return true;
-        });
+      self->state.session.run("touch_key", [&](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        tx.exec_params("UPDATE keys SET last_used_at = now() WHERE id = $1 "
+                       "AND (last_used_at IS NULL OR last_used_at < now() - "
+                       "interval '1 day')",
+                       key_id);
+        return true;
+      });
     },
     [=](atom::put_moved, std::int64_t user_id, std::int64_t project_id,
         std::string& message) -> caf::result<bool> {
-      return self->state.session.run(
-        "put_moved", [&](pqxx::connection& c) {
-          pqxx::work tx{c, "put_moved"};
-          tx.exec("DELETE FROM gatehouse_state.project_moved_messages "
-                  "WHERE expires_at < now()");
-          tx.exec_params(
-            "INSERT INTO gatehouse_state.project_moved_messages "
-            "(user_id, project_id, message, expires_at) VALUES "
-            "($1, $2, $3, now() + interval '5 minutes') "
-            "ON CONFLICT (user_id, project_id) DO UPDATE SET "
-            "message = EXCLUDED.message, expires_at = EXCLUDED.expires_at",
-            user_id, project_id, message);
-          tx.commit();
-          return true;
-        });
+      return self->state.session.run("put_moved", [&](pqxx::connection& c) {
+        pqxx::work tx{c, "put_moved"};
+        tx.exec("DELETE FROM gatehouse_state.project_moved_messages "
+                "WHERE expires_at < now()");
+        tx.exec_params(
+          "INSERT INTO gatehouse_state.project_moved_messages "
+          "(user_id, project_id, message, expires_at) VALUES "
+          "($1, $2, $3, now() + interval '5 minutes') "
+          "ON CONFLICT (user_id, project_id) DO UPDATE SET "
+          "message = EXCLUDED.message, expires_at = EXCLUDED.expires_at",
+          user_id, project_id, message);
+        tx.commit();
+        return true;
+      });
     },
     [=](atom::take_moved, std::int64_t user_id,
         std::int64_t project_id) -> caf::result<std::string> {
-      return self->state.session.run(
-        "take_moved", [&](pqxx::connection& c) {
-          pqxx::nontransaction tx{c};
-          auto rows = tx.exec_params(
-            "DELETE FROM gatehouse_state.project_moved_messages "
-            "WHERE user_id = $1 AND project_id = $2 "
-            "RETURNING message, expires_at > now()",
-            user_id, project_id);
-          if (rows.empty() || !rows[0][1].as<bool>())
-            return std::string{};
-          return rows[0][0].as<std::string>();
-        });
+      return self->state.session.run("take_moved", [&](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        auto rows
+          = tx.exec_params("DELETE FROM gatehouse_state.project_moved_messages "
+                           "WHERE user_id = $1 AND project_id = $2 "
+                           "RETURNING message, expires_at > now()",
+                           user_id, project_id);
+        if (rows.empty() || !rows[0][1].as<bool>())
+          return std::string{};
+        return rows[0][0].as<std::string>();
+      });
     },
     [=](atom::signing_key, std::string& name) -> caf::result<std::string> {
       auto& cache = self->state.signing_keys;
@@ -181,10 +177,9 @@ access_store(access_store_actor::stateful_pointer<access_store_state> self,
     },
     [=](atom::new_codes,
         std::int64_t user_id) -> caf::result<std::vector<std::string>> {
-      return self->state.session.run(
-        "new_codes", [&](pqxx::connection& c) {
-          return replace_recovery_codes(c, user_id);
-        });
+      return self->state.session.run("new_codes", [&](pqxx::connection& c) {
+        return replace_recovery_codes(c, user_id);
+      });
     },
     [=](atom::create_pat, pat_request& req) -> caf::result<pat_result> {
       return self->state.session.run(

@@ -36,8 +36,8 @@ struct access_store_state {
 
 /// The access store actor. Blocks on libpqxx: the wiring must spawn it
 /// detached (one connection per instance; several may run side by side).
-access_store_actor::behavior_type
-access_store(access_store_actor::stateful_pointer<access_store_state> self,
-             access_store_settings settings);
+access_store_actor::behavior_type access_store(
+  access_store_actor::stateful_pointer<access_store_state> self,
+  access_store_settings settings);
 
 } // namespace gatehouse::storage

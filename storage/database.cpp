@@ -8,7 +8,7 @@ namespace {
 
 bool is_url(const std::string& conninfo) {
   return conninfo.rfind("postgresql://", 0) == 0
-         || conninfo.rfind("postgres://", 0) == 0;
+    || conninfo.rfind("postgres://", 0) == 0;
 }
 
 /// Appends one parameter to a libpq URL or key=value string. `url_value` is
@@ -27,15 +27,15 @@ std::string add_parameter(const std::string& conninfo, const std::string& key,
 
 } // namespace
 
-std::unique_ptr<pqxx::connection>
-connect(const std::string& url, std::chrono::milliseconds statement_timeout) {
+std::unique_ptr<pqxx::connection> connect(
+  const std::string& url, std::chrono::milliseconds statement_timeout) {
   // Parameters go into the connection string rather than a later SET where
   // possible: they then hold from the first moment and survive libpqxx 6's
   // automatic reconnection. A caller's own values win.
   auto conninfo = url;
   if (conninfo.find("application_name") == std::string::npos)
-    conninfo = add_parameter(conninfo, "application_name", "gatehouse",
-                             "gatehouse");
+    conninfo
+      = add_parameter(conninfo, "application_name", "gatehouse", "gatehouse");
   // libpq waits forever for an unreachable host without connect_timeout;
   // every actor that connects must stay responsive.
   if (conninfo.find("connect_timeout") == std::string::npos)

@@ -26,8 +26,8 @@ namespace gatehouse::storage {
 /// `application_name=gatehouse` and, when non-zero, a server-side
 /// `statement_timeout` so that no query can block its thread forever.
 /// Throws pqxx/std exceptions on failure.
-std::unique_ptr<pqxx::connection>
-connect(const std::string& url, std::chrono::milliseconds statement_timeout);
+std::unique_ptr<pqxx::connection> connect(
+  const std::string& url, std::chrono::milliseconds statement_timeout);
 
 /// A libpq/libpqxx error text on one line, without the "ERROR:  " prefix, for
 /// error values and logs.

@@ -13,7 +13,8 @@ namespace {
 using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
-// -- git helpers ---------------------------------------------------------------
+// -- git helpers
+// ---------------------------------------------------------------
 
 constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";
 
@@ -46,7 +47,7 @@ std::string alternate_entry(const std::string& path) {
 
 bool acceptable_path(const std::string& path) {
   return !path.empty() && path.front() == '/'
-         && path.find('\0') == std::string::npos;
+    && path.find('\0') == std::string::npos;
 }
 
 void set_failure(git_failure* f, std::string reason, std::string detail = {},
@@ -66,9 +67,9 @@ std::string first_line(const std::string& text) {
 }
 
 // Runs git; nullopt (with `f` set) when it did not run to completion.
-std::optional<git_run_result>
-run_to_end(const repo_location& loc, const std::vector<std::string>& args,
-           milliseconds timeout, git_failure* f) {
+std::optional<git_run_result> run_to_end(const repo_location& loc,
+                                         const std::vector<std::string>& args,
+                                         milliseconds timeout, git_failure* f) {
   const std::string what = "git " + args.front();
   if (timeout <= milliseconds{0}) {
     set_failure(f, what + " timed out", "no time left", true);
@@ -76,10 +77,9 @@ run_to_end(const repo_location& loc, const std::vector<std::string>& args,
   }
   auto r = run_git(loc, args, timeout);
   if (r.timed_out) {
-    set_failure(f,
-                what + " timed out after " + std::to_string(timeout.count())
-                  + " ms",
-                first_line(r.err), true);
+    set_failure(
+      f, what + " timed out after " + std::to_string(timeout.count()) + " ms",
+      first_line(r.err), true);
     return std::nullopt;
   }
   if (r.truncated) {
@@ -100,10 +100,10 @@ std::string exit_failure(const std::string& what, const git_run_result& r) {
 // The one run / check-exit sequence of every git question: runs git to the
 // end and insists on an exit code in `accepted`; otherwise nullopt, with
 // `f` saying "git <command> failed (exit N)" and git's first stderr line.
-std::optional<git_run_result>
-run_git_checked(const repo_location& loc, const std::vector<std::string>& args,
-                milliseconds timeout, git_failure* f,
-                std::initializer_list<int> accepted = {0}) {
+std::optional<git_run_result> run_git_checked(
+  const repo_location& loc, const std::vector<std::string>& args,
+  milliseconds timeout, git_failure* f,
+  std::initializer_list<int> accepted = {0}) {
   auto r = run_to_end(loc, args, timeout, f);
   if (!r)
     return std::nullopt;
@@ -345,8 +345,7 @@ git_run_result run_git(const repo_location& loc,
     // receive-pack's quarantine lists the repository's own objects as an
     // alternate; make sure it is there even if the caller's list lacks it.
     auto own = without_trailing_slash(loc.repo_dir) + "/objects";
-    if (std::find(alternates.begin(), alternates.end(), own)
-          == alternates.end()
+    if (std::find(alternates.begin(), alternates.end(), own) == alternates.end()
         && without_trailing_slash(loc.object_directory) != own)
       alternates.push_back(own);
   }
@@ -359,8 +358,8 @@ git_run_result run_git(const repo_location& loc,
     }
     env.push_back("GIT_ALTERNATE_OBJECT_DIRECTORIES=" + joined);
   }
-  std::vector<std::string> argv{"git", "-c", "safe.directory=*",
-                                "-c", "core.fsmonitor=false"};
+  std::vector<std::string> argv{"git", "-c", "safe.directory=*", "-c",
+                                "core.fsmonitor=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_process(argv, env, timeout);
 }
@@ -377,7 +376,7 @@ bool is_object_id(std::string_view rev) {
 
 bool is_blank_object_id(std::string_view rev) {
   return is_object_id(rev)
-         && rev.find_first_not_of('0') == std::string_view::npos;
+    && rev.find_first_not_of('0') == std::string_view::npos;
 }
 
 bool is_branch_name(std::string_view name) {
@@ -416,25 +415,25 @@ std::optional<bool> is_ancestor(const repo_location& loc,
   if (!commit_id_ok(ancestor, failure) || !commit_id_ok(descendant, failure))
     return std::nullopt;
   // Exit 0: an ancestor; 1: not one; anything else: no answer.
-  auto r = run_git_checked(loc,
-                           {"merge-base", "--is-ancestor", "--end-of-options",
-                            ancestor, descendant},
-                           timeout, failure, {0, 1});
+  auto r = run_git_checked(
+    loc,
+    {"merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant},
+    timeout, failure, {0, 1});
   if (!r)
     return std::nullopt;
   return r->exit_code == 0;
 }
 
-std::optional<std::vector<std::string>>
-branches_containing(const repo_location& loc, const std::string& sha,
-                    milliseconds timeout, git_failure* failure) {
+std::optional<std::vector<std::string>> branches_containing(
+  const repo_location& loc, const std::string& sha, milliseconds timeout,
+  git_failure* failure) {
   if (!commit_id_ok(sha, failure))
     return std::nullopt;
-  auto r = run_git_checked(loc,
-                           {"for-each-ref", "--format=%(refname)",
-                            "--contains=" + sha, "--end-of-options",
-                            "refs/heads/"},
-                           timeout, failure);
+  auto r
+    = run_git_checked(loc,
+                      {"for-each-ref", "--format=%(refname)",
+                       "--contains=" + sha, "--end-of-options", "refs/heads/"},
+                      timeout, failure);
   if (!r)
     return std::nullopt;
   static constexpr std::string_view prefix = "refs/heads/";
@@ -465,8 +464,8 @@ std::optional<std::string> branch_commit(const repo_location& loc,
     set_failure(failure, "not a valid branch name");
     return std::nullopt;
   }
-  auto id = verify_revision(loc, "refs/heads/" + branch + "^{commit}",
-                            timeout, failure);
+  auto id = verify_revision(loc, "refs/heads/" + branch + "^{commit}", timeout,
+                            failure);
   if (!id)
     return std::nullopt;
   if (id->empty()) {
@@ -476,20 +475,21 @@ std::optional<std::string> branch_commit(const repo_location& loc,
   return id;
 }
 
-std::optional<std::vector<commit_info>>
-list_commits(const repo_location& loc, const std::string& oldrev,
-             const std::string& newrev, std::size_t limit,
-             milliseconds timeout, git_failure* failure) {
+std::optional<std::vector<commit_info>> list_commits(const repo_location& loc,
+                                                     const std::string& oldrev,
+                                                     const std::string& newrev,
+                                                     std::size_t limit,
+                                                     milliseconds timeout,
+                                                     git_failure* failure) {
   if (!valid_range(oldrev, newrev, failure))
     return std::nullopt;
   if (limit == 0)
     return std::vector<commit_info>{};
   // `timeout` bounds the whole listing, not each of its git calls.
   const auto deadline = steady::now() + timeout;
-  std::vector<std::string> args{"rev-list", "--no-commit-header",
-                                "--encoding=UTF-8",
-                                "--max-count=" + std::to_string(limit),
-                                commit_format};
+  std::vector<std::string> args{
+    "rev-list", "--no-commit-header", "--encoding=UTF-8",
+    "--max-count=" + std::to_string(limit), commit_format};
   for (auto& a : range_args(oldrev, newrev))
     args.push_back(std::move(a));
   auto r = run_git_checked(loc, args, timeout, failure);
@@ -505,8 +505,9 @@ list_commits(const repo_location& loc, const std::string& oldrev,
   for (auto& c : *commits) {
     // Against the first parent, like GitLab's commit diffs; a root commit
     // against the empty tree.
-    std::vector<std::string> diff{"diff-tree", "--no-commit-id", "-r",
-                                  "--name-status", "-z", "--no-renames"};
+    std::vector<std::string> diff{"diff-tree", "--no-commit-id",
+                                  "-r",        "--name-status",
+                                  "-z",        "--no-renames"};
     if (c.parents.empty()) {
       diff.insert(diff.end(), {"--root", "--end-of-options", c.info.id});
     } else {
@@ -553,7 +554,8 @@ std::optional<std::size_t> count_commits(const repo_location& loc,
   return n;
 }
 
-// -- push commits ----------------------------------------------------------------
+// -- push commits
+// ----------------------------------------------------------------
 
 namespace {
 
@@ -639,8 +641,8 @@ std::optional<tag_info> describe_tag(const repo_location& loc,
   if (split != std::string::npos)
     info.message = body->out.substr(split + 2);
   // --verify --quiet: a tag of a tree or blob peels to nothing, silently.
-  auto peeled = verify_revision(loc, rev + "^{commit}", remaining(deadline),
-                                failure);
+  auto peeled
+    = verify_revision(loc, rev + "^{commit}", remaining(deadline), failure);
   if (!peeled)
     return std::nullopt;
   if (!peeled->empty())
@@ -648,10 +650,12 @@ std::optional<tag_info> describe_tag(const repo_location& loc,
   return info;
 }
 
-std::optional<push::ref_commits>
-ref_commits(const repo_location& loc, const access::ref_change& change,
-            const std::string& default_branch, std::size_t limit,
-            milliseconds timeout, git_failure* failure) {
+std::optional<push::ref_commits> ref_commits(const repo_location& loc,
+                                             const access::ref_change& change,
+                                             const std::string& default_branch,
+                                             std::size_t limit,
+                                             milliseconds timeout,
+                                             git_failure* failure) {
   if (!is_object_id(change.oldrev) || !is_object_id(change.newrev)) {
     set_failure(failure, "a revision is not a full object id");
     return std::nullopt;
@@ -688,8 +692,7 @@ ref_commits(const repo_location& loc, const access::ref_change& change,
                             failure);
   const auto branch = change.ref.substr(heads_prefix.size());
   if (default_branch.empty() || branch == default_branch)
-    return commits_in_range(loc, blank, change.newrev, limit, timeout,
-                            failure);
+    return commits_in_range(loc, blank, change.newrev, limit, timeout, failure);
   const auto deadline = steady::now() + timeout;
   git_failure base_failure;
   auto base = branch_commit(loc, default_branch, timeout, &base_failure);
@@ -705,8 +708,8 @@ ref_commits(const repo_location& loc, const access::ref_change& change,
     return commits_in_range(loc, blank, change.newrev, limit,
                             remaining(deadline), failure);
   }
-  return commits_in_range(loc, *base, change.newrev, limit,
-                          remaining(deadline), failure);
+  return commits_in_range(loc, *base, change.newrev, limit, remaining(deadline),
+                          failure);
 }
 
 push::commit_facts answer_commits(const push::commit_questions& q,
@@ -760,8 +763,7 @@ git_facts answer(const git_questions& q, milliseconds per_call_timeout) {
     if (gave_up)
       break;
     git_failure f;
-    if (auto yes = is_ancestor(loc, ancestor, descendant, per_call_timeout,
-                               &f))
+    if (auto yes = is_ancestor(loc, ancestor, descendant, per_call_timeout, &f))
       facts.is_ancestor.emplace(std::make_pair(ancestor, descendant), *yes);
     else
       note(f);

@@ -87,10 +87,9 @@ std::optional<bool> is_ancestor(const repo_location& loc,
 /// The branches (short names, e.g. "main", sorted) whose tip contains
 /// `sha`. Names are the full ref names with "refs/heads/" removed, so a
 /// tag of the same name cannot make them ambiguous.
-std::optional<std::vector<std::string>>
-branches_containing(const repo_location& loc, const std::string& sha,
-                    std::chrono::milliseconds timeout,
-                    git_failure* failure = nullptr);
+std::optional<std::vector<std::string>> branches_containing(
+  const repo_location& loc, const std::string& sha,
+  std::chrono::milliseconds timeout, git_failure* failure = nullptr);
 
 /// Whether the repository has no branches at all.
 std::optional<bool> repository_empty(const repo_location& loc,
@@ -133,11 +132,10 @@ struct commit_info {
 /// branch's commit as `oldrev`, see branch_commit). `newrev` must be a
 /// non-blank object id. One `git rev-list` for the commits plus one
 /// `git diff-tree` per commit for the file lists.
-std::optional<std::vector<commit_info>>
-list_commits(const repo_location& loc, const std::string& oldrev,
-             const std::string& newrev, std::size_t limit,
-             std::chrono::milliseconds timeout,
-             git_failure* failure = nullptr);
+std::optional<std::vector<commit_info>> list_commits(
+  const repo_location& loc, const std::string& oldrev,
+  const std::string& newrev, std::size_t limit,
+  std::chrono::milliseconds timeout, git_failure* failure = nullptr);
 
 /// How many commits list_commits would return without a limit
 /// (`git rev-list --count`).
@@ -179,10 +177,12 @@ std::optional<tag_info> describe_tag(const repo_location& loc,
 /// - deletion: nothing (no git call).
 /// The newest `limit` commits oldest first; `total` counts them all. Every
 /// git call is bounded by `timeout`.
-std::optional<push::ref_commits>
-ref_commits(const repo_location& loc, const access::ref_change& change,
-            const std::string& default_branch, std::size_t limit,
-            std::chrono::milliseconds timeout, git_failure* failure = nullptr);
+std::optional<push::ref_commits> ref_commits(const repo_location& loc,
+                                             const access::ref_change& change,
+                                             const std::string& default_branch,
+                                             std::size_t limit,
+                                             std::chrono::milliseconds timeout,
+                                             git_failure* failure = nullptr);
 
 /// Answers the commit questions of a push, each git call bounded by
 /// `per_call_timeout`. Without a location nothing is answered (available

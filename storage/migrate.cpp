@@ -22,7 +22,6 @@ void take_lock(pqxx::work& tx) {
           + ")");
 }
 
-
 /// Creates the LFS token signing key (32 bytes from OpenSSL's RAND_bytes)
 /// once; every replica then reads the same one. Skipped when the schema has
 /// no signing_keys table (a custom migration list, as in tests).

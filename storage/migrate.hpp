@@ -19,8 +19,8 @@ const std::vector<migration>& embedded_migrations();
 
 /// What `migrate` did.
 struct migration_report {
-  std::vector<std::string> applied;  // applied now, in order
-  std::vector<std::string> skipped;  // recorded as applied before
+  std::vector<std::string> applied; // applied now, in order
+  std::vector<std::string> skipped; // recorded as applied before
 };
 
 /// Applies every migration not yet recorded in `schema_migrations`, each in

@@ -42,9 +42,9 @@ caf::error status_of(caf::expected<bool>&& result) {
 struct outbox_store::impl {
   explicit impl(outbox_store_settings s)
     : settings(std::move(s)),
-      session({settings.database_url, settings.statement_timeout,
-               outbox_channel},
-              [this](const std::string&) { notified = true; }) {
+      session(
+        {settings.database_url, settings.statement_timeout, outbox_channel},
+        [this](const std::string&) { notified = true; }) {
     wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   }
 
@@ -110,9 +110,8 @@ void outbox_store::interrupt() {
 
 // -- one pass -----------------------------------------------------------------
 
-caf::expected<std::vector<std::int64_t>>
-outbox_store::lock_projects(int max_projects,
-                            const std::vector<std::int64_t>& skip) {
+caf::expected<std::vector<std::int64_t>> outbox_store::lock_projects(
+  int max_projects, const std::vector<std::int64_t>& skip) {
   return impl_->session.run("lock_projects", [&](pqxx::connection& c) {
     pqxx::nontransaction tx{c};
     // Candidates: projects with unpublished rows, oldest first, except those
@@ -133,9 +132,8 @@ outbox_store::lock_projects(int max_projects,
   });
 }
 
-caf::expected<std::vector<outbox_row>>
-outbox_store::unpublished(const std::vector<std::int64_t>& projects,
-                          int per_project) {
+caf::expected<std::vector<outbox_row>> outbox_store::unpublished(
+  const std::vector<std::int64_t>& projects, int per_project) {
   return impl_->session.run("unpublished", [&](pqxx::connection& c) {
     pqxx::nontransaction tx{c};
     auto result = tx.exec_params(
@@ -164,45 +162,43 @@ outbox_store::unpublished(const std::vector<std::int64_t>& projects,
   });
 }
 
-caf::error
-outbox_store::mark_published(const std::vector<std::int64_t>& seqs) {
-  return status_of(impl_->session.run("mark_published",
-                                      [&](pqxx::connection& c) {
-    pqxx::nontransaction tx{c};
-    // Never a row someone else already marked.
-    tx.exec_params("UPDATE gatehouse_state.outbox SET published_at = now() "
-                   "WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
-                   pg_array(seqs));
-    return true;
-  }));
+caf::error outbox_store::mark_published(const std::vector<std::int64_t>& seqs) {
+  return status_of(
+    impl_->session.run("mark_published", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx{c};
+      // Never a row someone else already marked.
+      tx.exec_params("UPDATE gatehouse_state.outbox SET published_at = now() "
+                     "WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
+                     pg_array(seqs));
+      return true;
+    }));
 }
 
 caf::error outbox_store::record_failure(std::int64_t seq,
                                         const std::string& error) {
-  return status_of(impl_->session.run("record_failure",
-                                      [&](pqxx::connection& c) {
-    pqxx::nontransaction tx{c};
-    tx.exec_params("UPDATE gatehouse_state.outbox SET attempts = attempts + "
-                   "1, last_error = $2 WHERE seq = $1",
-                   seq, error);
-    return true;
-  }));
+  return status_of(
+    impl_->session.run("record_failure", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx{c};
+      tx.exec_params("UPDATE gatehouse_state.outbox SET attempts = attempts + "
+                     "1, last_error = $2 WHERE seq = $1",
+                     seq, error);
+      return true;
+    }));
 }
 
-caf::error
-outbox_store::record_head_failures(const std::vector<std::int64_t>& projects,
-                                   const std::string& error) {
-  return status_of(impl_->session.run("record_head_failures",
-                                      [&](pqxx::connection& c) {
-    pqxx::nontransaction tx{c};
-    tx.exec_params(
-      "UPDATE gatehouse_state.outbox SET attempts = attempts + 1, "
-      "last_error = $2 WHERE seq IN (SELECT min(seq) FROM "
-      "gatehouse_state.outbox WHERE published_at IS NULL AND project_id = "
-      "ANY($1::bigint[]) GROUP BY project_id)",
-      pg_array(projects), error);
-    return true;
-  }));
+caf::error outbox_store::record_head_failures(
+  const std::vector<std::int64_t>& projects, const std::string& error) {
+  return status_of(
+    impl_->session.run("record_head_failures", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx{c};
+      tx.exec_params(
+        "UPDATE gatehouse_state.outbox SET attempts = attempts + 1, "
+        "last_error = $2 WHERE seq IN (SELECT min(seq) FROM "
+        "gatehouse_state.outbox WHERE published_at IS NULL AND project_id = "
+        "ANY($1::bigint[]) GROUP BY project_id)",
+        pg_array(projects), error);
+      return true;
+    }));
 }
 
 caf::error outbox_store::release(const std::vector<std::int64_t>& projects) {
@@ -220,10 +216,9 @@ caf::error outbox_store::release(const std::vector<std::int64_t>& projects) {
 caf::expected<outbox_backlog> outbox_store::backlog() {
   return impl_->session.run("backlog", [](pqxx::connection& c) {
     pqxx::nontransaction tx{c};
-    auto r = tx.exec(
-      "SELECT count(*), coalesce(extract(epoch FROM now() - "
-      "min(created_at)), 0)::float8 FROM gatehouse_state.outbox "
-      "WHERE published_at IS NULL");
+    auto r = tx.exec("SELECT count(*), coalesce(extract(epoch FROM now() - "
+                     "min(created_at)), 0)::float8 FROM gatehouse_state.outbox "
+                     "WHERE published_at IS NULL");
     outbox_backlog out;
     out.pending = r[0][0].as<std::int64_t>();
     out.oldest_seconds = std::max(0.0, r[0][1].as<double>());

@@ -55,12 +55,10 @@ public:
   caf::error wait_for_work(std::chrono::milliseconds limit) override;
   void interrupt() override;
 
-  caf::expected<std::vector<std::int64_t>>
-  lock_projects(int max_projects,
-                const std::vector<std::int64_t>& skip) override;
-  caf::expected<std::vector<outbox_row>>
-  unpublished(const std::vector<std::int64_t>& projects,
-              int per_project) override;
+  caf::expected<std::vector<std::int64_t>> lock_projects(
+    int max_projects, const std::vector<std::int64_t>& skip) override;
+  caf::expected<std::vector<outbox_row>> unpublished(
+    const std::vector<std::int64_t>& projects, int per_project) override;
   caf::error mark_published(const std::vector<std::int64_t>& seqs) override;
   caf::error record_failure(std::int64_t seq,
                             const std::string& error) override;

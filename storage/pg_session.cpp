@@ -124,9 +124,8 @@ pg_session::pg_session(pg_session&&) noexcept = default;
 
 pg_session& pg_session::operator=(pg_session&&) noexcept = default;
 
-caf::error
-pg_session::run_erased(const char* what,
-                       const std::function<void(pqxx::connection&)>& fn) {
+caf::error pg_session::run_erased(
+  const char* what, const std::function<void(pqxx::connection&)>& fn) {
   try {
     impl_->connect();
     fn(*impl_->conn);

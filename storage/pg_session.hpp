@@ -137,8 +137,7 @@ auto pg_session::run(const char* what, F&& fn) {
   using result = std::invoke_result_t<F&, pqxx::connection&>;
   using answer = typename detail::pg_expected<result>::type;
   std::optional<result> out;
-  auto err = run_erased(what,
-                        [&](pqxx::connection& c) { out.emplace(fn(c)); });
+  auto err = run_erased(what, [&](pqxx::connection& c) { out.emplace(fn(c)); });
   if (err)
     return answer{std::move(err)};
   return answer{std::move(*out)};

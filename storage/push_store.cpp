@@ -56,9 +56,10 @@ bool claim_request(pqxx::work& tx, const std::string& request_id,
 /// (purged meanwhile).
 json recorded_outcome(pqxx::work& tx, const std::string& request_id,
                       const char* call) {
-  auto rows = tx.exec_params("SELECT outcome::text FROM gatehouse_state.requests "
-                             "WHERE request_id = $1 AND call = $2",
-                             request_id, std::string{call});
+  auto rows
+    = tx.exec_params("SELECT outcome::text FROM gatehouse_state.requests "
+                     "WHERE request_id = $1 AND call = $2",
+                     request_id, std::string{call});
   if (rows.empty() || rows[0][0].is_null())
     return nullptr;
   return json::parse(rows[0][0].as<std::string>(), nullptr, false);
@@ -120,11 +121,11 @@ bool decrement(pqxx::work& tx, const std::string& gl_repository) {
 
 std::string take_moved(pqxx::work& tx, std::int64_t user_id,
                        std::int64_t project_id) {
-  auto rows = tx.exec_params(
-    "DELETE FROM gatehouse_state.project_moved_messages "
-    "WHERE user_id = $1 AND project_id = $2 "
-    "RETURNING message, expires_at > now()",
-    user_id, project_id);
+  auto rows
+    = tx.exec_params("DELETE FROM gatehouse_state.project_moved_messages "
+                     "WHERE user_id = $1 AND project_id = $2 "
+                     "RETURNING message, expires_at > now()",
+                     user_id, project_id);
   if (rows.empty() || !rows[0][1].as<bool>())
     return {};
   return rows[0][0].as<std::string>();
@@ -180,9 +181,9 @@ post_receive_written write_push(pqxx::connection& c,
       out.counter_decreased = outcome.value("counter_decreased", true);
       out.moved_message = outcome.value("moved_message", std::string{});
     }
-    log::info("post_receive retry: committed once already",
-              {{"gl_repository", w.gl_repository},
-               {"request_id", w.request_id}});
+    log::info(
+      "post_receive retry: committed once already",
+      {{"gl_repository", w.gl_repository}, {"request_id", w.request_id}});
     return out;
   }
   out.counter_decreased = decrement(tx, w.gl_repository);
@@ -203,10 +204,10 @@ bool count_push(push_store_state& st, const std::string& gl_repository,
   bool purge = ++st.since_purge >= purge_every;
   if (purge)
     st.since_purge = 0;
-  auto counted = with_session<bool>(
-    st, "pre_receive", [&](pqxx::connection& c) {
-      return increment(c, gl_repository, request_id, purge);
-    });
+  auto counted
+    = with_session<bool>(st, "pre_receive", [&](pqxx::connection& c) {
+        return increment(c, gl_repository, request_id, purge);
+      });
   // GitLab answers {"reference_counter_increased": false} when its counter
   // store fails; the failure is logged in with_session.
   return counted ? *counted : false;
@@ -214,9 +215,9 @@ bool count_push(push_store_state& st, const std::string& gl_repository,
 
 } // namespace
 
-push_store_actor::behavior_type
-push_store(push_store_actor::stateful_pointer<push_store_state> self,
-           push_store_settings settings) {
+push_store_actor::behavior_type push_store(
+  push_store_actor::stateful_pointer<push_store_state> self,
+  push_store_settings settings) {
   self->state.settings = std::move(settings);
   self->state.session = pg_session{self->state.settings.database_url,
                                    self->state.settings.statement_timeout};

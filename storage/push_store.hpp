@@ -55,8 +55,8 @@ inline constexpr std::chrono::seconds reference_counter_ttl{600};
 ///   gatehouse_state.requests with what it committed; a write whose id is
 ///   recorded already changes nothing and answers the recorded result, so a
 ///   retry reaching any replica applies once.
-push_store_actor::behavior_type
-push_store(push_store_actor::stateful_pointer<push_store_state> self,
-           push_store_settings settings);
+push_store_actor::behavior_type push_store(
+  push_store_actor::stateful_pointer<push_store_state> self,
+  push_store_settings settings);
 
 } // namespace gatehouse::storage

@@ -23,7 +23,8 @@ namespace {
 
 using json = nlohmann::json;
 
-// -- values --------------------------------------------------------------------
+// -- values
+// --------------------------------------------------------------------
 
 std::string text(const pqxx::field& f) {
   return f.is_null() ? std::string{} : f.as<std::string>();
@@ -40,7 +41,8 @@ std::string epoch(const char* column) {
   return std::string("floor(extract(epoch FROM ") + column + "))::bigint";
 }
 
-// -- settings ------------------------------------------------------------------
+// -- settings
+// ------------------------------------------------------------------
 
 void set_string(std::string& out, const json& v) {
   if (v.is_string())
@@ -107,7 +109,8 @@ void apply_setting(settings_record& s, const std::string& key, const json& v) {
     s.broadcast_messages = broadcast_messages(v);
 }
 
-// -- tables --------------------------------------------------------------------
+// -- tables
+// --------------------------------------------------------------------
 
 using read_tx = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
@@ -160,12 +163,11 @@ void load_keys(read_tx& tx, snapshot& snap) {
     snap.key_by_fingerprint[k.fingerprint_sha256] = k.id;
     snap.keys.emplace(k.id, std::move(k));
   }
-  for (const auto& row :
-       tx.exec("SELECT key_id, project_id, can_push FROM deploy_keys_projects")) {
+  for (const auto& row : tx.exec(
+         "SELECT key_id, project_id, can_push FROM deploy_keys_projects")) {
     auto it = snap.keys.find(row[0].as<std::int64_t>());
     if (it != snap.keys.end())
-      it->second.deploy_projects[row[1].as<std::int64_t>()]
-        = row[2].as<bool>();
+      it->second.deploy_projects[row[1].as<std::int64_t>()] = row[2].as<bool>();
   }
 }
 
@@ -184,11 +186,11 @@ void load_namespaces(read_tx& tx, snapshot& snap) {
 }
 
 void load_projects(read_tx& tx, snapshot& snap) {
-  for (const auto& row : tx.exec(
-         "SELECT id, namespace_id, path, full_path, name, visibility, "
-         "archived, default_branch, storage, disk_path, "
-         "repository_access_level, merge_requests_enabled, lfs_enabled, "
-         "repository_exists, description FROM projects")) {
+  for (const auto& row :
+       tx.exec("SELECT id, namespace_id, path, full_path, name, visibility, "
+               "archived, default_branch, storage, disk_path, "
+               "repository_access_level, merge_requests_enabled, lfs_enabled, "
+               "repository_exists, description FROM projects")) {
     project_record p;
     p.id = row[0].as<std::int64_t>();
     p.namespace_id = row[1].as<std::int64_t>();
@@ -283,11 +285,11 @@ bool concerns_read_model(const std::string& payload) {
 
 unix_time now_seconds() {
   using namespace std::chrono;
-  return duration_cast<seconds>(system_clock::now().time_since_epoch())
-    .count();
+  return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
-// -- the loader actor ------------------------------------------------------------
+// -- the loader actor
+// ------------------------------------------------------------
 
 } // namespace
 
@@ -394,7 +396,7 @@ void on_tick(loader_pointer self) {
   auto err = st.session->db.check_notifications();
   if (!err) {
     auto stale = std::chrono::steady_clock::now() - st.loaded
-                 >= st.settings.refresh_interval;
+      >= st.settings.refresh_interval;
     if (st.session->pending || stale)
       err = reload(self);
   }
@@ -408,7 +410,6 @@ void on_tick(loader_pointer self) {
 }
 
 } // namespace
-
 
 snapshot load_snapshot(pqxx::connection& conn) {
   snapshot snap;

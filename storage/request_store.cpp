@@ -13,8 +13,7 @@ namespace gatehouse::storage {
 
 namespace {
 
-using self_pointer
-  = request_store_actor::stateful_pointer<request_store_state>;
+using self_pointer = request_store_actor::stateful_pointer<request_store_state>;
 
 /// Runs `fn` on the store's session; a failure is logged and yields
 /// nullopt, since every caller proceeds without the store (see
@@ -32,8 +31,8 @@ auto try_run(pg_session& session, const char* what, F fn)
 
 } // namespace
 
-request_store_actor::behavior_type
-request_store(self_pointer self, request_store_settings settings) {
+request_store_actor::behavior_type request_store(
+  self_pointer self, request_store_settings settings) {
   self->state.settings = std::move(settings);
   self->state.session = pg_session{self->state.settings.database_url,
                                    self->state.settings.statement_timeout};
@@ -42,25 +41,25 @@ request_store(self_pointer self, request_store_settings settings) {
   return {
     [=](atom::reply_get, const std::string& request_id,
         const std::string& call) -> stored_reply {
-      auto found = try_run(
-        self->state.session, "reply_get", [&](pqxx::connection& c) {
-          pqxx::nontransaction tx{c};
-          auto rows = tx.exec_params(
-            "SELECT status, response "
-            "FROM gatehouse_state.requests "
-            "WHERE request_id = $1 AND call = $2 AND response IS NOT NULL "
-            "AND created_at > now() - make_interval(secs => $3)",
-            request_id, call,
-            static_cast<long>(self->state.settings.retention.count()));
-          stored_reply out;
-          if (!rows.empty()) {
-            out.found = true;
-            out.status = rows[0][0].as<std::int32_t>();
-            // bytea read as bytes: a Protobuf body may hold NUL bytes.
-            out.body = pqxx::binarystring{rows[0][1]}.str();
-          }
-          return out;
-        });
+      auto found
+        = try_run(self->state.session, "reply_get", [&](pqxx::connection& c) {
+            pqxx::nontransaction tx{c};
+            auto rows = tx.exec_params(
+              "SELECT status, response "
+              "FROM gatehouse_state.requests "
+              "WHERE request_id = $1 AND call = $2 AND response IS NOT NULL "
+              "AND created_at > now() - make_interval(secs => $3)",
+              request_id, call,
+              static_cast<long>(self->state.settings.retention.count()));
+            stored_reply out;
+            if (!rows.empty()) {
+              out.found = true;
+              out.status = rows[0][0].as<std::int32_t>();
+              // bytea read as bytes: a Protobuf body may hold NUL bytes.
+              out.body = pqxx::binarystring{rows[0][1]}.str();
+            }
+            return out;
+          });
       return found ? *found : stored_reply{};
     },
     [=](atom::reply_put, const std::string& request_id, const std::string& call,
@@ -84,10 +83,10 @@ request_store(self_pointer self, request_store_settings settings) {
     [=](atom::tick) {
       try_run(self->state.session, "purge", [&](pqxx::connection& c) {
         pqxx::nontransaction tx{c};
-        tx.exec_params("DELETE FROM gatehouse_state.requests "
-                       "WHERE created_at < now() - make_interval(secs => $1)",
-                       static_cast<long>(
-                         self->state.settings.retention.count()));
+        tx.exec_params(
+          "DELETE FROM gatehouse_state.requests "
+          "WHERE created_at < now() - make_interval(secs => $1)",
+          static_cast<long>(self->state.settings.retention.count()));
         return true;
       });
       self->delayed_send(self, self->state.settings.purge_interval,

@@ -42,9 +42,9 @@ struct request_store_state {
   pg_session session;
 };
 
-request_store_actor::behavior_type
-request_store(request_store_actor::stateful_pointer<request_store_state> self,
-              request_store_settings settings);
+request_store_actor::behavior_type request_store(
+  request_store_actor::stateful_pointer<request_store_state> self,
+  request_store_settings settings);
 
 } // namespace storage
 

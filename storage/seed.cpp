@@ -33,7 +33,8 @@ using seeding::reference;
 
 namespace {
 
-// -- times and dates -----------------------------------------------------------
+// -- times and dates
+// -----------------------------------------------------------
 
 /// A YYYY-MM-DD date that PostgreSQL can store (it has no year 0).
 bool valid_date(std::string_view s) {
@@ -46,8 +47,8 @@ bool valid_date(std::string_view s) {
 /// zone, at most nanoseconds.
 std::optional<std::string> normalize_time(std::string_view s) {
   auto f = split_timestamp(s);
-  if (!f || !valid_date(s.substr(0, 10)) || f->separator != 'T'
-      || f->hour > 23 || f->minute > 59 || f->second > 59)
+  if (!f || !valid_date(s.substr(0, 10)) || f->separator != 'T' || f->hour > 23
+      || f->minute > 59 || f->second > 59)
     return std::nullopt;
   // A '.' needs 1 to 9 digits after it.
   if (f->fraction.size() == 1 || f->fraction.size() > 10)
@@ -57,7 +58,8 @@ std::optional<std::string> normalize_time(std::string_view s) {
   return std::string(s.substr(0, 19 + f->fraction.size())) + "Z";
 }
 
-// -- problems and field checks -------------------------------------------------
+// -- problems and field checks
+// -------------------------------------------------
 
 std::string in_quotes(const std::string& s) {
   return json(s).dump();
@@ -77,7 +79,7 @@ bool valid_path_segment(const std::string& s) {
       return false;
   auto ends_with = [&](std::string_view suffix) {
     return s.size() >= suffix.size()
-           && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+      && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   return !ends_with(".git") && !ends_with(".atom");
 }
@@ -103,7 +105,7 @@ bool valid_full_path(const std::string& s) {
 
 bool is_http_url(const std::string& s) {
   return (s.rfind("http://", 0) == 0 && s.size() > 7)
-         || (s.rfind("https://", 0) == 0 && s.size() > 8);
+    || (s.rfind("https://", 0) == 0 && s.size() > 8);
 }
 
 bool is_uuid(const std::string& s) {
@@ -113,7 +115,7 @@ bool is_uuid(const std::string& s) {
     char c = s[i];
     bool dash = i == 8 || i == 13 || i == 18 || i == 23;
     bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-               || (c >= 'A' && c <= 'F');
+      || (c >= 'A' && c <= 'F');
     if (dash ? c != '-' : !hex)
       return false;
   }
@@ -130,9 +132,13 @@ public:
   fields(const json& object, std::string path, problem_list& problems)
     : object_(object), path_(std::move(path)), problems_(problems) {}
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const {
+    return path_;
+  }
 
-  std::string at(const std::string& key) const { return path_ + "." + key; }
+  std::string at(const std::string& key) const {
+    return path_ + "." + key;
+  }
 
   void problem(const std::string& key, const std::string& message) {
     problems_.push_back(at(key) + ": " + message);
@@ -177,8 +183,8 @@ public:
   /// A string; `fallback` is used when the key is absent (required when
   /// there is no fallback).
   std::optional<std::string> text(const char* key,
-                                   std::optional<std::string> fallback,
-                                   bool non_empty = false) {
+                                  std::optional<std::string> fallback,
+                                  bool non_empty = false) {
     const json* v = find(key);
     if (!v) {
       if (!fallback)
@@ -314,8 +320,9 @@ public:
     if (v->is_string())
       t = normalize_time(v->get<std::string>());
     if (!t) {
-      problem(key, "must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z "
-                   "or null");
+      problem(key,
+              "must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z "
+              "or null");
       return;
     }
     row[key] = *t;
@@ -380,21 +387,29 @@ private:
   std::map<std::string, std::string> seen_;
 };
 
-// -- the parsed document ---------------------------------------------------------
+// -- the parsed document
+// ---------------------------------------------------------
 
 // parsed_seed and reference: storage/seed/parsed_seed.hpp.
 
 /// The keys a seed document may have, in the order the loader handles them.
 const std::vector<std::string>& seed_kinds() {
-  static const std::vector<std::string> kinds{
-    "settings",        "storages",
-    "users",           "keys",
-    "deploy_keys",     "namespaces",
-    "projects",        "members",
-    "protected_branches", "protected_tags",
-    "personal_access_tokens", "cluster_agents",
-    "pages_domains",   "pages_deployments",
-    "zoekt_nodes",     "webhooks"};
+  static const std::vector<std::string> kinds{"settings",
+                                              "storages",
+                                              "users",
+                                              "keys",
+                                              "deploy_keys",
+                                              "namespaces",
+                                              "projects",
+                                              "members",
+                                              "protected_branches",
+                                              "protected_tags",
+                                              "personal_access_tokens",
+                                              "cluster_agents",
+                                              "pages_domains",
+                                              "pages_deployments",
+                                              "zoekt_nodes",
+                                              "webhooks"};
   return kinds;
 }
 
@@ -471,8 +486,8 @@ private:
     if (!id)
       return id;
     if (auto earlier = ids_[space].claim(std::to_string(*id), f.path()))
-      f.problem("id", "id " + std::to_string(*id) + " is also used by "
-                        + *earlier);
+      f.problem("id",
+                "id " + std::to_string(*id) + " is also used by " + *earlier);
     if (kind)
       out_.defined[kind].insert(std::to_string(*id));
     return id;
@@ -528,8 +543,9 @@ private:
     auto name = f.required_text("name");
     if (name) {
       if (auto earlier = ids_["storages"].claim(*name, f.path()))
-        f.problem("name", "storage " + in_quotes(*name) + " is also defined by "
-                            + *earlier);
+        f.problem("name",
+                  "storage " + in_quotes(*name) + " is also defined by "
+                    + *earlier);
       out_.defined["storages"].insert(*name);
     }
     f.required_text("gitaly_address");
@@ -543,8 +559,9 @@ private:
     auto username = f.required_text("username");
     if (username) {
       if (auto earlier = usernames_.claim(ascii_lower(*username), f.path()))
-        f.problem("username", "username " + in_quotes(*username)
-                                + " is also used by " + *earlier);
+        f.problem("username",
+                  "username " + in_quotes(*username) + " is also used by "
+                    + *earlier);
     }
     f.text("name", username.value_or(""));
     f.text("email", "");
@@ -569,8 +586,9 @@ private:
       std::string error;
       if (auto parsed = parse_ssh_key(*line, error)) {
         if (auto earlier = fingerprints_.claim(parsed->fingerprint, f.path()))
-          f.problem("key", "same key as " + *earlier + " ("
-                             + parsed->fingerprint + ")");
+          f.problem("key",
+                    "same key as " + *earlier + " (" + parsed->fingerprint
+                      + ")");
         f.row["key"] = parsed->text;
         f.row["key_type"] = parsed->type;
         f.row["key_blob"] = parsed->blob;
@@ -596,9 +614,9 @@ private:
           if (project) {
             if (auto earlier
                 = linked.claim(std::to_string(*project), link.path()))
-              link.problem("project_id", "project " + std::to_string(*project)
-                                           + " is also listed by "
-                                           + *earlier);
+              link.problem("project_id",
+                           "project " + std::to_string(*project)
+                             + " is also listed by " + *earlier);
           }
           link.flag("can_push", false);
           if (id)
@@ -623,10 +641,12 @@ private:
     if (parent && kind == std::string("user"))
       f.problem("parent_id", "a user namespace cannot have a parent");
     refer(f, "parent_id", "namespaces", parent);
-    if (id && namespace_info_
-                .emplace(*id, namespace_info{parent, path.value_or(""),
-                                             f.path(), out_.namespaces.size()})
-                .second) {
+    if (id
+        && namespace_info_
+             .emplace(*id,
+                      namespace_info{parent, path.value_or(""), f.path(),
+                                     out_.namespaces.size()})
+             .second) {
       namespace_order_.push_back(*id);
       out_.namespace_paths[*id] = f.at("parent_id");
     }
@@ -667,7 +687,7 @@ private:
         continue;
       }
       auto sibling_key = std::to_string(info.parent.value_or(0)) + "/"
-                         + ascii_lower(info.path);
+        + ascii_lower(info.path);
       if (auto earlier = siblings.claim(sibling_key, info.where))
         problems_.push_back(info.where + ".path: path " + in_quotes(info.path)
                             + " is also used by " + *earlier
@@ -691,8 +711,9 @@ private:
     if (path && ns) {
       auto key = std::to_string(*ns) + "/" + ascii_lower(*path);
       if (auto earlier = project_paths_.claim(key, f.path()))
-        f.problem("path", "path " + in_quotes(*path) + " is also used by "
-                            + *earlier + " in the same namespace");
+        f.problem("path",
+                  "path " + in_quotes(*path) + " is also used by " + *earlier
+                    + " in the same namespace");
     }
     f.text("name", path.value_or(""));
     f.text("description", "");
@@ -720,8 +741,9 @@ private:
         auto at = index_path(f.at("redirects"), i);
         const auto& r = (*redirects)[i];
         if (!r.is_string() || !valid_full_path(r.get<std::string>())) {
-          problems_.push_back(at + ": must be a full path like "
-                                   "\"group/project\"");
+          problems_.push_back(at
+                              + ": must be a full path like "
+                                "\"group/project\"");
           continue;
         }
         auto redirect = r.get<std::string>();
@@ -745,8 +767,7 @@ private:
     refer(f, "project_id", "projects", project);
     refer(f, "namespace_id", "namespaces", ns);
     bool has_project = f.find("project_id") && !f.find("project_id")->is_null();
-    bool has_ns
-      = f.find("namespace_id") && !f.find("namespace_id")->is_null();
+    bool has_ns = f.find("namespace_id") && !f.find("namespace_id")->is_null();
     if (has_project == has_ns)
       problems_.push_back(f.path()
                           + ": exactly one of project_id or namespace_id is "
@@ -754,8 +775,8 @@ private:
     f.level("access_level", {10, 20, 30, 40, 50}, std::nullopt);
     if (user && (project || ns) && has_project != has_ns) {
       auto key = std::to_string(*user)
-                 + (project ? " project " + std::to_string(*project)
-                            : " namespace " + std::to_string(*ns));
+        + (project ? " project " + std::to_string(*project)
+                   : " namespace " + std::to_string(*ns));
       if (auto earlier = members_.claim(key, f.path()))
         problems_.push_back(f.path() + ": user " + std::to_string(*user)
                             + " is already a member there in " + *earlier);
@@ -776,9 +797,10 @@ private:
     refer(f, "project_id", "projects", project);
     auto name = f.required_text("name");
     if (project && name) {
-      if (auto earlier = names.claim(std::to_string(*project) + " " + *name,
-                                     f.path()))
-        f.problem("name", in_quotes(*name) + " is also protected by " + *earlier);
+      if (auto earlier
+          = names.claim(std::to_string(*project) + " " + *name, f.path()))
+        f.problem("name",
+                  in_quotes(*name) + " is also protected by " + *earlier);
     }
   }
 
@@ -824,8 +846,8 @@ private:
           continue;
         }
         if (auto earlier = seen.claim(s.get<std::string>(), at)) {
-          problems_.push_back(at + ": scope " + s.dump()
-                              + " is also listed at " + *earlier);
+          problems_.push_back(at + ": scope " + s.dump() + " is also listed at "
+                              + *earlier);
           continue;
         }
         scopes.push_back(s);
@@ -845,8 +867,9 @@ private:
     if (project && name) {
       if (auto earlier = agent_names_.claim(
             std::to_string(*project) + " " + *name, f.path()))
-        f.problem("name", "agent " + in_quotes(*name) + " is also defined by "
-                            + *earlier);
+        f.problem("name",
+                  "agent " + in_quotes(*name) + " is also defined by "
+                    + *earlier);
     }
     if (auto tokens = f.list("tokens")) {
       each_in(*tokens, f.at("tokens"), [&](fields& t) {
@@ -866,8 +889,9 @@ private:
     refer(f, "project_id", "projects", f.id("project_id"));
     if (auto domain = f.required_text("domain")) {
       if (auto earlier = domains_.claim(ascii_lower(*domain), f.path()))
-        f.problem("domain", "domain " + in_quotes(*domain) + " is also used by "
-                              + *earlier);
+        f.problem("domain",
+                  "domain " + in_quotes(*domain) + " is also used by "
+                    + *earlier);
     }
     f.flag("enabled", true);
     f.nullable_text("certificate");
@@ -893,8 +917,9 @@ private:
     object_id(f, "zoekt_nodes");
     if (auto uuid = f.required_text("uuid")) {
       if (!is_uuid(*uuid))
-        f.problem("uuid", "must be a UUID like "
-                          "3869fe21-36d1-4612-9676-0b783ef2dcd7");
+        f.problem("uuid",
+                  "must be a UUID like "
+                  "3869fe21-36d1-4612-9676-0b783ef2dcd7");
       else if (auto earlier = uuids_.claim(ascii_lower(*uuid), f.path()))
         f.problem("uuid", "uuid is also used by " + *earlier);
     }
@@ -919,8 +944,8 @@ private:
   struct namespace_info {
     std::optional<std::int64_t> parent;
     std::string path;
-    std::string where;  // json path of the namespace
-    std::size_t index;  // in out_.namespaces
+    std::string where; // json path of the namespace
+    std::size_t index; // in out_.namespaces
   };
 
   parsed_seed& out_;
@@ -992,25 +1017,24 @@ seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
     parsed_seed seed;
     parser{seed, report.problems}.parse(doc);
     // Objects of a kind the document prunes must be in the document.
-    seed_lookup lookup = [&](const std::string& kind,
-                             const std::set<std::string>& keys) {
-      std::set<std::string> found;
-      if (opts.prune && seed.present.count(kind))
-        return found;
-      auto sql
-        = kind == "storages"
+    seed_lookup lookup
+      = [&](const std::string& kind, const std::set<std::string>& keys) {
+          std::set<std::string> found;
+          if (opts.prune && seed.present.count(kind))
+            return found;
+          auto sql = kind == "storages"
             ? std::string("SELECT name FROM storages WHERE name IN (SELECT "
                           "jsonb_array_elements_text($1::jsonb))")
             : "SELECT id::text FROM " + tx.quote_name(kind)
-                + " WHERE id IN (SELECT v::bigint FROM "
-                  "jsonb_array_elements_text($1::jsonb) AS v)";
-      json list = json::array();
-      for (const auto& k : keys)
-        list.push_back(k);
-      for (const auto& row : tx.exec_params(sql, list.dump()))
-        found.insert(row[0].as<std::string>());
-      return found;
-    };
+              + " WHERE id IN (SELECT v::bigint FROM "
+                "jsonb_array_elements_text($1::jsonb) AS v)";
+          json list = json::array();
+          for (const auto& k : keys)
+            list.push_back(k);
+          for (const auto& row : tx.exec_params(sql, list.dump()))
+            found.insert(row[0].as<std::string>());
+          return found;
+        };
     check_references(seed, &lookup, report.problems);
     if (!report.problems.empty())
       return report; // tx rolls back
@@ -1027,4 +1051,3 @@ seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
 }
 
 } // namespace gatehouse::storage
-

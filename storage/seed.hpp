@@ -29,7 +29,9 @@ struct seed_report {
   std::map<std::string, std::int64_t> upserted;
   /// Objects deleted per kind by --prune; filled on success.
   std::map<std::string, std::int64_t> pruned;
-  bool ok() const { return problems.empty(); }
+  bool ok() const {
+    return problems.empty();
+  }
 };
 
 /// Checks `doc` against the seed format (shared/seed-format.md) without a

@@ -8,8 +8,8 @@
 
 namespace gatehouse::storage {
 
-store_actor::behavior_type
-store(store_actor::stateful_pointer<store_state> self, store_settings settings) {
+store_actor::behavior_type store(
+  store_actor::stateful_pointer<store_state> self, store_settings settings) {
   self->state.settings = std::move(settings);
   self->state.session = pg_session{self->state.settings.database_url,
                                    self->state.settings.statement_timeout};

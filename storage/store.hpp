@@ -26,7 +26,7 @@ struct store_state {
 };
 
 /// The store actor. Blocks on libpqxx: the wiring must spawn it detached.
-store_actor::behavior_type
-store(store_actor::stateful_pointer<store_state> self, store_settings settings);
+store_actor::behavior_type store(
+  store_actor::stateful_pointer<store_state> self, store_settings settings);
 
 } // namespace gatehouse::storage

@@ -25,7 +25,7 @@ constexpr std::uint32_t v4(unsigned a, unsigned b, unsigned c, unsigned d) {
 std::uint32_t embedded_v4(const std::array<std::uint8_t, 16>& a,
                           std::size_t at) {
   return (std::uint32_t{a[at]} << 24) | (std::uint32_t{a[at + 1]} << 16)
-         | (std::uint32_t{a[at + 2]} << 8) | std::uint32_t{a[at + 3]};
+    | (std::uint32_t{a[at + 2]} << 8) | std::uint32_t{a[at + 3]};
 }
 
 std::optional<std::string> embedded(const std::array<std::uint8_t, 16>& a,
@@ -59,8 +59,8 @@ std::optional<std::string> ipv4_category(std::uint32_t a) {
   return std::nullopt;
 }
 
-std::optional<std::string>
-ipv6_category(const std::array<std::uint8_t, 16>& a) {
+std::optional<std::string> ipv6_category(
+  const std::array<std::uint8_t, 16>& a) {
   auto zero_until = [&](std::size_t n) {
     return std::all_of(a.begin(), a.begin() + static_cast<long>(n),
                        [](std::uint8_t b) { return b == 0; });
@@ -93,8 +93,8 @@ ipv6_category(const std::array<std::uint8_t, 16>& a) {
 
 bool always_refused(const std::string& category) {
   return category.rfind("multicast", 0) == 0
-         || category.rfind("broadcast", 0) == 0
-         || category.rfind("reserved", 0) == 0;
+    || category.rfind("broadcast", 0) == 0
+    || category.rfind("reserved", 0) == 0;
 }
 
 std::optional<std::string> address_category(const std::string& literal) {
@@ -162,10 +162,10 @@ resolution resolve_and_check(const std::string& host, bool allow_local) {
   ::freeaddrinfo(list);
   if (refused) {
     out.blocked = true;
-    out.error = "blocked: " + (refused_address == host
-                                 ? refused_address
+    out.error = "blocked: "
+      + (refused_address == host ? refused_address
                                  : host + " resolves to " + refused_address)
-                + ", a " + *refused + " address";
+      + ", a " + *refused + " address";
     return out;
   }
   if (addresses.empty()) {

@@ -22,7 +22,8 @@ std::optional<std::string> ipv4_category(std::uint32_t address);
 /// The same for an IPv6 address. Addresses that carry an IPv4 address
 /// (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64
 /// 64:ff9b::/96, 6to4 2002::/16) take the category of the embedded address.
-std::optional<std::string> ipv6_category(const std::array<std::uint8_t, 16>& address);
+std::optional<std::string> ipv6_category(
+  const std::array<std::uint8_t, 16>& address);
 
 /// Categories refused even when local requests are allowed: they never name
 /// one TCP peer.

@@ -124,7 +124,9 @@ public:
   consumer(const consumer_settings& settings, const stop_flag& stop)
     : settings_(settings), stop_(stop), db_(settings.database_url) {}
 
-  ~consumer() { close(); }
+  ~consumer() {
+    close();
+  }
 
   int run() {
     std::string error;
@@ -146,9 +148,9 @@ public:
           continue;
         }
         nats_problem_.resolved("webhooks: jetstream consumer ready");
-        log::info("webhooks: consuming",
-                  {{"stream", settings_.stream},
-                   {"consumer", settings_.durable}});
+        log::info(
+          "webhooks: consuming",
+          {{"stream", settings_.stream}, {"consumer", settings_.durable}});
         wait = milliseconds{500};
         fetch_errors = 0;
         last_check = steady_clock::now();
@@ -213,19 +215,21 @@ private:
     if (!check(create(opts_, natsOptions_Create), "nats options")
         || !check(natsOptions_SetURL(opts_.get(), settings_.nats_url.c_str()),
                   "GATEHOUSE_NATS_URL")
-        || !check(natsOptions_SetName(opts_.get(), "gatehouse-webhooks"), "nats name")
+        || !check(natsOptions_SetName(opts_.get(), "gatehouse-webhooks"),
+                  "nats name")
         || !check(natsOptions_SetTimeout(opts_.get(), 2000), "nats timeout")
-        || !check(natsOptions_SetMaxReconnect(opts_.get(), -1), "nats reconnect")
-        || !check(natsOptions_SetReconnectWait(opts_.get(), 500), "nats reconnect")
-        || !check(natsOptions_SetRetryOnFailedConnect(opts_.get(), true,
-                                                      &consumer::on_reconnected,
-                                                      nullptr),
+        || !check(natsOptions_SetMaxReconnect(opts_.get(), -1),
+                  "nats reconnect")
+        || !check(natsOptions_SetReconnectWait(opts_.get(), 500),
+                  "nats reconnect")
+        || !check(natsOptions_SetRetryOnFailedConnect(
+                    opts_.get(), true, &consumer::on_reconnected, nullptr),
                   "nats retry")
-        || !check(natsOptions_SetDisconnectedCB(opts_.get(), &consumer::on_disconnected,
-                                                this),
+        || !check(natsOptions_SetDisconnectedCB(
+                    opts_.get(), &consumer::on_disconnected, this),
                   "nats callbacks")
-        || !check(natsOptions_SetReconnectedCB(opts_.get(), &consumer::on_reconnected,
-                                               nullptr),
+        || !check(natsOptions_SetReconnectedCB(
+                    opts_.get(), &consumer::on_reconnected, nullptr),
                   "nats callbacks"))
       return false;
     if (!nats::apply_auth(opts_.get(), settings_.nats_creds_file,
@@ -235,9 +239,9 @@ private:
     if (s == NATS_OK) {
       log::info("webhooks: nats connected");
     } else if (s == NATS_NOT_YET_CONNECTED
-               && nats::credentials_refused(nc_.get(), settings_.nats_creds_file,
-                                            settings_.nats_nkey_seed_file,
-                                            error)) {
+               && nats::credentials_refused(
+                 nc_.get(), settings_.nats_creds_file,
+                 settings_.nats_nkey_seed_file, error)) {
       return false;
     } else if (s == NATS_NOT_YET_CONNECTED) {
       log::warn("webhooks: nats not reachable yet; retrying in the background",
@@ -346,7 +350,8 @@ private:
       return true;
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr
         || jerr == JSStreamNotFoundErr) {
-      error = "consumer " + settings_.durable + " is gone: " + status_text(s, jerr);
+      error
+        = "consumer " + settings_.durable + " is gone: " + status_text(s, jerr);
       return false;
     }
     // NATS away: keep the subscription, which resumes after a reconnect.
@@ -401,9 +406,10 @@ private:
     std::string why;
     auto ev = parse_event(m, why);
     if (!ev) {
-      log::warn("webhooks: unusable event dropped",
-                {{"subject", natsMsg_GetSubject(m) ? natsMsg_GetSubject(m) : ""},
-                 {"reason", why}});
+      log::warn(
+        "webhooks: unusable event dropped",
+        {{"subject", natsMsg_GetSubject(m) ? natsMsg_GetSubject(m) : ""},
+         {"reason", why}});
       natsMsg_Term(m, nullptr);
       return handled::acked;
     }
@@ -415,9 +421,9 @@ private:
     const auto loaded_at = steady_clock::now();
     auto db_now = [&] {
       return ctx->now_ms
-             + std::chrono::duration_cast<milliseconds>(steady_clock::now()
-                                                        - loaded_at)
-                 .count();
+        + std::chrono::duration_cast<milliseconds>(steady_clock::now()
+                                                   - loaded_at)
+            .count();
     };
     for (const auto& hook : ctx->hooks) {
       if (hook.recorded)
@@ -444,7 +450,8 @@ private:
           [&] { natsMsg_InProgress(m, nullptr); });
         if (r.abandoned)
           return handled::unfinished;
-        result.kind = r.delivered ? outcome_kind::delivered : outcome_kind::failed;
+        result.kind
+          = r.delivered ? outcome_kind::delivered : outcome_kind::failed;
         result.status = r.status;
         result.attempts = r.attempts;
         result.error = r.error;

@@ -22,9 +22,9 @@ namespace gatehouse::webhooks {
 namespace {
 
 // Gatehouse's namespace for name-based UUIDs (a fixed random UUID).
-constexpr std::array<unsigned char, 16> uuid_namespace = {
-  0x3f, 0x0e, 0x5b, 0x52, 0x6c, 0x1d, 0x4a, 0x8e,
-  0x9d, 0x27, 0xb4, 0x1f, 0x0c, 0x8a, 0x6e, 0x13};
+constexpr std::array<unsigned char, 16> uuid_namespace
+  = {0x3f, 0x0e, 0x5b, 0x52, 0x6c, 0x1d, 0x4a, 0x8e,
+     0x9d, 0x27, 0xb4, 0x1f, 0x0c, 0x8a, 0x6e, 0x13};
 
 std::string without_line_breaks(std::string value) {
   value.erase(std::remove_if(value.begin(), value.end(),
@@ -78,7 +78,9 @@ public:
     thread_.join();
   }
 
-  bool fired() const { return fired_; }
+  bool fired() const {
+    return fired_;
+  }
 
 private:
   std::mutex mtx_;
@@ -171,8 +173,8 @@ header_list delivery_headers(const hook_target& hook, event_kind kind,
 }
 
 std::string target_url::host_header() const {
-  std::string out = host.find(':') != std::string::npos ? "[" + host + "]"
-                                                         : host;
+  std::string out
+    = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   if (port != (https ? 443 : 80))
     out += ":" + std::to_string(port);
   return out;
@@ -203,8 +205,8 @@ std::optional<target_url> parse_target_url(const std::string& url,
     auto userinfo = authority.substr(0, at);
     authority.erase(0, at + 1);
     auto colon = userinfo.find(':');
-    auto password = colon == std::string::npos ? std::string{}
-                                               : userinfo.substr(colon + 1);
+    auto password
+      = colon == std::string::npos ? std::string{} : userinfo.substr(colon + 1);
     out.basic_auth
       = std::make_pair(percent_decode(userinfo.substr(0, colon), false),
                        percent_decode(password, false));
@@ -226,10 +228,10 @@ std::optional<target_url> parse_target_url(const std::string& url,
       port_text = rest.substr(1);
     }
     bool ok = !out.host.empty()
-              && std::all_of(out.host.begin(), out.host.end(), [](char c) {
-                   return hex_digit_value(c) >= 0 || c == ':' || c == '.'
-                          || c == '%' || valid_host_char(c);
-                 });
+      && std::all_of(out.host.begin(), out.host.end(), [](char c) {
+           return hex_digit_value(c) >= 0 || c == ':' || c == '.' || c == '%'
+             || valid_host_char(c);
+         });
     if (!ok) {
       error = "the URL has an invalid IPv6 address";
       return std::nullopt;
@@ -324,11 +326,11 @@ attempt_result post_once(const target_url& url, const std::string& address,
   return out;
 }
 
-delivery_result deliver(const hook_target& hook, const header_list& headers,
-                        const std::string& body, bool allow_local,
-                        const delivery_policy& policy,
-                        const std::function<bool(std::chrono::milliseconds)>& pause,
-                        const std::function<void()>& before_attempt) {
+delivery_result deliver(
+  const hook_target& hook, const header_list& headers, const std::string& body,
+  bool allow_local, const delivery_policy& policy,
+  const std::function<bool(std::chrono::milliseconds)>& pause,
+  const std::function<void()>& before_attempt) {
   delivery_result out;
   std::string error;
   auto url = parse_target_url(hook.url, error);

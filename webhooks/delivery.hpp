@@ -95,7 +95,9 @@ struct attempt_result {
   std::string error;
   /// No connection could be made (another address may work).
   bool connect_failed = false;
-  bool ok() const { return status >= 200 && status < 300; }
+  bool ok() const {
+    return status >= 200 && status < 300;
+  }
 };
 
 /// POSTs `body` to `url`, connecting to `address` (a numeric address that
@@ -131,10 +133,10 @@ struct delivery_result {
 /// checked addresses.
 /// `pause(d)` waits d and returns false when the process is stopping, which
 /// abandons the delivery; `before_attempt` runs before every attempt.
-delivery_result deliver(const hook_target& hook, const header_list& headers,
-                        const std::string& body, bool allow_local,
-                        const delivery_policy& policy,
-                        const std::function<bool(std::chrono::milliseconds)>& pause,
-                        const std::function<void()>& before_attempt = {});
+delivery_result deliver(
+  const hook_target& hook, const header_list& headers, const std::string& body,
+  bool allow_local, const delivery_policy& policy,
+  const std::function<bool(std::chrono::milliseconds)>& pause,
+  const std::function<void()>& before_attempt = {});
 
 } // namespace gatehouse::webhooks

@@ -6,9 +6,12 @@ namespace gatehouse::webhooks {
 
 const char* to_string(hook_status s) {
   switch (s) {
-    case hook_status::executable: return "executable";
-    case hook_status::temporarily_disabled: return "temporarily_disabled";
-    case hook_status::permanently_disabled: return "permanently_disabled";
+    case hook_status::executable:
+      return "executable";
+    case hook_status::temporarily_disabled:
+      return "temporarily_disabled";
+    case hook_status::permanently_disabled:
+      return "permanently_disabled";
   }
   return "executable";
 }
@@ -26,8 +29,8 @@ hook_status status_at(const hook_state& s, std::int64_t now_ms) {
 std::chrono::milliseconds backoff_for(int backoff_count,
                                       std::chrono::milliseconds base) {
   auto cap = max_backoff.count();
-  auto value = std::min<std::int64_t>(std::max<std::int64_t>(base.count(), 1),
-                                      cap);
+  auto value
+    = std::min<std::int64_t>(std::max<std::int64_t>(base.count(), 1), cap);
   for (int i = 0; i < backoff_count && value < cap; ++i)
     value = std::min<std::int64_t>(value * 2, cap);
   return std::chrono::milliseconds{value};
@@ -45,7 +48,8 @@ hook_state after_failure(const hook_state& s, std::int64_t now_ms,
   next.recent_failures = std::clamp(s.recent_failures + 1, 1,
                                     permanently_disabled_failure_threshold + 1);
   if (next.recent_failures > temporarily_disabled_failure_threshold) {
-    next.disabled_until_ms = now_ms + backoff_for(s.backoff_count, base).count();
+    next.disabled_until_ms
+      = now_ms + backoff_for(s.backoff_count, base).count();
     next.backoff_count = s.backoff_count + 1;
   }
   if (next.recent_failures > permanently_disabled_failure_threshold)

@@ -40,13 +40,17 @@ struct hook_state {
 
   bool operator==(const hook_state& o) const {
     return recent_failures == o.recent_failures
-           && backoff_count == o.backoff_count
-           && disabled_until_ms == o.disabled_until_ms
-           && permanently_disabled == o.permanently_disabled;
+      && backoff_count == o.backoff_count
+      && disabled_until_ms == o.disabled_until_ms
+      && permanently_disabled == o.permanently_disabled;
   }
 };
 
-enum class hook_status { executable, temporarily_disabled, permanently_disabled };
+enum class hook_status {
+  executable,
+  temporarily_disabled,
+  permanently_disabled
+};
 
 const char* to_string(hook_status s);
 

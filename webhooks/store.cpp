@@ -25,11 +25,16 @@ hook_state state_from(const pqxx::row& r, int first) {
 
 const char* to_string(outcome_kind kind) {
   switch (kind) {
-    case outcome_kind::delivered: return "delivered";
-    case outcome_kind::failed: return "failed";
-    case outcome_kind::skipped_disabled: return "skipped_disabled";
-    case outcome_kind::skipped_bulk: return "skipped_bulk";
-    case outcome_kind::skipped_not_subscribed: return "skipped_not_subscribed";
+    case outcome_kind::delivered:
+      return "delivered";
+    case outcome_kind::failed:
+      return "failed";
+    case outcome_kind::skipped_disabled:
+      return "skipped_disabled";
+    case outcome_kind::skipped_bulk:
+      return "skipped_bulk";
+    case outcome_kind::skipped_not_subscribed:
+      return "skipped_not_subscribed";
   }
   return "failed";
 }
@@ -58,10 +63,11 @@ event_context store::load(std::int64_t project_id,
     "'gitlab_version')");
   for (const auto& row : settings) {
     auto key = row[0].as<std::string>();
-    auto value = nlohmann::json::parse(row[1].as<std::string>(), nullptr,
-                                       false);
+    auto value
+      = nlohmann::json::parse(row[1].as<std::string>(), nullptr, false);
     if (key == "allow_local_requests_from_web_hooks_and_services")
-      ctx.settings.allow_local_requests = value.is_boolean() && value.get<bool>();
+      ctx.settings.allow_local_requests
+        = value.is_boolean() && value.get<bool>();
     else if (key == "external_url" && value.is_string())
       ctx.settings.external_url = value.get<std::string>();
     else if (key == "gitlab_version" && value.is_string())
@@ -70,13 +76,18 @@ event_context store::load(std::int64_t project_id,
   auto hooks = tx.exec_params(
     "SELECT w.id, w.url, w.token, w.push_events, w.tag_push_events,"
     " COALESCE(s.recent_failures, 0), COALESCE(s.backoff_count, 0),"
-    " " GH_EPOCH_MS("s.disabled_until") ","
-    " COALESCE(s.permanently_disabled, false),"
-    " EXISTS (SELECT 1 FROM gatehouse_state.webhook_deliveries d"
-    "         WHERE d.event_id = $2::uuid AND d.hook_id = w.id)"
-    " FROM webhooks w"
-    " LEFT JOIN gatehouse_state.webhook_states s ON s.hook_id = w.id"
-    " WHERE w.project_id = $1 AND w.enabled ORDER BY w.id",
+    " " GH_EPOCH_MS(
+      "s.disabled_until") ","
+                          " COALESCE(s.permanently_disabled, false),"
+                          " EXISTS (SELECT 1 FROM "
+                          "gatehouse_state.webhook_deliveries d"
+                          "         WHERE d.event_id = $2::uuid AND d.hook_id "
+                          "= w.id)"
+                          " FROM webhooks w"
+                          " LEFT JOIN gatehouse_state.webhook_states s ON "
+                          "s.hook_id = w.id"
+                          " WHERE w.project_id = $1 AND w.enabled ORDER BY "
+                          "w.id",
     project_id, event_id);
   for (const auto& row : hooks) {
     hook_row h;
@@ -95,12 +106,11 @@ event_context store::load(std::int64_t project_id,
   return ctx;
 }
 
-std::optional<hook_state> store::record(const std::string& event_id,
-                                        std::int64_t hook_id,
-                                        const outcome& result,
-                                        std::chrono::milliseconds backoff_base) {
+std::optional<hook_state> store::record(
+  const std::string& event_id, std::int64_t hook_id, const outcome& result,
+  std::chrono::milliseconds backoff_base) {
   bool changes_state = result.kind == outcome_kind::delivered
-                       || result.kind == outcome_kind::failed;
+    || result.kind == outcome_kind::failed;
   try {
     pqxx::work tx{conn(), "webhook_outcome"};
     std::optional<hook_state> before;
@@ -109,11 +119,21 @@ std::optional<hook_state> store::record(const std::string& event_id,
       tx.exec_params("INSERT INTO gatehouse_state.webhook_states (hook_id)"
                      " VALUES ($1) ON CONFLICT DO NOTHING",
                      hook_id);
-      auto row = tx.exec_params1(
-        "SELECT recent_failures, backoff_count, " GH_EPOCH_MS("disabled_until")
-        ", permanently_disabled, " GH_EPOCH_MS("clock_timestamp()")
-        " FROM gatehouse_state.webhook_states WHERE hook_id = $1 FOR UPDATE",
-        hook_id);
+      auto row
+        = tx.exec_params1("SELECT recent_failures, backoff_count, " GH_EPOCH_MS(
+                            "disabled_until") ", "
+                                              "permanently_disabled,"
+                                              " " GH_EPOCH_MS("clock_timestamp("
+                                                              ")") " FROM "
+                                                                   "gatehouse_"
+                                                                   "state."
+                                                                   "webhook_"
+                                                                   "states "
+                                                                   "WHERE "
+                                                                   "hook_id = "
+                                                                   "$1 FOR "
+                                                                   "UPDATE",
+                          hook_id);
       before = state_from(row, 0);
       now_ms = row[4].as<std::int64_t>();
     }
@@ -122,8 +142,8 @@ std::optional<hook_state> store::record(const std::string& event_id,
       " (event_id, hook_id, outcome, status, attempts, error)"
       " VALUES ($1::uuid, $2, $3, NULLIF($4, 0), $5, NULLIF($6, ''))"
       " ON CONFLICT (event_id, hook_id) DO NOTHING RETURNING 1",
-      event_id, hook_id, to_string(result.kind), result.status,
-      result.attempts, result.error);
+      event_id, hook_id, to_string(result.kind), result.status, result.attempts,
+      result.error);
     if (inserted.empty()) {
       tx.abort();
       return std::nullopt;
@@ -131,8 +151,8 @@ std::optional<hook_state> store::record(const std::string& event_id,
     hook_state after;
     if (changes_state) {
       after = result.kind == outcome_kind::delivered
-                ? after_success(*before)
-                : after_failure(*before, now_ms, backoff_base);
+        ? after_success(*before)
+        : after_failure(*before, now_ms, backoff_base);
       tx.exec_params(
         "UPDATE gatehouse_state.webhook_states SET recent_failures = $2,"
         " backoff_count = $3,"
@@ -143,11 +163,12 @@ std::optional<hook_state> store::record(const std::string& event_id,
         hook_id, after.recent_failures, after.backoff_count,
         after.disabled_until_ms.value_or(-1), after.permanently_disabled);
     } else {
-      auto row = tx.exec_params(
-        "SELECT recent_failures, backoff_count, " GH_EPOCH_MS("disabled_until")
-        ", permanently_disabled FROM gatehouse_state.webhook_states"
-        " WHERE hook_id = $1",
-        hook_id);
+      auto row
+        = tx.exec_params("SELECT recent_failures, backoff_count, " GH_EPOCH_MS(
+                           "disabled_until") ", permanently_disabled FROM "
+                                             "gatehouse_state.webhook_states"
+                                             " WHERE hook_id = $1",
+                         hook_id);
       if (!row.empty())
         after = state_from(row[0], 0);
     }

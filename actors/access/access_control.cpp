@@ -71,8 +71,8 @@ std::string caller_identity(const access::allowed_params& p) {
 // Counts one operation; false when the minute's limit is spent. Counting is
 // per replica (in memory): N replicas allow up to N times the limit.
 bool within_operation_limit(access_control_state& st,
-                            const access::allowed_params& p,
-                            std::int64_t limit, std::int64_t now) {
+                            const access::allowed_params& p, std::int64_t limit,
+                            std::int64_t now) {
   if (limit <= 0)
     return true;
   auto window = now / 60;
@@ -82,8 +82,9 @@ bool within_operation_limit(access_control_state& st,
       it = it->second.first == window ? std::next(it) : st.operations.erase(it);
     st.operations_swept_at = window;
   }
-  auto scope = p.action + '\n' + p.project.value_or(p.gl_repository.value_or(""))
-               + '\n' + caller_identity(p);
+  auto scope = p.action + '\n'
+    + p.project.value_or(p.gl_repository.value_or("")) + '\n'
+    + caller_identity(p);
   auto& [start, count] = st.operations[scope];
   if (start != window) {
     start = window;
@@ -129,12 +130,12 @@ void finish_allowed(self_pointer self, snapshot_ptr snap,
       ->request(self->state.store, self->state.settings.store_timeout,
                 atom::put_moved::value, *outcome.moved_user_id,
                 *outcome.moved_project_id, *outcome.moved_message)
-      .then([done, outcome](bool) { done(outcome); },
-            [done, outcome](caf::error& err) {
-              log::warn("project-moved message not kept",
-                        {{"error", render(err)}});
-              done(outcome);
-            });
+      .then(
+        [done, outcome](bool) { done(outcome); },
+        [done, outcome](caf::error& err) {
+          log::warn("project-moved message not kept", {{"error", render(err)}});
+          done(outcome);
+        });
     return;
   }
   done(std::move(outcome));
@@ -146,7 +147,8 @@ void finish_allowed(self_pointer self, snapshot_ptr snap,
 caf::error admit_allowed(self_pointer self, const access::allowed_params& p) {
   auto& st = self->state;
   if (p.gitaly_client_context_bin)
-    if (auto problem = access::gitaly_context_problem(*p.gitaly_client_context_bin))
+    if (auto problem
+        = access::gitaly_context_problem(*p.gitaly_client_context_bin))
       return caf::make_error(errc::bad_request, *problem);
   if (!st.snap)
     return not_loaded();
@@ -333,7 +335,8 @@ caf::result<access::shell_answer> on_pat(self_pointer self,
   auto rp = self->make_response_promise<access::shell_answer>();
   pat_request req{plan.verdict.user_id, plan.name, plan.scopes,
                   plan.expires_at};
-  self->request(st.store, st.settings.store_timeout, atom::create_pat::value, req)
+  self
+    ->request(st.store, st.settings.store_timeout, atom::create_pat::value, req)
     .then(
       [rp, plan](pat_result& created) mutable {
         access::shell_answer answer;
@@ -349,15 +352,14 @@ caf::result<access::shell_answer> on_pat(self_pointer self,
 
 } // namespace
 
-access_control_actor::behavior_type
-access_control(self_pointer self, access_control_settings settings,
-               read_model_loader_actor loader, std::vector<git_actor> git,
-               access_store_actor store) {
+access_control_actor::behavior_type access_control(
+  self_pointer self, access_control_settings settings,
+  read_model_loader_actor loader, std::vector<git_actor> git,
+  access_store_actor store) {
   self->state.settings = std::move(settings);
   self->state.git = std::move(git);
   self->state.store = store;
-  self->send(loader, atom::subscribe::value,
-             caf::actor_cast<caf::actor>(self));
+  self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
   return {
     [=](access::allowed_params& p) -> caf::result<access::allowed_outcome> {
       return answer_allowed<access::allowed_outcome>(
@@ -377,8 +379,8 @@ access_control(self_pointer self, access_control_settings settings,
       if (!self->state.snap)
         return not_loaded();
       apply_identifier(q);
-      return access::discover_answer{access::discover(
-        *self->state.snap, q.key_id, q.user_id, q.username)};
+      return access::discover_answer{
+        access::discover(*self->state.snap, q.key_id, q.user_id, q.username)};
     },
     [=](access::lfs_query& q) { return on_lfs(self, q); },
     [=](access::recovery_query& q) { return on_recovery(self, q); },

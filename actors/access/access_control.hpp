@@ -55,9 +55,9 @@ struct access_control_state {
 
 /// The actor. `loader` delivers snapshots; `git` answers git questions
 /// (round-robin); `store` takes writes.
-access_control_actor::behavior_type
-access_control(access_control_actor::stateful_pointer<access_control_state> self,
-               access_control_settings settings, read_model_loader_actor loader,
-               std::vector<git_actor> git, access_store_actor store);
+access_control_actor::behavior_type access_control(
+  access_control_actor::stateful_pointer<access_control_state> self,
+  access_control_settings settings, read_model_loader_actor loader,
+  std::vector<git_actor> git, access_store_actor store);
 
 } // namespace gatehouse

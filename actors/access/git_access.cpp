@@ -31,7 +31,8 @@ constexpr const char* git_receive_pack = "git-receive-pack";
 
 constexpr unix_time expiring_soon_window = 7 * 24 * 3600;
 
-// -- small string helpers -------------------------------------------------------
+// -- small string helpers
+// -------------------------------------------------------
 
 std::string upper(std::string s) {
   for (char& c : s) {
@@ -45,8 +46,8 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size()
+    && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string join_path(const std::string& dir, const std::string& rel) {
@@ -96,7 +97,8 @@ std::optional<std::int64_t> parse_positive_id(const std::string& s) {
   return v;
 }
 
-// -- actor -----------------------------------------------------------------------
+// -- actor
+// -----------------------------------------------------------------------
 
 struct actor_info {
   /// The authenticating key (personal or deploy), if the actor is a key.
@@ -157,7 +159,8 @@ actor_info resolve_actor(const snapshot& snap, const allowed_params& p) {
   return a;
 }
 
-// -- repository ------------------------------------------------------------------
+// -- repository
+// ------------------------------------------------------------------
 
 enum class repo_type { project, wiki, snippet, design, group_wiki };
 
@@ -293,19 +296,20 @@ repo_target resolve_repo(const snapshot& snap, const allowed_params& p) {
 
 const char* not_found_text(repo_type type) {
   switch (type) {
-  case repo_type::wiki:
-  case repo_type::group_wiki:
-    return msg_wiki_not_found;
-  case repo_type::snippet:
-    return msg_snippet_not_found;
-  case repo_type::project:
-  case repo_type::design:
-    break;
+    case repo_type::wiki:
+    case repo_type::group_wiki:
+      return msg_wiki_not_found;
+    case repo_type::snippet:
+      return msg_snippet_not_found;
+    case repo_type::project:
+    case repo_type::design:
+      break;
   }
   return msg_project_not_found;
 }
 
-// -- outcome pieces --------------------------------------------------------------
+// -- outcome pieces
+// --------------------------------------------------------------
 
 std::string url_to_repo(const settings_record& s, const std::string& protocol,
                         const std::string& repo_full_path) {
@@ -318,12 +322,12 @@ std::string url_to_repo(const settings_record& s, const std::string& protocol,
 std::string moved_message(const snapshot& snap, const repo_target& t,
                           const std::string& protocol) {
   const bool wiki = t.type == repo_type::wiki;
-  const std::string full =
-    wiki ? t.project->full_path + ".wiki" : t.project->full_path;
-  return std::string(wiki ? "Project wiki" : "Project") + " '" +
-         *t.redirected_path + "' was moved to '" + full +
-         "'.\n\nPlease update your Git remote:\n\n  git remote set-url origin " +
-         url_to_repo(snap.settings, protocol, full) + "\n";
+  const std::string full
+    = wiki ? t.project->full_path + ".wiki" : t.project->full_path;
+  return std::string(wiki ? "Project wiki" : "Project") + " '"
+    + *t.redirected_path + "' was moved to '" + full
+    + "'.\n\nPlease update your Git remote:\n\n  git remote set-url origin "
+    + url_to_repo(snap.settings, protocol, full) + "\n";
 }
 
 bool deploy_key_enabled(const key_record& key, const project_record& project) {
@@ -352,12 +356,12 @@ bool readable(const snapshot& snap, const actor_info& a,
 bool can_download(const snapshot& snap, const actor_info& a,
                   const project_record& project, bool wiki) {
   const project_policy pol(snap, project);
-  if (a.deploy_key() && deploy_key_enabled(*a.key, project) &&
-      (wiki || !pol.repository_disabled())) {
+  if (a.deploy_key() && deploy_key_enabled(*a.key, project)
+      && (wiki || !pol.repository_disabled())) {
     return true;
   }
-  if (a.user != nullptr &&
-      (wiki ? pol.download_wiki_code(a.user) : pol.download_code(a.user))) {
+  if (a.user != nullptr
+      && (wiki ? pol.download_wiki_code(a.user) : pol.download_code(a.user))) {
     return true;
   }
   return wiki ? pol.download_wiki_code(nullptr) : pol.download_code(nullptr);
@@ -372,8 +376,8 @@ const user_record* ref_user(const snapshot& snap, const actor_info& a) {
 }
 
 bool is_git_command(const std::string& action) {
-  return action == git_upload_pack || action == git_upload_archive ||
-         action == git_receive_pack;
+  return action == git_upload_pack || action == git_upload_archive
+    || action == git_receive_pack;
 }
 
 allowed_outcome deny(allowed_outcome o, int status, std::string message) {
@@ -389,8 +393,7 @@ allowed_success success_body(const snapshot& snap, const allowed_params& p,
   const project_record& project = *t.project;
   const bool wiki = t.type == repo_type::wiki;
   allowed_success s;
-  s.gl_repository =
-    (wiki ? "wiki-" : "project-") + std::to_string(project.id);
+  s.gl_repository = (wiki ? "wiki-" : "project-") + std::to_string(project.id);
   s.gl_project_path = wiki ? project.full_path + ".wiki" : project.full_path;
   s.gl_project_id = project.id;
   s.gl_root_namespace_id = root_namespace_id(snap, project);
@@ -402,12 +405,12 @@ allowed_success success_body(const snapshot& snap, const allowed_params& p,
     s.gl_key_type = a.key->deploy ? "deploy_key" : "key";
     s.gl_key_id = a.key->id;
   }
-  s.git_config_options = {"uploadpack.allowFilter=true",
-                          "uploadpack.allowAnySHA1InWant=true"};
+  s.git_config_options
+    = {"uploadpack.allowFilter=true", "uploadpack.allowAnySHA1InWant=true"};
   if (snap.settings.receive_max_input_size_mb > 0) {
     s.git_config_options.push_back(
-      "receive.maxInputSize=" +
-      std::to_string(snap.settings.receive_max_input_size_mb * 1048576));
+      "receive.maxInputSize="
+      + std::to_string(snap.settings.receive_max_input_size_mb * 1048576));
   }
   if (is_git_command(p.action)) {
     gitaly_info g;
@@ -426,8 +429,8 @@ allowed_success success_body(const snapshot& snap, const allowed_params& p,
     s.gitaly = std::move(g);
   }
   // Gitlab::Auth::KeyStatusChecker, for personal and deploy keys alike.
-  if (a.key != nullptr && a.key->expires_at && *a.key->expires_at > now &&
-      *a.key->expires_at < now + expiring_soon_window) {
+  if (a.key != nullptr && a.key->expires_at && *a.key->expires_at > now
+      && *a.key->expires_at < now + expiring_soon_window) {
     s.gl_console_messages.push_back(msg_expiring_soon);
   }
   return s;
@@ -435,7 +438,8 @@ allowed_success success_body(const snapshot& snap, const allowed_params& p,
 
 } // namespace
 
-// -- public functions -------------------------------------------------------------
+// -- public functions
+// -------------------------------------------------------------
 
 int access_level(const snapshot& snap, std::int64_t user_id,
                  const project_record& project) {
@@ -496,17 +500,18 @@ git_questions questions_for(const snapshot& snap, const allowed_params& p) {
     // are relative to (a transaction snapshot when transactions are on); it
     // is used when it stays inside the storage, else the project's disk path.
     const std::string rel = safe_relative_path(p.relative_path)
-                              ? p.relative_path
-                              : project.disk_path + ".git";
+      ? p.relative_path
+      : project.disk_path + ".git";
     loc.repo_dir = join_path(storage->second.path, rel);
     const auto env = nlohmann::json::parse(p.env, nullptr, false);
     if (env.is_object()) {
       const auto absolute = [&](const std::string& d) {
-        return (!d.empty() && d.front() == '/') ? d : join_path(loc.repo_dir, d);
+        return (!d.empty() && d.front() == '/') ? d
+                                                : join_path(loc.repo_dir, d);
       };
       const auto obj = env.find("GIT_OBJECT_DIRECTORY_RELATIVE");
-      if (obj != env.end() && obj->is_string() &&
-          !obj->get<std::string>().empty()) {
+      if (obj != env.end() && obj->is_string()
+          && !obj->get<std::string>().empty()) {
         loc.object_directory = absolute(obj->get<std::string>());
       }
       const auto alt = env.find("GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE");
@@ -542,10 +547,10 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
   }
 
   // 1. protocol ("web" always; blank or "all" means every protocol).
-  const std::string& allowed_protocol =
-    snap.settings.enabled_git_access_protocol;
-  if (p.protocol != "web" && !allowed_protocol.empty() &&
-      allowed_protocol != "all" && allowed_protocol != p.protocol) {
+  const std::string& allowed_protocol
+    = snap.settings.enabled_git_access_protocol;
+  if (p.protocol != "web" && !allowed_protocol.empty()
+      && allowed_protocol != "all" && allowed_protocol != p.protocol) {
     return deny(std::move(o), 401,
                 "Git access over " + upper(p.protocol) + " is not allowed");
   }
@@ -567,8 +572,8 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
     }
     if (state == "deactivated") {
       return deny(std::move(o), 401,
-                  msg_deactivated_prefix +
-                    strip_trailing_slashes(snap.settings.external_url));
+                  msg_deactivated_prefix
+                    + strip_trailing_slashes(snap.settings.external_url));
     }
     return deny(std::move(o), 401, msg_blocked);
   }
@@ -580,8 +585,8 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
 
   // 9. container: namespace, existence (push-to-create is out of scope),
   // readability, moved message.
-  if (t.type == repo_type::project && !t.by_gl_repository &&
-      !t.namespace_present) {
+  if (t.type == repo_type::project && !t.by_gl_repository
+      && !t.namespace_present) {
     return deny(std::move(o), 404, msg_namespace_not_found);
   }
   if (t.project == nullptr) {
@@ -638,8 +643,8 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
       const auto changes = parse_changes(p.changes);
       // Unknown emptiness counts as "not empty".
       const bool empty = facts.repository_empty.value_or(false);
-      const ref_push push{snap, project, u, a.deploy_key(), empty, facts,
-                          p.protocol};
+      const ref_push push{snap,  project, u,         a.deploy_key(),
+                          empty, facts,   p.protocol};
       if (auto r = check_ref_changes(push, changes)) {
         return deny(std::move(o), r->status, std::move(r->message));
       }

@@ -30,7 +30,8 @@ git_questions questions_for(const snapshot& snap, const allowed_params& p);
 allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
                               const git_facts& facts, unix_time now);
 
-// -- pieces shared with the other endpoints -------------------------------------
+// -- pieces shared with the other endpoints
+// -------------------------------------
 
 /// The access level of `user` on `project`: the highest of the direct
 /// project membership and memberships of the project's namespace and all

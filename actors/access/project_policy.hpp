@@ -107,8 +107,8 @@ public:
 
   /// create_wiki: Developer and up, or admin.
   bool create_wiki(const user_record* u) const {
-    return u != nullptr && !project_.archived &&
-           (u->admin || level(u) >= level_developer);
+    return u != nullptr && !project_.archived
+      && (u->admin || level(u) >= level_developer);
   }
 
   /// maintainer_access / admin_project / push_to_delete_protected_branch.

@@ -15,13 +15,13 @@ namespace gatehouse::access {
 namespace {
 
 bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
-         c == '\f' || c == '\0';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
+    || c == '\f' || c == '\0';
 }
 
 bool is_hex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-         (c >= 'A' && c <= 'F');
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+    || (c >= 'A' && c <= 'F');
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -29,8 +29,8 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size()
+    && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 /// git check-ref-format rules for a full ref name (libgit2/Rugged without
@@ -45,9 +45,8 @@ bool check_ref_format(const std::string& ref) {
   if (ref.front() == '/' || ref.back() == '/' || ref.back() == '.') {
     return false;
   }
-  if (ref.find("..") != std::string::npos ||
-      ref.find("@{") != std::string::npos ||
-      ref.find("//") != std::string::npos) {
+  if (ref.find("..") != std::string::npos || ref.find("@{") != std::string::npos
+      || ref.find("//") != std::string::npos) {
     return false;
   }
   for (unsigned char c : ref) {
@@ -55,17 +54,17 @@ bool check_ref_format(const std::string& ref) {
       return false;
     }
     switch (c) {
-    case ' ':
-    case '~':
-    case '^':
-    case ':':
-    case '?':
-    case '*':
-    case '[':
-    case '\\':
-      return false;
-    default:
-      break;
+      case ' ':
+      case '~':
+      case '^':
+      case ':':
+      case '?':
+      case '*':
+      case '[':
+      case '\\':
+        return false;
+      default:
+        break;
     }
   }
   std::size_t start = 0;
@@ -75,8 +74,8 @@ bool check_ref_format(const std::string& ref) {
       slash = ref.size();
     }
     const std::string component = ref.substr(start, slash - start);
-    if (component.empty() || component.front() == '.' ||
-        ends_with(component, ".lock")) {
+    if (component.empty() || component.front() == '.'
+        || ends_with(component, ".lock")) {
       return false;
     }
     start = slash + 1;
@@ -191,8 +190,8 @@ public:
     }
     if (tag_protected(name)) {
       for (const auto& pt : tags()) {
-        if (ref_pattern_matches(pt.name, name) &&
-            pol_.role_allows(user_, pt.create_access_level)) {
+        if (ref_pattern_matches(pt.name, name)
+            && pol_.role_allows(user_, pt.create_access_level)) {
           return true;
         }
       }
@@ -224,7 +223,8 @@ private:
   }
 
   bool protected_branch_accessible(const std::string& name, bool push) const {
-    if (empty_ && user_ != nullptr && (user_->admin || pol_.maintainer(user_))) {
+    if (empty_ && user_ != nullptr
+        && (user_->admin || pol_.maintainer(user_))) {
       return true; // maintainers and admins create the default branch
     }
     for (const auto& pb : branches()) {
@@ -249,17 +249,17 @@ private:
 
 std::string project_members_url(const snapshot& snap,
                                 const project_record& project) {
-  return gitlab::strip_trailing_slashes(snap.settings.external_url) + "/" +
-         project.full_path + "/-/project_members";
+  return gitlab::strip_trailing_slashes(snap.settings.external_url) + "/"
+    + project.full_path + "/-/project_members";
 }
 
 std::string empty_project_push_message(const snapshot& snap,
                                        const project_record& project) {
-  return "\nA default branch (e.g. master) does not yet exist for " +
-         project.full_path +
-         "\nAsk a project Owner or Maintainer to create a default branch:\n\n"
-         "  " +
-         project_members_url(snap, project) + "\n\n";
+  return "\nA default branch (e.g. master) does not yet exist for "
+    + project.full_path
+    + "\nAsk a project Owner or Maintainer to create a default branch:\n\n"
+      "  "
+    + project_members_url(snap, project) + "\n\n";
 }
 
 bool storage_has_path(const snapshot& snap, const project_record& project) {
@@ -272,13 +272,13 @@ std::string facts_unavailable(const snapshot& snap,
                               const project_record& project,
                               const git_facts& facts, const std::string& what) {
   std::string why = storage_has_path(snap, project)
-                      ? "git could not answer"
-                      : "the repository storage has no local path";
-  const std::string reason =
-    facts.unavailable_reason.empty() ? "no reason given"
-                                     : facts.unavailable_reason;
-  return what + " is unavailable because " + why + " (" + reason +
-         "), so this push to a protected branch is refused.";
+    ? "git could not answer"
+    : "the repository storage has no local path";
+  const std::string reason = facts.unavailable_reason.empty()
+    ? "no reason given"
+    : facts.unavailable_reason;
+  return what + " is unavailable because " + why + " (" + reason
+    + "), so this push to a protected branch is refused.";
 }
 
 struct ref_context {
@@ -290,8 +290,8 @@ struct ref_context {
 };
 
 std::optional<ref_refusal> branch_check(const ref_context& c,
-                                    const ref_change& ch,
-                                    const std::string& branch) {
+                                        const ref_change& ch,
+                                        const std::string& branch) {
   const bool creation = is_blank_rev(ch.oldrev);
   const bool deletion = is_blank_rev(ch.newrev);
 
@@ -312,14 +312,15 @@ std::optional<ref_refusal> branch_check(const ref_context& c,
 
   // Force push: both revisions real, repository not empty, old not an
   // ancestor of new, unless a matching protection allows force pushes.
-  if (!c.access.empty() && !creation && !deletion &&
-      !c.access.allow_force_push(branch)) {
+  if (!c.access.empty() && !creation && !deletion
+      && !c.access.allow_force_push(branch)) {
     const auto it = c.facts.is_ancestor.find({ch.oldrev, ch.newrev});
     if (it == c.facts.is_ancestor.end()) {
       return ref_refusal{
-        401, facts_unavailable(c.snap, c.project, c.facts,
-                               "Force-push detection for protected branch '" +
-                                 branch + "'")};
+        401,
+        facts_unavailable(c.snap, c.project, c.facts,
+                          "Force-push detection for protected branch '" + branch
+                            + "'")};
     }
     if (!it->second) {
       return ref_refusal{401, msg_force_push_protected};
@@ -351,9 +352,10 @@ std::optional<ref_refusal> branch_check(const ref_context& c,
     const auto it = c.facts.branches_containing.find(ch.newrev);
     if (it == c.facts.branches_containing.end()) {
       return ref_refusal{
-        401, facts_unavailable(c.snap, c.project, c.facts,
-                               "Checking the basis of new protected branch '" +
-                                 branch + "'")};
+        401,
+        facts_unavailable(c.snap, c.project, c.facts,
+                          "Checking the basis of new protected branch '"
+                            + branch + "'")};
     }
     bool safe = false;
     for (const auto& b : it->second) {
@@ -383,7 +385,7 @@ std::optional<ref_refusal> branch_check(const ref_context& c,
 }
 
 std::optional<ref_refusal> tag_check(const ref_context& c, const ref_change& ch,
-                                 const std::string& tag) {
+                                     const std::string& tag) {
   const bool creation = is_blank_rev(ch.oldrev);
   const bool deletion = is_blank_rev(ch.newrev);
   const bool update = !creation && !deletion;
@@ -495,8 +497,8 @@ bool ref_pattern_matches(const std::string& pattern, const std::string& name) {
 }
 
 bool valid_ref_name(const std::string& name) {
-  if (starts_with(name, "refs/heads/") || starts_with(name, "refs/remotes/") ||
-      starts_with(name, "-") || name == "HEAD") {
+  if (starts_with(name, "refs/heads/") || starts_with(name, "refs/remotes/")
+      || starts_with(name, "-") || name == "HEAD") {
     return false;
   }
   if (name.empty()) {
@@ -548,9 +550,9 @@ bool valid_utf8(const std::string& s) {
       }
       cp = (cp << 6) | (cc & 0x3F);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800)
+        || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
+        || (cp >= 0xD800 && cp <= 0xDFFF)) {
       return false;
     }
     i += len;
@@ -558,7 +560,8 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-// -- the per-ref checks ----------------------------------------------------------
+// -- the per-ref checks
+// ----------------------------------------------------------
 
 void ask_ref_questions(const snapshot& snap, const project_record& project,
                        const user_record* user, bool deploy_key,
@@ -589,16 +592,15 @@ void ask_ref_questions(const snapshot& snap, const project_record& project,
     }
     if (!creation && !deletion) {
       q.ancestry.insert({ch.oldrev, ch.newrev});
-    } else if (creation && !deletion && !access.can_push_to_branch(*branch) &&
-               access.can_merge_to_branch(*branch)) {
+    } else if (creation && !deletion && !access.can_push_to_branch(*branch)
+               && access.can_merge_to_branch(*branch)) {
       q.branches_containing.insert(ch.newrev);
     }
   }
 }
 
-std::optional<ref_refusal>
-check_ref_changes(const ref_push& push,
-                  const std::vector<ref_change>& changes) {
+std::optional<ref_refusal> check_ref_changes(
+  const ref_push& push, const std::vector<ref_change>& changes) {
   const ref_access access(push.snap, push.project, push.user, push.deploy_key,
                           push.empty_repository);
   const ref_context c{push.snap, push.project, access, push.facts,

@@ -37,7 +37,8 @@ bool starts_with_full_sha(const std::string& name);
 /// Whether `s` is valid UTF-8.
 bool valid_utf8(const std::string& s);
 
-// -- the per-ref checks ----------------------------------------------------------
+// -- the per-ref checks
+// ----------------------------------------------------------
 
 /// Why a pushed ref is refused: the status and GitLab's text.
 struct ref_refusal {
@@ -74,8 +75,7 @@ void ask_ref_questions(const snapshot& snap, const project_record& project,
 /// For each change in order: may the actor push to the ref at all, then
 /// the branch or tag checks. The first refusal, or nullopt when every
 /// change may go ahead. Refs other than branches and tags pass.
-std::optional<ref_refusal>
-check_ref_changes(const ref_push& push,
-                  const std::vector<ref_change>& changes);
+std::optional<ref_refusal> check_ref_changes(
+  const ref_push& push, const std::vector<ref_change>& changes);
 
 } // namespace gatehouse::access

@@ -114,7 +114,8 @@ std::string ruby_inspect(const std::vector<std::string>& items) {
 
 } // namespace
 
-// -- /allowed input ------------------------------------------------------------
+// -- /allowed input
+// ------------------------------------------------------------
 
 std::optional<std::string> gitaly_context_problem(const std::string& bin) {
   auto decoded = base64_decode(bin);
@@ -153,17 +154,17 @@ std::optional<authorized_key> find_authorized_key(const snapshot& snap,
     if (auto* user = find_user(snap, *key->user_id))
       user_name = user->name;
   out.key = key->key_type + " " + key->blob + " " + user_name + " ("
-            + gitlab::url_host(snap.settings.external_url) + ")";
+    + gitlab::url_host(snap.settings.external_url) + ")";
   out.usage_type = key->usage_type;
   return out;
 }
 
 // -- /discover ----------------------------------------------------------------
 
-std::optional<discovered_user>
-discover(const snapshot& snap, std::optional<std::int64_t> key_id,
-         std::optional<std::int64_t> user_id,
-         const std::optional<std::string>& username) {
+std::optional<discovered_user> discover(
+  const snapshot& snap, std::optional<std::int64_t> key_id,
+  std::optional<std::int64_t> user_id,
+  const std::optional<std::string>& username) {
   const user_record* user = nullptr;
   if (username) {
     auto it = snap.user_by_username.find(ascii_lower(*username));
@@ -181,10 +182,13 @@ discover(const snapshot& snap, std::optional<std::int64_t> key_id,
   return discovered_user{user->id, user->username, user->name};
 }
 
-// -- 2FA recovery codes, personal access tokens ------------------------------------
+// -- 2FA recovery codes, personal access tokens
+// ------------------------------------
 
-shell_verdict check_recovery_codes(const snapshot& snap, const shell_caller& a) {
-  auto v = resolve(snap, a, "Deploy keys cannot be used to retrieve recovery codes");
+shell_verdict check_recovery_codes(const snapshot& snap,
+                                   const shell_caller& a) {
+  auto v
+    = resolve(snap, a, "Deploy keys cannot be used to retrieve recovery codes");
   if (!v.success)
     return v;
   if (!find_user(snap, v.user_id)->two_factor_enabled) {
@@ -195,10 +199,10 @@ shell_verdict check_recovery_codes(const snapshot& snap, const shell_caller& a) 
 }
 
 const std::vector<std::string>& valid_token_scopes() {
-  static const std::vector<std::string> scopes = {
-    "api",           "create_runner",   "k8s_proxy",      "manage_runner",
-    "read_api",      "read_registry",   "read_repository", "read_user",
-    "self_rotate",   "write_registry",  "write_repository"};
+  static const std::vector<std::string> scopes
+    = {"api",         "create_runner",  "k8s_proxy",       "manage_runner",
+       "read_api",    "read_registry",  "read_repository", "read_user",
+       "self_rotate", "write_registry", "write_repository"};
   return scopes;
 }
 
@@ -233,8 +237,8 @@ pat_plan check_personal_access_token(
   auto& valid = valid_token_scopes();
   for (auto& scope : *scopes)
     if (std::find(valid.begin(), valid.end(), scope) == valid.end())
-      return refuse("Invalid scope: '" + scope + "'. Valid scopes are: "
-                    + ruby_inspect(valid));
+      return refuse("Invalid scope: '" + scope
+                    + "'. Valid scopes are: " + ruby_inspect(valid));
   auto max_day = today + 365;
   std::int64_t day = max_day;
   if (expires_at && !expires_at->empty()) {
@@ -256,7 +260,8 @@ pat_plan check_personal_access_token(
   return plan;
 }
 
-// -- /lfs_authenticate ---------------------------------------------------------
+// -- /lfs_authenticate
+// ---------------------------------------------------------
 
 lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
                                 const std::string& project) {
@@ -269,7 +274,8 @@ lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
   const project_record* proj = nullptr;
   auto key = ascii_lower(path);
   std::optional<std::int64_t> project_id;
-  if (auto it = snap.project_by_path.find(key); it != snap.project_by_path.end())
+  if (auto it = snap.project_by_path.find(key);
+      it != snap.project_by_path.end())
     project_id = it->second;
   else if (auto r = snap.redirects.find(key); r != snap.redirects.end())
     project_id = r->second;
@@ -309,7 +315,7 @@ lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
   }
   plan.repository_http_path
     = gitlab::strip_trailing_slashes(snap.settings.external_url) + "/"
-      + proj->full_path + ".git";
+    + proj->full_path + ".git";
   plan.gl_repository = "project-" + std::to_string(proj->id);
   return plan;
 }

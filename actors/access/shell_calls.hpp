@@ -26,12 +26,13 @@ std::optional<authorized_key> find_authorized_key(const snapshot& snap,
 
 /// Who a key, user id or username belongs to; a deploy key resolves to its
 /// creator; signing-only keys resolve to nobody. nullopt answers `null`.
-std::optional<discovered_user>
-discover(const snapshot& snap, std::optional<std::int64_t> key_id,
-         std::optional<std::int64_t> user_id,
-         const std::optional<std::string>& username);
+std::optional<discovered_user> discover(
+  const snapshot& snap, std::optional<std::int64_t> key_id,
+  std::optional<std::int64_t> user_id,
+  const std::optional<std::string>& username);
 
-// -- 2FA recovery codes, personal access tokens, OTP ---------------------------
+// -- 2FA recovery codes, personal access tokens, OTP
+// ---------------------------
 
 /// A 200 answer of the {"success":…} family.
 struct shell_verdict {
@@ -59,11 +60,13 @@ struct pat_plan {
 /// Validation of /personal_access_token (§2.8), in GitLab's order. `today`
 /// is the current UTC date as days since the epoch.
 pat_plan check_personal_access_token(
-  const snapshot& snap, const shell_caller& a, const std::optional<std::string>& name,
+  const snapshot& snap, const shell_caller& a,
+  const std::optional<std::string>& name,
   const std::optional<std::vector<std::string>>& scopes,
   const std::optional<std::string>& expires_at, std::int64_t today);
 
-// -- /lfs_authenticate ---------------------------------------------------------
+// -- /lfs_authenticate
+// ---------------------------------------------------------
 
 /// A validated /lfs_authenticate request (§2.6).
 struct lfs_plan {
@@ -82,7 +85,8 @@ struct lfs_plan {
 lfs_plan check_lfs_authenticate(const snapshot& snap, const shell_caller& a,
                                 const std::string& project);
 
-// -- /allowed input ------------------------------------------------------------
+// -- /allowed input
+// ------------------------------------------------------------
 
 /// GitLab's 400 reason for a gitaly_client_context_bin that is not base64 of a
 /// JSON object ("malformed gitaly_client_context_bin" or "Decoded

@@ -40,7 +40,8 @@ std::string cgi_escape(std::string_view s) {
   return out;
 }
 
-// -- broadcast messages ------------------------------------------------------------
+// -- broadcast messages
+// ------------------------------------------------------------
 
 bool has_target_path(const broadcast_message_record& m) {
   return m.target_path && !is_blank(*m.target_path);
@@ -63,15 +64,16 @@ bool matches_path(const broadcast_message_record& m,
 // Shown now: GitLab keeps messages with ends_at in the future, then those
 // whose starts_at..ends_at covers now.
 bool current(const broadcast_message_record& m, unix_time now) {
-  return (!m.starts_at || *m.starts_at <= now) && (!m.ends_at || now < *m.ends_at);
+  return (!m.starts_at || *m.starts_at <= now)
+    && (!m.ends_at || now < *m.ends_at);
 }
 
 // PostReceiveService#broadcast_message: the newest current banner targeted
 // at the project's path, else the newest current banner without a target.
 // (The read model holds CLI-visible banners without access-level targets.)
-const broadcast_message_record*
-current_banner(const snapshot& snap, const project_record* project,
-               unix_time now) {
+const broadcast_message_record* current_banner(const snapshot& snap,
+                                               const project_record* project,
+                                               unix_time now) {
   std::vector<const broadcast_message_record*> shown;
   for (const auto& m : snap.settings.broadcast_messages)
     if (current(m, now))
@@ -91,13 +93,12 @@ current_banner(const snapshot& snap, const project_record* project,
 
 } // namespace
 
-// -- messages --------------------------------------------------------------------
+// -- messages
+// --------------------------------------------------------------------
 
-std::vector<post_message>
-post_receive_messages(const snapshot& snap, const push_context& ctx,
-                      const post_receive_params& p,
-                      const std::string& moved_message, unix_time now,
-                      bool repository_empty) {
+std::vector<post_message> post_receive_messages(
+  const snapshot& snap, const push_context& ctx, const post_receive_params& p,
+  const std::string& moved_message, unix_time now, bool repository_empty) {
   // Gitlab::InternalPostReceive::Response: alerts go to the front, basics to
   // the back, blank texts nowhere.
   std::vector<post_message> out;
@@ -113,8 +114,7 @@ post_receive_messages(const snapshot& snap, const push_context& ctx,
   // Merge-request push options: only project repositories take them.
   // (Gatehouse does not create merge requests: a project answers nothing.)
   auto options = detail::parse_push_options(p.push_options);
-  if (options.contains("merge_request") && ctx.project != nullptr
-      && ctx.wiki) {
+  if (options.contains("merge_request") && ctx.project != nullptr && ctx.wiki) {
     std::string listed;
     for (const auto& raw : p.push_options)
       listed += (listed.empty() ? "'" : " '") + raw + "'";

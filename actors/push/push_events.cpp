@@ -25,7 +25,7 @@ namespace {
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f'
-         || c == '\r';
+    || c == '\r';
 }
 
 } // namespace
@@ -35,7 +35,9 @@ bool is_blank(std::string_view s) {
 }
 
 std::string strip(std::string_view s) {
-  auto strippable = [](char c) { return is_space(c) || c == '\0'; };
+  auto strippable = [](char c) {
+    return is_space(c) || c == '\0';
+  };
   while (!s.empty() && strippable(s.front()))
     s.remove_prefix(1);
   while (!s.empty() && strippable(s.back()))
@@ -45,7 +47,7 @@ std::string strip(std::string_view s) {
 
 std::string web_url(const snapshot& snap, const project_record& project) {
   return gitlab::strip_trailing_slashes(snap.settings.external_url) + "/"
-         + project.full_path;
+    + project.full_path;
 }
 
 } // namespace detail
@@ -69,7 +71,8 @@ std::optional<std::int64_t> positive_id(std::string_view s) {
 
 } // namespace
 
-// -- resolution ------------------------------------------------------------------
+// -- resolution
+// ------------------------------------------------------------------
 
 push_context resolve(const snapshot& snap, const post_receive_params& p) {
   push_context ctx;
@@ -123,16 +126,14 @@ commit_questions questions_for(const snapshot& snap, const push_context& ctx,
   auto storage = snap.storages.find(project.storage);
   const auto& disk = project.disk_path;
   bool safe_disk = !disk.empty() && disk.front() != '/'
-                   && disk.find('\0') == std::string::npos
-                   && disk != ".." && !starts_with(disk, "../")
-                   && disk.find("/../") == std::string::npos
-                   && !(disk.size() >= 3
-                        && disk.compare(disk.size() - 3, 3, "/..") == 0);
+    && disk.find('\0') == std::string::npos && disk != ".."
+    && !starts_with(disk, "../") && disk.find("/../") == std::string::npos
+    && !(disk.size() >= 3 && disk.compare(disk.size() - 3, 3, "/..") == 0);
   if (storage != snap.storages.end() && !storage->second.path.empty()
       && storage->second.path.front() == '/' && safe_disk) {
     access::repo_location loc;
     loc.repo_dir = gitlab::strip_trailing_slashes(storage->second.path) + "/"
-                   + disk + (ctx.wiki ? ".wiki.git" : ".git");
+      + disk + (ctx.wiki ? ".wiki.git" : ".git");
     q.location = std::move(loc);
   }
   // Wikis get no push events; deletions need nothing from git.

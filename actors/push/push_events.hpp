@@ -23,8 +23,8 @@ namespace gatehouse::push {
 /// One push domain event, ready for the outbox (messages/types.hpp). The
 /// bulk flag: more than 3 refs of this kind (branch/tag) and action
 /// (created/removed/pushed) in one push, for which GitLab fires no per-ref
-/// webhook (Git::ProcessRefChangesService). The body: GitLab's Push Hook / Tag Push Hook
-/// JSON (messages/push_event.schema.json).
+/// webhook (Git::ProcessRefChangesService). The body: GitLab's Push Hook / Tag
+/// Push Hook JSON (messages/push_event.schema.json).
 using push_event = gatehouse::outbox_event;
 
 /// The resolved parties of a /post_receive, or why they could not be
@@ -48,18 +48,17 @@ commit_questions questions_for(const snapshot& snap, const push_context& ctx,
 /// broadcast banner (target_path matching the project path), the push-options
 /// warning, "To create a merge request for <branch>, visit:" for pushed
 /// non-default branches, then `moved_message` when given.
-std::vector<post_message>
-post_receive_messages(const snapshot& snap, const push_context& ctx,
-                      const post_receive_params& p,
-                      const std::string& moved_message, unix_time now,
-                      bool repository_empty = false);
+std::vector<post_message> post_receive_messages(
+  const snapshot& snap, const push_context& ctx, const post_receive_params& p,
+  const std::string& moved_message, unix_time now,
+  bool repository_empty = false);
 
 /// One event per pushed ref (branches "push", tags "tag_push"; branches
 /// first, each kind grouped by action as GitLab processes them), the bulk
 /// flag per kind and action, bodies per §7.2. A ref git should have answered
 /// but facts lack is marked commits_unavailable (deletions never are). No
-/// events for wikis or without project and user. `new_uuid` makes event ids (tests pass a
-/// deterministic one).
+/// events for wikis or without project and user. `new_uuid` makes event ids
+/// (tests pass a deterministic one).
 std::vector<push_event> build_events(const snapshot& snap,
                                      const push_context& ctx,
                                      const post_receive_params& p,

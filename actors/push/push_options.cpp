@@ -36,7 +36,7 @@ bool valid_option(const std::string& ns, const std::string& key) {
   for (const auto& spec : valid_options())
     if (ns == spec.ns)
       return std::find(spec.keys.begin(), spec.keys.end(), key)
-             != spec.keys.end();
+        != spec.keys.end();
   return false;
 }
 
@@ -45,7 +45,7 @@ bool multi_valued(const std::string& ns, const std::string& key) {
     return key == "variable";
   if (ns == "merge_request")
     return key == "label" || key == "unlabel" || key == "assign"
-           || key == "unassign";
+      || key == "unassign";
   return false;
 }
 

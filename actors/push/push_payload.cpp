@@ -49,7 +49,8 @@ std::string namespace_name(const snapshot& snap,
   return inner == std::string::npos ? parent : parent.substr(inner + 1);
 }
 
-// -- protected refs ----------------------------------------------------------------
+// -- protected refs
+// ----------------------------------------------------------------
 
 // Project#protected_for?: a branch or tag matching a protected pattern.
 bool ref_protected(const snapshot& snap, const project_record& project,
@@ -75,11 +76,13 @@ bool ref_protected(const snapshot& snap, const project_record& project,
   return false;
 }
 
-// -- payload pieces ----------------------------------------------------------------
+// -- payload pieces
+// ----------------------------------------------------------------
 
 ordered project_attrs(const snapshot& snap, const project_record& project) {
   const auto web = web_url(snap, project);
-  const auto ssh = gitlab::ssh_url_root(snap.settings) + project.full_path + ".git";
+  const auto ssh
+    = gitlab::ssh_url_root(snap.settings) + project.full_path + ".git";
   const auto http = web + ".git";
   ordered o = ordered::object();
   o["id"] = project.id;
@@ -147,7 +150,8 @@ struct ref_item {
 
 } // namespace
 
-// -- events ------------------------------------------------------------------------
+// -- events
+// ------------------------------------------------------------------------
 
 std::vector<push_event> build_events(const snapshot& snap,
                                      const push_context& ctx,
@@ -239,9 +243,8 @@ std::vector<push_event> build_events(const snapshot& snap,
     if (!deletion && known != nullptr) {
       const auto& list = known->commits;
       auto first = list.size() > payload_commit_limit
-                     ? list.end() - static_cast<std::ptrdiff_t>(
-                         payload_commit_limit)
-                     : list.begin();
+        ? list.end() - static_cast<std::ptrdiff_t>(payload_commit_limit)
+        : list.begin();
       for (auto it = first; it != list.end(); ++it)
         commits.push_back(commit_attrs(web, *it));
       total = known->total;

@@ -48,8 +48,9 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
         answer.reference_counter_decreased = written.counter_decreased;
         answer.messages = push::post_receive_messages(
           *snap, ctx, p, written.moved_message, now_seconds());
-        log::info("push committed", {{"gl_repository", p.gl_repository},
-                                     {"events", event_count}});
+        log::info(
+          "push committed",
+          {{"gl_repository", p.gl_repository}, {"events", event_count}});
         rp.deliver(std::move(answer));
       },
       [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -57,8 +58,8 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
 
 // Asks the store to count a push: (gl_repository) or (gl_repository,
 // request id) when the caller may retry.
-caf::result<push::pre_receive_answer>
-count_push(self_pointer self, push::pre_receive_params& p) {
+caf::result<push::pre_receive_answer> count_push(self_pointer self,
+                                                 push::pre_receive_params& p) {
   if (p.gl_repository.empty())
     return caf::make_error(errc::invalid_params, "gl_repository is missing");
   auto rp = self->make_response_promise<push::pre_receive_answer>();
@@ -88,9 +89,9 @@ count_push(self_pointer self, push::pre_receive_params& p) {
 // Grape's text for the required fields of /post_receive left out.
 std::string missing_fields(const push::post_receive_params& p) {
   std::string out;
-  for (auto& [name, value] :
-       {std::pair{"gl_repository", &p.gl_repository},
-        std::pair{"identifier", &p.identifier}, std::pair{"changes", &p.changes}})
+  for (auto& [name, value] : {std::pair{"gl_repository", &p.gl_repository},
+                              std::pair{"identifier", &p.identifier},
+                              std::pair{"changes", &p.changes}})
     if (value->empty())
       out += std::string{out.empty() ? "" : ", "} + name + " is missing";
   return out;
@@ -108,8 +109,8 @@ push_processing_actor::behavior_type push_processing(
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
   return {
     [=](push::pre_receive_params& p) { return count_push(self, p); },
-    [=](push::post_receive_params& p)
-      -> caf::result<push::post_receive_answer> {
+    [=](
+      push::post_receive_params& p) -> caf::result<push::post_receive_answer> {
       if (auto missing = missing_fields(p); !missing.empty())
         return caf::make_error(errc::invalid_params, missing);
       auto& st = self->state;
@@ -137,7 +138,8 @@ push_processing_actor::behavior_type push_processing(
         return rp;
       }
       auto git = st.git[st.next_git++ % st.git.size()];
-      self->request(git, st.settings.git_timeout, atom::commits::value, questions)
+      self
+        ->request(git, st.settings.git_timeout, atom::commits::value, questions)
         .then(
           [self, snap, p, ctx, rp](push::commit_facts& f) {
             commit_and_answer(self, snap, p, ctx, std::move(f), rp);

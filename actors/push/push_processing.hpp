@@ -38,4 +38,3 @@ push_processing_actor::behavior_type push_processing(
   std::vector<git_actor> git, push_store_actor store);
 
 } // namespace gatehouse
-

@@ -33,13 +33,13 @@ inline caf::scoped_actor& thread_actor(caf::actor_system& sys) {
 /// relay's own queueing.
 template <class Result, class Handle, class... Ts>
 caf::expected<Result> ask(caf::actor_system& sys, const caf::actor& relay,
-                          const Handle& dest, std::chrono::milliseconds deadline,
-                          Ts&&... xs) {
+                          const Handle& dest,
+                          std::chrono::milliseconds deadline, Ts&&... xs) {
   caf::expected<Result> out{caf::error{}};
   auto& self = thread_actor(sys);
   self
-    ->request(relay, caf::infinite, atom::relay::value,
-              caf::timespan{deadline}, caf::actor_cast<caf::actor>(dest),
+    ->request(relay, caf::infinite, atom::relay::value, caf::timespan{deadline},
+              caf::actor_cast<caf::actor>(dest),
               caf::make_message(std::forward<Ts>(xs)...))
     .receive([&](Result& reply) { out = std::move(reply); },
              [&](caf::error& err) { out = std::move(err); });

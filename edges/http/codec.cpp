@@ -48,7 +48,8 @@ json denial(const std::string& message) {
 
 } // namespace
 
-// -- check ------------------------------------------------------------------------
+// -- check
+// ------------------------------------------------------------------------
 
 caf::expected<check_query> decode(call_tag<call_id::check>, const json&) {
   return check_query{};
@@ -62,7 +63,8 @@ reply encode(call_tag<call_id::check>, const check_view& view) {
            {"redis", view.state_store_reachable}}};
 }
 
-// -- allowed ----------------------------------------------------------------------
+// -- allowed
+// ----------------------------------------------------------------------
 
 caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
                                              const json& params) {
@@ -112,29 +114,30 @@ reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {
     out["gl_key_id"] = *s.gl_key_id;
   if (s.gitaly) {
     auto& g = *s.gitaly;
-    out["gitaly"] = {
-      {"repository",
-       {{"storage_name", g.storage_name},
-        {"relative_path", g.relative_path},
-        {"git_object_directory", ""},
-        {"git_alternate_object_directories", json::array()},
-        {"gl_repository", g.gl_repository},
-        {"gl_project_path", g.gl_project_path}}},
-      {"address", g.address},
-      {"token", g.token ? json(*g.token) : json(nullptr)},
-      {"features", json::object()}};
+    out["gitaly"] = {{"repository",
+                      {{"storage_name", g.storage_name},
+                       {"relative_path", g.relative_path},
+                       {"git_object_directory", ""},
+                       {"git_alternate_object_directories", json::array()},
+                       {"gl_repository", g.gl_repository},
+                       {"gl_project_path", g.gl_project_path}}},
+                     {"address", g.address},
+                     {"token", g.token ? json(*g.token) : json(nullptr)},
+                     {"features", json::object()}};
   }
   return {200, std::move(out)};
 }
 
-// -- authorized_keys --------------------------------------------------------------
+// -- authorized_keys
+// --------------------------------------------------------------
 
 caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
                                         const json& params) {
   return access::key_query{string_param(params, "key").value_or("")};
 }
 
-reply encode(call_tag<call_id::authorized_keys>, const access::authorized_key& k) {
+reply encode(call_tag<call_id::authorized_keys>,
+             const access::authorized_key& k) {
   return {200,
           {{"id", k.id},
            {"title", k.title},
@@ -144,7 +147,8 @@ reply encode(call_tag<call_id::authorized_keys>, const access::authorized_key& k
            {"usage_type", k.usage_type}}};
 }
 
-// -- discover ---------------------------------------------------------------------
+// -- discover
+// ---------------------------------------------------------------------
 
 caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
                                              const json& params) {
@@ -166,7 +170,8 @@ reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
            {"name", a.user->name}}};
 }
 
-// -- lfs_authenticate -------------------------------------------------------------
+// -- lfs_authenticate
+// -------------------------------------------------------------
 
 caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
                                         const json& params) {
@@ -188,10 +193,11 @@ reply encode(call_tag<call_id::lfs_authenticate>, const access::lfs_answer& a) {
            {"expires_in", a.expires_in}}};
 }
 
-// -- two_factor_recovery_codes ----------------------------------------------------
+// -- two_factor_recovery_codes
+// ----------------------------------------------------
 
-caf::expected<access::recovery_query>
-decode(call_tag<call_id::two_factor_recovery_codes>, const json& params) {
+caf::expected<access::recovery_query> decode(
+  call_tag<call_id::two_factor_recovery_codes>, const json& params) {
   id_reader ids{params, {}};
   access::recovery_query q{caller_of(ids)};
   return ids.result(std::move(q));
@@ -202,10 +208,11 @@ reply encode(call_tag<call_id::two_factor_recovery_codes>,
   return {200, shell_body(a)};
 }
 
-// -- personal_access_token ---------------------------------------------------------
+// -- personal_access_token
+// ---------------------------------------------------------
 
-caf::expected<access::pat_query> decode(call_tag<call_id::personal_access_token>,
-                                        const json& params) {
+caf::expected<access::pat_query> decode(
+  call_tag<call_id::personal_access_token>, const json& params) {
   id_reader ids{params, {}};
   access::pat_query q;
   q.caller = caller_of(ids);
@@ -220,11 +227,12 @@ reply encode(call_tag<call_id::personal_access_token>,
   return {200, shell_body(a)};
 }
 
-// -- OTP checks ---------------------------------------------------------------------
+// -- OTP checks
+// ---------------------------------------------------------------------
 
 // The community edition declares no parameters for these: nothing to read.
-caf::expected<access::otp_query>
-decode(call_tag<call_id::two_factor_manual_otp_check>, const json&) {
+caf::expected<access::otp_query> decode(
+  call_tag<call_id::two_factor_manual_otp_check>, const json&) {
   return access::otp_query{};
 }
 
@@ -233,8 +241,8 @@ reply encode(call_tag<call_id::two_factor_manual_otp_check>,
   return {200, shell_body(a)};
 }
 
-caf::expected<access::otp_query>
-decode(call_tag<call_id::two_factor_push_otp_check>, const json&) {
+caf::expected<access::otp_query> decode(
+  call_tag<call_id::two_factor_push_otp_check>, const json&) {
   return access::otp_query{};
 }
 
@@ -243,7 +251,8 @@ reply encode(call_tag<call_id::two_factor_push_otp_check>,
   return {200, shell_body(a)};
 }
 
-// -- pre_receive, post_receive -----------------------------------------------------
+// -- pre_receive, post_receive
+// -----------------------------------------------------
 
 caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
                                                const json& params) {
@@ -252,8 +261,10 @@ caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
   return p;
 }
 
-reply encode(call_tag<call_id::pre_receive>, const push::pre_receive_answer& a) {
-  return {200, {{"reference_counter_increased", a.reference_counter_increased}}};
+reply encode(call_tag<call_id::pre_receive>,
+             const push::pre_receive_answer& a) {
+  return {200,
+          {{"reference_counter_increased", a.reference_counter_increased}}};
 }
 
 caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
@@ -268,7 +279,8 @@ caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
   return p;
 }
 
-reply encode(call_tag<call_id::post_receive>, const push::post_receive_answer& a) {
+reply encode(call_tag<call_id::post_receive>,
+             const push::post_receive_answer& a) {
   auto messages = json::array();
   for (auto& m : a.messages)
     messages.push_back({{"message", m.message}, {"type", m.type}});
@@ -277,7 +289,8 @@ reply encode(call_tag<call_id::post_receive>, const push::post_receive_answer& a
            {"reference_counter_decreased", a.reference_counter_decreased}}};
 }
 
-// -- shellhorse/git_audit_event ----------------------------------------------------
+// -- shellhorse/git_audit_event
+// ----------------------------------------------------
 
 caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
                                           const json& params) {
@@ -296,7 +309,8 @@ caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
   return ids.result(std::move(q));
 }
 
-reply encode(call_tag<call_id::git_audit_event>, const access::audit_answer& a) {
+reply encode(call_tag<call_id::git_audit_event>,
+             const access::audit_answer& a) {
   return {a.status, denial(a.message)};
 }
 

@@ -20,9 +20,9 @@ struct reply {
   json body;
 };
 
-#define GATEHOUSE_HTTP_CODEC(id, name, method, path, auth, owner, req, ans,  \
-                             changes)                                         \
-  caf::expected<req> decode(call_tag<call_id::id>, const json& params);       \
+#define GATEHOUSE_HTTP_CODEC(id, name, method, path, auth, owner, req, ans,    \
+                             changes)                                          \
+  caf::expected<req> decode(call_tag<call_id::id>, const json& params);        \
   reply encode(call_tag<call_id::id>, const ans& answer);
 GATEHOUSE_CALLS(GATEHOUSE_HTTP_CODEC)
 #undef GATEHOUSE_HTTP_CODEC

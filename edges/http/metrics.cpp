@@ -29,7 +29,7 @@ std::string metrics::render() const {
   char le[32];
   for (auto& [key, s] : series_) {
     auto labels = "route=\"" + key.first + "\",status=\""
-                  + std::to_string(key.second) + "\"";
+      + std::to_string(key.second) + "\"";
     for (std::size_t i = 0; i < buckets.size(); ++i) {
       std::snprintf(le, sizeof le, "%g", buckets[i]);
       out << "gatehouse_http_request_duration_seconds_bucket{" << labels

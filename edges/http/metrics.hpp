@@ -14,9 +14,8 @@ namespace gatehouse::http {
 class metrics {
 public:
   /// Upper bounds of the latency buckets, in seconds.
-  static constexpr std::array<double, 12> buckets
-    = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-       0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+  static constexpr std::array<double, 12> buckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
 
   /// Records one answered request.
   void observe(const std::string& route, int status, double seconds);

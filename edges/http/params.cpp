@@ -24,8 +24,8 @@ void parse_urlencoded(const std::string& text, nlohmann::json& into) {
     // application/x-www-form-urlencoded: '+' is a space.
     auto key = percent_decode(pair.substr(0, eq), true);
     auto value = eq == std::string::npos
-                   ? std::string{}
-                   : percent_decode(pair.substr(eq + 1), true);
+      ? std::string{}
+      : percent_decode(pair.substr(eq + 1), true);
     if (key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0) {
       key.resize(key.size() - 2);
       auto& slot = into[key];
@@ -49,9 +49,10 @@ bool starts_with_ci(const std::string& text, const char* prefix) {
 
 } // namespace
 
-std::optional<nlohmann::json>
-merge_params(const std::string& query, const std::string& content_type,
-             const std::string& body, std::string& error) {
+std::optional<nlohmann::json> merge_params(const std::string& query,
+                                           const std::string& content_type,
+                                           const std::string& body,
+                                           std::string& error) {
   auto out = nlohmann::json::object();
   parse_urlencoded(query, out);
   if (starts_with_ci(content_type, "application/x-www-form-urlencoded")) {

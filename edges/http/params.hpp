@@ -20,8 +20,9 @@ std::optional<nlohmann::json> request_params(const httplib::Request& req,
                                              std::string& error);
 
 /// The same merge from raw parts, for tests and for other edges.
-std::optional<nlohmann::json>
-merge_params(const std::string& query, const std::string& content_type,
-             const std::string& body, std::string& error);
+std::optional<nlohmann::json> merge_params(const std::string& query,
+                                           const std::string& content_type,
+                                           const std::string& body,
+                                           std::string& error);
 
 } // namespace gatehouse::http

@@ -23,7 +23,8 @@ std::optional<std::int64_t> id_param(const json& params, const char* name,
     return it->get<std::int64_t>();
   if (it->is_number_unsigned()) {
     auto v = it->get<std::uint64_t>();
-    if (v <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    if (v
+        <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       return static_cast<std::int64_t>(v);
   } else if (it->is_string()) {
     auto text = it->get<std::string>();

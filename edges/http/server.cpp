@@ -52,7 +52,6 @@ std::string new_correlation_id() {
   return hex_encode(random_bytes(16));
 }
 
-
 } // namespace
 
 struct server::impl {
@@ -83,14 +82,18 @@ struct server::impl {
   // The caller a route's rule designates for this request.
   static jwt::caller caller_for(caller_rule rule, const httplib::Request& req) {
     switch (rule) {
-      case caller_rule::workhorse: return jwt::caller::workhorse;
-      case caller_rule::kas: return jwt::caller::kas;
-      case caller_rule::pages: return jwt::caller::pages;
+      case caller_rule::workhorse:
+        return jwt::caller::workhorse;
+      case caller_rule::kas:
+        return jwt::caller::kas;
+      case caller_rule::pages:
+        return jwt::caller::pages;
       case caller_rule::shell_or_workhorse:
         return req.has_header(jwt::header_name(jwt::caller::shell))
-                 ? jwt::caller::shell
-                 : jwt::caller::workhorse;
-      default: return jwt::caller::shell;
+          ? jwt::caller::shell
+          : jwt::caller::workhorse;
+      default:
+        return jwt::caller::shell;
     }
   }
 
@@ -100,7 +103,7 @@ struct server::impl {
       return false;
     auto token = req.get_header_value(jwt::header_name(who));
     return jwt::verify(who, token, *key, std::time(nullptr))
-           == jwt::verdict::ok;
+      == jwt::verdict::ok;
   }
 
   // Why `req` may not call a route of `rule`; nullopt when it may. GitLab
@@ -153,9 +156,17 @@ struct server::impl {
   std::vector<route> routes() {
     std::vector<route> table = {
       {"GET", "/-/liveness", caller_rule::none,
-       [](call& c) { send_json(c.res, 200, std::string{R"({"status":"ok"})"}); }},
-      {"GET", "/-/readiness", caller_rule::none, [this](call& c) { readiness(c); }},
-      {"GET", "/metrics", caller_rule::none, [this](call& c) { metrics_page(c); }},
+       [](call& c) {
+         send_json(c.res, 200, std::string{R"({"status":"ok"})"});
+       }},
+      {"GET", "/-/readiness", caller_rule::none,
+       [this](call& c) {
+         readiness(c);
+       }},
+      {"GET", "/metrics", caller_rule::none,
+       [this](call& c) {
+         metrics_page(c);
+       }},
     };
     for_each_call([&](auto tag) { add_call_route(table, tag); });
     return table;
@@ -164,8 +175,10 @@ struct server::impl {
   void register_routes() {
     for (auto& r : routes()) {
       auto full = settings.relative_url_root + r.path;
-      auto wrapped = [this, r](const httplib::Request& req,
-                               httplib::Response& res) { dispatch(r, req, res); };
+      auto wrapped
+        = [this, r](const httplib::Request& req, httplib::Response& res) {
+            dispatch(r, req, res);
+          };
       // Paths are fixed strings; escape regex metacharacters ('.' in none yet,
       // but a relative root could hold any).
       std::string rx;
@@ -213,14 +226,12 @@ struct server::impl {
   // 503 only when PostgreSQL is unreachable: without NATS Gatehouse still
   // decides and queues events, so it stays in the load balancer.
   void readiness(call& c) {
-    auto view = ask<readiness_view>(*deps.sys, readiness_relay,
-                                    deps.domains.status,
-                                    settings.request_timeout,
-                                    atom::readiness::value);
+    auto view
+      = ask<readiness_view>(*deps.sys, readiness_relay, deps.domains.status,
+                            settings.request_timeout, atom::readiness::value);
     if (!view) {
       send_json(c.res, 503,
-                dump({{"status", "failed"},
-                      {"error", render(view.error())}}));
+                dump({{"status", "failed"}, {"error", render(view.error())}}));
       return;
     }
     json pg = {{"status", view->postgres_up ? "up" : "down"}};
@@ -235,18 +246,17 @@ struct server::impl {
 
   void metrics_page(call& c) {
     auto text = stats.render();
-    auto view = ask<readiness_view>(*deps.sys, readiness_relay,
-                                    deps.domains.status,
-                                    settings.request_timeout,
-                                    atom::readiness::value);
+    auto view
+      = ask<readiness_view>(*deps.sys, readiness_relay, deps.domains.status,
+                            settings.request_timeout, atom::readiness::value);
     text += "# HELP gatehouse_dependency_up Whether a dependency answers "
             "(1) or not (0).\n# TYPE gatehouse_dependency_up gauge\n";
     bool pg_up = view && view->postgres_up;
     bool nats_up = view && view->nats_state == "connected";
     text += "gatehouse_dependency_up{dependency=\"postgres\"} "
-            + std::string{pg_up ? "1" : "0"} + "\n";
+      + std::string{pg_up ? "1" : "0"} + "\n";
     text += "gatehouse_dependency_up{dependency=\"nats\"} "
-            + std::string{nats_up ? "1" : "0"} + "\n";
+      + std::string{nats_up ? "1" : "0"} + "\n";
     if (deps.extra_metrics)
       text += deps.extra_metrics();
     c.res.status = 200;
@@ -260,7 +270,9 @@ struct server::impl {
     // peer's delayed ACK (toolchain.md §5.1).
     svr.set_tcp_nodelay(true);
     auto threads = static_cast<std::size_t>(settings.threads);
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    svr.new_task_queue = [threads] {
+      return new httplib::ThreadPool(threads);
+    };
     svr.set_keep_alive_max_count(10000);
     // An idle keep-alive connection holds a pool thread; give it back soon.
     svr.set_keep_alive_timeout(2);
@@ -298,32 +310,32 @@ struct server::impl {
         return httplib::Server::HandlerResponse::Handled;
       }});
 
-    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                 std::exception_ptr) {
-      send_error(res, error_response(errc::internal));
-    });
+    svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        send_error(res, error_response(errc::internal));
+      });
 
-    svr.set_logger([this](const httplib::Request& req,
-                          const httplib::Response& res) {
-      double seconds = 0;
-      if (current.active)
-        seconds = std::chrono::duration<double>(clock_type::now()
-                                                - current.start)
-                    .count();
-      const char* route = current.route;
-      stats.observe(route, res.status, seconds);
-      log::info("request",
-                {{"correlation_id", res.get_header_value("X-Request-Id")},
-                 {"method", req.method},
-                 {"route", route},
-                 {"path", req.path},
-                 {"status", res.status},
-                 {"duration_ms", seconds * 1000.0},
-                 {"remote_addr", req.remote_addr},
-                 {"remote_port", req.remote_port}});
-      current.active = false;
-      current.route = "unmatched";
-    });
+    svr.set_logger(
+      [this](const httplib::Request& req, const httplib::Response& res) {
+        double seconds = 0;
+        if (current.active)
+          seconds
+            = std::chrono::duration<double>(clock_type::now() - current.start)
+                .count();
+        const char* route = current.route;
+        stats.observe(route, res.status, seconds);
+        log::info("request",
+                  {{"correlation_id", res.get_header_value("X-Request-Id")},
+                   {"method", req.method},
+                   {"route", route},
+                   {"path", req.path},
+                   {"status", res.status},
+                   {"duration_ms", seconds * 1000.0},
+                   {"remote_addr", req.remote_addr},
+                   {"remote_port", req.remote_port}});
+        current.active = false;
+        current.route = "unmatched";
+      });
   }
 };
 
@@ -347,7 +359,7 @@ bool server::bind(std::string& error) {
     s.settings.port = port;
   } else if (!s.svr.bind_to_port(s.settings.host, s.settings.port)) {
     error = "cannot bind " + s.settings.host + ":"
-            + std::to_string(s.settings.port);
+      + std::to_string(s.settings.port);
     return false;
   }
   s.svr.raise_backlog(4096);

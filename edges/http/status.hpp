@@ -29,7 +29,8 @@ http_error error_response(errc code, const std::string& detail = {},
 http_error error_response(const caf::error& err);
 
 /// Answers that do not come from an errc.
-http_error route_not_found();       // 404 {"error":"404 Not Found"}
-http_error payload_too_large();     // 413 {"message":"413 Request Entity Too Large"}
+http_error route_not_found(); // 404 {"error":"404 Not Found"}
+http_error
+payload_too_large(); // 413 {"message":"413 Request Entity Too Large"}
 
 } // namespace gatehouse::http

@@ -29,8 +29,8 @@ constexpr std::size_t seed_raw_len = 2 + 32 + 2;
 
 bool known_public_type(std::uint8_t b) {
   return b == static_cast<std::uint8_t>(key_type::operator_key)
-         || b == static_cast<std::uint8_t>(key_type::account)
-         || b == static_cast<std::uint8_t>(key_type::user);
+    || b == static_cast<std::uint8_t>(key_type::account)
+    || b == static_cast<std::uint8_t>(key_type::user);
 }
 
 void append_crc(std::string& raw) {
@@ -40,7 +40,9 @@ void append_crc(std::string& raw) {
 }
 
 struct pkey_deleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+  void operator()(EVP_PKEY* p) const {
+    EVP_PKEY_free(p);
+  }
 };
 
 } // namespace
@@ -102,7 +104,8 @@ std::uint16_t crc16(std::string_view bytes) {
 std::string encode_public(key_type type, const raw_key& public_key) {
   std::string raw;
   raw.push_back(static_cast<char>(type));
-  raw.append(reinterpret_cast<const char*>(public_key.data()), public_key.size());
+  raw.append(reinterpret_cast<const char*>(public_key.data()),
+             public_key.size());
   append_crc(raw);
   return base32_encode(raw);
 }
@@ -111,8 +114,8 @@ std::string encode_seed(key_type type, const raw_key& seed) {
   auto t = static_cast<std::uint8_t>(type);
   std::string raw;
   raw.reserve(seed_raw_len);
-  raw.push_back(static_cast<char>(static_cast<std::uint8_t>(key_type::seed)
-                                  | (t >> 5)));
+  raw.push_back(
+    static_cast<char>(static_cast<std::uint8_t>(key_type::seed) | (t >> 5)));
   raw.push_back(static_cast<char>((t & 31) << 3));
   raw.append(reinterpret_cast<const char*>(seed.data()), seed.size());
   append_crc(raw);
@@ -154,7 +157,8 @@ bool public_key_of(const raw_key& seed, raw_key& public_key,
   std::unique_ptr<EVP_PKEY, pkey_deleter> key{EVP_PKEY_new_raw_private_key(
     EVP_PKEY_ED25519, nullptr, seed.data(), seed.size())};
   std::size_t len = public_key.size();
-  if (!key || EVP_PKEY_get_raw_public_key(key.get(), public_key.data(), &len) != 1
+  if (!key
+      || EVP_PKEY_get_raw_public_key(key.get(), public_key.data(), &len) != 1
       || len != public_key.size()) {
     error = "cannot derive the ed25519 public key";
     return false;
@@ -182,7 +186,7 @@ bool user_public_key(std::string_view seed_text, std::string& public_key,
 std::string_view find_user_seed(std::string_view text) {
   auto is_space = [](char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f'
-           || c == '\v';
+      || c == '\v';
   };
   bool line_start = true;
   bool comment = false;
@@ -234,8 +238,9 @@ bool read_small_file(const std::string& path, std::string& out,
   // Room for the whole file up front: no reallocation leaves copies behind.
   struct stat st {};
   if (::fstat(fd, &st) == 0 && st.st_size > 0)
-    out.reserve(std::min<std::size_t>(static_cast<std::size_t>(st.st_size),
-                                      limit) + 4096);
+    out.reserve(
+      std::min<std::size_t>(static_cast<std::size_t>(st.st_size), limit)
+      + 4096);
   std::string why;
   char buf[4096];
   for (;;) {
@@ -293,7 +298,8 @@ bool check_creds(const std::string& path, std::string& error) {
   auto at = text.find(begin);
   std::string public_key;
   if (at == std::string::npos) {
-    error = path + ": no user JWT (a -----BEGIN NATS USER JWT----- block) found";
+    error
+      = path + ": no user JWT (a -----BEGIN NATS USER JWT----- block) found";
   } else {
     // The JWT is the first non-empty line after the marker line.
     auto line = text.find('\n', at);
@@ -303,7 +309,8 @@ bool check_creds(const std::string& path, std::string& error) {
       line = text.find('\n', start);
       auto end = line == std::string::npos ? text.size() : line;
       auto l = std::string_view{text}.substr(start, end - start);
-      while (!l.empty() && (l.back() == '\r' || l.back() == ' ' || l.back() == '\t'))
+      while (!l.empty()
+             && (l.back() == '\r' || l.back() == ' ' || l.back() == '\t'))
         l.remove_suffix(1);
       while (!l.empty() && (l.front() == ' ' || l.front() == '\t'))
         l.remove_prefix(1);
@@ -348,7 +355,8 @@ bool apply_auth(natsOptions* opts, const std::string& creds_file,
     natsStatus s = natsOptions_SetUserCredentialsFromFiles(
       opts, creds_file.c_str(), nullptr);
     if (s != NATS_OK) {
-      error = "GATEHOUSE_NATS_CREDS_FILE: " + creds_file + ": " + status_text(s);
+      error
+        = "GATEHOUSE_NATS_CREDS_FILE: " + creds_file + ": " + status_text(s);
       return false;
     }
   }
@@ -365,7 +373,7 @@ bool apply_auth(natsOptions* opts, const std::string& creds_file,
                                                nkey_seed_file.c_str());
     if (s != NATS_OK) {
       error = "GATEHOUSE_NATS_NKEY_SEED_FILE: " + nkey_seed_file + ": "
-              + status_text(s);
+        + status_text(s);
       return false;
     }
   }
@@ -386,8 +394,8 @@ std::string redact_url(const std::string& url) {
   std::size_t start = 0;
   for (;;) {
     auto comma = url.find(',', start);
-    auto entry = url.substr(start, comma == std::string::npos ? std::string::npos
-                                                              : comma - start);
+    auto entry = url.substr(
+      start, comma == std::string::npos ? std::string::npos : comma - start);
     auto scheme = entry.find("://");
     auto host = scheme == std::string::npos ? 0 : scheme + 3;
     // The last '@': a password may contain '/' or '@' itself.
@@ -425,13 +433,12 @@ bool credentials_refused(natsConnection* nc, const std::string& creds_file,
   auto source = credentials_source(creds_file, nkey_seed_file);
   if (refused) {
     error = "nats-server refused the credentials of " + source
-            + " (Authorization Violation); nats.c does not retry after that";
+      + " (Authorization Violation); nats.c does not retry after that";
   } else {
     // With unlimited reconnects, nats.c only gives up on a refusal.
     natsConnection_GetLastError(nc, &last);
     error = "nats.c gave up connecting (" + std::string{last ? last : ""}
-            + "), as it does when nats-server refuses the credentials of "
-            + source;
+      + "), as it does when nats-server refuses the credentials of " + source;
   }
   return true;
 }

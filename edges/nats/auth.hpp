@@ -62,7 +62,8 @@ struct decoded_seed {
 bool decode_seed(std::string_view text, decoded_seed& out, std::string& error);
 
 /// The ed25519 public key of a raw seed (OpenSSL).
-bool public_key_of(const raw_key& seed, raw_key& public_key, std::string& error);
+bool public_key_of(const raw_key& seed, raw_key& public_key,
+                   std::string& error);
 
 /// The public key text ("U…") of a user seed text ("SU…").
 bool user_public_key(std::string_view seed_text, std::string& public_key,

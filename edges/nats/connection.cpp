@@ -67,16 +67,15 @@ bool connection::start(std::string& error) {
       || !check(natsOptions_SetSendAsap(opts_, true), "nats send asap")
       || !check(natsOptions_SetMaxReconnect(opts_, -1), "nats reconnect")
       || !check(natsOptions_SetReconnectWait(opts_, 500), "nats reconnect")
-      || !check(natsOptions_SetRetryOnFailedConnect(opts_, true,
-                                                    &connection::on_connected,
-                                                    this),
+      || !check(natsOptions_SetRetryOnFailedConnect(
+                  opts_, true, &connection::on_connected, this),
                 "nats retry")
-      || !check(natsOptions_SetDisconnectedCB(opts_, &connection::on_disconnected,
-                                              this),
+      || !check(natsOptions_SetDisconnectedCB(
+                  opts_, &connection::on_disconnected, this),
                 "nats callbacks")
-      || !check(natsOptions_SetReconnectedCB(opts_, &connection::on_connected,
-                                             this),
-                "nats callbacks")
+      || !check(
+        natsOptions_SetReconnectedCB(opts_, &connection::on_connected, this),
+        "nats callbacks")
       || !check(natsOptions_SetClosedCB(opts_, &connection::on_closed, this),
                 "nats callbacks")
       || !check(natsOptions_SetErrorHandler(opts_, &log_async_error, nullptr),
@@ -84,7 +83,9 @@ bool connection::start(std::string& error) {
     return false;
   if (!apply_auth(opts_, settings_.creds_file, settings_.nkey_seed_file, error))
     return false;
-  worker_ = std::thread{[this] { stream_loop(); }};
+  worker_ = std::thread{[this] {
+    stream_loop();
+  }};
   report("disconnected");
   natsConnection* nc = nullptr;
   s = natsConnection_Connect(&nc, opts_);

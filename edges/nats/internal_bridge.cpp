@@ -21,8 +21,8 @@ struct origin {
   clock_type::time_point start;
 };
 
-
-// -- replies kept for retries -------------------------------------------------------
+// -- replies kept for retries
+// -------------------------------------------------------
 
 void forget_old(bridge_state& st, clock_type::time_point now) {
   auto& order = st.kept_order;
@@ -49,7 +49,8 @@ const wire_reply* find_kept(bridge_state& st, const std::string& id) {
   return it == st.kept.end() ? nullptr : &it->second.reply;
 }
 
-// -- answering ----------------------------------------------------------------------
+// -- answering
+// ----------------------------------------------------------------------
 
 // Publishes the one reply of a request and accounts for it. Never throws: a
 // publish that fails is counted and logged, and the request still leaves
@@ -76,8 +77,8 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
       if (success) {
         keep(st, o.request_id, reply);
         if (st.deps.requests)
-          caf::anon_send(st.deps.requests, atom::reply_put::value,
-                         o.request_id, std::string{call_name(call)},
+          caf::anon_send(st.deps.requests, atom::reply_put::value, o.request_id,
+                         std::string{call_name(call)},
                          static_cast<std::int32_t>(reply.status), reply.body);
       }
     } else if (reply.status < 500) {
@@ -100,8 +101,7 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
 // a finite timeout, encode; every failure answers through the status table
 // (a timeout is a 503, as on the HTTP edge).
 template <call_id Id>
-void serve(bridge_actor_ptr self, const std::string& payload,
-           const origin& o) {
+void serve(bridge_actor_ptr self, const std::string& payload, const origin& o) {
   using types = call_types<Id>;
   auto request = decode(call_tag<Id>{}, payload);
   if (!request)
@@ -118,8 +118,9 @@ void serve(bridge_actor_ptr self, const std::string& payload,
         try {
           reply = encode(call_tag<Id>{}, answer);
         } catch (const std::exception& e) {
-          log::error("nats reply not encoded",
-                     {{"call", call_name(Id)}, {"error", std::string{e.what()}}});
+          log::error(
+            "nats reply not encoded",
+            {{"call", call_name(Id)}, {"error", std::string{e.what()}}});
           reply = error_reply(errc::internal);
         }
         finish(self, o, reply, false);
@@ -149,8 +150,8 @@ const std::array<serve_fn, call_count>& servers() {
 }
 
 void dispatch(bridge_actor_ptr self, const nats_inbound& in, const origin& o) {
-  servers()[static_cast<std::size_t>(self->state.settings.call)](
-    self, in.payload, o);
+  servers()[static_cast<std::size_t>(self->state.settings.call)](self,
+                                                                 in.payload, o);
 }
 
 void handle(bridge_actor_ptr self, nats_inbound& in) {
@@ -166,9 +167,9 @@ void handle(bridge_actor_ptr self, nats_inbound& in) {
   origin o{in.reply, in.request_id, clock_type::now()};
   if (!o.request_id.empty() && !acceptable_request_id(o.request_id)) {
     o.request_id.clear();
-    return finish(self, o,
-                  error_reply(errc::bad_request, "invalid Gatehouse-Request-Id"),
-                  false);
+    return finish(
+      self, o, error_reply(errc::bad_request, "invalid Gatehouse-Request-Id"),
+      false);
   }
   if (!o.request_id.empty()) {
     if (auto* kept = find_kept(st, o.request_id))
@@ -198,7 +199,8 @@ void handle(bridge_actor_ptr self, nats_inbound& in) {
 
 } // namespace
 
-// -- statistics -------------------------------------------------------------------
+// -- statistics
+// -------------------------------------------------------------------
 
 void edge_stats::answered(call_id call, int status, bool replayed) {
   std::lock_guard<std::mutex> guard{mtx_};
@@ -251,7 +253,8 @@ std::string edge_stats::render() const {
   return out.str();
 }
 
-// -- the bridge ---------------------------------------------------------------------
+// -- the bridge
+// ---------------------------------------------------------------------
 
 caf::behavior internal_bridge(bridge_actor_ptr self, bridge_settings settings,
                               bridge_deps deps, publish_fn publish,

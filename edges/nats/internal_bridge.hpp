@@ -39,7 +39,8 @@
 
 namespace gatehouse::nats {
 
-// -- calls ------------------------------------------------------------------------
+// -- calls
+// ------------------------------------------------------------------------
 
 /// The call's name: the HTTP path after /api/v4/internal/ with '/'
 /// replaced by '.' ("allowed", "shellhorse.git_audit_event").
@@ -47,7 +48,8 @@ inline const char* call_name(call_id call) {
   return spec_of(call).name;
 }
 
-// -- messages -----------------------------------------------------------------------
+// -- messages
+// -----------------------------------------------------------------------
 
 /// One request as the subscription callback copied it out of nats.c.
 struct nats_inbound {
@@ -70,7 +72,8 @@ typename Inspector::result_type inspect(Inspector& f, nats_inbound& x) {
 using publish_fn = std::function<void(const std::string&, const std::string&,
                                       const wire_reply&)>;
 
-// -- statistics -------------------------------------------------------------------
+// -- statistics
+// -------------------------------------------------------------------
 
 /// What the NATS edge has answered, for /metrics. Shared by the bridges and
 /// the edge; thread-safe.
@@ -99,7 +102,8 @@ private:
   std::uint64_t publish_failures_ = 0;
 };
 
-// -- the bridge ---------------------------------------------------------------------
+// -- the bridge
+// ---------------------------------------------------------------------
 
 /// The actors a bridge talks to.
 struct bridge_deps {

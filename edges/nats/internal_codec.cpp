@@ -27,9 +27,10 @@ template <class Message>
 caf::expected<Message> parse(const std::string& payload) {
   Message msg;
   if (!msg.ParseFromString(payload))
-    return caf::make_error(errc::bad_request, "malformed " + msg.GetTypeName()
-                                                .substr(msg.GetTypeName().rfind('.') + 1)
-                                                + " payload");
+    return caf::make_error(
+      errc::bad_request,
+      "malformed " + msg.GetTypeName().substr(msg.GetTypeName().rfind('.') + 1)
+        + " payload");
   return msg;
 }
 
@@ -83,7 +84,8 @@ wire_reply failure_reply(const caf::error& err) {
   return error_reply(e.status, e.message);
 }
 
-// -- check ----------------------------------------------------------------------
+// -- check
+// ----------------------------------------------------------------------
 
 caf::expected<check_query> decode(call_tag<call_id::check>,
                                   const std::string& payload) {
@@ -102,7 +104,8 @@ wire_reply encode(call_tag<call_id::check>, const check_view& view) {
   return ok(r);
 }
 
-// -- allowed ----------------------------------------------------------------------
+// -- allowed
+// ----------------------------------------------------------------------
 
 caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
                                              const std::string& payload) {
@@ -128,7 +131,8 @@ caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
   return p;
 }
 
-wire_reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {
+wire_reply encode(call_tag<call_id::allowed>,
+                  const access::allowed_outcome& o) {
   if (o.status != 200)
     return error_reply(o.status, o.message);
   pb::AllowedResponse r;
@@ -172,7 +176,8 @@ wire_reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) 
   return ok(r);
 }
 
-// -- authorized_keys --------------------------------------------------------------
+// -- authorized_keys
+// --------------------------------------------------------------
 
 caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
                                         const std::string& payload) {
@@ -195,7 +200,8 @@ wire_reply encode(call_tag<call_id::authorized_keys>,
   return ok(r);
 }
 
-// -- discover ---------------------------------------------------------------------
+// -- discover
+// ---------------------------------------------------------------------
 
 caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
                                              const std::string& payload) {
@@ -210,7 +216,8 @@ caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
   return q;
 }
 
-wire_reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
+wire_reply encode(call_tag<call_id::discover>,
+                  const access::discover_answer& a) {
   pb::DiscoverResponse r;
   if (a.user) {
     r.set_id(a.user->id);
@@ -220,7 +227,8 @@ wire_reply encode(call_tag<call_id::discover>, const access::discover_answer& a)
   return ok(r);
 }
 
-// -- lfs_authenticate -------------------------------------------------------------
+// -- lfs_authenticate
+// -------------------------------------------------------------
 
 caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
                                         const std::string& payload) {
@@ -242,10 +250,11 @@ wire_reply encode(call_tag<call_id::lfs_authenticate>,
   return ok(r);
 }
 
-// -- two_factor_recovery_codes ----------------------------------------------------
+// -- two_factor_recovery_codes
+// ----------------------------------------------------
 
-caf::expected<access::recovery_query>
-decode(call_tag<call_id::two_factor_recovery_codes>, const std::string& payload) {
+caf::expected<access::recovery_query> decode(
+  call_tag<call_id::two_factor_recovery_codes>, const std::string& payload) {
   auto r = parse<pb::TwoFactorRecoveryCodesRequest>(payload);
   if (!r)
     return r.error();
@@ -263,10 +272,11 @@ wire_reply encode(call_tag<call_id::two_factor_recovery_codes>,
   return ok(r);
 }
 
-// -- personal_access_token ---------------------------------------------------------
+// -- personal_access_token
+// ---------------------------------------------------------
 
-caf::expected<access::pat_query>
-decode(call_tag<call_id::personal_access_token>, const std::string& payload) {
+caf::expected<access::pat_query> decode(
+  call_tag<call_id::personal_access_token>, const std::string& payload) {
   auto r = parse<pb::PersonalAccessTokenRequest>(payload);
   if (!r)
     return r.error();
@@ -297,11 +307,11 @@ wire_reply encode(call_tag<call_id::personal_access_token>,
   return ok(r);
 }
 
-// -- OTP checks ---------------------------------------------------------------------
+// -- OTP checks
+// ---------------------------------------------------------------------
 
-caf::expected<access::otp_query>
-decode(call_tag<call_id::two_factor_manual_otp_check>,
-       const std::string& payload) {
+caf::expected<access::otp_query> decode(
+  call_tag<call_id::two_factor_manual_otp_check>, const std::string& payload) {
   auto r = parse<pb::TwoFactorManualOtpCheckRequest>(payload);
   if (!r)
     return r.error();
@@ -313,8 +323,8 @@ wire_reply encode(call_tag<call_id::two_factor_manual_otp_check>,
   return shell_reply<pb::TwoFactorOtpCheckResponse>(a);
 }
 
-caf::expected<access::otp_query>
-decode(call_tag<call_id::two_factor_push_otp_check>, const std::string& payload) {
+caf::expected<access::otp_query> decode(
+  call_tag<call_id::two_factor_push_otp_check>, const std::string& payload) {
   auto r = parse<pb::TwoFactorPushOtpCheckRequest>(payload);
   if (!r)
     return r.error();
@@ -326,7 +336,8 @@ wire_reply encode(call_tag<call_id::two_factor_push_otp_check>,
   return shell_reply<pb::TwoFactorOtpCheckResponse>(a);
 }
 
-// -- pre_receive, post_receive -----------------------------------------------------
+// -- pre_receive, post_receive
+// -----------------------------------------------------
 
 caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
                                                const std::string& payload) {
@@ -370,7 +381,8 @@ wire_reply encode(call_tag<call_id::post_receive>,
   return ok(r);
 }
 
-// -- shellhorse/git_audit_event ----------------------------------------------------
+// -- shellhorse/git_audit_event
+// ----------------------------------------------------
 
 caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
                                           const std::string& payload) {

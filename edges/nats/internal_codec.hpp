@@ -42,9 +42,10 @@ wire_reply failure_reply(const caf::error& err);
 /// decode: the call's request, or errc::bad_request "malformed <Message>
 /// payload" for bytes that are not its Protobuf request.
 /// encode: the reply to the call's answer.
-#define GATEHOUSE_NATS_CODEC(id, name, method, path, auth, owner, req, ans,  \
-                             changes)                                         \
-  caf::expected<req> decode(call_tag<call_id::id>, const std::string& payload); \
+#define GATEHOUSE_NATS_CODEC(id, name, method, path, auth, owner, req, ans,    \
+                             changes)                                          \
+  caf::expected<req> decode(call_tag<call_id::id>,                             \
+                            const std::string& payload);                       \
   wire_reply encode(call_tag<call_id::id>, const ans& answer);
 GATEHOUSE_CALLS(GATEHOUSE_NATS_CODEC)
 #undef GATEHOUSE_NATS_CODEC

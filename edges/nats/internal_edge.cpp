@@ -41,11 +41,11 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
     nc_ = nc;
   }
   started_ = true;
-  auto publish = [this](const std::string& subject,
-                        const std::string& request_id,
-                        const wire_reply& reply) {
-    this->publish(subject, request_id, reply);
-  };
+  auto publish
+    = [this](const std::string& subject, const std::string& request_id,
+             const wire_reply& reply) {
+        this->publish(subject, request_id, reply);
+      };
   bridge_deps bdeps{deps_.domains, deps_.requests};
   for (const auto& spec : call_table) {
     auto call = spec.id;
@@ -65,15 +65,17 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
       st = natsSubscription_SetOnCompleteCB(s->sub, &internal_edge::on_complete,
                                             s.get());
     if (st == NATS_OK)
-      st = natsSubscription_SetPendingLimits(s->sub, settings_.pending_msgs_limit,
-                                             settings_.pending_bytes_limit);
+      st = natsSubscription_SetPendingLimits(
+        s->sub, settings_.pending_msgs_limit, settings_.pending_bytes_limit);
     subs_.push_back(std::move(s));
     if (st != NATS_OK) {
       error = "nats subscribe " + subject + ": " + status_text(st);
       return false;
     }
   }
-  monitor_ = std::thread{[this] { monitor_loop(); }};
+  monitor_ = std::thread{[this] {
+    monitor_loop();
+  }};
   log::info("nats internal edge subscribed",
             {{"subjects", settings_.subject_prefix + "*"},
              {"queue_group", settings_.queue_group},
@@ -115,8 +117,7 @@ void internal_edge::stop() {
     s->closed = true;
   // Requests in the bridges end within the request timeout (each has one).
   auto answered_by = std::chrono::steady_clock::now()
-                     + settings_.request_timeout
-                     + std::chrono::milliseconds(500);
+    + settings_.request_timeout + std::chrono::milliseconds(500);
   while (stats_->in_flight.load() > 0
          && std::chrono::steady_clock::now() < answered_by)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -137,8 +138,8 @@ std::string internal_edge::metrics() const {
 }
 
 // nats.c's delivery thread of one subscription: copy, hand over, return.
-void internal_edge::on_message(natsConnection*, natsSubscription*,
-                               natsMsg* raw, void* closure) {
+void internal_edge::on_message(natsConnection*, natsSubscription*, natsMsg* raw,
+                               void* closure) {
   msg_ptr msg{raw};
   auto* s = static_cast<subscription*>(closure);
   nats_inbound in;
@@ -172,9 +173,9 @@ void internal_edge::publish(const std::string& subject,
     return;
   }
   msg_ptr msg;
-  natsStatus st = create(msg, natsMsg_Create, subject.c_str(), nullptr,
-                         reply.body.data(),
-                         static_cast<int>(reply.body.size()));
+  natsStatus st
+    = create(msg, natsMsg_Create, subject.c_str(), nullptr, reply.body.data(),
+             static_cast<int>(reply.body.size()));
   if (st == NATS_OK)
     st = natsMsgHeader_Set(msg.get(), status_header,
                            std::to_string(reply.status).c_str());

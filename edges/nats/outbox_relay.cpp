@@ -218,7 +218,7 @@ struct outbox_relay::impl {
       if (ack && ack->Stream && settings.stream != ack->Stream) {
         // Another stream captured the subject: not where consumers look.
         error = std::string{"acknowledged by stream "} + ack->Stream
-                + " instead of " + settings.stream;
+          + " instead of " + settings.stream;
         return publish_outcome::nats_failed;
       }
       if (ack && ack->Duplicate)
@@ -275,9 +275,9 @@ struct outbox_relay::impl {
     auto now = clock_type::now();
     for (auto& [project, r] : retries)
       if (r.next > now)
-        limit = std::min(limit, std::chrono::duration_cast<milliseconds>(
-                                  r.next - now)
-                                  + milliseconds(1));
+        limit = std::min(limit,
+                         std::chrono::duration_cast<milliseconds>(r.next - now)
+                           + milliseconds(1));
     return limit;
   }
 
@@ -342,8 +342,8 @@ struct outbox_relay::impl {
   pass_result pass() {
     // Projects with unpublished rows, except those waiting for a retry, and
     // those another replica relays.
-    auto locked = outbox->lock_projects(settings.max_projects,
-                                        waiting_projects());
+    auto locked
+      = outbox->lock_projects(settings.max_projects, waiting_projects());
     if (!locked)
       return outbox_failed(std::move(locked.error()));
     if (locked->empty())
@@ -407,15 +407,17 @@ struct outbox_relay::impl {
 
   void run() {
     auto backoff = settings.min_backoff;
-    auto grow = [&] { backoff = std::min(backoff * 2, settings.max_backoff); };
+    auto grow = [&] {
+      backoff = std::min(backoff * 2, settings.max_backoff);
+    };
     while (!stopping) {
       auto result = step();
       if (result == pass_result::idle) {
         backoff = settings.min_backoff;
         if (stopping)
           break;
-        auto err = outbox->wait_for_work(
-          until_next_retry(settings.poll_interval));
+        auto err
+          = outbox->wait_for_work(until_next_retry(settings.poll_interval));
         if (!err)
           continue;
         result = outbox_failed(std::move(err));
@@ -445,8 +447,8 @@ struct outbox_relay::impl {
 outbox_relay::outbox_relay(outbox_relay_settings settings,
                            std::unique_ptr<outbox_port> outbox,
                            const connection& nats)
-  : impl_(std::make_unique<impl>(std::move(settings), std::move(outbox),
-                                 nats)) {
+  : impl_(
+    std::make_unique<impl>(std::move(settings), std::move(outbox), nats)) {
   // nop
 }
 
@@ -459,7 +461,9 @@ void outbox_relay::start() {
   if (impl_->started || impl_->stopped)
     return;
   impl_->started = true;
-  impl_->worker = std::thread{[this] { impl_->run(); }};
+  impl_->worker = std::thread{[this] {
+    impl_->run();
+  }};
 }
 
 void outbox_relay::stop() {

@@ -24,7 +24,7 @@ struct reference {
 
 /// Everything the database needs from a valid document.
 struct parsed_seed {
-  std::set<std::string> present; // top-level keys present
+  std::set<std::string> present;  // top-level keys present
   json settings = json::object(); // settings keys given, without messages
   bool broadcast_present = false;
   json broadcast_messages = json::array();

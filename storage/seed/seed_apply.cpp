@@ -16,9 +16,9 @@ using problem_list = std::vector<std::string>;
 /// A column of a jsonb_to_recordset input and how it is stored.
 struct column {
   const char* name;
-  const char* type;        // SQL type in the recordset definition
-  const char* expr = "";   // stored expression; "" stores x.<name>
-  bool stored = true;      // false: input only (used by another expr)
+  const char* type;      // SQL type in the recordset definition
+  const char* expr = ""; // stored expression; "" stores x.<name>
+  bool stored = true;    // false: input only (used by another expr)
 };
 
 /// INSERT ... SELECT FROM jsonb_to_recordset($1) ON CONFLICT ... DO UPDATE,
@@ -35,7 +35,8 @@ std::string upsert_sql(const std::string& table, const std::string& conflict,
       continue;
     std::string sep = names.empty() ? "" : ", ";
     names += sep + c.name;
-    values += sep + (*c.expr ? std::string(c.expr) : "x." + std::string(c.name));
+    values
+      += sep + (*c.expr ? std::string(c.expr) : "x." + std::string(c.name));
     if (stored++ < key_columns)
       continue;
     std::string usep = sets.empty() ? "" : ", ";
@@ -44,10 +45,9 @@ std::string upsert_sql(const std::string& table, const std::string& conflict,
     new_values += usep + "EXCLUDED." + c.name;
   }
   return "INSERT INTO " + table + " AS t (" + names + ") SELECT " + values
-         + " FROM jsonb_to_recordset($1::jsonb) AS x(" + inputs
-         + ") ON CONFLICT " + conflict + " DO UPDATE SET " + sets
-         + ", updated_at = now() WHERE (" + old_values
-         + ") IS DISTINCT FROM (" + new_values + ")";
+    + " FROM jsonb_to_recordset($1::jsonb) AS x(" + inputs + ") ON CONFLICT "
+    + conflict + " DO UPDATE SET " + sets + ", updated_at = now() WHERE ("
+    + old_values + ") IS DISTINCT FROM (" + new_values + ")";
 }
 
 class loader {
@@ -55,7 +55,9 @@ public:
   loader(pqxx::work& tx, const parsed_seed& seed, seed_report& report)
     : tx_(tx), seed_(seed), report_(report) {}
 
-  bool present(const char* kind) const { return seed_.present.count(kind); }
+  bool present(const char* kind) const {
+    return seed_.present.count(kind);
+  }
 
   /// Runs `sql` with `arg` as $1 and returns the number of rows it changed.
   std::int64_t run(const std::string& sql, const json& arg) {
@@ -98,7 +100,7 @@ public:
 
   static std::string not_listed(const char* column, const char* type) {
     return std::string(column) + " <> ALL (ARRAY(SELECT v::" + type
-           + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
+      + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
   }
 
   void prune_by_id(const char* kind, const char* table, const json& rows,
@@ -203,8 +205,7 @@ public:
                   "SET value = EXCLUDED.value, updated_at = now() WHERE "
                   "s.value IS DISTINCT FROM EXCLUDED.value",
                   settings));
-      report_.upserted["settings"]
-        = static_cast<std::int64_t>(settings.size());
+      report_.upserted["settings"] = static_cast<std::int64_t>(settings.size());
     }
     if (seed_.broadcast_present) {
       upsert("broadcast_messages", "broadcast_messages", "(id)",
@@ -241,24 +242,19 @@ public:
     if (!problems.empty())
       return;
     upsert_projects();
-    std::vector<column> key_columns{{"id", "bigint"},
-                                    {"kind", "text"},
-                                    {"user_id", "bigint"},
-                                    {"title", "text"},
-                                    {"key", "text"},
-                                    {"key_type", "text"},
-                                    {"key_blob", "text"},
-                                    {"fingerprint_sha256", "text"},
-                                    {"usage_type", "text"},
-                                    {"expires_at", "timestamptz"}};
+    std::vector<column> key_columns{
+      {"id", "bigint"},       {"kind", "text"},
+      {"user_id", "bigint"},  {"title", "text"},
+      {"key", "text"},        {"key_type", "text"},
+      {"key_blob", "text"},   {"fingerprint_sha256", "text"},
+      {"usage_type", "text"}, {"expires_at", "timestamptz"}};
     upsert("keys", "keys", "(id)", key_columns, 1, seed_.keys);
     count("keys", seed_.keys.size());
     upsert("deploy_keys", "keys", "(id)", key_columns, 1, seed_.deploy_keys);
-    upsert("deploy_keys", "deploy_keys_projects", "(key_id, project_id)",
-           {{"key_id", "bigint"},
-            {"project_id", "bigint"},
-            {"can_push", "boolean"}},
-           2, seed_.deploy_links);
+    upsert(
+      "deploy_keys", "deploy_keys_projects", "(key_id, project_id)",
+      {{"key_id", "bigint"}, {"project_id", "bigint"}, {"can_push", "boolean"}},
+      2, seed_.deploy_links);
     count("deploy_keys", seed_.deploy_keys.size());
     if (present("keys"))
       // A key that moved from deploy_keys to keys keeps no project links.
@@ -340,12 +336,10 @@ public:
             {"access_control", "boolean"}},
            1, seed_.pages_deployments);
     count("pages_deployments", seed_.pages_deployments.size());
-    upsert("zoekt_nodes", "zoekt_nodes", "(id)",
-           {{"id", "bigint"},
-            {"uuid", "uuid"},
-            {"name", "text"},
-            {"url", "text"}},
-           1, seed_.zoekt_nodes);
+    upsert(
+      "zoekt_nodes", "zoekt_nodes", "(id)",
+      {{"id", "bigint"}, {"uuid", "uuid"}, {"name", "text"}, {"url", "text"}},
+      1, seed_.zoekt_nodes);
     count("zoekt_nodes", seed_.zoekt_nodes.size());
     upsert("webhooks", "webhooks", "(id)",
            {{"id", "bigint"},
@@ -404,14 +398,15 @@ public:
       return;
     // Descendants that the document does not list follow a renamed parent.
     changed("namespaces",
-            tx_.exec("WITH RECURSIVE tree (id, full_path) AS ("
-                     " SELECT id, path FROM namespaces WHERE parent_id IS NULL"
-                     " UNION ALL"
-                     " SELECT n.id, tree.full_path || '/' || n.path"
-                     "  FROM namespaces n JOIN tree ON n.parent_id = tree.id)"
-                     " UPDATE namespaces n SET full_path = tree.full_path,"
-                     "  updated_at = now() FROM tree WHERE n.id = tree.id"
-                     "  AND n.full_path IS DISTINCT FROM tree.full_path")
+            tx_
+              .exec("WITH RECURSIVE tree (id, full_path) AS ("
+                    " SELECT id, path FROM namespaces WHERE parent_id IS NULL"
+                    " UNION ALL"
+                    " SELECT n.id, tree.full_path || '/' || n.path"
+                    "  FROM namespaces n JOIN tree ON n.parent_id = tree.id)"
+                    " UPDATE namespaces n SET full_path = tree.full_path,"
+                    "  updated_at = now() FROM tree WHERE n.id = tree.id"
+                    "  AND n.full_path IS DISTINCT FROM tree.full_path")
               .affected_rows());
   }
 
@@ -438,10 +433,11 @@ public:
            1, seed_.projects);
     if (changed_.count("namespaces"))
       changed("projects",
-              tx_.exec("UPDATE projects p SET full_path = n.full_path || '/' "
-                       "|| p.path, updated_at = now() FROM namespaces n WHERE "
-                       "n.id = p.namespace_id AND p.full_path IS DISTINCT "
-                       "FROM n.full_path || '/' || p.path")
+              tx_
+                .exec("UPDATE projects p SET full_path = n.full_path || '/' "
+                      "|| p.path, updated_at = now() FROM namespaces n WHERE "
+                      "n.id = p.namespace_id AND p.full_path IS DISTINCT "
+                      "FROM n.full_path || '/' || p.path")
                 .affected_rows());
     upsert("projects", "project_redirects", "((lower(path)))",
            {{"path", "text"}, {"project_id", "bigint"}}, 0, seed_.redirects);
@@ -449,19 +445,20 @@ public:
 
   /// settings.broadcast_messages mirrors the broadcast_messages table.
   void sync_broadcast_setting() {
-    changed("settings",
-            tx_.exec(
-                 "INSERT INTO settings AS s (key, value) SELECT "
-                 "'broadcast_messages', coalesce(jsonb_agg(jsonb_build_object("
-                 "'id', id, 'message', message, 'target_path', target_path, "
-                 "'starts_at', to_char(starts_at AT TIME ZONE 'UTC', "
-                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ends_at', "
-                 "to_char(ends_at AT TIME ZONE 'UTC', "
-                 "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY id), '[]') "
-                 "FROM broadcast_messages ON CONFLICT (key) DO UPDATE SET "
-                 "value = EXCLUDED.value, updated_at = now() WHERE s.value "
-                 "IS DISTINCT FROM EXCLUDED.value")
-              .affected_rows());
+    changed(
+      "settings",
+      tx_
+        .exec("INSERT INTO settings AS s (key, value) SELECT "
+              "'broadcast_messages', coalesce(jsonb_agg(jsonb_build_object("
+              "'id', id, 'message', message, 'target_path', target_path, "
+              "'starts_at', to_char(starts_at AT TIME ZONE 'UTC', "
+              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ends_at', "
+              "to_char(ends_at AT TIME ZONE 'UTC', "
+              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) ORDER BY id), '[]') "
+              "FROM broadcast_messages ON CONFLICT (key) DO UPDATE SET "
+              "value = EXCLUDED.value, updated_at = now() WHERE s.value "
+              "IS DISTINCT FROM EXCLUDED.value")
+        .affected_rows());
   }
 
   /// Tells LISTENers (read models) which kinds changed; delivered on commit.

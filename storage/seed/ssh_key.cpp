@@ -41,13 +41,14 @@ public:
     return true;
   }
 
-  bool at_end() const { return pos_ == data_.size(); }
+  bool at_end() const {
+    return pos_ == data_.size();
+  }
 
 private:
   std::string_view data_;
   std::size_t pos_ = 0;
 };
-
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -76,9 +77,8 @@ bool check_key_body(const std::string& type, blob_reader& in) {
   if (type == "ssh-dss")
     return in.skip(4) && in.at_end();
   auto ecdsa = [&](std::string_view curve, int trailing) {
-    return in.next(field) && field == curve && in.next(field)
-           && !field.empty() && field[0] == 0x04 && in.skip(trailing)
-           && in.at_end();
+    return in.next(field) && field == curve && in.next(field) && !field.empty()
+      && field[0] == 0x04 && in.skip(trailing) && in.at_end();
   };
   if (type == "ecdsa-sha2-nistp256")
     return ecdsa("nistp256", 0);
@@ -93,10 +93,14 @@ bool check_key_body(const std::string& type, blob_reader& in) {
 
 const std::set<std::string>& key_types() {
   static const std::set<std::string> types{
-    "ssh-ed25519",         "ssh-rsa",
-    "ssh-dss",             "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ssh-dss",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com"};
   return types;
 }
 
@@ -114,7 +118,7 @@ std::optional<ssh_key> parse_ssh_key(std::string_view line,
   key.type = key.text.substr(0, type_end);
   if (!key_types().count(key.type)) {
     error = "unsupported key type " + json(key.type).dump()
-            + " (expected a line like \"ssh-ed25519 AAAA... comment\")";
+      + " (expected a line like \"ssh-ed25519 AAAA... comment\")";
     return std::nullopt;
   }
   if (type_end == std::string::npos) {
@@ -136,8 +140,7 @@ std::optional<ssh_key> parse_ssh_key(std::string_view line,
     return std::nullopt;
   }
   if (embedded != key.type) {
-    error = "key data is a " + std::string(embedded) + " key, not "
-            + key.type;
+    error = "key data is a " + std::string(embedded) + " key, not " + key.type;
     return std::nullopt;
   }
   if (!check_key_body(key.type, in)) {

@@ -18,7 +18,6 @@ struct ssh_key {
 
 /// Parses "<type> <base64 blob> [comment]". On failure returns nullopt and
 /// sets `error` to a message for the operator.
-std::optional<ssh_key> parse_ssh_key(std::string_view line,
-                                     std::string& error);
+std::optional<ssh_key> parse_ssh_key(std::string_view line, std::string& error);
 
 } // namespace gatehouse::storage::seeding

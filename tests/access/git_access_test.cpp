@@ -12,26 +12,27 @@ using namespace gatehouse::access::test;
 
 namespace {
 
-const std::string not_found =
-  "The project you were looking for could not be found or you don't have "
-  "permission to view it.";
-const std::string wiki_not_found =
-  "The wiki you were looking for could not be found.";
-const std::string download_denied =
-  "You are not allowed to download code from this project.";
-const std::string push_denied =
-  "You are not allowed to push code to this project.";
-const std::string push_protected_denied =
-  "You are not allowed to push code to protected branches on this project.";
-const std::string delete_protected_denied =
-  "You are not allowed to delete protected branches from this project. Only a "
-  "project maintainer or owner can delete a protected branch.";
-const std::string delete_protected_web_only =
-  "You can only delete protected branches using the web interface.";
-const std::string upload_denied =
-  "You are not allowed to upload code for this project.";
-const std::string deploy_key_read_only =
-  "This deploy key does not have write access to this project.";
+const std::string not_found
+  = "The project you were looking for could not be found or you don't have "
+    "permission to view it.";
+const std::string wiki_not_found
+  = "The wiki you were looking for could not be found.";
+const std::string download_denied
+  = "You are not allowed to download code from this project.";
+const std::string push_denied
+  = "You are not allowed to push code to this project.";
+const std::string push_protected_denied
+  = "You are not allowed to push code to protected branches on this project.";
+const std::string delete_protected_denied
+  = "You are not allowed to delete protected branches from this project. Only "
+    "a "
+    "project maintainer or owner can delete a protected branch.";
+const std::string delete_protected_web_only
+  = "You can only delete protected branches using the web interface.";
+const std::string upload_denied
+  = "You are not allowed to upload code for this project.";
+const std::string deploy_key_read_only
+  = "This deploy key does not have write access to this project.";
 
 // Users.
 constexpr std::int64_t root = 1;
@@ -97,7 +98,8 @@ std::map<std::string, std::string> matrix_changes() {
     {"delete_feature", change(B, Z, "refs/heads/feature")},
     {"tag_update", change(A, B, "refs/tags/v1.0.0")},
     {"new_tag", change(Z, B, "refs/tags/v7.8.9")},
-    {"both", change(A, B, "refs/heads/master") + change(A, B, "refs/heads/feature")},
+    {"both",
+     change(A, B, "refs/heads/master") + change(A, B, "refs/heads/feature")},
   };
 }
 
@@ -110,8 +112,8 @@ void run_matrix(const world& w, std::int64_t user_id, const expectations& exp) {
   for (const auto& [name, changes] : matrix_changes()) {
     INFO("user " << user_id << " change " << name);
     auto p = changes == "_any"
-               ? by_user(user_id, "acme/widgets.git", "git-receive-pack")
-               : hook(user_id, 10, changes);
+      ? by_user(user_id, "acme/widgets.git", "git-receive-pack")
+      : hook(user_id, 10, changes);
     const auto o = run(w, p, facts);
     const auto& want = exp.at(name);
     if (want.empty()) {
@@ -123,10 +125,13 @@ void run_matrix(const world& w, std::int64_t user_id, const expectations& exp) {
 }
 
 const expectations maintainer_row = {
-  {"any", ""},           {"new_branch", ""},
-  {"master", ""},        {"feature", ""},
+  {"any", ""},
+  {"new_branch", ""},
+  {"master", ""},
+  {"feature", ""},
   {"delete_feature", delete_protected_web_only},
-  {"tag_update", ""},    {"new_tag", ""},
+  {"tag_update", ""},
+  {"new_tag", ""},
   {"both", ""},
 };
 
@@ -142,15 +147,20 @@ const expectations developer_row = {
 };
 
 const expectations nobody_row = {
-  {"any", push_denied},        {"new_branch", push_denied},
-  {"master", push_denied},     {"feature", push_denied},
-  {"delete_feature", push_denied}, {"tag_update", push_denied},
-  {"new_tag", push_denied},    {"both", push_denied},
+  {"any", push_denied},
+  {"new_branch", push_denied},
+  {"master", push_denied},
+  {"feature", push_denied},
+  {"delete_feature", push_denied},
+  {"tag_update", push_denied},
+  {"new_tag", push_denied},
+  {"both", push_denied},
 };
 
 } // namespace
 
-// -- permission matrix (§4.3) ---------------------------------------------------------
+// -- permission matrix (§4.3)
+// ---------------------------------------------------------
 
 TEST_CASE("permission matrix: maintainers can push to feature",
           "[access][matrix]") {
@@ -207,7 +217,8 @@ TEST_CASE("group membership grants access to sub-group projects",
   expect_denied(run(w, by_user(maint, "acme/sub/gadgets.git")), 404, not_found);
 }
 
-// -- visibility, users, deploy keys (§4.4) -------------------------------------------
+// -- visibility, users, deploy keys (§4.4)
+// -------------------------------------------
 
 TEST_CASE("private project: members by level", "[access][visibility]") {
   world w = base_world();
@@ -263,7 +274,8 @@ TEST_CASE("public project: anyone pulls", "[access][visibility]") {
   CHECK_FALSE(anon.success->gl_username);
   CHECK_FALSE(anon.success->gl_key_type);
   CHECK_FALSE(anon.success->gl_key_id);
-  expect_denied(run(w, anonymous(path, "git-receive-pack")), 401, upload_denied);
+  expect_denied(run(w, anonymous(path, "git-receive-pack")), 401,
+                upload_denied);
   expect_denied(run(w, by_user(outsider, path, "git-receive-pack")), 401,
                 push_denied);
   expect_denied(run(w, by_user(guest, path, "git-receive-pack")), 401,
@@ -328,7 +340,8 @@ TEST_CASE("deploy keys", "[access][deploy_key]") {
   }
   SECTION("key not enabled for the project") {
     expect_denied(run(w, by_key(202, path)), 404, not_found);
-    expect_denied(run(w, by_key(202, path, "git-receive-pack")), 404, not_found);
+    expect_denied(run(w, by_key(202, path, "git-receive-pack")), 404,
+                  not_found);
     w.s.projects[10].visibility = "internal";
     expect_denied(run(w, by_key(202, path)), 404, not_found);
     w.s.projects[10].visibility = "public";
@@ -378,16 +391,19 @@ TEST_CASE("deploy keys and per-ref rules go through the creator",
   SECTION("a reporter's key cannot change existing tags") {
     w.s.keys[201].user_id = rep;
     expect_ok(push(201, change(Z, B, "refs/tags/v2")));
-    expect_denied(push(201, change(A, B, "refs/tags/v1")), 401,
-                  "You are not allowed to change existing tags on this project.");
+    expect_denied(
+      push(201, change(A, B, "refs/tags/v1")), 401,
+      "You are not allowed to change existing tags on this project.");
   }
   SECTION("an orphaned or blocked creator cannot push real changes") {
     w.s.keys[201].user_id.reset();
     expect_ok(push(201, "_any"));
-    expect_denied(push(201, change(A, B, "refs/heads/master")), 401, push_denied);
+    expect_denied(push(201, change(A, B, "refs/heads/master")), 401,
+                  push_denied);
     w.s.keys[201].user_id = maint;
     w.s.users[maint].state = "blocked";
-    expect_denied(push(201, change(A, B, "refs/heads/master")), 401, push_denied);
+    expect_denied(push(201, change(A, B, "refs/heads/master")), 401,
+                  push_denied);
   }
   SECTION("orphaned deploy key: empty gl_id") {
     w.s.keys[201].user_id.reset();
@@ -399,7 +415,8 @@ TEST_CASE("deploy keys and per-ref rules go through the creator",
   }
 }
 
-// -- actors ----------------------------------------------------------------------------
+// -- actors
+// ----------------------------------------------------------------------------
 
 TEST_CASE("actor resolution", "[access][actor]") {
   world w = base_world();
@@ -491,7 +508,8 @@ TEST_CASE("user states", "[access][actor]") {
   expect_ok(state("active"));
 }
 
-TEST_CASE("key expiry and the expiring-soon console message", "[access][actor]") {
+TEST_CASE("key expiry and the expiring-soon console message",
+          "[access][actor]") {
   world w = base_world();
   const std::string path = "acme/widgets.git";
   auto& k = w.s.keys[103];
@@ -505,8 +523,8 @@ TEST_CASE("key expiry and the expiring-soon console message", "[access][actor]")
   k.expires_at = now + 3 * day;
   auto o = run(w, by_key(103, path));
   expect_ok(o);
-  CHECK(o.success->gl_console_messages ==
-        std::vector<std::string>{
+  CHECK(o.success->gl_console_messages
+        == std::vector<std::string>{
           "INFO: Your SSH key is expiring soon. Please generate a new key."});
 
   k.expires_at = now + 7 * day;
@@ -523,7 +541,8 @@ TEST_CASE("key expiry and the expiring-soon console message", "[access][actor]")
   CHECK(o.success->gl_console_messages.empty());
 }
 
-// -- protocol, command, archive, repository ------------------------------------------
+// -- protocol, command, archive, repository
+// ------------------------------------------
 
 TEST_CASE("protocol settings", "[access][protocol]") {
   world w = base_world();
@@ -538,7 +557,8 @@ TEST_CASE("protocol settings", "[access][protocol]") {
   expect_ok(with("all", "ssh"));
   expect_ok(with("", "http"));
   expect_ok(with("ssh", "ssh"));
-  expect_denied(with("ssh", "http"), 401, "Git access over HTTP is not allowed");
+  expect_denied(with("ssh", "http"), 401,
+                "Git access over HTTP is not allowed");
   expect_denied(with("ssh", "http", "git-receive-pack"), 401,
                 "Git access over HTTP is not allowed");
   expect_denied(with("http", "ssh"), 401, "Git access over SSH is not allowed");
@@ -588,12 +608,14 @@ TEST_CASE("repository does not exist yet", "[access][repository]") {
   expect_denied(run(w, by_user(outsider, "acme/widgets.git")), 404, not_found);
 }
 
-// -- paths, wikis, redirects ----------------------------------------------------------
+// -- paths, wikis, redirects
+// ----------------------------------------------------------
 
 TEST_CASE("repository paths", "[access][paths]") {
   world w = base_world();
-  for (const char* path : {"acme/widgets.git", "/acme/widgets.git",
-                           "acme/widgets", "ACME/Widgets.git", "/Acme/widgets"}) {
+  for (const char* path :
+       {"acme/widgets.git", "/acme/widgets.git", "acme/widgets",
+        "ACME/Widgets.git", "/Acme/widgets"}) {
     INFO(path);
     const auto o = run(w, by_user(dev, path));
     expect_ok(o);
@@ -610,7 +632,8 @@ TEST_CASE("repository paths", "[access][paths]") {
 
 TEST_CASE("paths without a namespace", "[access][paths]") {
   world w = base_world();
-  const std::string text = "The namespace you were looking for could not be found.";
+  const std::string text
+    = "The namespace you were looking for could not be found.";
   expect_denied(run(w, by_user(dev, "widgets.git")), 404, text);
   expect_denied(run(w, by_user(dev, "/widgets.git", "git-receive-pack")), 404,
                 text);
@@ -628,7 +651,8 @@ TEST_CASE("snippet and design repositories are not in the read model",
   expect_denied(run(w, by_user(dev, "snippets/7.git")), 404, not_found);
   expect_denied(run(w, by_user(dev, "acme/widgets/snippets/7.git")), 404,
                 not_found);
-  expect_denied(run(w, by_user(dev, "acme/widgets.design.git")), 404, not_found);
+  expect_denied(run(w, by_user(dev, "acme/widgets.design.git")), 404,
+                not_found);
   // By gl_repository.
   auto p = hook(dev, 10, "_any");
   p.gl_repository = "snippet-7";
@@ -637,7 +661,8 @@ TEST_CASE("snippet and design repositories are not in the read model",
   p.user_id.reset();
   p.key_id = 200;
   w.deploy_key(200, maint).deploy_projects[10] = true;
-  expect_denied(run(w, p), 401, "The authentication mechanism is not supported.");
+  expect_denied(run(w, p), 401,
+                "The authentication mechanism is not supported.");
   p = hook(dev, 10, "_any");
   p.gl_repository = "design-3";
   expect_denied(run(w, p), 404, not_found);
@@ -663,7 +688,8 @@ TEST_CASE("wiki repositories", "[access][wiki]") {
     CHECK(o.success->gl_project_path == "acme/widgets.wiki");
     CHECK(o.success->gl_project_id == 10);
     REQUIRE(o.success->gitaly);
-    CHECK(o.success->gitaly->relative_path == "@hashed/4a/44/4a44dc1510.wiki.git");
+    CHECK(o.success->gitaly->relative_path
+          == "@hashed/4a/44/4a44dc1510.wiki.git");
     CHECK(o.success->gitaly->gl_repository == "wiki-10");
     CHECK(o.success->gitaly->gl_project_path == "acme/widgets.wiki");
   }
@@ -676,7 +702,8 @@ TEST_CASE("wiki repositories", "[access][wiki]") {
   }
   SECTION("guests of a private project pull the wiki, only developers push") {
     expect_ok(run(w, by_user(guest, "acme/widgets.wiki.git")));
-    expect_ok(run(w, by_user(dev, "acme/widgets.wiki.git", "git-receive-pack")));
+    expect_ok(
+      run(w, by_user(dev, "acme/widgets.wiki.git", "git-receive-pack")));
     expect_denied(
       run(w, by_user(rep, "acme/widgets.wiki.git", "git-receive-pack")), 401,
       "You are not allowed to write to this project's wiki.");
@@ -684,9 +711,9 @@ TEST_CASE("wiki repositories", "[access][wiki]") {
   SECTION("non-members get the wiki not-found text") {
     expect_denied(run(w, by_user(outsider, "acme/widgets.wiki.git")), 404,
                   wiki_not_found);
-    expect_denied(run(w, by_user(outsider, "acme/widgets.wiki.git",
-                                 "git-receive-pack")),
-                  404, wiki_not_found);
+    expect_denied(
+      run(w, by_user(outsider, "acme/widgets.wiki.git", "git-receive-pack")),
+      404, wiki_not_found);
   }
   SECTION("a project literally named *.wiki wins") {
     w.project(12, 5, "widgets.wiki");
@@ -699,13 +726,15 @@ TEST_CASE("wiki repositories", "[access][wiki]") {
     auto& k = w.deploy_key(200, maint);
     k.deploy_projects[10] = false;
     expect_ok(run(w, by_key(200, "acme/widgets.wiki.git")));
-    expect_denied(run(w, by_key(200, "acme/widgets.wiki.git", "git-receive-pack")),
-                  401, deploy_key_read_only);
+    expect_denied(
+      run(w, by_key(200, "acme/widgets.wiki.git", "git-receive-pack")), 401,
+      deploy_key_read_only);
     k.deploy_projects[10] = true;
     expect_ok(run(w, by_key(200, "acme/widgets.wiki.git", "git-receive-pack")));
   }
   SECTION("a missing wiki project falls back to the project type") {
-    expect_denied(run(w, by_user(dev, "acme/nothing.wiki.git")), 404, not_found);
+    expect_denied(run(w, by_user(dev, "acme/nothing.wiki.git")), 404,
+                  not_found);
   }
 }
 
@@ -720,11 +749,11 @@ TEST_CASE("redirected paths", "[access][redirects]") {
     CHECK(o.project_id == 10);
     CHECK(o.success->gl_project_path == "acme/widgets");
     REQUIRE(o.moved_message);
-    CHECK(*o.moved_message ==
-          "Project 'Acme/Old-Widgets' was moved to 'acme/widgets'.\n\n"
-          "Please update your Git remote:\n\n"
-          "  git remote set-url origin "
-          "ssh://git@gitlab.example.com:2222/acme/widgets.git\n");
+    CHECK(*o.moved_message
+          == "Project 'Acme/Old-Widgets' was moved to 'acme/widgets'.\n\n"
+             "Please update your Git remote:\n\n"
+             "  git remote set-url origin "
+             "ssh://git@gitlab.example.com:2222/acme/widgets.git\n");
     CHECK(o.moved_user_id == dev);
     CHECK(o.moved_project_id == 10);
   }
@@ -734,20 +763,22 @@ TEST_CASE("redirected paths", "[access][redirects]") {
     const auto o = run(w, p);
     expect_ok(o);
     REQUIRE(o.moved_message);
-    CHECK(*o.moved_message ==
-          "Project 'acme/old-widgets' was moved to 'acme/widgets'.\n\n"
-          "Please update your Git remote:\n\n"
-          "  git remote set-url origin https://gitlab.example.com/acme/widgets.git\n");
+    CHECK(*o.moved_message
+          == "Project 'acme/old-widgets' was moved to 'acme/widgets'.\n\n"
+             "Please update your Git remote:\n\n"
+             "  git remote set-url origin "
+             "https://gitlab.example.com/acme/widgets.git\n");
   }
   SECTION("derived ssh root") {
     w.s.settings.ssh_clone_url_root.clear();
     w.s.settings.external_url = "https://gitlab.example.com:8443/";
     const auto o = run(w, by_key(103, "acme/old-widgets"));
     REQUIRE(o.moved_message);
-    CHECK(*o.moved_message ==
-          "Project 'acme/old-widgets' was moved to 'acme/widgets'.\n\n"
-          "Please update your Git remote:\n\n"
-          "  git remote set-url origin git@gitlab.example.com:acme/widgets.git\n");
+    CHECK(*o.moved_message
+          == "Project 'acme/old-widgets' was moved to 'acme/widgets'.\n\n"
+             "Please update your Git remote:\n\n"
+             "  git remote set-url origin "
+             "git@gitlab.example.com:acme/widgets.git\n");
     CHECK(o.moved_user_id == dev);
   }
   SECTION("wiki through a redirect") {
@@ -755,12 +786,12 @@ TEST_CASE("redirected paths", "[access][redirects]") {
     expect_ok(o);
     CHECK(o.success->gl_repository == "wiki-10");
     REQUIRE(o.moved_message);
-    CHECK(*o.moved_message ==
-          "Project wiki 'acme/old-widgets.wiki' was moved to "
-          "'acme/widgets.wiki'.\n\n"
-          "Please update your Git remote:\n\n"
-          "  git remote set-url origin "
-          "ssh://git@gitlab.example.com:2222/acme/widgets.wiki.git\n");
+    CHECK(*o.moved_message
+          == "Project wiki 'acme/old-widgets.wiki' was moved to "
+             "'acme/widgets.wiki'.\n\n"
+             "Please update your Git remote:\n\n"
+             "  git remote set-url origin "
+             "ssh://git@gitlab.example.com:2222/acme/widgets.wiki.git\n");
   }
   SECTION("kept even when a later check refuses") {
     const auto o = run(w, by_user(guest, "acme/old-widgets.git"));
@@ -790,7 +821,8 @@ TEST_CASE("redirected paths", "[access][redirects]") {
   }
 }
 
-// -- per-ref checks (§4.2) --------------------------------------------------------------
+// -- per-ref checks (§4.2)
+// --------------------------------------------------------------
 
 TEST_CASE("force push to protected branches", "[access][branches]") {
   world w = base_world();
@@ -805,12 +837,14 @@ TEST_CASE("force push to protected branches", "[access][branches]") {
   SECTION("rewrite is refused") {
     git_facts f = plain_facts();
     f.is_ancestor[{A, B}] = false;
-    expect_denied(run(w, hook(maint, 10, changes), f), 401,
-                  "You are not allowed to force push code to a protected branch "
-                  "on this project.");
-    expect_denied(run(w, hook(root, 10, changes), f), 401,
-                  "You are not allowed to force push code to a protected branch "
-                  "on this project.");
+    expect_denied(
+      run(w, hook(maint, 10, changes), f), 401,
+      "You are not allowed to force push code to a protected branch "
+      "on this project.");
+    expect_denied(
+      run(w, hook(root, 10, changes), f), 401,
+      "You are not allowed to force push code to a protected branch "
+      "on this project.");
     // Unprotected branches may be rewritten.
     expect_ok(run(w, hook(dev, 10, change(A, B, "refs/heads/topic")), f));
   }
@@ -819,7 +853,8 @@ TEST_CASE("force push to protected branches", "[access][branches]") {
     git_facts f = plain_facts();
     f.is_ancestor[{A, B}] = false;
     expect_ok(run(w, hook(maint, 10, changes), f));
-    expect_denied(run(w, hook(dev, 10, changes), f), 401, push_protected_denied);
+    expect_denied(run(w, hook(dev, 10, changes), f), 401,
+                  push_protected_denied);
     // No ancestry needed at all then.
     expect_ok(run(w, hook(maint, 10, changes), plain_facts()));
   }
@@ -827,17 +862,19 @@ TEST_CASE("force push to protected branches", "[access][branches]") {
     git_facts f = plain_facts();
     f.unavailable_reason = "storage \"default\" has no local path";
     w.s.storages["default"].path.clear();
-    expect_denied(run(w, hook(maint, 10, changes), f), 401,
-                  "Force-push detection for protected branch 'feature' is "
-                  "unavailable because the repository storage has no local path "
-                  "(storage \"default\" has no local path), so this push to a "
-                  "protected branch is refused.");
+    expect_denied(
+      run(w, hook(maint, 10, changes), f), 401,
+      "Force-push detection for protected branch 'feature' is "
+      "unavailable because the repository storage has no local path "
+      "(storage \"default\" has no local path), so this push to a "
+      "protected branch is refused.");
     w.s.storages["default"].path = "/repos";
     f.unavailable_reason = "git timed out";
-    expect_denied(run(w, hook(maint, 10, changes), f), 401,
-                  "Force-push detection for protected branch 'feature' is "
-                  "unavailable because git could not answer (git timed out), so "
-                  "this push to a protected branch is refused.");
+    expect_denied(
+      run(w, hook(maint, 10, changes), f), 401,
+      "Force-push detection for protected branch 'feature' is "
+      "unavailable because git could not answer (git timed out), so "
+      "this push to a protected branch is refused.");
   }
 }
 
@@ -850,12 +887,14 @@ TEST_CASE("protected branch creation", "[access][branches]") {
   SECTION("maintainers create them anywhere") {
     expect_ok(run(w, hook(maint, 10, create)));
   }
-  SECTION("developers who may merge: only from a protected commit, only on web") {
+  SECTION(
+    "developers who may merge: only from a protected commit, only on web") {
     git_facts f = plain_facts();
     f.branches_containing[C] = {"master", "topic"};
-    expect_denied(run(w, hook(dev, 10, create), f), 401,
-                  "You can only use an existing protected branch ref as the basis "
-                  "of a new protected branch.");
+    expect_denied(
+      run(w, hook(dev, 10, create), f), 401,
+      "You can only use an existing protected branch ref as the basis "
+      "of a new protected branch.");
     f.branches_containing[C] = {"topic", "stable"};
     expect_denied(run(w, hook(dev, 10, create), f), 401,
                   "You can only create protected branches using the web "
@@ -886,7 +925,8 @@ TEST_CASE("protected branch deletion over ssh and web", "[access][branches]") {
                 delete_protected_web_only);
   expect_ok(run(w, hook(maint, 10, del, "web")));
   expect_ok(run(w, hook(root, 10, del, "web")));
-  expect_denied(run(w, hook(dev, 10, del, "web")), 401, delete_protected_denied);
+  expect_denied(run(w, hook(dev, 10, del, "web")), 401,
+                delete_protected_denied);
   // Unprotected branches: developers delete them.
   expect_ok(run(w, hook(dev, 10, change(B, Z, "refs/heads/topic"))));
 }
@@ -894,20 +934,22 @@ TEST_CASE("protected branch deletion over ssh and web", "[access][branches]") {
 TEST_CASE("branch names and the default branch", "[access][branches]") {
   world w = base_world();
   const std::string sha = "267208abfe40e546f5e847444276f7d43a39503e";
-  const std::string sha256 =
-    "09b9fd3ea68e9b95a51b693a29568c898e27d1476bbd83c825664f18467fc175";
-  const std::string sha_msg =
-    "You cannot create a branch with a SHA-1 or SHA-256 branch name.";
-  const std::string invalid_msg = "You cannot create a branch with an invalid name.";
+  const std::string sha256
+    = "09b9fd3ea68e9b95a51b693a29568c898e27d1476bbd83c825664f18467fc175";
+  const std::string sha_msg
+    = "You cannot create a branch with a SHA-1 or SHA-256 branch name.";
+  const std::string invalid_msg
+    = "You cannot create a branch with an invalid name.";
 
   expect_denied(run(w, hook(maint, 10, change(B, Z, "refs/heads/master"))), 401,
                 "The default branch of a project cannot be deleted.");
-  expect_denied(run(w, hook(root, 10, change(B, Z, "refs/heads/master"), "web")),
-                401, "The default branch of a project cannot be deleted.");
+  expect_denied(
+    run(w, hook(root, 10, change(B, Z, "refs/heads/master"), "web")), 401,
+    "The default branch of a project cannot be deleted.");
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/heads/" + sha))), 401,
                 sha_msg);
-  expect_denied(run(w, hook(dev, 10, change(A, B, "refs/heads/" + sha256))), 401,
-                sha_msg);
+  expect_denied(run(w, hook(dev, 10, change(A, B, "refs/heads/" + sha256))),
+                401, sha_msg);
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/heads/" + sha + "-x"))),
                 401, sha_msg);
   expect_ok(run(w, hook(dev, 10, change(Z, B, "refs/heads/fix-" + sha))));
@@ -929,10 +971,10 @@ TEST_CASE("empty repository", "[access][branches]") {
   world w = base_world();
   git_facts empty;
   empty.repository_empty = true;
-  const std::string members_message =
-    "\nA default branch (e.g. master) does not yet exist for acme/widgets\n"
-    "Ask a project Owner or Maintainer to create a default branch:\n\n"
-    "  https://gitlab.example.com/acme/widgets/-/project_members\n\n";
+  const std::string members_message
+    = "\nA default branch (e.g. master) does not yet exist for acme/widgets\n"
+      "Ask a project Owner or Maintainer to create a default branch:\n\n"
+      "  https://gitlab.example.com/acme/widgets/-/project_members\n\n";
   const auto first = change(Z, B, "refs/heads/master");
   expect_denied(run(w, hook(dev, 10, first), empty), 401, members_message);
   expect_ok(run(w, hook(maint, 10, first), empty));
@@ -947,7 +989,8 @@ TEST_CASE("empty repository", "[access][branches]") {
 
 TEST_CASE("tags", "[access][tags]") {
   world w = base_world();
-  const std::string prohibited = "You cannot create a tag with a prohibited pattern.";
+  const std::string prohibited
+    = "You cannot create a tag with a prohibited pattern.";
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/tags/master"))), 401,
                 "You cannot use default branch name to create a tag");
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/tags/refs/tags/v1"))),
@@ -957,8 +1000,10 @@ TEST_CASE("tags", "[access][tags]") {
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/tags/v1..2"))), 401,
                 prohibited);
   expect_denied(
-    run(w, hook(dev, 10,
-                change(Z, B, "refs/tags/267208abfe40e546f5e847444276f7d43a39503e"))),
+    run(
+      w,
+      hook(dev, 10,
+           change(Z, B, "refs/tags/267208abfe40e546f5e847444276f7d43a39503e"))),
     401, "You cannot create a tag with a SHA-1 or SHA-256 tag name.");
   expect_denied(run(w, hook(dev, 10, change(Z, B, "refs/tags/v\xff"))), 401,
                 "Tag names must be valid when converted to UTF-8 encoding");
@@ -980,9 +1025,10 @@ TEST_CASE("protected tags", "[access][tags]") {
                 "You are not allowed to create this tag as it is protected.");
   expect_denied(run(w, hook(maint, 10, update)), 401,
                 "Protected tags cannot be updated.");
-  expect_denied(run(w, hook(dev, 10, del, "web")), 401,
-                "You are not allowed to delete protected tags from this project. "
-                "Only a project maintainer or owner can delete a protected tag.");
+  expect_denied(
+    run(w, hook(dev, 10, del, "web")), 401,
+    "You are not allowed to delete protected tags from this project. "
+    "Only a project maintainer or owner can delete a protected tag.");
   expect_denied(run(w, hook(maint, 10, del)), 401,
                 "You can only delete protected tags using the web interface.");
   expect_ok(run(w, hook(maint, 10, del, "web")));
@@ -1005,20 +1051,21 @@ TEST_CASE("the first refused change decides", "[access][branches]") {
   w.protect_branch(10, "feature", 40, 40);
   git_facts f = plain_facts();
   f.is_ancestor[{A, B}] = true;
-  const auto changes = change(A, B, "refs/heads/master") +
-                       change(Z, B, "refs/tags/master") +
-                       change(A, B, "refs/heads/feature");
+  const auto changes = change(A, B, "refs/heads/master")
+    + change(Z, B, "refs/tags/master") + change(A, B, "refs/heads/feature");
   expect_denied(run(w, hook(dev, 10, changes), f), 401,
                 "You cannot use default branch name to create a tag");
   // Empty real changes pass like GitLab's empty change list.
   expect_ok(run(w, hook(rep, 10, "")));
 }
 
-// -- success body ---------------------------------------------------------------------------
+// -- success body
+// ---------------------------------------------------------------------------
 
 TEST_CASE("success body", "[access][success]") {
   world w = base_world();
-  const auto o = run(w, by_key(103, "acme/sub/gadgets.git", "git-receive-pack"));
+  const auto o
+    = run(w, by_key(103, "acme/sub/gadgets.git", "git-receive-pack"));
   expect_ok(o);
   const auto& s = *o.success;
   CHECK(o.project_id == 11);
@@ -1030,9 +1077,9 @@ TEST_CASE("success body", "[access][success]") {
   CHECK(s.gl_username == "dev");
   CHECK(s.gl_key_type == "key");
   CHECK(s.gl_key_id == 103);
-  CHECK(s.git_config_options ==
-        std::vector<std::string>{"uploadpack.allowFilter=true",
-                                 "uploadpack.allowAnySHA1InWant=true"});
+  CHECK(s.git_config_options
+        == std::vector<std::string>{"uploadpack.allowFilter=true",
+                                    "uploadpack.allowAnySHA1InWant=true"});
   REQUIRE(s.gitaly);
   CHECK(s.gitaly->storage_name == "default");
   CHECK(s.gitaly->relative_path == "@hashed/4a/44/4a44dc1511.git");
@@ -1053,17 +1100,18 @@ TEST_CASE("success body: max input size, token, other storage",
   w.s.projects[10].storage = "other";
   auto o = run(w, by_user(dev, "acme/widgets.git", "git-upload-archive"));
   expect_ok(o);
-  CHECK(o.success->git_config_options ==
-        std::vector<std::string>{"uploadpack.allowFilter=true",
-                                 "uploadpack.allowAnySHA1InWant=true",
-                                 "receive.maxInputSize=1048576"});
+  CHECK(o.success->git_config_options
+        == std::vector<std::string>{"uploadpack.allowFilter=true",
+                                    "uploadpack.allowAnySHA1InWant=true",
+                                    "receive.maxInputSize=1048576"});
   REQUIRE(o.success->gitaly);
   CHECK(o.success->gitaly->storage_name == "other");
   CHECK(o.success->gitaly->address == "tcp://gitaly-2:8075");
   CHECK(o.success->gitaly->token == "s3cret");
   w.s.settings.receive_max_input_size_mb = 300;
   o = run(w, by_user(dev, "acme/widgets.git"));
-  CHECK(o.success->git_config_options.back() == "receive.maxInputSize=314572800");
+  CHECK(o.success->git_config_options.back()
+        == "receive.maxInputSize=314572800");
 }
 
 TEST_CASE("denials still report actor and project", "[access][success]") {

@@ -13,9 +13,9 @@ TEST_CASE("parse_changes splits lines like Rails", "[access][changes]") {
     CHECK(parse_changes("_any").empty());
   }
   SECTION("lines are stripped, blanks dropped, fields split on whitespace") {
-    const auto changes =
-      parse_changes("  " + A + "   " + B + "\trefs/heads/main \r\n\n\n" + Z +
-                    " " + C + " refs/tags/v1\n");
+    const auto changes
+      = parse_changes("  " + A + "   " + B + "\trefs/heads/main \r\n\n\n" + Z
+                      + " " + C + " refs/tags/v1\n");
     REQUIRE(changes.size() == 2);
     CHECK(changes[0].oldrev == A);
     CHECK(changes[0].newrev == B);
@@ -25,8 +25,8 @@ TEST_CASE("parse_changes splits lines like Rails", "[access][changes]") {
     CHECK(changes[1].ref == "refs/tags/v1");
   }
   SECTION("malformed lines are dropped, extra fields ignored") {
-    const auto changes =
-      parse_changes(A + " " + B + "\n" + A + " " + B + " refs/heads/x extra\n");
+    const auto changes = parse_changes(A + " " + B + "\n" + A + " " + B
+                                       + " refs/heads/x extra\n");
     REQUIRE(changes.size() == 1);
     CHECK(changes[0].ref == "refs/heads/x");
   }
@@ -69,10 +69,30 @@ TEST_CASE("valid_ref_name follows GitRefValidator", "[access][names]") {
     INFO(ok);
     CHECK(valid_ref_name(ok));
   }
-  for (const char* bad :
-       {"", "-wrong", "HEAD", "refs/heads/main", "refs/remotes/x", "a..b",
-        "a b", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "a\\b", "/a", "a/",
-        "a//b", ".a", "a/.b", "a.lock", "a/b.lock/c", "a.", "a@{b", "a\x01"}) {
+  for (const char* bad : {"",
+                          "-wrong",
+                          "HEAD",
+                          "refs/heads/main",
+                          "refs/remotes/x",
+                          "a..b",
+                          "a b",
+                          "a~b",
+                          "a^b",
+                          "a:b",
+                          "a?b",
+                          "a*b",
+                          "a[b",
+                          "a\\b",
+                          "/a",
+                          "a/",
+                          "a//b",
+                          ".a",
+                          "a/.b",
+                          "a.lock",
+                          "a/b.lock/c",
+                          "a.",
+                          "a@{b",
+                          "a\x01"}) {
     INFO(bad);
     CHECK_FALSE(valid_ref_name(bad));
   }
@@ -83,14 +103,15 @@ TEST_CASE("starts_with_full_sha and valid_utf8", "[access][names]") {
   CHECK(starts_with_full_sha("267208ABFE40E546F5E847444276F7D43A39503E-x"));
   CHECK(starts_with_full_sha(
     "09b9fd3ea68e9b95a51b693a29568c898e27d1476bbd83c825664f18467fc175"));
-  CHECK_FALSE(starts_with_full_sha("fix-267208abfe40e546f5e847444276f7d43a39503e"));
+  CHECK_FALSE(
+    starts_with_full_sha("fix-267208abfe40e546f5e847444276f7d43a39503e"));
   CHECK_FALSE(starts_with_full_sha("267208abfe40e546f5e847444276f7d43a3950"));
   CHECK(valid_utf8("plain"));
   CHECK(valid_utf8("v1-\xc3\xa9t\xc3\xa9"));
   CHECK(valid_utf8("\xf0\x9f\x98\x80"));
   CHECK_FALSE(valid_utf8("bad\xff"));
   CHECK_FALSE(valid_utf8("\xc3"));
-  CHECK_FALSE(valid_utf8("\xc0\xaf")); // overlong
+  CHECK_FALSE(valid_utf8("\xc0\xaf"));     // overlong
   CHECK_FALSE(valid_utf8("\xed\xa0\x80")); // surrogate
 }
 
@@ -140,14 +161,15 @@ TEST_CASE("questions_for: location and quarantine directories",
           "[access][questions]") {
   world w = questions_world();
   auto p = hook(2, 10, change(A, B, "refs/heads/master"));
-  p.env = R"({"GIT_OBJECT_DIRECTORY_RELATIVE":"objects/incoming-abc",)"
-          R"("GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE":["objects","/abs/alt"]})";
+  p.env
+    = R"({"GIT_OBJECT_DIRECTORY_RELATIVE":"objects/incoming-abc",)"
+      R"("GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE":["objects","/abs/alt"]})";
 
   SECTION("directories made absolute against the repository directory") {
     const auto q = questions_for(w.s, p);
     REQUIRE(q.location);
-    const std::string repo =
-      "/var/opt/gitlab/git-data/repositories/@hashed/4a/44/4a44dc1510.git";
+    const std::string repo
+      = "/var/opt/gitlab/git-data/repositories/@hashed/4a/44/4a44dc1510.git";
     CHECK(q.location->repo_dir == repo);
     CHECK(q.location->object_directory == repo + "/objects/incoming-abc");
     REQUIRE(q.location->alternate_object_directories.size() == 2);
@@ -158,14 +180,16 @@ TEST_CASE("questions_for: location and quarantine directories",
     p.relative_path = "+gitaly/staging/1/@hashed/4a/44/x.git";
     auto q = questions_for(w.s, p);
     REQUIRE(q.location);
-    CHECK(q.location->repo_dir ==
-          "/var/opt/gitlab/git-data/repositories/+gitaly/staging/1/@hashed/4a/"
-          "44/x.git");
+    CHECK(
+      q.location->repo_dir
+      == "/var/opt/gitlab/git-data/repositories/+gitaly/staging/1/@hashed/4a/"
+         "44/x.git");
     p.relative_path = "../../etc";
     q = questions_for(w.s, p);
     REQUIRE(q.location);
-    CHECK(q.location->repo_dir ==
-          "/var/opt/gitlab/git-data/repositories/@hashed/4a/44/4a44dc1510.git");
+    CHECK(
+      q.location->repo_dir
+      == "/var/opt/gitlab/git-data/repositories/@hashed/4a/44/4a44dc1510.git");
   }
   SECTION("invalid env JSON leaves no quarantine directories") {
     p.env = "{not json";
@@ -197,36 +221,43 @@ TEST_CASE("questions_for: which facts are needed", "[access][questions]") {
             .empty());
   }
   SECTION("update of a protected branch asks ancestry and emptiness") {
-    const auto q = questions_for(w.s, hook(2, 10, change(A, B, "refs/heads/feature")));
+    const auto q
+      = questions_for(w.s, hook(2, 10, change(A, B, "refs/heads/feature")));
     CHECK(q.ancestry == std::set<std::pair<std::string, std::string>>{{A, B}});
     CHECK(q.ask_empty);
     CHECK(q.branches_containing.empty());
   }
-  SECTION("a maintainer's push to unprotected branches and tags needs nothing") {
+  SECTION(
+    "a maintainer's push to unprotected branches and tags needs nothing") {
     const auto q = questions_for(
-      w.s, hook(2, 10,
-                change(A, B, "refs/heads/master") +
-                  change(Z, B, "refs/tags/v1")));
+      w.s,
+      hook(2, 10,
+           change(A, B, "refs/heads/master") + change(Z, B, "refs/tags/v1")));
     CHECK(q.empty());
     CHECK(q.location); // still known, for whoever wants it
   }
   SECTION("a developer's branch push asks whether the repository is empty") {
-    const auto q = questions_for(w.s, hook(3, 10, change(A, B, "refs/heads/master")));
+    const auto q
+      = questions_for(w.s, hook(3, 10, change(A, B, "refs/heads/master")));
     CHECK(q.ask_empty);
     CHECK(q.ancestry.empty());
   }
-  SECTION("creation of a protected branch by a merger asks containing branches") {
-    const auto q = questions_for(w.s, hook(3, 10, change(Z, C, "refs/heads/feature-2")));
+  SECTION(
+    "creation of a protected branch by a merger asks containing branches") {
+    const auto q
+      = questions_for(w.s, hook(3, 10, change(Z, C, "refs/heads/feature-2")));
     CHECK(q.branches_containing == std::set<std::string>{C});
     CHECK(q.ancestry.empty());
   }
   SECTION("creation by someone who can push asks no containing branches") {
-    const auto q = questions_for(w.s, hook(2, 10, change(Z, C, "refs/heads/feature-2")));
+    const auto q
+      = questions_for(w.s, hook(2, 10, change(Z, C, "refs/heads/feature-2")));
     CHECK(q.branches_containing.empty());
     CHECK(q.ask_empty);
   }
   SECTION("deletions ask no ancestry") {
-    const auto q = questions_for(w.s, hook(2, 10, change(A, Z, "refs/heads/feature")));
+    const auto q
+      = questions_for(w.s, hook(2, 10, change(A, Z, "refs/heads/feature")));
     CHECK(q.ancestry.empty());
     CHECK(q.ask_empty);
   }

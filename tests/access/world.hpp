@@ -11,8 +11,9 @@
 namespace gatehouse::access::test {
 
 inline std::string lowered(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+    return static_cast<char>(std::tolower(c));
+  });
   return s;
 }
 
@@ -51,9 +52,8 @@ struct world {
     auto& n = s.namespaces[id];
     n.id = id;
     n.full_path = full_path;
-    n.path = full_path.substr(full_path.rfind('/') == std::string::npos
-                                ? 0
-                                : full_path.rfind('/') + 1);
+    n.path = full_path.substr(
+      full_path.rfind('/') == std::string::npos ? 0 : full_path.rfind('/') + 1);
     n.parent_id = parent;
     n.kind = kind;
     return n;

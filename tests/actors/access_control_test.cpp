@@ -57,9 +57,11 @@ struct access_fixture : deterministic {
     access_control_settings settings;
     settings.git_timeout = 1s;
     settings.store_timeout = 1s;
-    settings.now = [this] { return clock; };
+    settings.now = [this] {
+      return clock;
+    };
     actor = spawn(access_control, settings, loader,
-                        std::vector<git_actor>{git_actor_}, store_actor);
+                  std::vector<git_actor>{git_actor_}, store_actor);
     run();
   }
 
@@ -167,8 +169,8 @@ TEST_CASE_METHOD(access_fixture,
   auto missing = ask<access::authorized_key>(actor, access::key_query{});
   REQUIRE_FALSE(missing);
   require_error(missing.error(), errc::invalid_params, "key is missing");
-  auto unknown
-    = ask<access::authorized_key>(actor, access::key_query{"AAAAC3NzaC1lZDI1NTE5"});
+  auto unknown = ask<access::authorized_key>(
+    actor, access::key_query{"AAAAC3NzaC1lZDI1NTE5"});
   REQUIRE_FALSE(unknown);
   require_error(unknown.error(), errc::not_found, "Key");
 }
@@ -281,7 +283,8 @@ TEST_CASE_METHOD(access_fixture,
   git.silent = true;
   using access::test::A;
   using access::test::B;
-  auto p = access::test::hook(dev, 10, access::test::change(A, B, "refs/heads/main"));
+  auto p = access::test::hook(dev, 10,
+                              access::test::change(A, B, "refs/heads/main"));
   auto handle = self->request(actor, caf::infinite, p);
   run();
   CHECK(git.inspected == 1);

@@ -22,8 +22,8 @@ struct loader_script {
   snapshot_ptr snap;
 };
 
-inline read_model_loader_actor::behavior_type
-mock_loader(read_model_loader_actor::pointer, loader_script* script) {
+inline read_model_loader_actor::behavior_type mock_loader(
+  read_model_loader_actor::pointer, loader_script* script) {
   return {
     [=](atom::subscribe, caf::actor& who) {
       if (script->snap)
@@ -51,10 +51,11 @@ struct mock_git_state {
   std::vector<caf::response_promise> held;
 };
 
-inline git_actor::behavior_type
-mock_git(git_actor::stateful_pointer<mock_git_state> self, git_script* script) {
+inline git_actor::behavior_type mock_git(
+  git_actor::stateful_pointer<mock_git_state> self, git_script* script) {
   return {
-    [=](atom::inspect, access::git_questions&) -> caf::result<access::git_facts> {
+    [=](atom::inspect,
+        access::git_questions&) -> caf::result<access::git_facts> {
       ++script->inspected;
       if (script->silent) {
         self->state.held.push_back(self->make_response_promise());
@@ -62,7 +63,8 @@ mock_git(git_actor::stateful_pointer<mock_git_state> self, git_script* script) {
       }
       return script->facts;
     },
-    [=](atom::commits, push::commit_questions&) -> caf::result<push::commit_facts> {
+    [=](atom::commits,
+        push::commit_questions&) -> caf::result<push::commit_facts> {
       ++script->listed;
       if (script->silent) {
         self->state.held.push_back(self->make_response_promise());
@@ -82,10 +84,11 @@ struct access_store_script {
   std::optional<errc> fail;
 };
 
-inline access_store_actor::behavior_type
-mock_access_store(access_store_actor::pointer, access_store_script* script) {
+inline access_store_actor::behavior_type mock_access_store(
+  access_store_actor::pointer, access_store_script* script) {
   auto failure = [=]() -> caf::error {
-    return caf::make_error(*script->fail, "duplicate key value violates a constraint");
+    return caf::make_error(*script->fail,
+                           "duplicate key value violates a constraint");
   };
   return {
     [=](atom::touch_key, std::int64_t id) { script->touched.push_back(id); },
@@ -96,15 +99,15 @@ mock_access_store(access_store_actor::pointer, access_store_script* script) {
       script->moved.emplace_back(user, project, text);
       return true;
     },
-    [=](atom::take_moved, std::int64_t, std::int64_t) -> caf::result<std::string> {
-      return std::string{};
-    },
+    [=](atom::take_moved, std::int64_t,
+        std::int64_t) -> caf::result<std::string> { return std::string{}; },
     [=](atom::signing_key, std::string&) -> caf::result<std::string> {
       if (script->fail)
         return failure();
       return std::string(32, 'k');
     },
-    [=](atom::new_codes, std::int64_t user) -> caf::result<std::vector<std::string>> {
+    [=](atom::new_codes,
+        std::int64_t user) -> caf::result<std::vector<std::string>> {
       if (script->fail)
         return failure();
       script->codes_for.push_back(user);
@@ -127,8 +130,8 @@ struct push_store_script {
   std::string moved_message;
 };
 
-inline push_store_actor::behavior_type
-mock_push_store(push_store_actor::pointer, push_store_script* script) {
+inline push_store_actor::behavior_type mock_push_store(
+  push_store_actor::pointer, push_store_script* script) {
   return {
     [=](atom::pre_receive, std::string& repo) -> caf::result<bool> {
       if (script->fail)

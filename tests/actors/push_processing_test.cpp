@@ -47,7 +47,7 @@ struct push_fixture : deterministic {
     settings.git_timeout = 1s;
     settings.store_timeout = 1s;
     actor = spawn(push_processing, settings, loader,
-                        std::vector<git_actor>{git_actor_}, store_actor);
+                  std::vector<git_actor>{git_actor_}, store_actor);
     run();
   }
 };
@@ -68,7 +68,8 @@ TEST_CASE_METHOD(push_fixture,
                  "to the store",
                  "[actor][push_processing]") {
   start(push_world());
-  auto missing = ask<push::pre_receive_answer>(actor, push::pre_receive_params{});
+  auto missing
+    = ask<push::pre_receive_answer>(actor, push::pre_receive_params{});
   REQUIRE_FALSE(missing);
   CHECK(classify(missing.error()) == errc::invalid_params);
   CHECK(error_detail(missing.error()) == "gl_repository is missing");
@@ -101,16 +102,19 @@ TEST_CASE_METHOD(push_fixture,
                  "post_receive names every missing field in GitLab's order",
                  "[actor][push_processing]") {
   start(push_world());
-  auto missing = ask<push::post_receive_answer>(actor, push::post_receive_params{});
+  auto missing
+    = ask<push::post_receive_answer>(actor, push::post_receive_params{});
   REQUIRE_FALSE(missing);
   CHECK(classify(missing.error()) == errc::invalid_params);
-  CHECK(error_detail(missing.error())
-        == "gl_repository is missing, identifier is missing, changes is missing");
+  CHECK(
+    error_detail(missing.error())
+    == "gl_repository is missing, identifier is missing, changes is missing");
   push::post_receive_params p;
   p.identifier = "key-1";
   missing = ask<push::post_receive_answer>(actor, p);
   REQUIRE_FALSE(missing);
-  CHECK(error_detail(missing.error()) == "gl_repository is missing, changes is missing");
+  CHECK(error_detail(missing.error())
+        == "gl_repository is missing, changes is missing");
   CHECK(store.written.empty());
 }
 

@@ -81,9 +81,9 @@ struct fixture {
 
 } // namespace
 
-
-TEST_CASE_METHOD(fixture, "system status reports the store's version and "
-                          "reachability",
+TEST_CASE_METHOD(fixture,
+                 "system status reports the store's version and "
+                 "reachability",
                  "[actor][system_status]") {
   REQUIRE(eventually([&] { return check().state_store_reachable; }));
   auto view = check();
@@ -93,8 +93,9 @@ TEST_CASE_METHOD(fixture, "system status reports the store's version and "
   CHECK(readiness().postgres_error.empty());
 }
 
-TEST_CASE_METHOD(fixture, "system status notices the store going down and "
-                          "coming back",
+TEST_CASE_METHOD(fixture,
+                 "system status notices the store going down and "
+                 "coming back",
                  "[actor][system_status]") {
   REQUIRE(eventually([&] { return readiness().postgres_up; }));
   script.fail = true;

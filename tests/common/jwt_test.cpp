@@ -111,7 +111,7 @@ TEST_CASE("base64 decoding is strict", "[unit][base64]") {
   CHECK_FALSE(base64_decode("Zm8=="));
   CHECK_FALSE(base64_decode("Zg==Zg=="));
   CHECK_FALSE(base64_decode("===="));
-  CHECK_FALSE(base64_decode("Zh=="));  // non-zero unused bits
+  CHECK_FALSE(base64_decode("Zh==")); // non-zero unused bits
   CHECK_FALSE(base64_decode(std::string("Zm9v\0", 5)));
   CHECK_FALSE(base64url_decode("+/8"));
   CHECK_FALSE(base64url_decode("-_8."));
@@ -151,10 +151,10 @@ TEST_CASE("callers have their header names and issuers", "[unit][jwt]") {
 // -- signing ------------------------------------------------------------------
 
 TEST_CASE("sign_raw reproduces the jwt.io reference token", "[unit][jwt]") {
-  const std::string token =
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
-    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIy"
-    "fQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+  const std::string token
+    = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+      "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIy"
+      "fQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
   auto dot1 = token.find('.');
   auto dot2 = token.find('.', dot1 + 1);
   auto header = base64url_decode(token.substr(0, dot1));
@@ -179,9 +179,8 @@ TEST_CASE("sign mints what each caller sends and verify accepts it",
   auto dot1 = token.find('.');
   auto dot2 = token.find('.', dot1 + 1);
   CHECK(base64url_decode(token.substr(0, dot1)).value() == hs256_header);
-  auto claims =
-    json::parse(base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1))
-                  .value());
+  auto claims = json::parse(
+    base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1)).value());
   CHECK(claims["iss"] == jwt::issuer(who));
   CHECK(claims["iat"] == now);
   auto ttl = who == caller::kas || who == caller::pages ? 30 : 60;
@@ -195,7 +194,8 @@ TEST_CASE("sign mints what each caller sends and verify accepts it",
   }
 }
 
-// -- rejections every caller shares ---------------------------------------------
+// -- rejections every caller shares
+// ---------------------------------------------
 
 TEST_CASE("verify rejects tokens that are not three JSON segments",
           "[unit][jwt]") {
@@ -233,7 +233,8 @@ TEST_CASE("verify rejects tokens that are not three JSON segments",
   CHECK(check(who, resigned("", claims)) == verdict::malformed);
   CHECK(check(who, resigned(R"(["HS256"])", claims)) == verdict::malformed);
   CHECK(check(who, resigned(R"("HS256")", claims)) == verdict::malformed);
-  CHECK(check(who, resigned(R"({"alg":"HS256")", claims)) == verdict::malformed);
+  CHECK(check(who, resigned(R"({"alg":"HS256")", claims))
+        == verdict::malformed);
   CHECK(check(who, resigned(hs256_header, "{")) == verdict::malformed);
   CHECK(check(who, resigned(hs256_header, "42")) == verdict::malformed);
   CHECK(check(who, resigned(hs256_header, "null")) == verdict::malformed);
@@ -245,9 +246,9 @@ TEST_CASE("verify accepts HS256 only", "[unit][jwt]") {
   INFO(jwt::to_string(who));
   auto claims = good_claims(who).dump();
   // The classic unsigned token: alg none and an empty signature.
-  CHECK(check(who, seg(R"({"alg":"none","typ":"JWT"})") + "." + seg(claims)
-                     + ".")
-        == verdict::bad_algorithm);
+  CHECK(
+    check(who, seg(R"({"alg":"none","typ":"JWT"})") + "." + seg(claims) + ".")
+    == verdict::bad_algorithm);
   CHECK(check(who, seg(R"({"alg":"none"})") + "." + seg(claims) + ".")
         == verdict::bad_algorithm);
   // Properly MACed with our key, but naming another algorithm.
@@ -287,22 +288,23 @@ TEST_CASE("verify rejects bad signatures", "[unit][jwt]") {
         == verdict::bad_signature);
 
   SECTION("a token signed with another caller's secret") {
-    for (auto other : {caller::shell, caller::workhorse, caller::kas,
-                       caller::pages}) {
+    for (auto other :
+         {caller::shell, caller::workhorse, caller::kas, caller::pages}) {
       if (other == who)
         continue;
       INFO("signed with " << jwt::to_string(other) << "'s secret");
-      CHECK(check(who, jwt::sign_raw(hs256_header, claims.dump(),
-                                     key_of(other)))
-            == verdict::bad_signature);
+      CHECK(
+        check(who, jwt::sign_raw(hs256_header, claims.dump(), key_of(other)))
+        == verdict::bad_signature);
     }
   }
 
   SECTION("a tampered payload") {
     auto tampered = claims;
     tampered["exp"] = now + 3600;
-    CHECK(check(who, seg(hs256_header) + "." + seg(tampered.dump()) + "."
-                       + good.substr(dot2 + 1))
+    CHECK(check(who,
+                seg(hs256_header) + "." + seg(tampered.dump()) + "."
+                  + good.substr(dot2 + 1))
           == verdict::bad_signature);
     // Flipping one signature character.
     auto flipped = good;
@@ -314,8 +316,8 @@ TEST_CASE("verify rejects bad signatures", "[unit][jwt]") {
 TEST_CASE("verify rejects another caller's issuer", "[unit][jwt]") {
   auto who = ANY_CALLER();
   INFO(jwt::to_string(who));
-  for (auto other : {caller::shell, caller::workhorse, caller::kas,
-                     caller::pages}) {
+  for (auto other :
+       {caller::shell, caller::workhorse, caller::kas, caller::pages}) {
     if (other == who)
       continue;
     // E.g. a Shell token presented as Pages, signed with Pages' secret.
@@ -430,7 +432,7 @@ TEST_CASE("only KAS checks the audience", "[unit][jwt]") {
 
 TEST_CASE("Workhorse tokens must not be older than 90 s", "[unit][jwt]") {
   auto claims = good_claims(caller::workhorse);
-  claims.erase("exp");  // newest Workhorse sends iat only
+  claims.erase("exp"); // newest Workhorse sends iat only
   auto with_iat = [&](json iat) {
     auto c = claims;
     c["iat"] = std::move(iat);

@@ -77,8 +77,7 @@ TEST_CASE("an empty shell secret is an error", "[unit][secrets]") {
   CHECK(load_error(caller::shell, blank) == blank + ": shell secret is empty");
 }
 
-TEST_CASE("base64 secrets must decode to exactly 32 bytes",
-          "[unit][secrets]") {
+TEST_CASE("base64 secrets must decode to exactly 32 bytes", "[unit][secrets]") {
   temp_dir dir;
   auto bytes = random_bytes(32);
   auto text = base64_encode(bytes);
@@ -90,7 +89,8 @@ TEST_CASE("base64 secrets must decode to exactly 32 bytes",
 
     auto short_file = dir.file("short", base64_encode(random_bytes(31)) + "\n");
     CHECK(load_error(who, short_file)
-          == short_file + ": must be base64 of exactly 32 bytes (got 31 bytes)");
+          == short_file
+            + ": must be base64 of exactly 32 bytes (got 31 bytes)");
     auto long_file = dir.file("long", base64_encode(random_bytes(33)));
     CHECK(load_error(who, long_file)
           == long_file + ": must be base64 of exactly 32 bytes (got 33 bytes)");
@@ -99,10 +99,10 @@ TEST_CASE("base64 secrets must decode to exactly 32 bytes",
           == empty + ": must be base64 of exactly 32 bytes (got 0 bytes)");
 
     // Only one line ending is tolerated, and no other whitespace.
-    for (auto bad : {text + "\n\n", " " + text, text + " \n",
-                     text.substr(0, 20) + "\n" + text.substr(20),
-                     "-" + text.substr(1), std::string(44, '*'),
-                     text.substr(0, 43) + "=="}) {
+    for (auto bad :
+         {text + "\n\n", " " + text, text + " \n",
+          text.substr(0, 20) + "\n" + text.substr(20), "-" + text.substr(1),
+          std::string(44, '*'), text.substr(0, 43) + "=="}) {
       auto path = dir.file("bad", bad);
       auto error = load_error(who, path);
       CHECK(error.rfind(path + ": must be base64 of exactly 32 bytes", 0) == 0);
@@ -122,12 +122,13 @@ TEST_CASE("error messages never contain the secret", "[unit][secrets]") {
 TEST_CASE("an unreadable secret file is an error", "[unit][secrets]") {
   temp_dir dir;
   auto missing = dir.path + "/missing";
-  for (auto who : {caller::shell, caller::workhorse, caller::kas,
-                   caller::pages}) {
+  for (auto who :
+       {caller::shell, caller::workhorse, caller::kas, caller::pages}) {
     INFO(jwt::to_string(who));
     CHECK(load_error(who, missing)
           == missing + ": cannot read: No such file or directory");
-    CHECK(load_error(who, dir.path) == dir.path + ": cannot read: Is a directory");
+    CHECK(load_error(who, dir.path)
+          == dir.path + ": cannot read: Is a directory");
   }
 }
 
@@ -149,8 +150,8 @@ TEST_CASE("a secret readable by others loads with a warning",
 TEST_CASE("create_secret_file writes a loadable 0600 secret once",
           "[unit][secrets]") {
   temp_dir dir;
-  for (auto who : {caller::shell, caller::workhorse, caller::kas,
-                   caller::pages}) {
+  for (auto who :
+       {caller::shell, caller::workhorse, caller::kas, caller::pages}) {
     INFO(jwt::to_string(who));
     auto path = dir.path + "/" + jwt::to_string(who);
     REQUIRE(create_secret_file(who, path));

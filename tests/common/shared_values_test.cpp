@@ -35,8 +35,8 @@ TEST_CASE("hex_decode reads either case and refuses anything else",
   CHECK(hex_decode("") == std::string{});
   CHECK(hex_decode("00ff7F") == std::string("\x00\xff\x7f", 3));
   CHECK(hex_decode(hex_encode("any bytes\n")) == std::string{"any bytes\n"});
-  CHECK_FALSE(hex_decode("abc"));  // odd length
-  CHECK_FALSE(hex_decode("0g"));   // not a hex digit
+  CHECK_FALSE(hex_decode("abc")); // odd length
+  CHECK_FALSE(hex_decode("0g"));  // not a hex digit
   CHECK_FALSE(hex_decode("+1"));
   CHECK_FALSE(hex_decode(" 1"));
 }

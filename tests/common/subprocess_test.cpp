@@ -62,8 +62,8 @@ TEST_CASE("run_process kills a command that outlives its timeout",
 TEST_CASE("run_process kills the whole process group on timeout",
           "[common][process]") {
   // The grandchild keeps stdout open, so only the timeout ends the run.
-  auto r = run_process({"sh", "-c", "sleep 30 & echo $!; wait"}, plain_env(),
-                       300ms);
+  auto r
+    = run_process({"sh", "-c", "sleep 30 & echo $!; wait"}, plain_env(), 300ms);
   REQUIRE(r.timed_out);
   auto grandchild = std::stoi(r.out);
   REQUIRE(grandchild > 0);
@@ -86,8 +86,7 @@ TEST_CASE("run_process gives the child /dev/null as stdin and only its env",
   auto cat = run_process({"cat"}, plain_env(), timeout);
   CHECK(cat.exit_code == 0);
   CHECK(cat.out.empty());
-  auto env = run_process({"env"}, {"PATH=/usr/bin:/bin", "ONLY=this"},
-                         timeout);
+  auto env = run_process({"env"}, {"PATH=/usr/bin:/bin", "ONLY=this"}, timeout);
   CHECK(env.out == "PATH=/usr/bin:/bin\nONLY=this\n");
 }
 
@@ -103,7 +102,9 @@ TEST_CASE("concurrent runs do not hold each other's pipes open",
           "[common][process]") {
   // A long-lived child spawned by another thread must not inherit our pipe
   // ends, or our run would wait for it.
-  std::thread slow{[] { run_process({"sleep", "2"}, plain_env(), 5s); }};
+  std::thread slow{[] {
+    run_process({"sleep", "2"}, plain_env(), 5s);
+  }};
   std::vector<std::thread> quick;
   std::atomic<int> slow_runs{0};
   for (int t = 0; t < 4; ++t)
@@ -111,8 +112,7 @@ TEST_CASE("concurrent runs do not hold each other's pipes open",
       for (int i = 0; i < 10; ++i) {
         auto start = std::chrono::steady_clock::now();
         auto r = run_process({"echo", "hi"}, plain_env(), 5s);
-        if (r.out != "hi\n"
-            || std::chrono::steady_clock::now() - start > 1s)
+        if (r.out != "hi\n" || std::chrono::steady_clock::now() - start > 1s)
           ++slow_runs;
       }
     });

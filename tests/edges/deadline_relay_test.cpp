@@ -60,8 +60,9 @@ TEST_CASE_METHOD(relay_fixture, "the deadline relay passes a reply on",
                [](caf::error& e) { FAIL(render(e)); });
 }
 
-TEST_CASE_METHOD(relay_fixture, "the deadline relay answers a timeout at its "
-                                "deadline, and the late reply leaves nothing",
+TEST_CASE_METHOD(relay_fixture,
+                 "the deadline relay answers a timeout at its "
+                 "deadline, and the late reply leaves nothing",
                  "[edge][deadline_relay]") {
   auto slow = send(1000);
   run();
@@ -81,8 +82,9 @@ TEST_CASE_METHOD(relay_fixture, "the deadline relay answers a timeout at its "
                 [](caf::error& e) { FAIL(render(e)); });
 }
 
-TEST_CASE_METHOD(relay_fixture, "the deadline relay answers an error for a "
-                                "dead destination",
+TEST_CASE_METHOD(relay_fixture,
+                 "the deadline relay answers an error for a "
+                 "dead destination",
                  "[edge][deadline_relay]") {
   self->send_exit(echo, caf::exit_reason::user_shutdown);
   run();

@@ -31,9 +31,9 @@ struct mock_status_state {
   std::vector<caf::typed_response_promise<check_view>> pending;
 };
 
-system_status_actor::behavior_type
-mock_status(system_status_actor::stateful_pointer<mock_status_state> self,
-            mock_script* script) {
+system_status_actor::behavior_type mock_status(
+  system_status_actor::stateful_pointer<mock_status_state> self,
+  mock_script* script) {
   return {
     [=](check_query) -> caf::result<check_view> {
       check_view view{"18.6.0", "abc123", true};
@@ -88,10 +88,13 @@ struct edge_fixture {
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
-    srv = std::make_unique<http::server>(s, http::http_deps{&sys, domain_actors{status, {}, {}}, {}});
+    srv = std::make_unique<http::server>(
+      s, http::http_deps{&sys, domain_actors{status, {}, {}}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
-    runner = std::thread{[this] { srv->run(); }};
+    runner = std::thread{[this] {
+      srv->run();
+    }};
   }
 
   ~edge_fixture() {
@@ -115,9 +118,11 @@ struct edge_fixture {
 
 } // namespace
 
-// -- status table ---------------------------------------------------------------
+// -- status table
+// ---------------------------------------------------------------
 
-TEST_CASE("the status table answers in GitLab's error shapes", "[http][status]") {
+TEST_CASE("the status table answers in GitLab's error shapes",
+          "[http][status]") {
   using http::error_response;
   CHECK(error_response(errc::unauthenticated).status == 401);
   CHECK(error_response(errc::unauthenticated).body
@@ -130,7 +135,8 @@ TEST_CASE("the status table answers in GitLab's error shapes", "[http][status]")
         == R"({"message":"401 Unauthorized"})");
   CHECK(error_response(errc::not_found, "Key").body
         == R"({"message":"404 Key Not Found"})");
-  CHECK(error_response(errc::not_found).body == R"({"message":"404 Not Found"})");
+  CHECK(error_response(errc::not_found).body
+        == R"({"message":"404 Not Found"})");
   CHECK(error_response(errc::bad_request, "key_id is invalid").body
         == R"({"message":"400 Bad request - key_id is invalid"})");
   CHECK(error_response(errc::timeout).status == 503);
@@ -141,7 +147,8 @@ TEST_CASE("the status table answers in GitLab's error shapes", "[http][status]")
   CHECK(http::payload_too_large().status == 413);
 }
 
-// -- parameters -----------------------------------------------------------------
+// -- parameters
+// -----------------------------------------------------------------
 
 TEST_CASE("query, form and JSON parameters merge as Grape merges them",
           "[http][params]") {
@@ -182,7 +189,8 @@ TEST_CASE("query, form and JSON parameters merge as Grape merges them",
   }
 }
 
-// -- the running edge -------------------------------------------------------------
+// -- the running edge
+// -------------------------------------------------------------
 
 TEST_CASE("liveness answers without touching actors and echoes X-Request-Id",
           "[http][server]") {
@@ -231,8 +239,9 @@ TEST_CASE("check refuses requests that are not signed by GitLab Shell",
     expect_401(edge_fixture::shell_auth("not-the-secret"));
   }
   SECTION("a Pages token in the Shell header") {
-    expect_401({{"Gitlab-Shell-Api-Request",
-                 jwt::sign(jwt::caller::pages, pages_key, std::time(nullptr))}});
+    expect_401(
+      {{"Gitlab-Shell-Api-Request",
+        jwt::sign(jwt::caller::pages, pages_key, std::time(nullptr))}});
   }
   SECTION("the plain secret, as older Rails accepted") {
     expect_401({{"Gitlab-Shared-Secret", shell_key}});
@@ -308,7 +317,8 @@ TEST_CASE("an unknown route answers Grape's catch-all", "[http][server]") {
 TEST_CASE("routes live below the relative URL root", "[http][server]") {
   edge_fixture fx{"/gitlab"};
   auto cli = fx.client();
-  auto res = cli.Get("/gitlab/api/v4/internal/check", edge_fixture::shell_auth());
+  auto res
+    = cli.Get("/gitlab/api/v4/internal/check", edge_fixture::shell_auth());
   REQUIRE(res);
   CHECK(res->status == 200);
   auto outside = cli.Get("/api/v4/internal/check", edge_fixture::shell_auth());
@@ -349,7 +359,8 @@ TEST_CASE("metrics count requests by route and status", "[http][server]") {
     status = res->status;
     body = res->body;
     if (res->body.find("status=\"401\"} 1") != std::string::npos
-        && res->body.find("route=\"unmatched\",status=\"404\"") != std::string::npos)
+        && res->body.find("route=\"unmatched\",status=\"404\"")
+          != std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

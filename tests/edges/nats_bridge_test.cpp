@@ -34,8 +34,8 @@ struct domain_script {
   std::vector<caf::response_promise> held;
 };
 
-system_status_actor::behavior_type mock_status(system_status_actor::pointer self,
-                                               domain_script* script) {
+system_status_actor::behavior_type mock_status(
+  system_status_actor::pointer self, domain_script* script) {
   return {
     [=](check_query) -> caf::result<check_view> {
       ++script->checks;
@@ -58,7 +58,8 @@ push_processing_actor::behavior_type mock_push(push_processing_actor::pointer,
       ++script->pre_receives;
       script->last_request_id = p.request_id;
       if (p.gl_repository.empty())
-        return caf::make_error(errc::invalid_params, "gl_repository is missing");
+        return caf::make_error(errc::invalid_params,
+                               "gl_repository is missing");
       return push::pre_receive_answer{true};
     },
     [=](push::post_receive_params&) -> caf::result<push::post_receive_answer> {
@@ -74,8 +75,8 @@ struct request_store_script {
   std::vector<std::string> recorded;
 };
 
-request_store_actor::behavior_type
-mock_requests(request_store_actor::pointer, request_store_script* script) {
+request_store_actor::behavior_type mock_requests(request_store_actor::pointer,
+                                                 request_store_script* script) {
   return {
     [=](atom::reply_get, std::string&, std::string&) -> stored_reply {
       ++script->lookups;
@@ -123,7 +124,8 @@ struct bridge_fixture : deterministic {
 
   void receive(const std::string& payload, const std::string& id = {}) {
     ++stats->in_flight;
-    tell(bridge, nats_inbound{"gatehouse.internal.v1.x", "_INBOX.1", payload, id});
+    tell(bridge,
+         nats_inbound{"gatehouse.internal.v1.x", "_INBOX.1", payload, id});
   }
 };
 
@@ -141,8 +143,9 @@ std::string serialized(const google::protobuf::MessageLite& m) {
 
 } // namespace
 
-TEST_CASE_METHOD(bridge_fixture, "a call's answer is published once as its "
-                                 "Protobuf response",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a call's answer is published once as its "
+                 "Protobuf response",
                  "[edge][nats_bridge]") {
   start(call_id::check);
   receive(serialized(pb::CheckRequest{}));
@@ -156,8 +159,9 @@ TEST_CASE_METHOD(bridge_fixture, "a call's answer is published once as its "
   CHECK(stats->in_flight == 0);
 }
 
-TEST_CASE_METHOD(bridge_fixture, "a malformed payload is a 400 that names the "
-                                 "message",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a malformed payload is a 400 that names the "
+                 "message",
                  "[edge][nats_bridge]") {
   start(call_id::pre_receive);
   receive("\xff\xff\xff");
@@ -168,8 +172,9 @@ TEST_CASE_METHOD(bridge_fixture, "a malformed payload is a 400 that names the "
   CHECK(domain.pre_receives == 0);
 }
 
-TEST_CASE_METHOD(bridge_fixture, "the domain's validation text reaches the "
-                                 "caller with the HTTP edge's status",
+TEST_CASE_METHOD(bridge_fixture,
+                 "the domain's validation text reaches the "
+                 "caller with the HTTP edge's status",
                  "[edge][nats_bridge]") {
   start(call_id::pre_receive);
   receive(serialized(pb::PreReceiveRequest{}));
@@ -178,8 +183,9 @@ TEST_CASE_METHOD(bridge_fixture, "the domain's validation text reaches the "
   CHECK(error_text(sent[0].reply) == "gl_repository is missing");
 }
 
-TEST_CASE_METHOD(bridge_fixture, "a domain actor that never answers is a 503 "
-                                 "after the request timeout",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a domain actor that never answers is a 503 "
+                 "after the request timeout",
                  "[edge][nats_bridge]") {
   start(call_id::check);
   domain.silent = true;
@@ -193,8 +199,9 @@ TEST_CASE_METHOD(bridge_fixture, "a domain actor that never answers is a 503 "
   CHECK(stats->in_flight == 0);
 }
 
-TEST_CASE_METHOD(bridge_fixture, "a publish that throws is counted, leaves "
-                                 "the in-flight gauge, and the bridge serves on",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a publish that throws is counted, leaves "
+                 "the in-flight gauge, and the bridge serves on",
                  "[edge][nats_bridge]") {
   start(call_id::check);
   publish_failures_to_throw = 1;
@@ -208,8 +215,9 @@ TEST_CASE_METHOD(bridge_fixture, "a publish that throws is counted, leaves "
   CHECK(sent[0].reply.status == 200);
 }
 
-TEST_CASE_METHOD(bridge_fixture, "a retry of an answered id is answered from "
-                                 "memory without asking again",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a retry of an answered id is answered from "
+                 "memory without asking again",
                  "[edge][nats_bridge]") {
   start(call_id::check);
   receive(serialized(pb::CheckRequest{}), "req-1");
@@ -220,9 +228,10 @@ TEST_CASE_METHOD(bridge_fixture, "a retry of an answered id is answered from "
   CHECK(sent[1].request_id == "req-1");
 }
 
-TEST_CASE_METHOD(bridge_fixture, "a state-changing call asks the request store "
-                                 "first and replays what another replica "
-                                 "answered",
+TEST_CASE_METHOD(bridge_fixture,
+                 "a state-changing call asks the request store "
+                 "first and replays what another replica "
+                 "answered",
                  "[edge][nats_bridge]") {
   start(call_id::pre_receive);
   pb::PreReceiveRequest req;
@@ -245,8 +254,9 @@ TEST_CASE_METHOD(bridge_fixture, "a state-changing call asks the request store "
   CHECK(requests.recorded == std::vector<std::string>{"req-3"});
 }
 
-TEST_CASE_METHOD(bridge_fixture, "an invalid request id is refused before "
-                                 "anything is asked",
+TEST_CASE_METHOD(bridge_fixture,
+                 "an invalid request id is refused before "
+                 "anything is asked",
                  "[edge][nats_bridge]") {
   start(call_id::pre_receive);
   receive(serialized(pb::PreReceiveRequest{}), std::string(300, 'x'));

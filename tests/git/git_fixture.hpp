@@ -39,7 +39,7 @@ public:
   /// advances one minute per call; REQUIREs success; returns stdout without
   /// its trailing newline.
   std::string git(const std::string& dir, std::vector<std::string> args,
-                   std::vector<std::string> extra_env = {}) {
+                  std::vector<std::string> extra_env = {}) {
     const char* path = std::getenv("PATH");
     auto when = std::to_string(1767261600 + 60 * ++clock_) + " " + offset;
     std::vector<std::string> env{
@@ -54,8 +54,8 @@ public:
       "GIT_COMMITTER_DATE=" + when,
     };
     env.insert(env.end(), extra_env.begin(), extra_env.end());
-    std::vector<std::string> argv{"git", "-c", "init.defaultBranch=main",
-                                  "-c", "advice.detachedHead=false"};
+    std::vector<std::string> argv{"git", "-c", "init.defaultBranch=main", "-c",
+                                  "advice.detachedHead=false"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = storage::run_process(argv, env, std::chrono::seconds(30), dir);
     INFO("git " << args.front() << " in " << dir << ": " << r.err);

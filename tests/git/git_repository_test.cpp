@@ -39,8 +39,8 @@ TEST_CASE("only full lower-case object ids pass as revisions", "[git]") {
        {std::string{}, std::string(39, 'a'), std::string(41, 'a'),
         std::string(40, 'A'), std::string(39, 'a') + "g", std::string{"HEAD"},
         std::string{"main"}, std::string{"--output=/tmp/x"},
-        std::string(40, 'a') + "\n", std::string(20, 'a') + ".."
-                                       + std::string(18, 'a')})
+        std::string(40, 'a') + "\n",
+        std::string(20, 'a') + ".." + std::string(18, 'a')})
     CHECK_FALSE(is_object_id(bad));
 }
 
@@ -48,17 +48,20 @@ TEST_CASE("branch names that read as options or revision syntax are refused",
           "[git]") {
   for (std::string good : {"main", "feature/x", "release-1.0", "a_b"})
     CHECK(is_branch_name(good));
-  for (std::string bad :
-       {"", "-x", "--upload-pack=evil", "a..b", "a b", "a~1", "a^", "a:b",
-        "a@{1}", "@", "a/", "/a", "a//b", ".hidden", "x/.y", "x.lock", "a.",
-        "a\nb", "a*", "a?", "a[", "a\\b"})
+  for (std::string bad : {"",       "-x",      "--upload-pack=evil",
+                          "a..b",   "a b",     "a~1",
+                          "a^",     "a:b",     "a@{1}",
+                          "@",      "a/",      "/a",
+                          "a//b",   ".hidden", "x/.y",
+                          "x.lock", "a.",      "a\nb",
+                          "a*",     "a?",      "a[",
+                          "a\\b"})
     CHECK_FALSE(is_branch_name(bad));
 }
 
 // -- run_git ------------------------------------------------------------------
 
-TEST_CASE("run_git points git at the repository and the quarantine",
-          "[git]") {
+TEST_CASE("run_git points git at the repository and the quarantine", "[git]") {
   git_scratch s;
   s.make_repos();
   auto loc = s.bare_location();
@@ -69,15 +72,15 @@ TEST_CASE("run_git points git at the repository and the quarantine",
   // git refuses a quarantine directory that does not exist (any more).
   CHECK(run_git(loc, {"rev-parse", "--git-dir"}, timeout).exit_code == 128);
   std::filesystem::create_directories(loc.object_directory);
-  auto objects = run_git(loc, {"rev-parse", "--git-path", "objects"},
-                         timeout);
+  auto objects = run_git(loc, {"rev-parse", "--git-path", "objects"}, timeout);
   CHECK(objects.out == loc.object_directory + "\n");
   auto relative = run_git(repo_location{"relative/path", {}, {}},
                           {"rev-parse", "--git-dir"}, timeout);
   CHECK(relative.exit_code == -1);
 }
 
-// -- force pushes ---------------------------------------------------------------
+// -- force pushes
+// ---------------------------------------------------------------
 
 TEST_CASE("is_ancestor tells a fast-forward from a rewritten history",
           "[git]") {
@@ -110,8 +113,8 @@ TEST_CASE("is_ancestor tells a fast-forward from a rewritten history",
   CHECK_FALSE(is_ancestor(loc, absent, c4, timeout, &why));
   CHECK(why.reason == "git merge-base failed (exit 128)");
   CHECK_FALSE(why.timed_out);
-  CHECK_FALSE(is_ancestor(repo_location{s.root + "/nope.git", {}, {}}, c1,
-                          c4, timeout));
+  CHECK_FALSE(
+    is_ancestor(repo_location{s.root + "/nope.git", {}, {}}, c1, c4, timeout));
 }
 
 TEST_CASE("malicious revisions are refused before git runs", "[git]") {
@@ -156,11 +159,10 @@ TEST_CASE("objects still in quarantine are visible only with the quarantine "
   // repository's own objects are an alternate.
   auto quarantine = s.bare + "/objects/incoming-test";
   std::filesystem::create_directories(quarantine);
-  auto pushed = s.git(s.root,
-                      {"commit-tree", c1 + "^{tree}", "-p", c1, "-m", "new"},
-                      {"GIT_DIR=" + s.bare, "GIT_OBJECT_DIRECTORY=" + quarantine,
-                       "GIT_ALTERNATE_OBJECT_DIRECTORIES=\"" + s.bare
-                         + "/objects\""});
+  auto pushed
+    = s.git(s.root, {"commit-tree", c1 + "^{tree}", "-p", c1, "-m", "new"},
+            {"GIT_DIR=" + s.bare, "GIT_OBJECT_DIRECTORY=" + quarantine,
+             "GIT_ALTERNATE_OBJECT_DIRECTORIES=\"" + s.bare + "/objects\""});
 
   auto plain = s.bare_location();
   CHECK_FALSE(is_ancestor(plain, c1, pushed, timeout));
@@ -175,7 +177,8 @@ TEST_CASE("objects still in quarantine are visible only with the quarantine "
   CHECK(count_commits(quarantined, c1, pushed, timeout) == 1u);
 }
 
-// -- branches and emptiness -----------------------------------------------------
+// -- branches and emptiness
+// -----------------------------------------------------
 
 TEST_CASE("branches_containing names the branches whose tip holds a commit",
           "[git]") {
@@ -228,8 +231,8 @@ TEST_CASE("a repository owned by another user still answers", "[git]") {
   s.write("a.txt", "1");
   auto c1 = s.commit("one");
   s.push("main");
-  auto chown = run_process({"chown", "-R", "65534:65534", s.bare},
-                           plain_env(), timeout);
+  auto chown
+    = run_process({"chown", "-R", "65534:65534", s.bare}, plain_env(), timeout);
   REQUIRE(chown.exit_code == 0);
   auto loc = s.bare_location();
   CHECK(is_ancestor(loc, c1, c1, timeout) == true);
@@ -237,7 +240,8 @@ TEST_CASE("a repository owned by another user still answers", "[git]") {
         == std::vector<std::string>{"main"});
 }
 
-// -- commit lists ---------------------------------------------------------------
+// -- commit lists
+// ---------------------------------------------------------------
 
 TEST_CASE("list_commits lists new commits newest first with their files",
           "[git]") {
@@ -252,9 +256,9 @@ TEST_CASE("list_commits lists new commits newest first with their files",
   std::filesystem::remove(s.work + "/b.txt");
   s.write("dir/c d.txt", "new");
   auto c2 = s.commit("second\n\nbody text");
-  std::string long_title =
-    "Fix the frobnicator so that it no longer frobs the widgets twice when "
-    "the moon is full and the tide is high";
+  std::string long_title
+    = "Fix the frobnicator so that it no longer frobs the widgets twice when "
+      "the moon is full and the tide is high";
   s.write("ünï.txt", "x");
   auto c3 = s.commit(long_title + "\n\nmore");
   s.push("main");
@@ -338,7 +342,8 @@ TEST_CASE("list_commits lists a merge's files against its first parent",
   CHECK(count_commits(loc, base, merge, timeout) == 3u);
 }
 
-// -- answer ---------------------------------------------------------------------
+// -- answer
+// ---------------------------------------------------------------------
 
 TEST_CASE("answer runs what the questions ask", "[git]") {
   git_scratch s;
@@ -370,8 +375,7 @@ TEST_CASE("answer runs what the questions ask", "[git]") {
     CHECK(facts.unavailable_reason.empty());
     CHECK(facts.is_ancestor.at({c1, c2}) == true);
     CHECK(facts.is_ancestor.at({c2, c1}) == false);
-    CHECK(facts.branches_containing.at(c1)
-          == std::vector<std::string>{"main"});
+    CHECK(facts.branches_containing.at(c1) == std::vector<std::string>{"main"});
     CHECK(facts.repository_empty == false);
   }
   SECTION("a failed question leaves its answer missing and says why") {

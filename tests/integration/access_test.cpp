@@ -27,26 +27,59 @@ using json = nlohmann::json;
 
 namespace {
 
-// -- keys ----------------------------------------------------------------------
+// -- keys
+// ----------------------------------------------------------------------
 
 // Public keys made with ssh-keygen for these tests (no private part kept).
 const char* const ed25519[] = {
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBSGMDcrDN/yx6f/G/8HRyrdVtDurdzajXQLW+hZIfdS k1@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/0bd7LMLN9luRQ8 k2@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJFu4PQa8ZBkuWP1bMiFl2XECPR1tpoEK3whmtp8mjMU k3@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFmXA6hfCPXV+EFu10ohS+CAawhBmD0Pah0HxUDwSFZI k4@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVBC2o0L8tjL5Hz0aPW4BIV03DRRVp3TukPLAeExADL k5@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIAiEC8ompaVm8XqejslypMbaQ8hBfRqLUAjWhmFmhUs k6@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTGPpe9Rga4PZwhG k7@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDYCySqMn2iyYtkxznN1XUam9v5A+EIeZjLCHjKvA/CW k8@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBfd4MzFc5x4z0aT4IkZshFr4guqTPYKmVl/YIHktv+4 k9@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIdRiJQ/AHh685IB7W0XxHNWeAOmd5jjJ/+MrcrdHSYc k10@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw0E3WanV2pp6Jw9x5IGOaN/uIRKbaU8oIWYDOWYFUI k11@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtWPNkCbiVKhIyeZBpRK78NCYFbFqb71oA6xO1h6SAP k12@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO/u56MpRlx8TyGFRCcTaT5VpzLU4XmhE98nfqbOviBM k13@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHLOFFWCEa+DW3R7SN32IB5+RVQKn3OgHe2cEpsVw6kw k14@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMWe5w7R+ddArBtBfMrRU+boXlDL/RNzqz+hTc3wyggl k15@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEASiHO1IBa6S72fPwHfvCjVsxmmCKvRle+cl3tOi51a k16@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIBSGMDcrDN/yx6f/G/8HRyrdVtDurdzajXQLW+hZIfdS "
+  "k1@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/0bd7LMLN9luRQ8 "
+  "k2@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIJFu4PQa8ZBkuWP1bMiFl2XECPR1tpoEK3whmtp8mjMU "
+  "k3@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIFmXA6hfCPXV+EFu10ohS+CAawhBmD0Pah0HxUDwSFZI "
+  "k4@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIHVBC2o0L8tjL5Hz0aPW4BIV03DRRVp3TukPLAeExADL "
+  "k5@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIIAiEC8ompaVm8XqejslypMbaQ8hBfRqLUAjWhmFmhUs "
+  "k6@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTGPpe9Rga4PZwhG "
+  "k7@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIDYCySqMn2iyYtkxznN1XUam9v5A+EIeZjLCHjKvA/CW "
+  "k8@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIBfd4MzFc5x4z0aT4IkZshFr4guqTPYKmVl/YIHktv+4 "
+  "k9@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIIdRiJQ/AHh685IB7W0XxHNWeAOmd5jjJ/+MrcrdHSYc "
+  "k10@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIBw0E3WanV2pp6Jw9x5IGOaN/uIRKbaU8oIWYDOWYFUI "
+  "k11@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIJtWPNkCbiVKhIyeZBpRK78NCYFbFqb71oA6xO1h6SAP "
+  "k12@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIO/u56MpRlx8TyGFRCcTaT5VpzLU4XmhE98nfqbOviBM "
+  "k13@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIHLOFFWCEa+DW3R7SN32IB5+RVQKn3OgHe2cEpsVw6kw "
+  "k14@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIMWe5w7R+ddArBtBfMrRU+boXlDL/RNzqz+hTc3wyggl "
+  "k15@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIEASiHO1IBa6S72fPwHfvCjVsxmmCKvRle+cl3tOi51a "
+  "k16@test",
 };
 // Its blob needs base64 padding (104 bytes), unlike ed25519's (51 bytes).
 const char* const ecdsa_key
@@ -60,14 +93,16 @@ std::string blob_of(const std::string& line) {
   return line.substr(start, line.find(' ', start) - start);
 }
 
-// -- messages (GitLab's, byte for byte) --------------------------------------------
+// -- messages (GitLab's, byte for byte)
+// --------------------------------------------
 
 const std::string msg_not_found
   = "The project you were looking for could not be found or you don't have "
     "permission to view it.";
 const std::string msg_download
   = "You are not allowed to download code from this project.";
-const std::string msg_push = "You are not allowed to push code to this project.";
+const std::string msg_push
+  = "You are not allowed to push code to this project.";
 const std::string msg_blocked = "Your account has been blocked.";
 const std::string msg_key_expired = "Your SSH key has expired.";
 const std::string msg_expiring
@@ -96,7 +131,8 @@ const std::string msg_rate_limited
 
 const std::string zeros(40, '0');
 
-// -- time ------------------------------------------------------------------------
+// -- time
+// ------------------------------------------------------------------------
 
 std::int64_t now_seconds() {
   return static_cast<std::int64_t>(std::time(nullptr));
@@ -124,7 +160,8 @@ std::int64_t today() {
   return now_seconds() / 86400;
 }
 
-// -- the seed ----------------------------------------------------------------------
+// -- the seed
+// ----------------------------------------------------------------------
 
 // Users: 1 root (admin), 2 alice (developer of acme/widgets), 3 bob
 // (reporter), 4 gina (guest), 5 nora (no membership), 6 blocky (blocked
@@ -161,7 +198,8 @@ json key(int id, int user_id, const std::string& line,
 }
 
 json project(int id, int namespace_id, const std::string& path,
-             const std::string& disk_path, const std::string& storage = "default") {
+             const std::string& disk_path,
+             const std::string& storage = "default") {
   return {{"id", id},
           {"namespace_id", namespace_id},
           {"path", path},
@@ -187,22 +225,22 @@ json base_seed(int operation_limit = 0) {
                      {"receive_max_input_size_mb", 1},
                      {"gitlab_version", "18.6.0"},
                      {"gitlab_shell_operation_limit", operation_limit}};
-  doc["storages"] = json::array(
-    {{{"name", "default"},
-      {"gitaly_address", "tcp://gitaly.internal:8075"},
-      {"gitaly_token", "gitaly-token"}}});
-  doc["users"] = json::array({user(1, "root", "Administrator", "active", false, true),
-                              user(2, "alice", "Alice Developer"),
-                              user(3, "bob", "Bob Reporter"),
-                              user(4, "gina", "Gina Guest"),
-                              user(5, "nora", "Nora Outsider"),
-                              user(6, "blocky", "Blocked Developer", "blocked"),
-                              user(7, "mo", "Mo Maintainer"),
-                              user(8, "tess", "Tess TwoFactor", "active", true)});
+  doc["storages"]
+    = json::array({{{"name", "default"},
+                    {"gitaly_address", "tcp://gitaly.internal:8075"},
+                    {"gitaly_token", "gitaly-token"}}});
+  doc["users"] = json::array(
+    {user(1, "root", "Administrator", "active", false, true),
+     user(2, "alice", "Alice Developer"), user(3, "bob", "Bob Reporter"),
+     user(4, "gina", "Gina Guest"), user(5, "nora", "Nora Outsider"),
+     user(6, "blocky", "Blocked Developer", "blocked"),
+     user(7, "mo", "Mo Maintainer"),
+     user(8, "tess", "Tess TwoFactor", "active", true)});
   json keys = json::array();
   for (int id = 1; id <= 8; ++id)
     keys.push_back(key(id, id, ed25519[id - 1]));
-  keys.push_back(key(9, 2, ed25519[8], "auth_and_signing", "2020-01-01T00:00:00Z"));
+  keys.push_back(
+    key(9, 2, ed25519[8], "auth_and_signing", "2020-01-01T00:00:00Z"));
   keys.push_back(key(10, 2, ed25519[9], "auth_and_signing",
                      utc_time(now_seconds() + 3 * 86400)));
   keys.push_back(key(11, 2, ed25519[10], "signing"));
@@ -210,38 +248,58 @@ json base_seed(int operation_limit = 0) {
   keys.push_back(key(13, 3, ed25519[11], "auth"));
   doc["keys"] = keys;
   doc["deploy_keys"] = json::array(
-    {{{"id", 100}, {"user_id", 7}, {"title", "ci read-only"}, {"key", ed25519[12]},
+    {{{"id", 100},
+      {"user_id", 7},
+      {"title", "ci read-only"},
+      {"key", ed25519[12]},
       {"expires_at", nullptr},
       {"projects", json::array({{{"project_id", 10}, {"can_push", false}}})}},
-     {{"id", 101}, {"user_id", 7}, {"title", "ci push"}, {"key", ed25519[13]},
+     {{"id", 101},
+      {"user_id", 7},
+      {"title", "ci push"},
+      {"key", ed25519[13]},
       {"expires_at", nullptr},
       {"projects", json::array({{{"project_id", 10}, {"can_push", true}}})}}});
-  doc["namespaces"] = json::array(
-    {{{"id", 5}, {"path", "acme"}, {"name", "Acme"}, {"kind", "group"}, {"parent_id", nullptr}},
-     {{"id", 6}, {"path", "platform"}, {"name", "Platform"}, {"kind", "group"}, {"parent_id", 5}}});
+  doc["namespaces"] = json::array({{{"id", 5},
+                                    {"path", "acme"},
+                                    {"name", "Acme"},
+                                    {"kind", "group"},
+                                    {"parent_id", nullptr}},
+                                   {{"id", 6},
+                                    {"path", "platform"},
+                                    {"name", "Platform"},
+                                    {"kind", "group"},
+                                    {"parent_id", 5}}});
   auto widgets = project(10, 5, "widgets", widgets_disk_path);
   widgets["redirects"] = json::array({"acme/old-widgets"});
   auto archive = project(11, 5, "archive", "@hashed/d4/73/archive");
   archive["archived"] = true;
   auto nolfs = project(12, 5, "nolfs", "@hashed/4e/07/nolfs");
   nolfs["lfs_enabled"] = false;
-  doc["projects"] = json::array({widgets, archive, nolfs,
-                                 project(13, 6, "api", "@hashed/6b/51/api")});
-  doc["members"] = json::array({{{"user_id", 2}, {"project_id", 10}, {"access_level", 30}},
-                                {{"user_id", 3}, {"project_id", 10}, {"access_level", 20}},
-                                {{"user_id", 4}, {"project_id", 10}, {"access_level", 10}},
-                                {{"user_id", 6}, {"project_id", 10}, {"access_level", 30}},
-                                {{"user_id", 8}, {"project_id", 10}, {"access_level", 30}},
-                                {{"user_id", 7}, {"namespace_id", 5}, {"access_level", 40}}});
-  doc["protected_branches"] = json::array(
-    {{{"id", 1}, {"project_id", 10}, {"name", "main"}, {"push_access_level", 40},
-      {"merge_access_level", 40}, {"allow_force_push", false}}});
-  doc["protected_tags"] = json::array(
-    {{{"id", 1}, {"project_id", 10}, {"name", "v*"}, {"create_access_level", 40}}});
+  doc["projects"] = json::array(
+    {widgets, archive, nolfs, project(13, 6, "api", "@hashed/6b/51/api")});
+  doc["members"] = json::array(
+    {{{"user_id", 2}, {"project_id", 10}, {"access_level", 30}},
+     {{"user_id", 3}, {"project_id", 10}, {"access_level", 20}},
+     {{"user_id", 4}, {"project_id", 10}, {"access_level", 10}},
+     {{"user_id", 6}, {"project_id", 10}, {"access_level", 30}},
+     {{"user_id", 8}, {"project_id", 10}, {"access_level", 30}},
+     {{"user_id", 7}, {"namespace_id", 5}, {"access_level", 40}}});
+  doc["protected_branches"] = json::array({{{"id", 1},
+                                            {"project_id", 10},
+                                            {"name", "main"},
+                                            {"push_access_level", 40},
+                                            {"merge_access_level", 40},
+                                            {"allow_force_push", false}}});
+  doc["protected_tags"] = json::array({{{"id", 1},
+                                        {"project_id", 10},
+                                        {"name", "v*"},
+                                        {"create_access_level", 40}}});
   return doc;
 }
 
-// -- HTTP --------------------------------------------------------------------------
+// -- HTTP
+// --------------------------------------------------------------------------
 
 /// Percent-encodes everything but unreserved characters, as Go's
 /// url.Values.Encode does for `+`, `/` and `=`.
@@ -272,15 +330,15 @@ struct shell_caller {
   reply post_raw(const std::string& path, const std::string& body,
                  const char* content_type) const {
     auto cli = gh.client();
-    return make_reply(cli.Post(path.c_str(),
-                               {{"Gitlab-Shell-Api-Request", token}}, body,
-                               content_type));
+    return make_reply(cli.Post(
+      path.c_str(), {{"Gitlab-Shell-Api-Request", token}}, body, content_type));
   }
 
   reply get(const std::string& path) const {
     auto cli = gh.client();
-    return make_reply(cli.Get(path.c_str(), {{"Gitlab-Shell-Api-Request", token},
-                                             {"Content-Type", "application/json"}}));
+    return make_reply(cli.Get(path.c_str(),
+                              {{"Gitlab-Shell-Api-Request", token},
+                               {"Content-Type", "application/json"}}));
   }
 
   reply allowed(const json& body) const {
@@ -310,9 +368,9 @@ json shell_push(const std::string& project, int key_id) {
 /// /allowed as Gitaly's pre-receive hook sends it: gl_repository, the actor
 /// as a string (`key_id` or `user_id`), real changes, `env` as JSON text.
 json gitaly_request(std::int64_t project_id, const std::string& repo_path,
-                    const std::string& relative_path, const std::string& changes,
-                    const std::string& actor_field, std::int64_t actor_id,
-                    const json& env = json::object()) {
+                    const std::string& relative_path,
+                    const std::string& changes, const std::string& actor_field,
+                    std::int64_t actor_id, const json& env = json::object()) {
   return {{"action", "git-receive-pack"},
           {"gl_repository", "project-" + std::to_string(project_id)},
           {"project", repo_path},
@@ -325,8 +383,9 @@ json gitaly_request(std::int64_t project_id, const std::string& repo_path,
 
 /// Gitaly's quarantine environment for objects/<dir>.
 json quarantine_env(const std::string& dir) {
-  return {{"GIT_OBJECT_DIRECTORY_RELATIVE", "objects/" + dir},
-          {"GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE", json::array({"objects"})}};
+  return {
+    {"GIT_OBJECT_DIRECTORY_RELATIVE", "objects/" + dir},
+    {"GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE", json::array({"objects"})}};
 }
 
 void check_denied(const std::string& what, const reply& r, int status,
@@ -346,9 +405,11 @@ void check_allowed(const std::string& what, const reply& r) {
     CHECK(r.j.value("status", false) == true);
 }
 
-// -- PostgreSQL --------------------------------------------------------------------
+// -- PostgreSQL
+// --------------------------------------------------------------------
 
-std::optional<std::string> query_value(const stack& gh, const std::string& sql) {
+std::optional<std::string> query_value(const stack& gh,
+                                       const std::string& sql) {
   pqxx::connection conn{gh.database_url()};
   pqxx::nontransaction tx{conn};
   auto rows = tx.exec(sql);
@@ -382,31 +443,33 @@ void reseed(const stack& gh, const json& doc, bool prune) {
 
 // =====================================================================================
 
-TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does",
-          "[.integration][access]") {
+TEST_CASE(
+  "/allowed answers GitLab Shell's and Gitaly's requests as GitLab does",
+  "[.integration][access]") {
   stack gh;
   gh.seed(base_seed());
   gh.start();
   shell_caller api{gh};
 
-  // -- success body: GitLab Shell's shape --------------------------------------------
+  // -- success body: GitLab Shell's shape
+  // --------------------------------------------
   auto r = api.allowed(shell_push("acme/widgets.git", 2));
   check_allowed("developer push _any", r);
-  json expected = {
-    {"status", true},
-    {"gl_repository", "project-10"},
-    {"gl_project_path", "acme/widgets"},
-    {"gl_project_id", 10},
-    {"gl_root_namespace_id", 5},
-    {"gl_id", "user-2"},
-    {"gl_username", "alice"},
-    {"gl_key_type", "key"},
-    {"gl_key_id", 2},
-    {"git_config_options",
-     {"uploadpack.allowFilter=true", "uploadpack.allowAnySHA1InWant=true",
-      "receive.maxInputSize=1048576"}},
-    {"gl_console_messages", json::array()},
-    {"need_audit", false}};
+  json expected
+    = {{"status", true},
+       {"gl_repository", "project-10"},
+       {"gl_project_path", "acme/widgets"},
+       {"gl_project_id", 10},
+       {"gl_root_namespace_id", 5},
+       {"gl_id", "user-2"},
+       {"gl_username", "alice"},
+       {"gl_key_type", "key"},
+       {"gl_key_id", 2},
+       {"git_config_options",
+        {"uploadpack.allowFilter=true", "uploadpack.allowAnySHA1InWant=true",
+         "receive.maxInputSize=1048576"}},
+       {"gl_console_messages", json::array()},
+       {"need_audit", false}};
   for (auto& [k, v] : expected.items()) {
     INFO("field " << k << " in " << r.body);
     CHECK(r.j.contains(k));
@@ -439,15 +502,13 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
   CHECK(r.j["gl_project_id"] == 13);
   CHECK(r.j["gl_root_namespace_id"] == 5);
 
-  // -- Gitaly's shape ------------------------------------------------------------------
+  // -- Gitaly's shape
+  // ------------------------------------------------------------------
   auto commit = std::string(40, 'a');
-  r = api.allowed(gitaly_request(10,
-                                 "/var/opt/gitlab/git-data/repositories/"
-                                   + widgets_disk_path + ".git",
-                                 widgets_disk_path + ".git",
-                                 zeros + " " + commit + " refs/heads/topic\n",
-                                 "user_id", 2,
-                                 quarantine_env("incoming-abc")));
+  r = api.allowed(gitaly_request(
+    10, "/var/opt/gitlab/git-data/repositories/" + widgets_disk_path + ".git",
+    widgets_disk_path + ".git", zeros + " " + commit + " refs/heads/topic\n",
+    "user_id", 2, quarantine_env("incoming-abc")));
   check_allowed("Gitaly pre-receive, user_id actor, new unprotected branch", r);
   CHECK(r.j["gl_repository"] == "project-10");
   CHECK(r.j["gl_id"] == "user-2");
@@ -456,34 +517,40 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
   CHECK_FALSE(r.j.contains("gl_key_type"));
   CHECK_FALSE(r.j.contains("gl_key_id"));
 
-  r = api.allowed(gitaly_request(10, "/somewhere/else.git", widgets_disk_path + ".git",
-                                 zeros + " " + commit + " refs/heads/topic\n",
-                                 "key_id", 2));
-  check_allowed("Gitaly pre-receive, key_id actor (gl_repository wins over project)", r);
+  r = api.allowed(
+    gitaly_request(10, "/somewhere/else.git", widgets_disk_path + ".git",
+                   zeros + " " + commit + " refs/heads/topic\n", "key_id", 2));
+  check_allowed(
+    "Gitaly pre-receive, key_id actor (gl_repository wins over project)", r);
   CHECK(r.j["gl_key_id"] == 2);
 
-  // -- denials ------------------------------------------------------------------------
-  check_denied("guest clone", api.allowed(shell_pull("acme/widgets.git", 4)), 401,
-               msg_download);
+  // -- denials
+  // ------------------------------------------------------------------------
+  check_denied("guest clone", api.allowed(shell_pull("acme/widgets.git", 4)),
+               401, msg_download);
   check_denied("non-member clone of a private project",
-               api.allowed(shell_pull("acme/widgets.git", 5)), 404, msg_not_found);
-  check_denied("reporter push", api.allowed(shell_push("acme/widgets.git", 3)), 401,
-               msg_push);
-  check_denied("blocked user", api.allowed(shell_pull("acme/widgets.git", 6)), 401,
-               msg_blocked);
-  check_denied("expired key", api.allowed(shell_pull("acme/widgets.git", 9)), 401,
-               msg_key_expired);
-  check_denied("archived push", api.allowed(shell_push("acme/archive.git", 7)), 401,
-               msg_archived);
-  check_allowed("archived pull", api.allowed(shell_pull("acme/archive.git", 7)));
+               api.allowed(shell_pull("acme/widgets.git", 5)), 404,
+               msg_not_found);
+  check_denied("reporter push", api.allowed(shell_push("acme/widgets.git", 3)),
+               401, msg_push);
+  check_denied("blocked user", api.allowed(shell_pull("acme/widgets.git", 6)),
+               401, msg_blocked);
+  check_denied("expired key", api.allowed(shell_pull("acme/widgets.git", 9)),
+               401, msg_key_expired);
+  check_denied("archived push", api.allowed(shell_push("acme/archive.git", 7)),
+               401, msg_archived);
+  check_allowed("archived pull",
+                api.allowed(shell_pull("acme/archive.git", 7)));
   check_denied("read-only deploy key push",
                api.allowed(shell_push("acme/widgets.git", 100)), 401,
                msg_deploy_key_push);
-  check_denied("unknown command",
-               api.allowed(shell_request("git-frobnicate", "acme/widgets.git", 2)),
-               401, msg_command);
+  check_denied(
+    "unknown command",
+    api.allowed(shell_request("git-frobnicate", "acme/widgets.git", 2)), 401,
+    msg_command);
 
-  // -- deploy keys --------------------------------------------------------------------
+  // -- deploy keys
+  // --------------------------------------------------------------------
   r = api.allowed(shell_pull("acme/widgets.git", 100));
   check_allowed("read-only deploy key pull", r);
   CHECK(r.j["gl_key_type"] == "deploy_key");
@@ -491,45 +558,54 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
   // A deploy key answers with the user who created it.
   CHECK(r.j["gl_id"] == "user-7");
   CHECK(r.j["gl_username"] == "mo");
-  check_allowed("write deploy key push", api.allowed(shell_push("acme/widgets.git", 101)));
+  check_allowed("write deploy key push",
+                api.allowed(shell_push("acme/widgets.git", 101)));
 
-  // -- expiring key ---------------------------------------------------------------------
+  // -- expiring key
+  // ---------------------------------------------------------------------
   r = api.allowed(shell_pull("acme/widgets.git", 10));
   check_allowed("key expiring in 3 days", r);
   CHECK(r.j["gl_console_messages"] == json::array({msg_expiring}));
 
-  // -- encodings and authentication ---------------------------------------------------------
-  auto form = api.post_raw(
-    "/api/v4/internal/allowed",
-    "action=git-upload-pack&project=acme%2Fwidgets.git&changes=_any&protocol=ssh"
-    "&key_id=2",
-    "application/x-www-form-urlencoded");
+  // -- encodings and authentication
+  // ---------------------------------------------------------
+  auto form = api.post_raw("/api/v4/internal/allowed",
+                           "action=git-upload-pack&project=acme%2Fwidgets.git&"
+                           "changes=_any&protocol=ssh"
+                           "&key_id=2",
+                           "application/x-www-form-urlencoded");
   check_allowed("form-encoded body", form);
   CHECK(form.j["gl_project_path"] == "acme/widgets");
   CHECK(form.j["gl_key_id"] == 2);
-  CHECK(form.j["gitaly"]["repository"]["relative_path"] == widgets_disk_path + ".git");
+  CHECK(form.j["gitaly"]["repository"]["relative_path"]
+        == widgets_disk_path + ".git");
 
   // Newer Gitaly adds gitaly_client_context_bin: base64 of a JSON object.
   auto with_context = [&](const std::string& decoded) {
-    auto req = gitaly_request(10, "/repos/" + widgets_disk_path + ".git",
-                              widgets_disk_path + ".git",
-                              zeros + " " + commit + " refs/heads/topic\n", "key_id", 2);
+    auto req = gitaly_request(
+      10, "/repos/" + widgets_disk_path + ".git", widgets_disk_path + ".git",
+      zeros + " " + commit + " refs/heads/topic\n", "key_id", 2);
     req["gitaly_client_context_bin"] = base64_encode(decoded);
     return api.allowed(req);
   };
-  check_allowed("a JSON object as Gitaly client context", with_context(R"({"k":"v"})"));
+  check_allowed("a JSON object as Gitaly client context",
+                with_context(R"({"k":"v"})"));
   r = with_context("[1]");
   {
     INFO(r.body);
     CHECK(r.status == 400);
-    CHECK(r.j == json{{"message", "400 Bad request - Decoded gitaly_client_context_bin "
-                                  "is not a valid JSON object"}});
+    CHECK(r.j
+          == json{{"message",
+                   "400 Bad request - Decoded gitaly_client_context_bin "
+                   "is not a valid JSON object"}});
   }
   r = with_context("{not json");
   {
     INFO(r.body);
     CHECK(r.status == 400);
-    CHECK(r.j == json{{"message", "400 Bad request - malformed gitaly_client_context_bin"}});
+    CHECK(r.j
+          == json{{"message",
+                   "400 Bad request - malformed gitaly_client_context_bin"}});
   }
 
   auto bad = shell_pull("acme/widgets.git", 2);
@@ -543,42 +619,53 @@ TEST_CASE("/allowed answers GitLab Shell's and Gitaly's requests as GitLab does"
 
   {
     auto cli = gh.client();
-    auto res = cli.Post("/api/v4/internal/allowed",
-                        shell_pull("acme/widgets.git", 2).dump(), "application/json");
+    auto res
+      = cli.Post("/api/v4/internal/allowed",
+                 shell_pull("acme/widgets.git", 2).dump(), "application/json");
     auto anon = make_reply(res);
     CHECK(anon.status == 401);
     CHECK(anon.body == R"({"message":"401 Unauthorized"})");
   }
 
-  // -- a push through a redirect leaves the project-moved message ----------------------------
+  // -- a push through a redirect leaves the project-moved message
+  // ----------------------------
   r = api.allowed(shell_push("acme/old-widgets.git", 2));
   check_allowed("push through a former path", r);
   CHECK(r.j["gl_project_path"] == "acme/widgets");
   auto moved = query_value(
-    gh, "SELECT message FROM gatehouse_state.project_moved_messages "
-        "WHERE user_id = 2 AND project_id = 10 AND expires_at > now()");
+    gh,
+    "SELECT message FROM gatehouse_state.project_moved_messages "
+    "WHERE user_id = 2 AND project_id = 10 AND expires_at > now()");
   REQUIRE(moved);
   CHECK_THAT(*moved, Catch::StartsWith("Project '"));
   CHECK_THAT(*moved, Catch::Contains("was moved to"));
-  CHECK_THAT(*moved, Catch::Contains("'acme/old-widgets' was moved to 'acme/widgets'"));
-  CHECK_THAT(*moved, Catch::Contains(
-                       "git remote set-url origin git@gitlab.example.com:acme/widgets.git"));
+  CHECK_THAT(*moved,
+             Catch::Contains("'acme/old-widgets' was moved to 'acme/widgets'"));
+  CHECK_THAT(
+    *moved,
+    Catch::Contains(
+      "git remote set-url origin git@gitlab.example.com:acme/widgets.git"));
 
-  // -- operation limit 0 disables the limit -----------------------------------------------
+  // -- operation limit 0 disables the limit
+  // -----------------------------------------------
   for (int i = 0; i < 8; ++i) {
     INFO("call " << i);
     CHECK(api.allowed(shell_pull("acme/widgets.git", 3)).status == 200);
   }
 
-  // -- last_used_at is written once a day ----------------------------------------------------
+  // -- last_used_at is written once a day
+  // ----------------------------------------------------
   auto last_used = [&] {
     return query_value(gh, "SELECT last_used_at::text FROM keys WHERE id = 13");
   };
   CHECK_FALSE(last_used());
-  check_allowed("auth-only key", api.allowed(shell_pull("acme/widgets.git", 13)));
-  CHECK(eventually([&] { return last_used().has_value(); }, std::chrono::seconds(5)));
+  check_allowed("auth-only key",
+                api.allowed(shell_pull("acme/widgets.git", 13)));
+  CHECK(eventually([&] { return last_used().has_value(); },
+                   std::chrono::seconds(5)));
   auto first = last_used();
-  check_allowed("auth-only key again", api.allowed(shell_pull("acme/widgets.git", 13)));
+  check_allowed("auth-only key again",
+                api.allowed(shell_pull("acme/widgets.git", 13)));
   // A push through a former path is answered only after the access store
   // kept its project-moved message, and the store handles the access
   // actor's messages in order: a write of last_used_at that the call above
@@ -596,8 +683,9 @@ TEST_CASE("/allowed refuses SSH when the instance allows only HTTP",
   gh.seed(doc);
   gh.start();
   shell_caller api{gh};
-  check_denied("ssh clone with protocol http", api.allowed(shell_pull("acme/widgets.git", 2)),
-               401, "Git access over SSH is not allowed");
+  check_denied("ssh clone with protocol http",
+               api.allowed(shell_pull("acme/widgets.git", 2)), 401,
+               "Git access over SSH is not allowed");
   // protocol web is always allowed.
   auto web = shell_pull("acme/widgets.git", 2);
   web["protocol"] = "web";
@@ -639,7 +727,8 @@ TEST_CASE("/allowed counts git operations per action, project and key",
   // Another key, another scope.
   check_allowed("another key", api.allowed(shell_pull("acme/widgets.git", 3)));
   // Another action, another scope.
-  check_allowed("another action", api.allowed(shell_push("acme/widgets.git", 2)));
+  check_allowed("another action",
+                api.allowed(shell_push("acme/widgets.git", 2)));
 }
 
 TEST_CASE("/allowed follows re-seeded data without a restart",
@@ -681,7 +770,8 @@ TEST_CASE("/allowed follows re-seeded data without a restart",
     std::chrono::seconds(5)));
   check_denied("bob after blocking", last, 401, msg_blocked);
   // Others are untouched.
-  check_allowed("tess unchanged", api.allowed(shell_pull("acme/widgets.git", 8)));
+  check_allowed("tess unchanged",
+                api.allowed(shell_pull("acme/widgets.git", 8)));
 }
 
 TEST_CASE("/allowed runs GitLab's per-ref checks against a real repository",
@@ -703,7 +793,8 @@ TEST_CASE("/allowed runs GitLab's per-ref checks against a real repository",
   // Gitaly's receive-pack leaves the pushed objects in a quarantine
   // directory until the hooks accept them.
   auto fast_forward = repo.quarantined_commit("incoming-ff", c2, c2, "third");
-  auto rewritten = repo.quarantined_commit("incoming-rw", c2, c1, "second, rewritten");
+  auto rewritten
+    = repo.quarantined_commit("incoming-rw", c2, c1, "second, rewritten");
   REQUIRE_FALSE(repo.has_object(fast_forward));
   REQUIRE_FALSE(repo.has_object(rewritten));
 
@@ -716,27 +807,47 @@ TEST_CASE("/allowed runs GitLab's per-ref checks against a real repository",
                              {"gitaly_address", "tcp://remote-gitaly:8075"},
                              {"gitaly_token", ""}});
   doc["projects"].push_back(project(20, 5, "repo", disk_path, "local"));
-  doc["projects"].push_back(project(21, 5, "nopath", "@hashed/cc/dd/repo21", "remote"));
+  doc["projects"].push_back(
+    project(21, 5, "nopath", "@hashed/cc/dd/repo21", "remote"));
   doc["projects"].push_back(project(22, 5, "empty", empty_disk_path, "local"));
-  doc["members"].push_back({{"user_id", 2}, {"project_id", 20}, {"access_level", 30}});
-  doc["members"].push_back({{"user_id", 2}, {"project_id", 22}, {"access_level", 30}});
-  doc["protected_branches"].push_back(
-    {{"id", 20}, {"project_id", 20}, {"name", "main"}, {"push_access_level", 40},
-     {"merge_access_level", 40}, {"allow_force_push", false}});
-  doc["protected_branches"].push_back(
-    {{"id", 21}, {"project_id", 20}, {"name", "release/*"}, {"push_access_level", 40},
-     {"merge_access_level", 40}, {"allow_force_push", false}});
-  doc["protected_branches"].push_back(
-    {{"id", 22}, {"project_id", 21}, {"name", "main"}, {"push_access_level", 40},
-     {"merge_access_level", 40}, {"allow_force_push", false}});
-  doc["protected_branches"].push_back(
-    {{"id", 23}, {"project_id", 20}, {"name", "hot*"}, {"push_access_level", 40},
-     {"merge_access_level", 40}, {"allow_force_push", true}});
-  doc["protected_branches"].push_back(
-    {{"id", 24}, {"project_id", 22}, {"name", "main"}, {"push_access_level", 40},
-     {"merge_access_level", 40}, {"allow_force_push", false}});
-  doc["protected_tags"].push_back(
-    {{"id", 20}, {"project_id", 20}, {"name", "v*"}, {"create_access_level", 40}});
+  doc["members"].push_back(
+    {{"user_id", 2}, {"project_id", 20}, {"access_level", 30}});
+  doc["members"].push_back(
+    {{"user_id", 2}, {"project_id", 22}, {"access_level", 30}});
+  doc["protected_branches"].push_back({{"id", 20},
+                                       {"project_id", 20},
+                                       {"name", "main"},
+                                       {"push_access_level", 40},
+                                       {"merge_access_level", 40},
+                                       {"allow_force_push", false}});
+  doc["protected_branches"].push_back({{"id", 21},
+                                       {"project_id", 20},
+                                       {"name", "release/*"},
+                                       {"push_access_level", 40},
+                                       {"merge_access_level", 40},
+                                       {"allow_force_push", false}});
+  doc["protected_branches"].push_back({{"id", 22},
+                                       {"project_id", 21},
+                                       {"name", "main"},
+                                       {"push_access_level", 40},
+                                       {"merge_access_level", 40},
+                                       {"allow_force_push", false}});
+  doc["protected_branches"].push_back({{"id", 23},
+                                       {"project_id", 20},
+                                       {"name", "hot*"},
+                                       {"push_access_level", 40},
+                                       {"merge_access_level", 40},
+                                       {"allow_force_push", true}});
+  doc["protected_branches"].push_back({{"id", 24},
+                                       {"project_id", 22},
+                                       {"name", "main"},
+                                       {"push_access_level", 40},
+                                       {"merge_access_level", 40},
+                                       {"allow_force_push", false}});
+  doc["protected_tags"].push_back({{"id", 20},
+                                   {"project_id", 20},
+                                   {"name", "v*"},
+                                   {"create_access_level", 40}});
   stack gh;
   gh.seed(doc);
   gh.start();
@@ -747,12 +858,13 @@ TEST_CASE("/allowed runs GitLab's per-ref checks against a real repository",
     return api.allowed(gitaly_request(20, repo.path(), disk_path + ".git",
                                       changes + "\n", field, id, env));
   };
-  const std::string maintainer_key = "key_id"; // mo: key 7, group maintainer
+  const std::string maintainer_key = "key_id";  // mo: key 7, group maintainer
   const std::string developer_user = "user_id"; // alice: user 2, developer
 
-  auto r = pre_receive(c2 + " " + fast_forward + " refs/heads/main", maintainer_key, 7,
-                       quarantine_env("incoming-ff"));
-  check_allowed("maintainer fast-forwards protected main (quarantined objects)", r);
+  auto r = pre_receive(c2 + " " + fast_forward + " refs/heads/main",
+                       maintainer_key, 7, quarantine_env("incoming-ff"));
+  check_allowed("maintainer fast-forwards protected main (quarantined objects)",
+                r);
   CHECK(r.j["gitaly"]["repository"]["storage_name"] == "local");
   CHECK(r.j["gitaly"]["repository"]["relative_path"] == disk_path + ".git");
   CHECK(r.j["gitaly"]["address"] == "unix:/tmp/gitaly.socket");
@@ -761,75 +873,86 @@ TEST_CASE("/allowed runs GitLab's per-ref checks against a real repository",
   CHECK(r.j["gitaly"]["token"].is_null());
 
   check_denied("maintainer force-pushes protected main",
-               pre_receive(c2 + " " + rewritten + " refs/heads/main", maintainer_key, 7,
-                           quarantine_env("incoming-rw")),
+               pre_receive(c2 + " " + rewritten + " refs/heads/main",
+                           maintainer_key, 7, quarantine_env("incoming-rw")),
                401, msg_force_push);
 
   check_denied("developer pushes to protected main",
-               pre_receive(c2 + " " + fast_forward + " refs/heads/main", developer_user, 2,
-                           quarantine_env("incoming-ff")),
+               pre_receive(c2 + " " + fast_forward + " refs/heads/main",
+                           developer_user, 2, quarantine_env("incoming-ff")),
                401, msg_push_protected);
 
-  check_allowed("developer creates an unprotected branch",
-                pre_receive(zeros + " " + c2 + " refs/heads/feature-x", developer_user, 2));
+  check_allowed(
+    "developer creates an unprotected branch",
+    pre_receive(zeros + " " + c2 + " refs/heads/feature-x", developer_user, 2));
 
-  check_denied("maintainer deletes the default branch",
-               pre_receive(c2 + " " + zeros + " refs/heads/main", maintainer_key, 7), 401,
-               msg_delete_default);
+  check_denied(
+    "maintainer deletes the default branch",
+    pre_receive(c2 + " " + zeros + " refs/heads/main", maintainer_key, 7), 401,
+    msg_delete_default);
 
-  check_denied("maintainer deletes a protected branch over ssh",
-               pre_receive(c2 + " " + zeros + " refs/heads/release/1", maintainer_key, 7),
-               401, msg_delete_protected_web);
-  check_denied("developer deletes a protected branch",
-               pre_receive(c2 + " " + zeros + " refs/heads/release/1", developer_user, 2),
-               401, msg_delete_protected);
+  check_denied(
+    "maintainer deletes a protected branch over ssh",
+    pre_receive(c2 + " " + zeros + " refs/heads/release/1", maintainer_key, 7),
+    401, msg_delete_protected_web);
+  check_denied(
+    "developer deletes a protected branch",
+    pre_receive(c2 + " " + zeros + " refs/heads/release/1", developer_user, 2),
+    401, msg_delete_protected);
 
-  check_denied("developer creates a protected tag",
-               pre_receive(zeros + " " + c2 + " refs/tags/v1.0", developer_user, 2), 401,
-               msg_protected_tag);
-  check_allowed("developer creates an unprotected tag",
-                pre_receive(zeros + " " + c2 + " refs/tags/build-1", developer_user, 2));
-  check_denied("maintainer moves a protected tag",
-               pre_receive(c2 + " " + c1 + " refs/tags/v0.9", maintainer_key, 7), 401,
-               "Protected tags cannot be updated.");
-  check_denied("maintainer deletes a protected tag over ssh",
-               pre_receive(c2 + " " + zeros + " refs/tags/v0.9", maintainer_key, 7), 401,
-               "You can only delete protected tags using the web interface.");
+  check_denied(
+    "developer creates a protected tag",
+    pre_receive(zeros + " " + c2 + " refs/tags/v1.0", developer_user, 2), 401,
+    msg_protected_tag);
+  check_allowed(
+    "developer creates an unprotected tag",
+    pre_receive(zeros + " " + c2 + " refs/tags/build-1", developer_user, 2));
+  check_denied(
+    "maintainer moves a protected tag",
+    pre_receive(c2 + " " + c1 + " refs/tags/v0.9", maintainer_key, 7), 401,
+    "Protected tags cannot be updated.");
+  check_denied(
+    "maintainer deletes a protected tag over ssh",
+    pre_receive(c2 + " " + zeros + " refs/tags/v0.9", maintainer_key, 7), 401,
+    "You can only delete protected tags using the web interface.");
 
-  check_allowed("maintainer creates a protected branch",
-                pre_receive(zeros + " " + c2 + " refs/heads/release/2", maintainer_key, 7));
-  check_denied("developer creates a protected branch",
-               pre_receive(zeros + " " + c2 + " refs/heads/release/2", developer_user, 2),
-               401, "You are not allowed to create protected branches on this project.");
+  check_allowed(
+    "maintainer creates a protected branch",
+    pre_receive(zeros + " " + c2 + " refs/heads/release/2", maintainer_key, 7));
+  check_denied(
+    "developer creates a protected branch",
+    pre_receive(zeros + " " + c2 + " refs/heads/release/2", developer_user, 2),
+    401, "You are not allowed to create protected branches on this project.");
   check_allowed("maintainer force-pushes a branch that allows force pushes",
-                pre_receive(c2 + " " + rewritten + " refs/heads/hotfix", maintainer_key, 7,
-                            quarantine_env("incoming-rw")));
+                pre_receive(c2 + " " + rewritten + " refs/heads/hotfix",
+                            maintainer_key, 7, quarantine_env("incoming-rw")));
   // One refused change refuses the whole push.
   check_denied("two changes, the second refused",
-               pre_receive(zeros + " " + c2 + " refs/heads/ok\n" + c2 + " " + zeros
-                             + " refs/heads/main",
+               pre_receive(zeros + " " + c2 + " refs/heads/ok\n" + c2 + " "
+                             + zeros + " refs/heads/main",
                            maintainer_key, 7),
                401, msg_delete_default);
 
   // An empty repository under the default (full) protection: a developer
   // may not make the initial push.
-  check_denied("developer's initial push to an empty repository",
-               api.allowed(gitaly_request(22, empty_repo.path(), empty_disk_path + ".git",
-                                          zeros + " " + c2 + " refs/heads/main\n",
-                                          "user_id", 2)),
-               401,
-               "\nA default branch (e.g. master) does not yet exist for acme/empty\n"
-               "Ask a project Owner or Maintainer to create a default branch:\n\n"
-               "  https://gitlab.example.com:8443/acme/empty/-/project_members\n\n");
+  check_denied(
+    "developer's initial push to an empty repository",
+    api.allowed(gitaly_request(22, empty_repo.path(), empty_disk_path + ".git",
+                               zeros + " " + c2 + " refs/heads/main\n",
+                               "user_id", 2)),
+    401,
+    "\nA default branch (e.g. master) does not yet exist for acme/empty\n"
+    "Ask a project Owner or Maintainer to create a default branch:\n\n"
+    "  https://gitlab.example.com:8443/acme/empty/-/project_members\n\n");
   check_allowed("maintainer's initial push to an empty repository",
-                api.allowed(gitaly_request(22, empty_repo.path(), empty_disk_path + ".git",
-                                           zeros + " " + c2 + " refs/heads/main\n",
-                                           "key_id", 7)));
+                api.allowed(gitaly_request(
+                  22, empty_repo.path(), empty_disk_path + ".git",
+                  zeros + " " + c2 + " refs/heads/main\n", "key_id", 7)));
 
   // A storage without a local path cannot tell a force push.
-  r = api.allowed(gitaly_request(21, "/remote/repo21.git",
-                                 "@hashed/cc/dd/repo21.git",
-                                 c1 + " " + c2 + " refs/heads/main\n", "key_id", 7));
+  r = api.allowed(
+    gitaly_request(21, "/remote/repo21.git", "@hashed/cc/dd/repo21.git",
+                   c1 + " " + c2 + " refs/heads/main\n", "key_id", 7));
   {
     INFO(r.body);
     CHECK(r.status == 401);
@@ -846,36 +969,44 @@ TEST_CASE("/authorized_keys and /discover find keys and users as GitLab does",
   gh.start();
   shell_caller api{gh};
 
-  // -- /authorized_keys -------------------------------------------------------------------
+  // -- /authorized_keys
+  // -------------------------------------------------------------------
   auto padded = blob_of(ecdsa_key);
   REQUIRE(padded.back() == '=');
   auto unpadded = padded;
   while (!unpadded.empty() && unpadded.back() == '=')
     unpadded.pop_back();
   for (auto& blob : {padded, unpadded}) {
-    auto r = api.get("/api/v4/internal/authorized_keys?key=" + url_encode(blob));
+    auto r
+      = api.get("/api/v4/internal/authorized_keys?key=" + url_encode(blob));
     INFO(blob << " -> " << r.body);
     CHECK(r.status == 200);
     CHECK(r.content_type == "application/json");
     CHECK(r.j["id"] == 12);
     CHECK(r.j["title"] == "key 12");
-    CHECK(r.j["key"] == "ecdsa-sha2-nistp256 " + padded + " Alice Developer (gitlab.example.com)");
+    CHECK(r.j["key"]
+          == "ecdsa-sha2-nistp256 " + padded
+            + " Alice Developer (gitlab.example.com)");
     CHECK(r.j["usage_type"] == "auth_and_signing");
     CHECK(r.j["expires_at"].is_null());
     CHECK(r.j["created_at"].is_string());
   }
   // An auth-only ed25519 key.
-  auto r = api.get("/api/v4/internal/authorized_keys?key=" + url_encode(blob_of(ed25519[11])));
+  auto r = api.get("/api/v4/internal/authorized_keys?key="
+                   + url_encode(blob_of(ed25519[11])));
   CHECK(r.status == 200);
   CHECK(r.j["id"] == 13);
-  CHECK(r.j["key"] == "ssh-ed25519 " + blob_of(ed25519[11]) + " Bob Reporter (gitlab.example.com)");
+  CHECK(r.j["key"]
+        == "ssh-ed25519 " + blob_of(ed25519[11])
+          + " Bob Reporter (gitlab.example.com)");
   CHECK(r.j["usage_type"] == "auth");
 
   for (auto& blob : {blob_of(ed25519[10]) /* signing-only */,
                      blob_of(ed25519[15]) /* unknown */,
                      blob_of(ed25519[1]).substr(0, 60) /* partial */,
                      std::string("whatever!")}) {
-    auto nf = api.get("/api/v4/internal/authorized_keys?key=" + url_encode(blob));
+    auto nf
+      = api.get("/api/v4/internal/authorized_keys?key=" + url_encode(blob));
     INFO(blob << " -> " << nf.body);
     CHECK(nf.status == 404);
     CHECK(nf.body == R"({"message":"404 Key Not Found"})");
@@ -883,8 +1014,10 @@ TEST_CASE("/authorized_keys and /discover find keys and users as GitLab does",
   r = api.get("/api/v4/internal/authorized_keys");
   CHECK(r.status == 400);
 
-  // -- /discover ---------------------------------------------------------------------------
-  auto alice = json{{"id", 2}, {"username", "alice"}, {"name", "Alice Developer"}};
+  // -- /discover
+  // ---------------------------------------------------------------------------
+  auto alice
+    = json{{"id", 2}, {"username", "alice"}, {"name", "Alice Developer"}};
   r = api.get("/api/v4/internal/discover?key_id=2");
   CHECK(r.status == 200);
   CHECK(r.j == alice);
@@ -894,7 +1027,8 @@ TEST_CASE("/authorized_keys and /discover find keys and users as GitLab does",
   CHECK(r.j == alice);
   r = api.get("/api/v4/internal/discover?key_id=100");
   CHECK(r.j == json{{"id", 7}, {"username", "mo"}, {"name", "Mo Maintainer"}});
-  for (auto query : {"username=noone", "key_id=999", "key_id=11" /* signing-only */, "nothing=1"}) {
+  for (auto query : {"username=noone", "key_id=999",
+                     "key_id=11" /* signing-only */, "nothing=1"}) {
     auto none = api.get(std::string("/api/v4/internal/discover?") + query);
     INFO(query);
     CHECK(none.status == 200);
@@ -908,8 +1042,10 @@ TEST_CASE("/lfs_authenticate issues GitLab's answer with a verifiable token",
   gh.seed(base_seed());
   gh.start();
   shell_caller api{gh};
-  auto secret_hex = query_value(
-    gh, "SELECT encode(secret, 'hex') FROM gatehouse_state.signing_keys WHERE name = 'lfs'");
+  auto secret_hex
+    = query_value(gh,
+                  "SELECT encode(secret, 'hex') FROM "
+                  "gatehouse_state.signing_keys WHERE name = 'lfs'");
   REQUIRE(secret_hex);
   auto secret = hex_decode(*secret_hex);
   REQUIRE_FALSE(secret.empty());
@@ -918,7 +1054,8 @@ TEST_CASE("/lfs_authenticate issues GitLab's answer with a verifiable token",
     INFO("lfs_token " << token);
     std::vector<std::string> parts;
     std::size_t start = 0;
-    for (auto dot = token.find('.'); dot != std::string::npos; dot = token.find('.', start)) {
+    for (auto dot = token.find('.'); dot != std::string::npos;
+         dot = token.find('.', start)) {
       parts.push_back(token.substr(start, dot - start));
       start = dot + 1;
     }
@@ -937,49 +1074,65 @@ TEST_CASE("/lfs_authenticate issues GitLab's answer with a verifiable token",
   };
 
   auto r = api.post("/api/v4/internal/lfs_authenticate",
-                    {{"operation", "download"}, {"project", "acme/widgets.git"}, {"key_id", "2"}});
+                    {{"operation", "download"},
+                     {"project", "acme/widgets.git"},
+                     {"key_id", "2"}});
   INFO(r.body);
   CHECK(r.status == 200);
   CHECK(r.content_type == "application/json");
   CHECK(r.j["username"] == "alice");
   CHECK(r.j["expires_in"] == 7200);
-  CHECK(r.j["repository_http_path"] == "https://gitlab.example.com:8443/acme/widgets.git");
+  CHECK(r.j["repository_http_path"]
+        == "https://gitlab.example.com:8443/acme/widgets.git");
   REQUIRE(r.j["lfs_token"].is_string());
   check_token(r.j["lfs_token"]);
 
   r = api.post("/api/v4/internal/lfs_authenticate",
-               {{"operation", "upload"}, {"project", "/acme/widgets.git"}, {"user_id", 2}});
+               {{"operation", "upload"},
+                {"project", "/acme/widgets.git"},
+                {"user_id", 2}});
   CHECK(r.status == 200);
   CHECK(r.j["username"] == "alice");
 
   r = api.post("/api/v4/internal/lfs_authenticate",
-               {{"operation", "download"}, {"project", "acme/widgets.git"}, {"key_id", "100"}});
+               {{"operation", "download"},
+                {"project", "acme/widgets.git"},
+                {"key_id", "100"}});
   CHECK(r.status == 200);
   CHECK(r.j["username"] == "lfs+deploy-key-100");
-  CHECK(r.j["repository_http_path"] == "https://gitlab.example.com:8443/acme/widgets.git");
+  CHECK(r.j["repository_http_path"]
+        == "https://gitlab.example.com:8443/acme/widgets.git");
   REQUIRE(r.j["lfs_token"].is_string());
   check_token(r.j["lfs_token"]);
 
   r = api.post("/api/v4/internal/lfs_authenticate",
-               {{"operation", "download"}, {"project", "acme/nolfs.git"}, {"key_id", "7"}});
+               {{"operation", "download"},
+                {"project", "acme/nolfs.git"},
+                {"key_id", "7"}});
   CHECK(r.status == 404);
   CHECK(r.body == R"({"message":"404 Not Found"})");
 
   r = api.post("/api/v4/internal/lfs_authenticate",
-               {{"operation", "download"}, {"project", "acme/widgets.git"}, {"key_id", "999"}});
+               {{"operation", "download"},
+                {"project", "acme/widgets.git"},
+                {"key_id", "999"}});
   CHECK(r.status == 404);
 }
 
-TEST_CASE("/personal_access_token, /two_factor_recovery_codes and the OTP checks",
-          "[.integration][access]") {
+TEST_CASE(
+  "/personal_access_token, /two_factor_recovery_codes and the OTP checks",
+  "[.integration][access]") {
   stack gh;
   gh.seed(base_seed());
   gh.start();
   shell_caller api{gh};
   const std::string pat = "/api/v4/internal/personal_access_token";
 
-  // -- personal access tokens -------------------------------------------------------------
-  auto r = api.post(pat, {{"key_id", "2"}, {"name", "ci"}, {"scopes", {"api", "read_repository"}}});
+  // -- personal access tokens
+  // -------------------------------------------------------------
+  auto r = api.post(
+    pat,
+    {{"key_id", "2"}, {"name", "ci"}, {"scopes", {"api", "read_repository"}}});
   INFO(r.body);
   CHECK(r.status == 200);
   CHECK(r.j["success"] == true);
@@ -993,47 +1146,71 @@ TEST_CASE("/personal_access_token, /two_factor_recovery_codes and the OTP checks
     pqxx::nontransaction tx{conn};
     auto hex = hex_encode(sha256(token));
     auto b64 = base64_encode(sha256(token));
-    CHECK(tx.exec1("SELECT count(*) FROM personal_access_tokens WHERE user_id = 2 AND "
-                   "token_digest IN (" + tx.quote(hex) + ", " + tx.quote(b64) + ")")[0]
-            .as<int>()
-          == 1);
-    CHECK(tx.exec1("SELECT count(*) FROM personal_access_tokens t WHERE strpos(t::text, "
-                   + tx.quote(token) + ") > 0")[0]
-            .as<int>()
-          == 0);
+    CHECK(
+      tx.exec1(
+          "SELECT count(*) FROM personal_access_tokens WHERE user_id = 2 AND "
+          "token_digest IN ("
+          + tx.quote(hex) + ", " + tx.quote(b64) + ")")[0]
+        .as<int>()
+      == 1);
+    CHECK(
+      tx.exec1(
+          "SELECT count(*) FROM personal_access_tokens t WHERE strpos(t::text, "
+          + tx.quote(token) + ") > 0")[0]
+        .as<int>()
+      == 0);
   }
 
   // The maximum lifetime itself is accepted...
-  r = api.post(pat, {{"key_id", "2"}, {"name", "max"}, {"scopes", {"read_api"}},
-                     {"expires_at", utc_date(today() + 365)}});
+  r = api.post(pat,
+               {{"key_id", "2"},
+                {"name", "max"},
+                {"scopes", {"read_api"}},
+                {"expires_at", utc_date(today() + 365)}});
   CHECK(r.j["success"] == true);
   CHECK(r.j["expires_at"] == utc_date(today() + 365));
   // ...a later date is refused with GitLab's validation message
   // (PersonalAccessToken#expires_at_before_instance_max_expiry_date: "must be
   // before <today + 365 days>").
-  r = api.post(pat, {{"key_id", "2"}, {"name", "late"}, {"scopes", {"read_api"}},
-                     {"expires_at", utc_date(today() + 366)}});
+  r = api.post(pat,
+               {{"key_id", "2"},
+                {"name", "late"},
+                {"scopes", {"read_api"}},
+                {"expires_at", utc_date(today() + 366)}});
   CHECK(r.status == 200);
-  CHECK(r.j == json{{"success", false},
-                    {"message", "Failed to create token: Expires at must be before "
-                                  + utc_date(today() + 365)}});
+  CHECK(r.j
+        == json{{"success", false},
+                {"message",
+                 "Failed to create token: Expires at must be before "
+                   + utc_date(today() + 365)}});
 
-  r = api.post(pat, {{"key_id", "2"}, {"name", "bad"}, {"scopes", {"read_api", "x"}}});
-  CHECK(r.j == json{{"success", false},
-                    {"message",
-                     "Invalid scope: 'x'. Valid scopes are: [\"api\", \"create_runner\", "
-                     "\"k8s_proxy\", \"manage_runner\", \"read_api\", \"read_registry\", "
-                     "\"read_repository\", \"read_user\", \"self_rotate\", "
-                     "\"write_registry\", \"write_repository\"]"}});
+  r = api.post(
+    pat, {{"key_id", "2"}, {"name", "bad"}, {"scopes", {"read_api", "x"}}});
+  CHECK(r.j
+        == json{
+          {"success", false},
+          {"message",
+           "Invalid scope: 'x'. Valid scopes are: [\"api\", \"create_runner\", "
+           "\"k8s_proxy\", \"manage_runner\", \"read_api\", \"read_registry\", "
+           "\"read_repository\", \"read_user\", \"self_rotate\", "
+           "\"write_registry\", \"write_repository\"]"}});
   r = api.post(pat, {{"key_id", "2"}, {"scopes", {"api"}}});
-  CHECK(r.j == json{{"success", false}, {"message", "No token name specified"}});
-  r = api.post(pat, {{"key_id", "100"}, {"name", "deploy"}, {"scopes", {"api"}}});
-  CHECK(r.j == json{{"success", false},
-                    {"message", "Deploy keys cannot be used to create personal access tokens"}});
+  CHECK(r.j
+        == json{{"success", false}, {"message", "No token name specified"}});
+  r = api.post(pat,
+               {{"key_id", "100"}, {"name", "deploy"}, {"scopes", {"api"}}});
+  CHECK(
+    r.j
+    == json{{"success", false},
+            {"message",
+             "Deploy keys cannot be used to create personal access tokens"}});
   r = api.post(pat, {{"user_id", 999}, {"name", "x"}, {"scopes", {"api"}}});
-  CHECK(r.j == json{{"success", false}, {"message", "Could not find the given user"}});
+  CHECK(
+    r.j
+    == json{{"success", false}, {"message", "Could not find the given user"}});
 
-  // -- recovery codes -------------------------------------------------------------------------
+  // -- recovery codes
+  // -------------------------------------------------------------------------
   const std::string codes_path = "/api/v4/internal/two_factor_recovery_codes";
   r = api.post(codes_path, {{"key_id", "8"}});
   CHECK(r.status == 200);
@@ -1052,8 +1229,9 @@ TEST_CASE("/personal_access_token, /two_factor_recovery_codes and the OTP checks
   {
     pqxx::connection conn{gh.database_url()};
     pqxx::nontransaction tx{conn};
-    auto rows = tx.exec("SELECT code_digest FROM gatehouse_state.two_factor_recovery_codes "
-                        "WHERE user_id = 8");
+    auto rows = tx.exec(
+      "SELECT code_digest FROM gatehouse_state.two_factor_recovery_codes "
+      "WHERE user_id = 8");
     CHECK(rows.size() == 10);
     std::set<std::string> digests;
     for (auto row : rows)
@@ -1064,27 +1242,36 @@ TEST_CASE("/personal_access_token, /two_factor_recovery_codes and the OTP checks
     }
   }
   r = api.post(codes_path, {{"key_id", "2"}});
-  CHECK(r.j == json{{"success", false},
-                    {"message", "Two-factor authentication is not enabled for this user"}});
+  CHECK(r.j
+        == json{{"success", false},
+                {"message",
+                 "Two-factor authentication is not enabled for this user"}});
   r = api.post(codes_path, {{"key_id", "999"}});
-  CHECK(r.j == json{{"success", false}, {"message", "Could not find the given key"}});
+  CHECK(
+    r.j
+    == json{{"success", false}, {"message", "Could not find the given key"}});
   r = api.post(codes_path, {{"key_id", "100"}});
-  CHECK(r.j == json{{"success", false},
-                    {"message", "Deploy keys cannot be used to retrieve recovery codes"}});
+  CHECK(r.j
+        == json{{"success", false},
+                {"message",
+                 "Deploy keys cannot be used to retrieve recovery codes"}});
 
-  // -- OTP checks (Community Edition) ------------------------------------------------------------
+  // -- OTP checks (Community Edition)
+  // ------------------------------------------------------------
   for (auto path : {"/api/v4/internal/two_factor_manual_otp_check",
                     "/api/v4/internal/two_factor_push_otp_check"}) {
     auto otp = api.post(path, {{"key_id", "2"}, {"otp_attempt", "123456"}});
     INFO(path);
     CHECK(otp.status == 200);
     CHECK(otp.content_type == "application/json");
-    CHECK(otp.j == json{{"success", false}, {"message", "Feature is not available"}});
+    CHECK(otp.j
+          == json{{"success", false}, {"message", "Feature is not available"}});
   }
 }
 
-TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no audit",
-          "[.integration][access]") {
+TEST_CASE(
+  "/shellhorse/git_audit_event validates, checks access and needs no audit",
+  "[.integration][access]") {
   stack gh;
   gh.seed(base_seed());
   gh.start();
@@ -1093,8 +1280,10 @@ TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no aud
 
   auto r = api.post(path, json::object());
   CHECK(r.status == 400);
-  CHECK(r.j == json{{"error", "action is missing, protocol is missing, gl_repository is "
-                              "missing, changes is missing"}});
+  CHECK(r.j
+        == json{{"error",
+                 "action is missing, protocol is missing, gl_repository is "
+                 "missing, changes is missing"}});
   r = api.post(path, {{"action", "git-upload-pack"}, {"protocol", "ssh"}});
   CHECK(r.status == 400);
   CHECK(r.j == json{{"error", "gl_repository is missing, changes is missing"}});
@@ -1111,19 +1300,22 @@ TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no aud
   invalid["action"] = "git-upload-archive";
   r = api.post(path, invalid);
   CHECK(r.status == 400);
-  CHECK(r.j == json{{"status", false}, {"message", "No valid action specified"}});
+  CHECK(r.j
+        == json{{"status", false}, {"message", "No valid action specified"}});
 
   r = api.post(path, event);
   INFO(r.body);
   CHECK(r.status == 200);
   CHECK(r.content_type == "application/json");
-  CHECK(r.j == json{{"status", false}, {"message", "No git audit event needed"}});
+  CHECK(r.j
+        == json{{"status", false}, {"message", "No git audit event needed"}});
 
   // The same access check as /allowed: a non-member is not found.
   auto outsider = event;
   outsider["key_id"] = 5;
   outsider["username"] = "nora";
-  check_denied("audit event of a non-member", api.post(path, outsider), 404, msg_not_found);
+  check_denied("audit event of a non-member", api.post(path, outsider), 404,
+               msg_not_found);
 
   // Workhorse may call it with its own token when the Shell header is absent.
   std::string workhorse_token;
@@ -1133,13 +1325,15 @@ TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no aud
     workhorse_token.pop_back();
   auto cli = gh.client();
   // (Workhorse also sends its version header, which GitLab requires.)
-  auto res = cli.Post(path.c_str(),
-                      {{jwt::header_name(jwt::caller::workhorse), workhorse_token},
-                       {"Gitlab-Workhorse", "v18.6.0"}},
-                      event.dump(), "application/json");
+  auto res
+    = cli.Post(path.c_str(),
+               {{jwt::header_name(jwt::caller::workhorse), workhorse_token},
+                {"Gitlab-Workhorse", "v18.6.0"}},
+               event.dump(), "application/json");
   auto wh = make_reply(res);
   CHECK(wh.status == 200);
-  CHECK(wh.j == json{{"status", false}, {"message", "No git audit event needed"}});
+  CHECK(wh.j
+        == json{{"status", false}, {"message", "No git audit event needed"}});
 
   // A Shell header that does not verify: 401, even with a good Workhorse
   // token beside it (the Shell header decides which check applies).
@@ -1166,6 +1360,7 @@ TEST_CASE("/shellhorse/git_audit_event validates, checks access and needs no aud
                  event.dump(), "application/json");
   auto headless = make_reply(res);
   CHECK(headless.status == 403);
-  CHECK(headless.body
-        == R"({"message":"403 Forbidden - Request should be executed via GitLab Workhorse"})");
+  CHECK(
+    headless.body
+    == R"({"message":"403 Forbidden - Request should be executed via GitLab Workhorse"})");
 }

@@ -68,8 +68,8 @@ TEST_CASE("seed reports problems with their JSON paths and changes nothing",
 
 TEST_CASE("the demo seed loads, twice", "[.integration][cli]") {
   stack gh;
-  auto demo = env_or_fail("GATEHOUSE_TEST_SOURCE_DIR")
-              + "/scripts/demo-seed.json";
+  auto demo
+    = env_or_fail("GATEHOUSE_TEST_SOURCE_DIR") + "/scripts/demo-seed.json";
   std::string err;
   CHECK(run_cli({"seed", demo}, gh.env(), nullptr, &err) == 0);
   INFO(err);
@@ -83,34 +83,32 @@ TEST_CASE("start-up stops with one line on an unusable secret file",
   auto dir = make_temp_dir("badsecret");
 
   SECTION("unreadable") {
-    CHECK(serve_exit_code(with(gh.env(), "GATEHOUSE_SHELL_SECRET_FILE",
-                               dir + "/missing"),
-                          err)
-          == 2);
+    CHECK(
+      serve_exit_code(
+        with(gh.env(), "GATEHOUSE_SHELL_SECRET_FILE", dir + "/missing"), err)
+      == 2);
     CHECK_THAT(err, Catch::Contains(dir + "/missing"));
   }
   SECTION("a Shell secret that is only whitespace") {
     write_file(dir + "/blank", " \n\t\n");
-    CHECK(serve_exit_code(with(gh.env(), "GATEHOUSE_SHELL_SECRET_FILE",
-                               dir + "/blank"),
-                          err)
+    CHECK(serve_exit_code(
+            with(gh.env(), "GATEHOUSE_SHELL_SECRET_FILE", dir + "/blank"), err)
           == 2);
     CHECK_THAT(err, Catch::Contains("empty"));
   }
   SECTION("a KAS secret that is not base64 of 32 bytes") {
     write_file(dir + "/short", "c2hvcnQ=");
-    CHECK(serve_exit_code(with(gh.env(), "GATEHOUSE_KAS_SECRET_FILE",
-                               dir + "/short"),
-                          err)
+    CHECK(serve_exit_code(
+            with(gh.env(), "GATEHOUSE_KAS_SECRET_FILE", dir + "/short"), err)
           == 2);
     CHECK_THAT(err, Catch::Contains("32 bytes"));
   }
   SECTION("a Workhorse secret that is not base64 at all") {
     write_file(dir + "/text", "this is not base64!");
-    CHECK(serve_exit_code(with(gh.env(), "GATEHOUSE_WORKHORSE_SECRET_FILE",
-                               dir + "/text"),
-                          err)
-          == 2);
+    CHECK(
+      serve_exit_code(
+        with(gh.env(), "GATEHOUSE_WORKHORSE_SECRET_FILE", dir + "/text"), err)
+      == 2);
   }
   // One line for the operator, never the secret's content.
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);

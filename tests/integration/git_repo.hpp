@@ -129,10 +129,10 @@ public:
     auto dir = path_ + "/objects/" + quarantine;
     std::filesystem::create_directories(dir);
     auto tree = git({"--git-dir=" + path_, "rev-parse", tree_of + "^{tree}"});
-    return git({"--git-dir=" + path_, "commit-tree", tree, "-p", parent, "-m",
-                message},
-               {{"GIT_OBJECT_DIRECTORY", dir},
-                {"GIT_ALTERNATE_OBJECT_DIRECTORIES", path_ + "/objects"}});
+    return git(
+      {"--git-dir=" + path_, "commit-tree", tree, "-p", parent, "-m", message},
+      {{"GIT_OBJECT_DIRECTORY", dir},
+       {"GIT_ALTERNATE_OBJECT_DIRECTORIES", path_ + "/objects"}});
   }
 
   /// Whether the object is visible in the repository's own object store
@@ -140,7 +140,7 @@ public:
   bool has_object(const std::string& id) const {
     return run_git_binary({"--git-dir=" + path_, "cat-file", "-e", id})
              .exit_code
-           == 0;
+      == 0;
   }
 
 private:

@@ -38,7 +38,8 @@ const std::string widgets_disk_path = "@hashed/6b/86/widgets";
 const std::string events_stream = "GATEHOUSE_EVENTS";
 const std::string banner_text = "Maintenance tonight at 22:00 UTC";
 
-// -- the seed ----------------------------------------------------------------------
+// -- the seed
+// ----------------------------------------------------------------------
 
 json user(int id, const std::string& username, const std::string& name) {
   return {{"id", id},
@@ -54,9 +55,12 @@ json user(int id, const std::string& username, const std::string& name) {
 }
 
 json key(int id, int user_id, const std::string& line) {
-  return {{"id", id},           {"user_id", user_id},
-          {"title", "key"},     {"key", line},
-          {"usage_type", "auth_and_signing"}, {"expires_at", nullptr}};
+  return {{"id", id},
+          {"user_id", user_id},
+          {"title", "key"},
+          {"key", line},
+          {"usage_type", "auth_and_signing"},
+          {"expires_at", nullptr}};
 }
 
 json project(int id, const std::string& path, const std::string& disk_path,
@@ -84,46 +88,61 @@ json project(int id, const std::string& path, const std::string& disk_path,
 // on a storage without a path.
 json push_seed(const std::string& storage_dir) {
   json doc;
-  doc["settings"] = {
-    {"external_url", external_url},
-    {"ssh_clone_url_root", "git@gitlab.example.com:"},
-    {"enabled_git_access_protocol", "all"},
-    {"receive_max_input_size_mb", 0},
-    {"gitlab_version", "18.6.0"},
-    {"gitlab_shell_operation_limit", 0},
-    {"broadcast_messages",
-     json::array(
-       {// An older current banner: the newest one wins.
-        {{"id", 1}, {"message", "An older banner"}, {"target_path", nullptr},
-         {"starts_at", "2020-01-01T00:00:00Z"}, {"ends_at", "2099-01-01T00:00:00Z"}},
-        {{"id", 2}, {"message", banner_text}, {"target_path", nullptr},
-         {"starts_at", "2020-01-01T00:00:00Z"}, {"ends_at", "2099-01-01T00:00:00Z"}},
-        // Targeted at other paths: not for this project.
-        {{"id", 3}, {"message", "Only for the other group"},
-         {"target_path", "/other/*"}, {"starts_at", "2020-01-01T00:00:00Z"},
-         {"ends_at", "2099-01-01T00:00:00Z"}},
-        // Over.
-        {{"id", 4}, {"message", "An expired banner"}, {"target_path", nullptr},
-         {"starts_at", "2020-01-01T00:00:00Z"},
-         {"ends_at", "2021-01-01T00:00:00Z"}}})}};
-  doc["storages"] = json::array(
-    {{{"name", "local"},
-      {"gitaly_address", "unix:/tmp/gitaly.socket"},
-      {"gitaly_token", ""},
-      {"path", storage_dir}},
-     {{"name", "remote"},
-      {"gitaly_address", "tcp://remote-gitaly:8075"},
-      {"gitaly_token", ""}}});
-  doc["users"] = json::array({user(2, "alice", "Alice Developer"),
-                              user(7, "mo", "Mo Maintainer")});
-  doc["keys"] = json::array(
-    {key(2, 2,
-         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/0bd7LMLN9luRQ8 k2@test"),
-     key(7, 7,
-         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTGPpe9Rga4PZwhG k7@test")});
-  doc["namespaces"] = json::array(
-    {{{"id", 5}, {"path", "acme"}, {"name", "Acme"}, {"kind", "group"},
-      {"parent_id", nullptr}}});
+  doc["settings"]
+    = {{"external_url", external_url},
+       {"ssh_clone_url_root", "git@gitlab.example.com:"},
+       {"enabled_git_access_protocol", "all"},
+       {"receive_max_input_size_mb", 0},
+       {"gitlab_version", "18.6.0"},
+       {"gitlab_shell_operation_limit", 0},
+       {"broadcast_messages",
+        json::array({// An older current banner: the newest one wins.
+                     {{"id", 1},
+                      {"message", "An older banner"},
+                      {"target_path", nullptr},
+                      {"starts_at", "2020-01-01T00:00:00Z"},
+                      {"ends_at", "2099-01-01T00:00:00Z"}},
+                     {{"id", 2},
+                      {"message", banner_text},
+                      {"target_path", nullptr},
+                      {"starts_at", "2020-01-01T00:00:00Z"},
+                      {"ends_at", "2099-01-01T00:00:00Z"}},
+                     // Targeted at other paths: not for this project.
+                     {{"id", 3},
+                      {"message", "Only for the other group"},
+                      {"target_path", "/other/*"},
+                      {"starts_at", "2020-01-01T00:00:00Z"},
+                      {"ends_at", "2099-01-01T00:00:00Z"}},
+                     // Over.
+                     {{"id", 4},
+                      {"message", "An expired banner"},
+                      {"target_path", nullptr},
+                      {"starts_at", "2020-01-01T00:00:00Z"},
+                      {"ends_at", "2021-01-01T00:00:00Z"}}})}};
+  doc["storages"]
+    = json::array({{{"name", "local"},
+                    {"gitaly_address", "unix:/tmp/gitaly.socket"},
+                    {"gitaly_token", ""},
+                    {"path", storage_dir}},
+                   {{"name", "remote"},
+                    {"gitaly_address", "tcp://remote-gitaly:8075"},
+                    {"gitaly_token", ""}}});
+  doc["users"] = json::array(
+    {user(2, "alice", "Alice Developer"), user(7, "mo", "Mo Maintainer")});
+  doc["keys"]
+    = json::array({key(2, 2,
+                       "ssh-ed25519 "
+                       "AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/"
+                       "0bd7LMLN9luRQ8 k2@test"),
+                   key(7, 7,
+                       "ssh-ed25519 "
+                       "AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTG"
+                       "Ppe9Rga4PZwhG k7@test")});
+  doc["namespaces"] = json::array({{{"id", 5},
+                                    {"path", "acme"},
+                                    {"name", "Acme"},
+                                    {"kind", "group"},
+                                    {"parent_id", nullptr}}});
   auto widgets = project(10, "widgets", widgets_disk_path, "local");
   widgets["description"] = "Widgets for everyone";
   widgets["redirects"] = json::array({"acme/old-widgets"});
@@ -133,13 +152,17 @@ json push_seed(const std::string& storage_dir) {
     {{{"user_id", 2}, {"project_id", 10}, {"access_level", 30}},
      {{"user_id", 2}, {"project_id", 11}, {"access_level", 30}},
      {{"user_id", 7}, {"namespace_id", 5}, {"access_level", 40}}});
-  doc["protected_branches"] = json::array(
-    {{{"id", 1}, {"project_id", 10}, {"name", "main"}, {"push_access_level", 40},
-      {"merge_access_level", 40}, {"allow_force_push", false}}});
+  doc["protected_branches"] = json::array({{{"id", 1},
+                                            {"project_id", 10},
+                                            {"name", "main"},
+                                            {"push_access_level", 40},
+                                            {"merge_access_level", 40},
+                                            {"allow_force_push", false}}});
   return doc;
 }
 
-// -- HTTP ----------------------------------------------------------------------------
+// -- HTTP
+// ----------------------------------------------------------------------------
 
 /// Gitaly's hooks (and GitLab Shell), holding a fresh Shell token.
 struct hook_caller {
@@ -201,9 +224,9 @@ json basic(const std::string& text) {
 std::string mr_message(const std::string& branch_text,
                        const std::string& escaped) {
   return "To create a merge request for " + branch_text + ", visit:\n  "
-         + external_url
-         + "/acme/widgets/-/merge_requests/new?merge_request%5Bsource_branch%5D="
-         + escaped;
+    + external_url
+    + "/acme/widgets/-/merge_requests/new?merge_request%5Bsource_branch%5D="
+    + escaped;
 }
 
 // GitLab's Gitlab::Checks::ContainerMoved text for an SSH push.
@@ -212,9 +235,11 @@ const std::string moved_message
     "Please update your Git remote:\n\n"
     "  git remote set-url origin git@gitlab.example.com:acme/widgets.git\n";
 
-// -- PostgreSQL ------------------------------------------------------------------------
+// -- PostgreSQL
+// ------------------------------------------------------------------------
 
-std::optional<std::string> query_value(const stack& gh, const std::string& sql) {
+std::optional<std::string> query_value(const stack& gh,
+                                       const std::string& sql) {
   pqxx::connection conn{gh.database_url()};
   pqxx::nontransaction tx{conn};
   auto rows = tx.exec(sql);
@@ -229,8 +254,9 @@ std::int64_t query_count(const stack& gh, const std::string& sql) {
 }
 
 std::int64_t unpublished(const stack& gh) {
-  return query_count(gh, "SELECT count(*) FROM gatehouse_state.outbox WHERE "
-                         "published_at IS NULL");
+  return query_count(gh,
+                     "SELECT count(*) FROM gatehouse_state.outbox WHERE "
+                     "published_at IS NULL");
 }
 
 std::int64_t outbox_rows(const stack& gh) {
@@ -241,7 +267,8 @@ std::int64_t outbox_rows(const stack& gh) {
 /// published only on its PubAck, so from then on the stream holds all that
 /// the outbox gives it: reading the stream back needs no wait for
 /// stragglers.
-void wait_all_published(const stack& gh, std::chrono::milliseconds limit = 15s) {
+void wait_all_published(const stack& gh,
+                        std::chrono::milliseconds limit = 15s) {
   REQUIRE(eventually([&] { return unpublished(gh) == 0; }, limit));
 }
 
@@ -255,7 +282,8 @@ std::set<std::string> outbox_ids(const stack& gh) {
   return ids;
 }
 
-// -- JetStream (the approach of tests/outbox: a durable pull consumer) -------------------
+// -- JetStream (the approach of tests/outbox: a durable pull consumer)
+// -------------------
 
 struct stream_message {
   std::string subject;
@@ -311,7 +339,7 @@ public:
     REQUIRE(expected >= 0);
     static std::atomic<int> counter{0};
     auto durable = "push_test_" + std::to_string(::getpid()) + "_"
-                   + std::to_string(counter++);
+      + std::to_string(counter++);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = durable.c_str();
@@ -391,7 +419,8 @@ std::map<std::string, int> id_counts(const std::vector<stream_message>& msgs) {
 }
 
 /// Every outbox row is on the stream exactly once, and nothing else is.
-void check_exactly_once(const stack& gh, const std::vector<stream_message>& msgs) {
+void check_exactly_once(const stack& gh,
+                        const std::vector<stream_message>& msgs) {
   auto counts = id_counts(msgs);
   for (const auto& [id, n] : counts) {
     INFO("Nats-Msg-Id " << id);
@@ -416,7 +445,8 @@ std::vector<std::string> lines_of(const std::string& text) {
 /// `git rev-list --reverse <range>` of a repository: commit ids oldest first.
 std::vector<std::string> rev_list(const std::string& git_dir,
                                   const std::string& range) {
-  return lines_of(git({"--git-dir=" + git_dir, "rev-list", "--reverse", range}));
+  return lines_of(
+    git({"--git-dir=" + git_dir, "rev-list", "--reverse", range}));
 }
 
 /// The commit ids of an event body, in payload order.
@@ -434,7 +464,8 @@ std::string fake_sha(int n) {
   return buf;
 }
 
-// -- the fixture -------------------------------------------------------------------------
+// -- the fixture
+// -------------------------------------------------------------------------
 
 /// A real repository on storage `local`, a private nats-server and a
 /// Gatehouse (not started: each test starts it its own way).
@@ -457,8 +488,8 @@ struct push_fixture {
   /// A commit made in the bare repository itself (no ref moves).
   std::string plumbing_commit(const std::string& parent,
                               const std::string& message) {
-    return git({bare(), "commit-tree", parent + "^{tree}", "-p", parent, "-m",
-                message});
+    return git(
+      {bare(), "commit-tree", parent + "^{tree}", "-p", parent, "-m", message});
   }
 
   void set_ref(const std::string& ref, const std::string& id) {
@@ -477,9 +508,10 @@ TEST_CASE_METHOD(push_fixture,
   gh->start();
   hook_caller api{*gh};
   auto counter = [&](const std::string& glr) {
-    return query_value(*gh, "SELECT value FROM gatehouse_state.reference_counters "
-                            "WHERE gl_repository = '"
-                              + glr + "' AND expires_at > now()");
+    return query_value(*gh,
+                       "SELECT value FROM gatehouse_state.reference_counters "
+                       "WHERE gl_repository = '"
+                         + glr + "' AND expires_at > now()");
   };
 
   auto r = api.pre_receive("project-10");
@@ -491,9 +523,10 @@ TEST_CASE_METHOD(push_fixture,
   }
   CHECK(counter("project-10") == std::optional<std::string>{"1"});
   // Expires 600 s after its last change, as GitLab's Redis key does.
-  auto ttl = query_count(*gh, "SELECT extract(epoch FROM expires_at - now())::int "
-                              "FROM gatehouse_state.reference_counters WHERE "
-                              "gl_repository = 'project-10'");
+  auto ttl = query_count(*gh,
+                         "SELECT extract(epoch FROM expires_at - now())::int "
+                         "FROM gatehouse_state.reference_counters WHERE "
+                         "gl_repository = 'project-10'");
   CHECK(ttl > 590);
   CHECK(ttl <= 600);
 
@@ -517,8 +550,9 @@ TEST_CASE_METHOD(push_fixture,
   require_accepted("post_receive without pre_receive", r);
   auto never = counter("project-11");
   CHECK((!never || *never == "0"));
-  CHECK(query_count(*gh, "SELECT count(*) FROM gatehouse_state.reference_counters "
-                         "WHERE value < 0")
+  CHECK(query_count(*gh,
+                    "SELECT count(*) FROM gatehouse_state.reference_counters "
+                    "WHERE value < 0")
         == 0);
   // The counter is per gl_repository.
   CHECK(api.pre_receive("project-11").j["reference_counter_increased"] == true);
@@ -562,8 +596,9 @@ TEST_CASE_METHOD(push_fixture,
   auto r = api.post_receive("project-10", "key-2",
                             zeros + " " + f1 + " refs/heads/feature\n");
   require_accepted("new branch feature", r);
-  CHECK(r.j == json{{"messages", json::array({banner, mr_feature})},
-                    {"reference_counter_decreased", true}});
+  CHECK(r.j
+        == json{{"messages", json::array({banner, mr_feature})},
+                {"reference_counter_decreased", true}});
 
   // The default branch: no merge-request link.
   r = api.post_receive("project-10", "user-2",
@@ -575,8 +610,9 @@ TEST_CASE_METHOD(push_fixture,
   r = api.post_receive("project-10", "user-2",
                        zeros + " " + f1 + " refs/heads/fix/login\n");
   require_accepted("new branch fix/login", r);
-  CHECK(r.j["messages"]
-        == json::array({banner, basic(mr_message("fix/login", "fix%2Flogin"))}));
+  CHECK(
+    r.j["messages"]
+    == json::array({banner, basic(mr_message("fix/login", "fix%2Flogin"))}));
 
   // A deleted branch: no link.
   r = api.post_receive("project-10", "user-2",
@@ -591,8 +627,8 @@ TEST_CASE_METHOD(push_fixture,
                          + " refs/heads/fix/login\n");
   require_accepted("three refs", r);
   CHECK(r.j["messages"]
-        == json::array({banner, mr_feature,
-                        basic(mr_message("fix/login", "fix%2Flogin"))}));
+        == json::array(
+          {banner, mr_feature, basic(mr_message("fix/login", "fix%2Flogin"))}));
 
   // /allowed through the former path keeps the moved message for alice; her
   // next post_receive shows it after the links, and only once.
@@ -657,8 +693,8 @@ TEST_CASE_METHOD(push_fixture,
   repo.push("main:main");
   auto f1 = repo.commit("feature1.txt", "one\n", "feature one");
   auto f2 = repo.commit("README.md", "three\n", "feature two");
-  auto f3 = repo.commit("feature3.txt", "three\n",
-                        "feature three\n\nwith a body");
+  auto f3
+    = repo.commit("feature3.txt", "three\n", "feature three\n\nwith a body");
   repo.push("main:refs/heads/feature");
   auto m3 = plumbing_commit(c2, "hotfix on main");
   set_ref("refs/heads/main", m3);
@@ -669,29 +705,33 @@ TEST_CASE_METHOD(push_fixture,
   hook_caller api{*gh};
   js_reader js{nats.url()};
 
-  // -- push 1: a new branch, the default branch, a new annotated tag --------------------
+  // -- push 1: a new branch, the default branch, a new annotated tag
+  // --------------------
   auto r = api.post_receive("project-10", "key-2",
-                            zeros + " " + f3 + " refs/heads/feature\n" + c2 + " "
-                              + m3 + " refs/heads/main\n" + zeros + " "
+                            zeros + " " + f3 + " refs/heads/feature\n" + c2
+                              + " " + m3 + " refs/heads/main\n" + zeros + " "
                               + tag_object + " refs/tags/v1.0\n");
   require_accepted("push 1", r);
   // After the answer the events are committed: one outbox row per ref.
   CHECK(outbox_rows(*gh) == 3);
   REQUIRE(js.wait_for(3));
 
-  // -- push 2: four new branches at once (GitLab's bulk rule) ---------------------------
+  // -- push 2: four new branches at once (GitLab's bulk rule)
+  // ---------------------------
   std::string bulk_changes;
   for (int i = 1; i <= 4; ++i) {
     git({bare(), "branch", "b" + std::to_string(i), f3});
-    bulk_changes += zeros + " " + f3 + " refs/heads/b" + std::to_string(i) + "\n";
+    bulk_changes
+      += zeros + " " + f3 + " refs/heads/b" + std::to_string(i) + "\n";
   }
   r = api.post_receive("project-10", "key-2", bulk_changes);
   require_accepted("push 2 (bulk)", r);
   REQUIRE(js.wait_for(7));
 
-  // -- push 2b: four branches, two created and two updated -------------------------------
-  // GitLab groups a kind's changes by action (created, removed, pushed) and
-  // applies push_event_hooks_limit per group: no bulk here.
+  // -- push 2b: four branches, two created and two updated
+  // ------------------------------- GitLab groups a kind's changes by action
+  // (created, removed, pushed) and applies push_event_hooks_limit per group: no
+  // bulk here.
   git({bare(), "branch", "c1", f3});
   git({bare(), "branch", "c2", f3});
   r = api.post_receive("project-10", "key-2",
@@ -702,7 +742,8 @@ TEST_CASE_METHOD(push_fixture,
   require_accepted("push 2b (two actions)", r);
   REQUIRE(js.wait_for(11));
 
-  // -- push 3: 22 new commits on a branch: the newest 20 are listed ---------------------
+  // -- push 3: 22 new commits on a branch: the newest 20 are listed
+  // ---------------------
   std::string tip = m3;
   for (int i = 1; i <= 22; ++i)
     tip = plumbing_commit(tip, "long " + std::to_string(i));
@@ -711,12 +752,15 @@ TEST_CASE_METHOD(push_fixture,
                        zeros + " " + tip + " refs/heads/long\n");
   require_accepted("push 3 (22 commits)", r);
 
-  // -- push 4: a deleted branch ---------------------------------------------------------
+  // -- push 4: a deleted branch
+  // ---------------------------------------------------------
   git({bare(), "update-ref", "-d", "refs/heads/b4"});
-  r = api.post_receive("project-10", "user-2", f3 + " " + zeros + " refs/heads/b4\n");
+  r = api.post_receive("project-10", "user-2",
+                       f3 + " " + zeros + " refs/heads/b4\n");
   require_accepted("push 4 (deletion)", r);
 
-  // -- push 5: a project whose storage has no local path ---------------------------------
+  // -- push 5: a project whose storage has no local path
+  // ---------------------------------
   r = api.post_receive("project-11", "key-2",
                        zeros + " " + fake_sha(77) + " refs/heads/main\n");
   require_accepted("push 5 (no local path)", r);
@@ -732,7 +776,8 @@ TEST_CASE_METHOD(push_fixture,
   for (const auto& m : msgs) {
     INFO(m.subject << " " << m.data);
     REQUIRE(m.body.is_object());
-    by_ref[m.body.value("project_id", 0) == 11 ? "p11" : m.body.value("ref", "")]
+    by_ref[m.body.value("project_id", 0) == 11 ? "p11"
+                                               : m.body.value("ref", "")]
       .push_back(&m);
   }
 
@@ -799,10 +844,11 @@ TEST_CASE_METHOD(push_fixture,
     if (b["commits"].size() == 3) {
       auto& first = b["commits"][0];
       CHECK(first["title"] == "feature one");
-      CHECK_THAT(first["message"].get<std::string>(), Catch::StartsWith("feature one"));
+      CHECK_THAT(first["message"].get<std::string>(),
+                 Catch::StartsWith("feature one"));
       CHECK(first["url"] == external_url + "/acme/widgets/-/commit/" + f1);
-      CHECK(first["author"] == json{{"name", "Test Author"},
-                                    {"email", "author@example.com"}});
+      CHECK(first["author"]
+            == json{{"name", "Test Author"}, {"email", "author@example.com"}});
       CHECK_THAT(first["timestamp"].get<std::string>(),
                  Catch::StartsWith("2026-01-01T00:00:00"));
       CHECK(first["added"] == json::array({"feature1.txt"}));
@@ -837,7 +883,8 @@ TEST_CASE_METHOD(push_fixture,
     CHECK(b["after"] == tag_object);
     CHECK(b["checkout_sha"] == m3);
     REQUIRE(b["message"].is_string());
-    CHECK_THAT(b["message"].get<std::string>(), Catch::StartsWith("Release 1.0"));
+    CHECK_THAT(b["message"].get<std::string>(),
+               Catch::StartsWith("Release 1.0"));
     // Git::TagHooksService: [tag_commit], counted.
     CHECK(commit_ids(b) == std::vector<std::string>{m3});
     CHECK(b["total_commits_count"] == 1);
@@ -876,7 +923,8 @@ TEST_CASE_METHOD(push_fixture,
     check_common(m, "push", 10, false, false);
     auto all = rev_list(repo.path(), "main..long");
     REQUIRE(all.size() == 22);
-    CHECK(commit_ids(m.body) == std::vector<std::string>(all.begin() + 2, all.end()));
+    CHECK(commit_ids(m.body)
+          == std::vector<std::string>(all.begin() + 2, all.end()));
     CHECK(m.body["total_commits_count"] == 22);
   }
   // The deletion (the second event of b4): no commits, no checkout sha.
@@ -912,9 +960,10 @@ TEST_CASE_METHOD(push_fixture,
   hook_caller api{*gh};
   {
     js_reader js{nats.url()};
-    require_accepted("warm-up", api.post_receive("project-11", "key-2",
-                                                 zeros + " " + fake_sha(1)
-                                                   + " refs/heads/main\n"));
+    require_accepted(
+      "warm-up",
+      api.post_receive("project-11", "key-2",
+                       zeros + " " + fake_sha(1) + " refs/heads/main\n"));
     REQUIRE(js.wait_for(1));
   }
   REQUIRE(eventually([&] { return unpublished(*gh) == 0; }));
@@ -959,9 +1008,10 @@ TEST_CASE_METHOD(push_fixture,
   {
     hook_caller api{*gh};
     js_reader js{nats.url()};
-    require_accepted("warm-up", api.post_receive("project-11", "key-2",
-                                                 zeros + " " + fake_sha(1)
-                                                   + " refs/heads/main\n"));
+    require_accepted(
+      "warm-up",
+      api.post_receive("project-11", "key-2",
+                       zeros + " " + fake_sha(1) + " refs/heads/main\n"));
     ++events;
     REQUIRE(js.wait_for(1));
   }
@@ -976,7 +1026,7 @@ TEST_CASE_METHOD(push_fixture,
       int refs = i == 4 ? 4 : 1 + i % 2;
       for (int k = 0; k < refs; ++k)
         changes += zeros + " " + fake_sha(100 + i * 10 + k) + " refs/heads/b"
-                   + std::to_string(i) + "-" + std::to_string(k) + "\n";
+          + std::to_string(i) + "-" + std::to_string(k) + "\n";
       require_accepted("post_receive while NATS is down",
                        api.post_receive("project-11", "key-2", changes));
       events += refs;
@@ -989,10 +1039,10 @@ TEST_CASE_METHOD(push_fixture,
   auto second = gh->spawn();
   {
     hook_caller api{*gh};
-    require_accepted("post_receive on the new Gatehouse",
-                     api.post_receive("project-10", "key-2",
-                                      zeros + " " + fake_sha(999)
-                                        + " refs/heads/late\n"));
+    require_accepted(
+      "post_receive on the new Gatehouse",
+      api.post_receive("project-10", "key-2",
+                       zeros + " " + fake_sha(999) + " refs/heads/late\n"));
     ++events;
   }
   CHECK(unpublished(*gh) == events - 1);
@@ -1025,23 +1075,24 @@ TEST_CASE_METHOD(push_fixture,
   gh->start();
   hook_caller api{*gh};
   js_reader js{nats.url()};
-  require_accepted("push", api.post_receive("project-11", "key-2",
-                                            zeros + " " + fake_sha(5)
-                                              + " refs/heads/main\n" + zeros
-                                              + " " + fake_sha(6)
-                                              + " refs/tags/v1\n"));
+  require_accepted("push",
+                   api.post_receive("project-11", "key-2",
+                                    zeros + " " + fake_sha(5)
+                                      + " refs/heads/main\n" + zeros + " "
+                                      + fake_sha(6) + " refs/tags/v1\n"));
   REQUIRE(js.wait_for(2));
 
   child tail{{binary(), "events", "tail", "--from-start"},
              {{"GATEHOUSE_NATS_URL", nats.url()}},
              make_temp_dir("tail") + "/tail"};
   REQUIRE(eventually(
-    [&] { return tail.err().find("tailing stream") != std::string::npos; }, 15s));
+    [&] { return tail.err().find("tailing stream") != std::string::npos; },
+    15s));
   // And one pushed while it tails.
-  require_accepted("push while tailing",
-                   api.post_receive("project-11", "key-2",
-                                    fake_sha(5) + " " + fake_sha(7)
-                                      + " refs/heads/main\n"));
+  require_accepted(
+    "push while tailing",
+    api.post_receive("project-11", "key-2",
+                     fake_sha(5) + " " + fake_sha(7) + " refs/heads/main\n"));
   // The stream is complete once the outbox is; the tail has printed all of
   // it once it printed the stream's last message.
   wait_all_published(*gh);
@@ -1054,7 +1105,7 @@ TEST_CASE_METHOD(push_fixture,
         return false;
       auto last = json::parse(lines.back(), nullptr, false);
       return last.is_object()
-             && last.value("sequence", std::uint64_t{0}) == msgs.back().sequence;
+        && last.value("sequence", std::uint64_t{0}) == msgs.back().sequence;
     },
     15s));
   CHECK(tail.stop(SIGINT) == 0);
@@ -1121,10 +1172,10 @@ TEST_CASE_METHOD(push_fixture,
   std::vector<std::string> sent;
   for (int i = 1; i <= 20; ++i) {
     auto after = fake_sha(1000 + i);
-    require_accepted("push " + std::to_string(i),
-                     api.post_receive("project-11", "key-2",
-                                      fake_sha(999 + i) + " " + after
-                                        + " refs/heads/main\n"));
+    require_accepted(
+      "push " + std::to_string(i),
+      api.post_receive("project-11", "key-2",
+                       fake_sha(999 + i) + " " + after + " refs/heads/main\n"));
     sent.push_back(after);
   }
   REQUIRE(js.wait_for(20));

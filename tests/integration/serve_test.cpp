@@ -36,15 +36,15 @@ TEST_CASE("serve answers check with the seeded version and a reachable store",
     auto key = read_file(gh.secrets().shell);
     key.pop_back(); // the trailing newline the file carries
     auto old = jwt::sign(jwt::caller::shell, key, std::time(nullptr) - 600);
-    auto denied = cli.Get("/api/v4/internal/check",
-                          {{"Gitlab-Shell-Api-Request", old}});
+    auto denied
+      = cli.Get("/api/v4/internal/check", {{"Gitlab-Shell-Api-Request", old}});
     REQUIRE(denied);
     CHECK(denied->status == 401);
   }
   SECTION("neither the secret nor the token reaches the log") {
     auto token = gh.shell_token();
-    REQUIRE(cli.Get("/api/v4/internal/check",
-                    {{"Gitlab-Shell-Api-Request", token}}));
+    REQUIRE(
+      cli.Get("/api/v4/internal/check", {{"Gitlab-Shell-Api-Request", token}}));
     gh.stop();
     auto log = gh.log();
     CHECK_THAT(log, Catch::Contains("\"msg\":\"request\""));
@@ -91,13 +91,13 @@ TEST_CASE("readiness stays 200 and reports NATS down while nats-server is "
   CHECK(ready["checks"]["nats"]["status"] == "down");
 
   nats.start();
-  REQUIRE(eventually([&] {
-    return gh.readiness()["checks"]["nats"]["status"] == "up";
-  }, std::chrono::seconds(15)));
+  REQUIRE(eventually(
+    [&] { return gh.readiness()["checks"]["nats"]["status"] == "up"; },
+    std::chrono::seconds(15)));
   // Once connected it creates the event stream.
-  REQUIRE(eventually([&] {
-    return !nats.stream_config("GATEHOUSE_EVENTS").is_null();
-  }, std::chrono::seconds(15)));
+  REQUIRE(eventually(
+    [&] { return !nats.stream_config("GATEHOUSE_EVENTS").is_null(); },
+    std::chrono::seconds(15)));
   auto stream = nats.stream_config("GATEHOUSE_EVENTS");
   CHECK(stream["subjects"] == json::array({"gitlab.events.>"}));
   CHECK(stream["storage"] == "file");
@@ -105,9 +105,9 @@ TEST_CASE("readiness stays 200 and reports NATS down while nats-server is "
   CHECK(stream["duplicate_window"].get<std::int64_t>() >= 120'000'000'000LL);
 
   nats.stop();
-  REQUIRE(eventually([&] {
-    return gh.readiness()["checks"]["nats"]["status"] == "down";
-  }, std::chrono::seconds(15)));
+  REQUIRE(eventually(
+    [&] { return gh.readiness()["checks"]["nats"]["status"] == "down"; },
+    std::chrono::seconds(15)));
   ready = gh.readiness(&status);
   CHECK(status == 200);
   CHECK(ready["checks"]["postgres"]["status"] == "up");
@@ -117,9 +117,9 @@ TEST_CASE("readiness stays 200 and reports NATS down while nats-server is "
              Catch::Contains("gatehouse_dependency_up{dependency=\"nats\"} 0"));
 
   nats.start();
-  REQUIRE(eventually([&] {
-    return gh.readiness()["checks"]["nats"]["status"] == "up";
-  }, std::chrono::seconds(20)));
+  REQUIRE(eventually(
+    [&] { return gh.readiness()["checks"]["nats"]["status"] == "up"; },
+    std::chrono::seconds(20)));
   metrics = gh.client().Get("/metrics");
   REQUIRE(metrics);
   CHECK_THAT(metrics->body,
@@ -134,8 +134,7 @@ TEST_CASE("readiness answers 503 and check reports the store unreachable when "
   // Held but never listened on: connections are refused.
   reserved_port nothing_there;
   auto closed = "postgresql://postgres@127.0.0.1:"
-                + std::to_string(nothing_there.port())
-                + "/nothing?connect_timeout=1";
+    + std::to_string(nothing_there.port()) + "/nothing?connect_timeout=1";
   stack gh{{}, closed};
   gh.start();
   int status = 0;
@@ -167,7 +166,8 @@ TEST_CASE("a body over GATEHOUSE_HTTP_MAX_BODY answers 413",
   CHECK(res->body == R"({"message":"413 Request Entity Too Large"})");
 }
 
-TEST_CASE("routes follow GATEHOUSE_RELATIVE_URL_ROOT", "[.integration][serve]") {
+TEST_CASE("routes follow GATEHOUSE_RELATIVE_URL_ROOT",
+          "[.integration][serve]") {
   stack gh{{}, {}, {{"GATEHOUSE_RELATIVE_URL_ROOT", "/gitlab/"}}};
   gh.start();
   auto token = gh.shell_token();

@@ -129,8 +129,9 @@ public:
       else
         env_[k] = v;
     if (auto it = env_.find("GATEHOUSE_RELATIVE_URL_ROOT"); it != env_.end())
-      root_ = it->second.back() == '/' ? it->second.substr(0, it->second.size() - 1)
-                                       : it->second;
+      root_ = it->second.back() == '/'
+        ? it->second.substr(0, it->second.size() - 1)
+        : it->second;
     own_database_ = database_url.empty();
     if (own_database_) {
       std::string err;

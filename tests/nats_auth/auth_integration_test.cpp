@@ -101,8 +101,8 @@ void expect_refused(const std::map<std::string, std::string>& env,
   // Usually "refused the credentials of <source> (Authorization Violation)";
   // "gave up connecting (...), as it does when nats-server refuses the
   // credentials of <source>" when nats.c overwrote its error first.
-  expect_start_refused({"serve"}, env, "the credentials of " + source,
-                       "refuse", secret);
+  expect_start_refused({"serve"}, env, "the credentials of " + source, "refuse",
+                       secret);
   expect_start_refused({"webhooks"}, env, "the credentials of " + source,
                        "refuse", secret);
   // events tail does not retry: nats.c's own error, with the URL redacted.
@@ -192,8 +192,9 @@ void on_ping(natsConnection* nc, natsSubscription*, natsMsg* msg, void*) {
 std::string user_seed_file(const key_pair& kp) {
   auto path = make_temp_dir("nkey") + "/gatehouse.nk";
   // The layout `nk -gen user -pubout` prints, with a comment.
-  write_file(path, "# Gatehouse's NATS identity\n" + kp.seed_text() + "\n"
-                     + kp.public_text() + "\n");
+  write_file(path,
+             "# Gatehouse's NATS identity\n" + kp.seed_text() + "\n"
+               + kp.public_text() + "\n");
   return path;
 }
 
@@ -268,7 +269,7 @@ TEST_CASE("an nkey seed file in GATEHOUSE_NATS_NKEY_SEED_FILE",
     bool consuming = eventually(
       [&] {
         return (webhooks.out() + webhooks.err()).find("webhooks: consuming")
-               != std::string::npos;
+          != std::string::npos;
       },
       20s);
     INFO("webhooks log: " << webhooks.out() << webhooks.err());
@@ -310,7 +311,8 @@ TEST_CASE("a creds file in GATEHOUSE_NATS_CREDS_FILE against an operator-mode "
   auto dir = make_temp_dir("creds");
   SECTION("the account's user connects serve and events tail (JetStream)") {
     auto creds = dir + "/gatehouse.creds";
-    write_file(creds, decentralized_auth::creds(da.user_jwt, da.user.seed_text()));
+    write_file(creds,
+               decentralized_auth::creds(da.user_jwt, da.user.seed_text()));
     stack gh{server.url(), {}, {{"GATEHOUSE_NATS_CREDS_FILE", creds}}};
     expect_connected(gh);
     expect_tail_works(gh.env());
@@ -320,8 +322,9 @@ TEST_CASE("a creds file in GATEHOUSE_NATS_CREDS_FILE against an operator-mode "
   SECTION("a user of an account the server does not know is refused") {
     decentralized_auth elsewhere;
     auto creds = dir + "/stranger.creds";
-    write_file(creds, decentralized_auth::creds(elsewhere.user_jwt,
-                                                elsewhere.user.seed_text()));
+    write_file(creds,
+               decentralized_auth::creds(elsewhere.user_jwt,
+                                         elsewhere.user.seed_text()));
     stack gh{server.url(), {}, {{"GATEHOUSE_NATS_CREDS_FILE", creds}}};
     expect_refused(gh.env(), "GATEHOUSE_NATS_CREDS_FILE (" + creds + ")",
                    elsewhere.user.seed_text());
@@ -329,7 +332,8 @@ TEST_CASE("a creds file in GATEHOUSE_NATS_CREDS_FILE against an operator-mode "
   SECTION("a JWT whose seed does not match is refused") {
     auto other = generate_key(nkey::key_type::user);
     auto creds = dir + "/mismatch.creds";
-    write_file(creds, decentralized_auth::creds(da.user_jwt, other.seed_text()));
+    write_file(creds,
+               decentralized_auth::creds(da.user_jwt, other.seed_text()));
     stack gh{server.url(), {}, {{"GATEHOUSE_NATS_CREDS_FILE", creds}}};
     expect_refused(gh.env(), "GATEHOUSE_NATS_CREDS_FILE (" + creds + ")",
                    other.seed_text());
@@ -384,23 +388,23 @@ TEST_CASE("the permissions example: only callers publish to "
           == NATS_OK);
   REQUIRE(natsConnection_Flush(gatehouse.nc()) == NATS_OK);
 
-  for (const char* caller : {"gitlab-shell:shell-pass-2", "gitaly:gitaly-pass-3"}) {
+  for (const char* caller :
+       {"gitlab-shell:shell-pass-2", "gitaly:gitaly-pass-3"}) {
     INFO(caller);
     client c{server.url(caller)};
     natsMsg* reply = nullptr;
-    auto s = natsConnection_RequestString(&reply, c.nc(),
-                                          "gatehouse.internal.allowed", "ping",
-                                          2000);
+    auto s = natsConnection_RequestString(
+      &reply, c.nc(), "gatehouse.internal.allowed", "ping", 2000);
     INFO("request: " << natsStatus_GetText(s) << "; errors: " << c.errors());
     REQUIRE(s == NATS_OK);
     CHECK(std::string{natsMsg_GetData(reply)} == "pong");
     natsMsg_Destroy(reply);
     // Gatehouse's own internal edge answers the caller under this config.
     reply = nullptr;
-    s = natsConnection_RequestString(&reply, c.nc(), "gatehouse.internal.v1.check",
-                                     "", 5000);
-    INFO("request to Gatehouse: " << natsStatus_GetText(s) << "; log: "
-                                  << gh.log());
+    s = natsConnection_RequestString(&reply, c.nc(),
+                                     "gatehouse.internal.v1.check", "", 5000);
+    INFO("request to Gatehouse: " << natsStatus_GetText(s)
+                                  << "; log: " << gh.log());
     REQUIRE(s == NATS_OK);
     const char* status = nullptr;
     CHECK(natsMsgHeader_Get(reply, "Gatehouse-Status", &status) == NATS_OK);
@@ -417,8 +421,8 @@ TEST_CASE("the permissions example: only callers publish to "
 
   SECTION("another user's publish is a permissions violation") {
     client other{server.url("other:other-pass-4")};
-    REQUIRE(natsConnection_PublishString(other.nc(), "gatehouse.internal.allowed",
-                                         "ping")
+    REQUIRE(natsConnection_PublishString(other.nc(),
+                                         "gatehouse.internal.allowed", "ping")
             == NATS_OK);
     natsConnection_Flush(other.nc());
     bool violated = eventually(
@@ -426,8 +430,8 @@ TEST_CASE("the permissions example: only callers publish to "
     INFO("errors: " << other.errors());
     CHECK(violated);
     natsMsg* reply = nullptr;
-    CHECK(natsConnection_RequestString(&reply, other.nc(),
-                                       "gatehouse.internal.allowed", "ping", 500)
+    CHECK(natsConnection_RequestString(
+            &reply, other.nc(), "gatehouse.internal.allowed", "ping", 500)
           != NATS_OK);
     // Others may still publish elsewhere.
     CHECK(natsConnection_PublishString(other.nc(), "other.things", "x")
@@ -435,7 +439,8 @@ TEST_CASE("the permissions example: only callers publish to "
   }
   SECTION("Gatehouse's own user cannot send calls either") {
     client self{server.url("gatehouse:gh-pass-1")};
-    natsConnection_PublishString(self.nc(), "gatehouse.internal.v1.allowed", "x");
+    natsConnection_PublishString(self.nc(), "gatehouse.internal.v1.allowed",
+                                 "x");
     natsConnection_Flush(self.nc());
     CHECK(eventually(
       [&] { return self.violated("gatehouse.internal.v1.allowed"); }, 5s));
@@ -463,16 +468,17 @@ TEST_CASE("the permissions example: only callers publish to "
     };
     bool refused = eventually(
       [&] {
-        return !lines_with(server.log(), "Subscription Violation - User "
-                                         "\"other\", Subject "
-                                         "\"gatehouse.internal.")
+        return !lines_with(server.log(),
+                           "Subscription Violation - User "
+                           "\"other\", Subject "
+                           "\"gatehouse.internal.")
                   .empty();
       },
       20s);
     INFO("nats-server log: " << server.log());
     CHECK(refused);
-    bool logged = eventually(
-      [&] { return refused && reported() >= refusals(); }, 20s);
+    bool logged
+      = eventually([&] { return refused && reported() >= refusals(); }, 20s);
     INFO("gatehouse log: " << denied.log());
     CHECK(logged);
   }

@@ -66,10 +66,9 @@ inline std::string sign(const key_pair& kp, const std::string& data) {
           == 1);
   std::string sig(64, '\0');
   std::size_t len = sig.size();
-  REQUIRE(EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(sig.data()),
-                         &len,
-                         reinterpret_cast<const unsigned char*>(data.data()),
-                         data.size())
+  REQUIRE(EVP_DigestSign(
+            md.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+            reinterpret_cast<const unsigned char*>(data.data()), data.size())
           == 1);
   sig.resize(len);
   return sig;
@@ -109,27 +108,28 @@ struct decentralized_auth {
   decentralized_auth() {
     operator_jwt = mint_jwt(op, op.public_text(), "gatehouse-test",
                             {{"type", "operator"}, {"version", 2}});
-    nlohmann::json limits = {{"subs", -1},        {"data", -1},
-                             {"payload", -1},     {"imports", -1},
-                             {"exports", -1},     {"wildcards", true},
-                             {"conn", -1},        {"leaf", -1},
-                             {"mem_storage", -1}, {"disk_storage", -1},
-                             {"streams", -1},     {"consumer", -1}};
-    account_jwt = mint_jwt(op, account.public_text(), "GATEHOUSE",
-                           {{"limits", limits},
-                            {"default_permissions", {{"pub", nlohmann::json::object()},
-                                                     {"sub", nlohmann::json::object()}}},
-                            {"type", "account"},
-                            {"version", 2}});
+    nlohmann::json limits
+      = {{"subs", -1},         {"data", -1},    {"payload", -1},
+         {"imports", -1},      {"exports", -1}, {"wildcards", true},
+         {"conn", -1},         {"leaf", -1},    {"mem_storage", -1},
+         {"disk_storage", -1}, {"streams", -1}, {"consumer", -1}};
+    account_jwt = mint_jwt(
+      op, account.public_text(), "GATEHOUSE",
+      {{"limits", limits},
+       {"default_permissions",
+        {{"pub", nlohmann::json::object()}, {"sub", nlohmann::json::object()}}},
+       {"type", "account"},
+       {"version", 2}});
     system_jwt = mint_jwt(op, system.public_text(), "SYS",
-                          {{"limits", {{"subs", -1},
-                                       {"data", -1},
-                                       {"payload", -1},
-                                       {"imports", -1},
-                                       {"exports", -1},
-                                       {"wildcards", true},
-                                       {"conn", -1},
-                                       {"leaf", -1}}},
+                          {{"limits",
+                            {{"subs", -1},
+                             {"data", -1},
+                             {"payload", -1},
+                             {"imports", -1},
+                             {"exports", -1},
+                             {"wildcards", true},
+                             {"conn", -1},
+                             {"leaf", -1}}},
                            {"type", "account"},
                            {"version", 2}});
     user_jwt = user_jwt_for(user);
@@ -149,23 +149,22 @@ struct decentralized_auth {
 
   /// nats-server configuration lines for operator mode.
   std::string server_config() const {
-    return "operator: " + operator_jwt + "\nsystem_account: "
-           + system.public_text() + "\nresolver: MEMORY\n"
-           + "resolver_preload: {\n  " + account.public_text() + ": "
-           + account_jwt + "\n  " + system.public_text() + ": " + system_jwt
-           + "\n}\n";
+    return "operator: " + operator_jwt
+      + "\nsystem_account: " + system.public_text() + "\nresolver: MEMORY\n"
+      + "resolver_preload: {\n  " + account.public_text() + ": " + account_jwt
+      + "\n  " + system.public_text() + ": " + system_jwt + "\n}\n";
   }
 
   /// A .creds file's text, in the layout NATS tooling writes.
   static std::string creds(const std::string& jwt, const std::string& seed) {
     return "-----BEGIN NATS USER JWT-----\n" + jwt
-           + "\n------END NATS USER JWT------\n\n"
-             "************************* IMPORTANT *************************\n"
-             "NKEY Seed printed below can be used to sign and prove identity.\n"
-             "NKEYs are sensitive and should be treated as secrets.\n\n"
-             "-----BEGIN USER NKEY SEED-----\n"
-           + seed + "\n------END USER NKEY SEED------\n\n"
-           + "*************************************************************\n";
+      + "\n------END NATS USER JWT------\n\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n"
+        "NKEYs are sensitive and should be treated as secrets.\n\n"
+        "-----BEGIN USER NKEY SEED-----\n"
+      + seed + "\n------END USER NKEY SEED------\n\n"
+      + "*************************************************************\n";
   }
 };
 

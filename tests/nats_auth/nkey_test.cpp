@@ -21,7 +21,8 @@ nkey::raw_key from_hex(const std::string& hex) {
   nkey::raw_key out{};
   REQUIRE(hex.size() == 64);
   for (std::size_t i = 0; i < 32; ++i)
-    out[i] = static_cast<unsigned char>(std::stoi(hex.substr(i * 2, 2), nullptr, 16));
+    out[i] = static_cast<unsigned char>(
+      std::stoi(hex.substr(i * 2, 2), nullptr, 16));
   return out;
 }
 
@@ -58,10 +59,14 @@ std::string flip(std::string text, std::size_t pos) {
 
 TEST_CASE("base32 matches the RFC 4648 test vectors without padding",
           "[nats_auth]") {
-  const std::pair<const char*, const char*> vectors[] = {
-    {"", ""},           {"f", "MY"},          {"fo", "MZXQ"},
-    {"foo", "MZXW6"},   {"foob", "MZXW6YQ"},  {"fooba", "MZXW6YTB"},
-    {"foobar", "MZXW6YTBOI"}};
+  const std::pair<const char*, const char*> vectors[]
+    = {{"", ""},
+       {"f", "MY"},
+       {"fo", "MZXQ"},
+       {"foo", "MZXW6"},
+       {"foob", "MZXW6YQ"},
+       {"fooba", "MZXW6YTB"},
+       {"foobar", "MZXW6YTBOI"}};
   for (auto& [plain, encoded] : vectors) {
     CHECK(nkey::base32_encode(plain) == encoded);
     std::string back;
@@ -194,8 +199,9 @@ TEST_CASE("a seed file yields its public key; bad files give one line naming "
 
   // The layout of `nk -gen user -pubout` and of nsc's key files, with a
   // comment.
-  auto good = temp_file("user.nk", "# gatehouse on nats-1\n" + seed_text + "\n"
-                                     + kp.public_text() + "\n");
+  auto good = temp_file("user.nk",
+                        "# gatehouse on nats-1\n" + seed_text + "\n"
+                          + kp.public_text() + "\n");
   REQUIRE(user_public_key_from_file(good, public_key, error));
   CHECK(public_key == kp.public_text());
 
@@ -211,9 +217,9 @@ TEST_CASE("a seed file yields its public key; bad files give one line naming "
   check_bad(temp_file("empty.nk", ""), "no user nkey seed");
   check_bad(temp_file("short.nk", seed_text.substr(0, 40)), "wrong length");
   check_bad(good + ".missing", "cannot read");
-  check_bad(temp_file("account.nk",
-                      generate_key(nkey::key_type::account).seed_text()),
-            "no user nkey seed");
+  check_bad(
+    temp_file("account.nk", generate_key(nkey::key_type::account).seed_text()),
+    "no user nkey seed");
 }
 
 TEST_CASE("apply_auth checks the files before nats.c sees them",
@@ -237,13 +243,15 @@ TEST_CASE("apply_auth checks the files before nats.c sees them",
   SECTION("a corrupt nkey seed file") {
     auto bad = temp_file("bad.nk", flip(kp.seed_text(), 9));
     CHECK_FALSE(apply_auth(opts, "", bad, error));
-    CHECK(error == "GATEHOUSE_NATS_NKEY_SEED_FILE: " + bad
-                     + ": corrupt nkey seed (checksum mismatch)");
+    CHECK(error
+          == "GATEHOUSE_NATS_NKEY_SEED_FILE: " + bad
+            + ": corrupt nkey seed (checksum mismatch)");
   }
   SECTION("creds files") {
     decentralized_auth da;
-    auto creds = temp_file(
-      "user.creds", decentralized_auth::creds(da.user_jwt, da.user.seed_text()));
+    auto creds
+      = temp_file("user.creds",
+                  decentralized_auth::creds(da.user_jwt, da.user.seed_text()));
     CHECK(apply_auth(opts, creds, "", error));
 
     auto unreadable = creds + ".missing";
@@ -264,8 +272,9 @@ TEST_CASE("apply_auth checks the files before nats.c sees them",
       "badseed.creds",
       decentralized_auth::creds(da.user_jwt, flip(da.user.seed_text(), 33)));
     CHECK_FALSE(apply_auth(opts, bad_seed, "", error));
-    CHECK(error == "GATEHOUSE_NATS_CREDS_FILE: " + bad_seed
-                     + ": corrupt nkey seed (checksum mismatch)");
+    CHECK(error
+          == "GATEHOUSE_NATS_CREDS_FILE: " + bad_seed
+            + ": corrupt nkey seed (checksum mismatch)");
     CHECK(error.find(da.user_jwt.substr(0, 20)) == std::string::npos);
   }
   natsOptions_Destroy(opts);

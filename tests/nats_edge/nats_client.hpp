@@ -73,7 +73,8 @@ public:
         && value)
       out.request_id = value;
     if (const char* data = natsMsg_GetData(reply))
-      out.body.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+      out.body.assign(data,
+                      static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
     natsMsg_Destroy(reply);
     return out;
   }

@@ -38,22 +38,40 @@ namespace pb = gatehouse::internal::v1;
 
 namespace {
 
-// -- the seed -----------------------------------------------------------------------
+// -- the seed
+// -----------------------------------------------------------------------
 
 // Public keys made with ssh-keygen for the integration tests (no private
 // part kept anywhere).
 const char* const ed25519[] = {
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBSGMDcrDN/yx6f/G/8HRyrdVtDurdzajXQLW+hZIfdS k1@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/0bd7LMLN9luRQ8 k2@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJFu4PQa8ZBkuWP1bMiFl2XECPR1tpoEK3whmtp8mjMU k3@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFmXA6hfCPXV+EFu10ohS+CAawhBmD0Pah0HxUDwSFZI k4@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVBC2o0L8tjL5Hz0aPW4BIV03DRRVp3TukPLAeExADL k5@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIAiEC8ompaVm8XqejslypMbaQ8hBfRqLUAjWhmFmhUs k6@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTGPpe9Rga4PZwhG k7@test",
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO/u56MpRlx8TyGFRCcTaT5VpzLU4XmhE98nfqbOviBM k13@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIBSGMDcrDN/yx6f/G/8HRyrdVtDurdzajXQLW+hZIfdS "
+  "k1@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIP2X2ZT+BHT4AtZcaFb3IxHq6JcA9/0bd7LMLN9luRQ8 "
+  "k2@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIJFu4PQa8ZBkuWP1bMiFl2XECPR1tpoEK3whmtp8mjMU "
+  "k3@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIFmXA6hfCPXV+EFu10ohS+CAawhBmD0Pah0HxUDwSFZI "
+  "k4@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIHVBC2o0L8tjL5Hz0aPW4BIV03DRRVp3TukPLAeExADL "
+  "k5@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIIAiEC8ompaVm8XqejslypMbaQ8hBfRqLUAjWhmFmhUs "
+  "k6@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIGNQH1KbaI2jBlEvOd5BtAQg89pYBTGPpe9Rga4PZwhG "
+  "k7@test",
+  "ssh-ed25519 "
+  "AAAAC3NzaC1lZDI1NTE5AAAAIO/u56MpRlx8TyGFRCcTaT5VpzLU4XmhE98nfqbOviBM "
+  "k13@test",
 };
-const char* const unknown_key
-  = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHLOFFWCEa+DW3R7SN32IB5+RVQKn3OgHe2cEpsVw6kw k14@test";
+const char* const unknown_key = "ssh-ed25519 "
+                                "AAAAC3NzaC1lZDI1NTE5AAAAIHLOFFWCEa+"
+                                "DW3R7SN32IB5+RVQKn3OgHe2cEpsVw6kw k14@test";
 
 std::string blob_of(const std::string& line) {
   auto start = line.find(' ') + 1;
@@ -85,16 +103,16 @@ json seed() {
                      {"enabled_git_access_protocol", "all"},
                      {"gitlab_version", "18.6.0"},
                      {"gitlab_shell_operation_limit", 0}};
-  doc["storages"] = json::array({{{"name", "default"},
-                                  {"gitaly_address", "tcp://gitaly.internal:8075"},
-                                  {"gitaly_token", "gitaly-token"}}});
-  doc["users"] = json::array({user(1, "root", "Administrator", "active", true),
-                              user(2, "alice", "Alice Developer"),
-                              user(3, "bob", "Bob Reporter"),
-                              user(4, "gina", "Gina Guest"),
-                              user(5, "nora", "Nora Outsider"),
-                              user(6, "blocky", "Blocked Developer", "blocked"),
-                              user(7, "mo", "Mo Maintainer")});
+  doc["storages"]
+    = json::array({{{"name", "default"},
+                    {"gitaly_address", "tcp://gitaly.internal:8075"},
+                    {"gitaly_token", "gitaly-token"}}});
+  doc["users"] = json::array(
+    {user(1, "root", "Administrator", "active", true),
+     user(2, "alice", "Alice Developer"), user(3, "bob", "Bob Reporter"),
+     user(4, "gina", "Gina Guest"), user(5, "nora", "Nora Outsider"),
+     user(6, "blocky", "Blocked Developer", "blocked"),
+     user(7, "mo", "Mo Maintainer")});
   json keys = json::array();
   for (int id = 1; id <= 7; ++id)
     keys.push_back({{"id", id},
@@ -105,7 +123,10 @@ json seed() {
                     {"expires_at", nullptr}});
   doc["keys"] = keys;
   doc["deploy_keys"] = json::array(
-    {{{"id", 100}, {"user_id", 7}, {"title", "ci read-only"}, {"key", ed25519[7]},
+    {{{"id", 100},
+      {"user_id", 7},
+      {"title", "ci read-only"},
+      {"key", ed25519[7]},
       {"expires_at", nullptr},
       {"projects", json::array({{{"project_id", 10}, {"can_push", false}}})}}});
   doc["namespaces"] = json::array({{{"id", 5},
@@ -137,7 +158,8 @@ json seed() {
   return doc;
 }
 
-// -- HTTP -----------------------------------------------------------------------------
+// -- HTTP
+// -----------------------------------------------------------------------------
 
 struct http_reply {
   int status = 0;
@@ -187,7 +209,8 @@ struct shell_http {
   }
 };
 
-// -- comparing answers --------------------------------------------------------------
+// -- comparing answers
+// --------------------------------------------------------------
 
 // GitLab's message text in an HTTP error body: {"status":false,"message":M},
 // {"message":M}, {"error":E} or {"message":{"error":E}}.
@@ -207,7 +230,7 @@ std::string http_message(const json& j) {
 
 bool is_default(const json& v) {
   return v.is_null() || v == false || v == 0 || v == ""
-         || ((v.is_array() || v.is_object()) && v.empty());
+    || ((v.is_array() || v.is_object()) && v.empty());
 }
 
 // The HTTP value and the NATS one (protobuf's JSON, where int64 is a string
@@ -276,12 +299,16 @@ void check_same(const std::string& what, const http_reply& http,
   }
 }
 
-// -- AllowedRequest and its JSON twin -------------------------------------------------
+// -- AllowedRequest and its JSON twin
+// -------------------------------------------------
 
 json shell_params(const std::string& action, int key_id) {
-  return {{"action", action},      {"project", "acme/widgets.git"},
-          {"changes", "_any"},     {"protocol", "ssh"},
-          {"key_id", std::to_string(key_id)}, {"check_ip", "127.0.0.1"}};
+  return {{"action", action},
+          {"project", "acme/widgets.git"},
+          {"changes", "_any"},
+          {"protocol", "ssh"},
+          {"key_id", std::to_string(key_id)},
+          {"check_ip", "127.0.0.1"}};
 }
 
 struct allowed_case {
@@ -312,7 +339,8 @@ void wait_deciding(const shell_http& http) {
   REQUIRE(eventually([&] { return http.post("allowed", body).status == 200; }));
 }
 
-// -- metrics and database ---------------------------------------------------------------
+// -- metrics and database
+// ---------------------------------------------------------------
 
 /// The sum of a counter's series whose labels contain `labels`.
 std::int64_t counter(const std::string& metrics, const std::string& name,
@@ -321,7 +349,8 @@ std::int64_t counter(const std::string& metrics, const std::string& name,
   std::istringstream in{metrics};
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(name + "{", 0) != 0 || line.find(labels) == std::string::npos)
+    if (line.rfind(name + "{", 0) != 0
+        || line.find(labels) == std::string::npos)
       continue;
     sum += std::stoll(line.substr(line.rfind(' ') + 1));
   }
@@ -338,12 +367,14 @@ std::int64_t query_count(const std::string& url, const std::string& sql) {
 }
 
 std::int64_t counter_value(const std::string& url) {
-  return query_count(url, "SELECT coalesce(max(value), 0) FROM "
-                          "gatehouse_state.reference_counters WHERE "
-                          "gl_repository = 'project-10' AND expires_at > now()");
+  return query_count(url,
+                     "SELECT coalesce(max(value), 0) FROM "
+                     "gatehouse_state.reference_counters WHERE "
+                     "gl_repository = 'project-10' AND expires_at > now()");
 }
 
-// -- replicas ----------------------------------------------------------------------------
+// -- replicas
+// ----------------------------------------------------------------------------
 
 /// One more `gatehouse serve` on a stack's database and NATS (the stack
 /// itself only migrates and seeds): its own HTTP port, and a pid to kill.
@@ -415,7 +446,8 @@ private:
   int port_ = 0;
 };
 
-// -- the conformance table ---------------------------------------------------------
+// -- the conformance table
+// ---------------------------------------------------------
 //
 // One case: a call, its parameters as GitLab's callers send them over HTTP
 // (JSON; the NATS request is the same fields in the call's Protobuf
@@ -435,8 +467,10 @@ std::vector<conformance_case> conformance_cases() {
   using gatehouse::call_id;
   const std::string download_denied
     = "You are not allowed to download code from this project.";
-  json audit = {{"action", "git-upload-pack"}, {"protocol", "ssh"},
-                {"gl_repository", "project-10"}, {"changes", "_any"}};
+  json audit = {{"action", "git-upload-pack"},
+                {"protocol", "ssh"},
+                {"gl_repository", "project-10"},
+                {"changes", "_any"}};
   auto audit_by = [&](int key_id) {
     auto p = audit;
     p["key_id"] = std::to_string(key_id);
@@ -448,53 +482,87 @@ std::vector<conformance_case> conformance_cases() {
   };
   return {
     {"check", call_id::check, json::object(), 200},
-    {"reporter clone", call_id::allowed, shell_params("git-upload-pack", 3), 200},
-    {"developer push", call_id::allowed, shell_params("git-receive-pack", 2), 200},
+    {"reporter clone", call_id::allowed, shell_params("git-upload-pack", 3),
+     200},
+    {"developer push", call_id::allowed, shell_params("git-receive-pack", 2),
+     200},
     {"guest clone", call_id::allowed, shell_params("git-upload-pack", 4), 401,
      download_denied},
-    {"non-member clone", call_id::allowed, shell_params("git-upload-pack", 5), 404},
+    {"non-member clone", call_id::allowed, shell_params("git-upload-pack", 5),
+     404},
     {"blocked user", call_id::allowed, shell_params("git-upload-pack", 6), 401},
     {"read-only deploy key push", call_id::allowed,
      shell_params("git-receive-pack", 100), 401},
-    {"deploy key clone", call_id::allowed, shell_params("git-upload-pack", 100), 200},
-    {"reporter push", call_id::allowed, shell_params("git-receive-pack", 3), 401},
-    {"unknown key", call_id::allowed, shell_params("git-upload-pack", 999), 404},
-    {"unknown command", call_id::allowed, shell_params("git-frobnicate", 2), 401},
-    {"Gitaly's check of a developer push", call_id::allowed,
-     {{"action", "git-receive-pack"}, {"gl_repository", "project-10"},
-      {"project", "/repos/@hashed/6b/86/widgets.git"}, {"changes", "_any"},
-      {"protocol", "ssh"}, {"user_id", "2"}, {"env", "{}"}},
+    {"deploy key clone", call_id::allowed, shell_params("git-upload-pack", 100),
+     200},
+    {"reporter push", call_id::allowed, shell_params("git-receive-pack", 3),
+     401},
+    {"unknown key", call_id::allowed, shell_params("git-upload-pack", 999),
+     404},
+    {"unknown command", call_id::allowed, shell_params("git-frobnicate", 2),
+     401},
+    {"Gitaly's check of a developer push",
+     call_id::allowed,
+     {{"action", "git-receive-pack"},
+      {"gl_repository", "project-10"},
+      {"project", "/repos/@hashed/6b/86/widgets.git"},
+      {"changes", "_any"},
+      {"protocol", "ssh"},
+      {"user_id", "2"},
+      {"env", "{}"}},
      200},
     {"malformed gitaly_client_context_bin", call_id::allowed,
      with(shell_params("git-upload-pack", 3), "gitaly_client_context_bin",
           "not base64!"),
      400, "400 Bad request - malformed gitaly_client_context_bin"},
-    {"known key", call_id::authorized_keys, {{"key", blob_of(ed25519[2])}}, 200},
-    {"unknown key", call_id::authorized_keys, {{"key", blob_of(unknown_key)}},
-     404, "404 Key Not Found"},
+    {"known key",
+     call_id::authorized_keys,
+     {{"key", blob_of(ed25519[2])}},
+     200},
+    {"unknown key",
+     call_id::authorized_keys,
+     {{"key", blob_of(unknown_key)}},
+     404,
+     "404 Key Not Found"},
     {"no key", call_id::authorized_keys, json::object(), 400, "key is missing"},
     {"discover key 3", call_id::discover, {{"key_id", "3"}}, 200},
     {"discover alice", call_id::discover, {{"username", "alice"}}, 200},
-    {"discover a deploy key", call_id::discover, {{"identifier", "key-100"}}, 200},
+    {"discover a deploy key",
+     call_id::discover,
+     {{"identifier", "key-100"}},
+     200},
     {"discover nobody", call_id::discover, {{"user_id", "4242"}}, 200},
-    {"lfs of an unknown project", call_id::lfs_authenticate,
+    {"lfs of an unknown project",
+     call_id::lfs_authenticate,
      {{"key_id", "2"}, {"project", "acme/nothing"}, {"operation", "download"}},
      404},
-    {"recovery codes without 2FA", call_id::two_factor_recovery_codes,
-     {{"key_id", "2"}}, 200},
+    {"recovery codes without 2FA",
+     call_id::two_factor_recovery_codes,
+     {{"key_id", "2"}},
+     200},
     {"recovery codes for a user without a key",
-     call_id::two_factor_recovery_codes, {{"user_id", "2"}}, 200,
+     call_id::two_factor_recovery_codes,
+     {{"user_id", "2"}},
+     200,
      "Could not find the given key"},
-    {"token without a name", call_id::personal_access_token,
-     {{"key_id", "2"}, {"scopes", {"read_api"}}}, 200},
-    {"token for a user without a key", call_id::personal_access_token,
-     {{"user_id", "2"}, {"name", "ci"}, {"scopes", {"read_api"}}}, 200,
+    {"token without a name",
+     call_id::personal_access_token,
+     {{"key_id", "2"}, {"scopes", {"read_api"}}},
+     200},
+    {"token for a user without a key",
+     call_id::personal_access_token,
+     {{"user_id", "2"}, {"name", "ci"}, {"scopes", {"read_api"}}},
+     200,
      "Could not find the given key"},
-    {"manual otp", call_id::two_factor_manual_otp_check,
-     {{"key_id", "2"}, {"otp_attempt", "123456"}}, 200},
+    {"manual otp",
+     call_id::two_factor_manual_otp_check,
+     {{"key_id", "2"}, {"otp_attempt", "123456"}},
+     200},
     {"push otp", call_id::two_factor_push_otp_check, {{"key_id", "2"}}, 200},
-    {"audit event with fields missing", call_id::git_audit_event,
-     {{"action", "git-upload-pack"}}, 400,
+    {"audit event with fields missing",
+     call_id::git_audit_event,
+     {{"action", "git-upload-pack"}},
+     400,
      "protocol is missing, gl_repository is missing, changes is missing"},
     {"audit event with an unknown action", call_id::git_audit_event,
      with(audit, "action", "git-frobnicate"), 400, "No valid action specified"},
@@ -502,7 +570,10 @@ std::vector<conformance_case> conformance_cases() {
     {"audit event of a non-member", call_id::git_audit_event, audit_by(5), 404},
     {"pre_receive without gl_repository", call_id::pre_receive, json::object(),
      400, "gl_repository is missing"},
-    {"pre_receive", call_id::pre_receive, {{"gl_repository", "project-10"}}, 200},
+    {"pre_receive",
+     call_id::pre_receive,
+     {{"gl_repository", "project-10"}},
+     200},
     {"post_receive without fields", call_id::post_receive, json::object(), 400,
      "gl_repository is missing, identifier is missing, changes is missing"},
   };
@@ -515,7 +586,8 @@ std::string to_request(const json& params) {
   Request r;
   google::protobuf::util::JsonParseOptions opts;
   opts.ignore_unknown_fields = true;
-  REQUIRE(google::protobuf::util::JsonStringToMessage(params.dump(), &r, opts).ok());
+  REQUIRE(
+    google::protobuf::util::JsonStringToMessage(params.dump(), &r, opts).ok());
   return r.SerializeAsString();
 }
 
@@ -523,13 +595,14 @@ template <class Request, class Response>
 void run_case_as(const conformance_case& c, const shell_http& http,
                  const nats_client& nats) {
   const auto& spec = gatehouse::spec_of(c.call);
-  std::string call = std::string{spec.path}.substr(std::strlen("/api/v4/internal/"));
+  std::string call
+    = std::string{spec.path}.substr(std::strlen("/api/v4/internal/"));
   http_reply h;
   if (std::string{spec.method} == "GET") {
     std::string query;
     for (auto& [k, v] : c.params.items())
       query += (query.empty() ? "" : "&") + k + "="
-               + url_encode(v.is_string() ? v.template get<std::string>() : v.dump());
+        + url_encode(v.is_string() ? v.template get<std::string>() : v.dump());
     h = http.get(call, query);
   } else {
     h = http.post(call, c.params);
@@ -538,8 +611,8 @@ void run_case_as(const conformance_case& c, const shell_http& http,
   CHECK(h.status == c.status);
   if (!c.message.empty())
     CHECK(http_message(h.j) == c.message);
-  check_same<Response>(c.what, h,
-                       nats.request_raw(spec.name, to_request<Request>(c.params)));
+  check_same<Response>(
+    c.what, h, nats.request_raw(spec.name, to_request<Request>(c.params)));
 }
 
 void run_case(const conformance_case& c, const shell_http& http,
@@ -549,15 +622,17 @@ void run_case(const conformance_case& c, const shell_http& http,
     case call_id::check:
       return run_case_as<pb::CheckRequest, pb::CheckResponse>(c, http, nats);
     case call_id::allowed:
-      return run_case_as<pb::AllowedRequest, pb::AllowedResponse>(c, http, nats);
+      return run_case_as<pb::AllowedRequest, pb::AllowedResponse>(c, http,
+                                                                  nats);
     case call_id::authorized_keys:
       return run_case_as<pb::AuthorizedKeysRequest, pb::AuthorizedKeysResponse>(
         c, http, nats);
     case call_id::discover:
-      return run_case_as<pb::DiscoverRequest, pb::DiscoverResponse>(c, http, nats);
+      return run_case_as<pb::DiscoverRequest, pb::DiscoverResponse>(c, http,
+                                                                    nats);
     case call_id::lfs_authenticate:
-      return run_case_as<pb::LfsAuthenticateRequest, pb::LfsAuthenticateResponse>(
-        c, http, nats);
+      return run_case_as<pb::LfsAuthenticateRequest,
+                         pb::LfsAuthenticateResponse>(c, http, nats);
     case call_id::two_factor_recovery_codes:
       return run_case_as<pb::TwoFactorRecoveryCodesRequest,
                          pb::TwoFactorRecoveryCodesResponse>(c, http, nats);
@@ -571,10 +646,11 @@ void run_case(const conformance_case& c, const shell_http& http,
       return run_case_as<pb::TwoFactorPushOtpCheckRequest,
                          pb::TwoFactorOtpCheckResponse>(c, http, nats);
     case call_id::pre_receive:
-      return run_case_as<pb::PreReceiveRequest, pb::PreReceiveResponse>(c, http, nats);
+      return run_case_as<pb::PreReceiveRequest, pb::PreReceiveResponse>(c, http,
+                                                                        nats);
     case call_id::post_receive:
-      return run_case_as<pb::PostReceiveRequest, pb::PostReceiveResponse>(c, http,
-                                                                         nats);
+      return run_case_as<pb::PostReceiveRequest, pb::PostReceiveResponse>(
+        c, http, nats);
     case call_id::git_audit_event:
       return run_case_as<pb::GitAuditEventRequest, pb::GitAuditEventResponse>(
         c, http, nats);
@@ -586,8 +662,8 @@ pb::PostReceiveRequest post_receive(const std::string& branch) {
   pb::PostReceiveRequest r;
   r.set_gl_repository("project-10");
   r.set_identifier("key-2");
-  r.set_changes(std::string(40, '0') + " " + std::string(40, 'a') + " refs/heads/"
-                + branch + "\n");
+  r.set_changes(std::string(40, '0') + " " + std::string(40, 'a')
+                + " refs/heads/" + branch + "\n");
   return r;
 }
 
@@ -633,7 +709,8 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
   }
 
   SECTION("/allowed: the denials carry GitLab's own texts") {
-    auto guest = nats.request("allowed", shell_case("", "git-upload-pack", 4, 0).nats);
+    auto guest
+      = nats.request("allowed", shell_case("", "git-upload-pack", 4, 0).nats);
     CHECK(error_message(guest.body)
           == "You are not allowed to download code from this project.");
   }
@@ -643,9 +720,10 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
     lfs.set_key_id(2);
     lfs.set_project("acme/widgets");
     lfs.set_operation("download");
-    auto lfs_http = http.post(
-      "lfs_authenticate",
-      {{"key_id", "2"}, {"project", "acme/widgets"}, {"operation", "download"}});
+    auto lfs_http = http.post("lfs_authenticate",
+                              {{"key_id", "2"},
+                               {"project", "acme/widgets"},
+                               {"operation", "download"}});
     auto lfs_nats = nats.request("lfs_authenticate", lfs);
     CHECK(lfs_http.status == 200);
     CHECK(lfs_nats.status == 200);
@@ -665,11 +743,11 @@ TEST_CASE("a malformed payload gets a 400 and the replica keeps serving",
   wait_deciding(shell_http{gh});
   nats_client nats{ns.url()};
   const std::string garbage = "\xff\xff\xff\xff\xff";
-  for (auto call : {"allowed", "authorized_keys", "discover", "check",
-                    "lfs_authenticate", "two_factor_recovery_codes",
-                    "personal_access_token", "two_factor_manual_otp_check",
-                    "two_factor_push_otp_check", "pre_receive", "post_receive",
-                    "shellhorse.git_audit_event"}) {
+  for (auto call :
+       {"allowed", "authorized_keys", "discover", "check", "lfs_authenticate",
+        "two_factor_recovery_codes", "personal_access_token",
+        "two_factor_manual_otp_check", "two_factor_push_otp_check",
+        "pre_receive", "post_receive", "shellhorse.git_audit_event"}) {
     INFO(call);
     auto a = nats.request_raw(call, garbage);
     REQUIRE(a.answered);
@@ -680,11 +758,13 @@ TEST_CASE("a malformed payload gets a 400 and the replica keeps serving",
   CHECK(error_message(a.body)
         == "400 Bad request - malformed AllowedRequest payload");
   // A request id that is not printable ASCII is refused the same way.
-  auto bad_id = nats.request("check", pb::CheckRequest{}, std::string(200, 'x'));
+  auto bad_id
+    = nats.request("check", pb::CheckRequest{}, std::string(200, 'x'));
   CHECK(bad_id.status == 400);
   // Still alive, still answering both edges.
-  CHECK(nats.request("allowed", shell_case("", "git-upload-pack", 3, 0).nats).status
-        == 200);
+  CHECK(
+    nats.request("allowed", shell_case("", "git-upload-pack", 3, 0).nats).status
+    == 200);
   auto live = gh.client().Get("/-/liveness");
   REQUIRE(live);
   CHECK(live->status == 200);
@@ -789,8 +869,9 @@ TEST_CASE("a retried push changes nothing twice, on any replica", "[.nats]") {
   CHECK(eventually([&] { return other.replays("post_receive") == 1; }));
   CHECK(outbox_rows(db) == events);
   CHECK(counter_value(db) == 1);
-  CHECK(query_count(db, "SELECT count(*) FROM gatehouse_state.requests "
-                        "WHERE request_id = 'post-1' AND response IS NOT NULL")
+  CHECK(query_count(db,
+                    "SELECT count(*) FROM gatehouse_state.requests "
+                    "WHERE request_id = 'post-1' AND response IS NOT NULL")
         == 1);
 }
 
@@ -807,8 +888,9 @@ TEST_CASE("a replica killed mid-load loses nothing the retry contract promises",
   nats_client nats{ns.url()};
 
   // How many outbox events one push of a new branch makes.
-  REQUIRE(nats.request("post_receive", post_receive("baseline"), "baseline").status
-          == 200);
+  REQUIRE(
+    nats.request("post_receive", post_receive("baseline"), "baseline").status
+    == 200);
   auto per_push = outbox_rows(db);
   REQUIRE(per_push >= 1);
 
@@ -871,8 +953,9 @@ TEST_CASE("a replica killed mid-load loses nothing the retry contract promises",
   // Every push's events exactly once: as many rows as the pushes make, one
   // distinct branch per push.
   CHECK(outbox_rows(db) == total * per_push);
-  CHECK(query_count(db, "SELECT count(DISTINCT body::jsonb->>'ref') "
-                        "FROM gatehouse_state.outbox")
+  CHECK(query_count(db,
+                    "SELECT count(DISTINCT body::jsonb->>'ref') "
+                    "FROM gatehouse_state.outbox")
         == total);
   CHECK(b.answered("post_receive") > 0);
 }

@@ -28,8 +28,8 @@ struct tail_fixture {
     std::vector<std::string> argv{binary(), "events", "tail"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto proc = std::make_unique<child>(
-      argv, std::map<std::string, std::string>{{"GATEHOUSE_NATS_URL",
-                                                server.url()}},
+      argv,
+      std::map<std::string, std::string>{{"GATEHOUSE_NATS_URL", server.url()}},
       make_temp_dir("tail") + "/tail");
     REQUIRE(eventually(
       [&] { return proc->err().find("tailing stream") != std::string::npos; },
@@ -67,8 +67,7 @@ TEST_CASE_METHOD(tail_fixture,
                           {"Gatehouse-Event", "push"},
                           {"Gatehouse-Bulk", "true"}}));
   REQUIRE(client.publish("gitlab.events.tag_push.42",
-                         "11111111-2222-4333-8444-555555555556",
-                         "plain text"));
+                         "11111111-2222-4333-8444-555555555556", "plain text"));
   REQUIRE(eventually([&] { return json_lines(proc->out()).size() >= 2; }));
   CHECK(proc->stop(SIGINT) == 0);
 
@@ -76,17 +75,19 @@ TEST_CASE_METHOD(tail_fixture,
   REQUIRE(lines.size() == 2);
   auto& first = lines[0];
   // Keys in the documented order.
-  CHECK(proc->out().rfind(R"({"subject":"gitlab.events.push.42","sequence":2,"headers":{)", 0)
+  CHECK(proc->out().rfind(
+          R"({"subject":"gitlab.events.push.42","sequence":2,"headers":{)", 0)
         == 0);
   CHECK(first["subject"] == "gitlab.events.push.42");
   CHECK(first["sequence"] == 2);
-  CHECK(first["headers"]
-        == nlohmann::json{{"Nats-Msg-Id", "11111111-2222-4333-8444-555555555555"},
-                          {"Content-Type", "application/json"},
-                          {"Gatehouse-Event", "push"},
-                          {"Gatehouse-Bulk", "true"}});
-  CHECK(first["data"] == nlohmann::json{{"object_kind", "push"},
-                                        {"project_id", 42}});
+  CHECK(
+    first["headers"]
+    == nlohmann::json{{"Nats-Msg-Id", "11111111-2222-4333-8444-555555555555"},
+                      {"Content-Type", "application/json"},
+                      {"Gatehouse-Event", "push"},
+                      {"Gatehouse-Bulk", "true"}});
+  CHECK(first["data"]
+        == nlohmann::json{{"object_kind", "push"}, {"project_id", 42}});
   CHECK(lines[1]["subject"] == "gitlab.events.tag_push.42");
   CHECK(lines[1]["data"] == "plain text");
 }
@@ -115,9 +116,11 @@ TEST_CASE_METHOD(tail_fixture,
   CHECK(lines[1]["headers"]["Nats-Msg-Id"]
         == "00000000-0000-4000-8000-000000000014");
 
-  for (auto args : std::vector<std::vector<std::string>>{
-         {"events"}, {"events", "follow"}, {"events", "tail", "--subject"},
-         {"events", "tail", "--bogus"}}) {
+  for (auto args :
+       std::vector<std::vector<std::string>>{{"events"},
+                                             {"events", "follow"},
+                                             {"events", "tail", "--subject"},
+                                             {"events", "tail", "--bogus"}}) {
     std::string err;
     INFO(args.back());
     CHECK(run_cli(args, {{"GATEHOUSE_NATS_URL", server.url()}}, nullptr, &err)

@@ -82,7 +82,8 @@ inline event_row insert_event(pqxx::connection& conn, std::int64_t project,
                               std::string body = {}) {
   pqxx::work tx{conn};
   if (body.empty())
-    body = nlohmann::json{{"object_kind", kind}, {"project_id", project},
+    body = nlohmann::json{{"object_kind", kind},
+                          {"project_id", project},
                           {"nonce", std::rand()}}
              .dump();
   auto subject = "gitlab.events." + kind + "." + std::to_string(project);
@@ -175,7 +176,7 @@ public:
     REQUIRE(expected >= 0);
     static std::atomic<int> counter{0};
     auto durable = "outbox_test_" + std::to_string(::getpid()) + "_"
-                   + std::to_string(counter++);
+      + std::to_string(counter++);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = durable.c_str();
@@ -183,8 +184,7 @@ public:
     cc.DeliverPolicy = js_DeliverAll;
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    REQUIRE(js_AddConsumer(&ci, js_, events_stream.c_str(), &cc, nullptr,
-                           &jerr)
+    REQUIRE(js_AddConsumer(&ci, js_, events_stream.c_str(), &cc, nullptr, &jerr)
             == NATS_OK);
     jsConsumerInfo_Destroy(ci);
     jsSubOptions so;
@@ -244,12 +244,12 @@ private:
 inline std::unique_ptr<nats::connection> connect_nats(const std::string& url) {
   nats::nats_settings settings;
   settings.url = url;
-  auto conn = std::make_unique<nats::connection>(settings,
-                                                 system_status_actor{});
+  auto conn
+    = std::make_unique<nats::connection>(settings, system_status_actor{});
   std::string error;
   REQUIRE(conn->start(error));
-  REQUIRE(eventually([&] { return conn->stream_ready(); },
-                     std::chrono::seconds(20)));
+  REQUIRE(
+    eventually([&] { return conn->stream_ready(); }, std::chrono::seconds(20)));
   return conn;
 }
 

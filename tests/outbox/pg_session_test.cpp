@@ -20,7 +20,7 @@ namespace {
 std::string mapped(const std::exception& e) {
   auto failure = classify_pg_exception(e);
   return std::string{to_string(failure.code)}
-         + (failure.drop ? ", drop" : ", keep");
+  + (failure.drop ? ", drop" : ", keep");
 }
 
 } // namespace
@@ -42,8 +42,7 @@ TEST_CASE("what PostgreSQL refuses in the request is the caller's error and "
         == "bad_request, keep");
   CHECK(mapped(pqxx::unique_violation{"duplicate key value", "", "23505"})
         == "bad_request, keep");
-  CHECK(mapped(pqxx::foreign_key_violation{"violates foreign key", "",
-                                           "23503"})
+  CHECK(mapped(pqxx::foreign_key_violation{"violates foreign key", "", "23503"})
         == "not_found, keep");
 }
 

@@ -125,8 +125,9 @@ TEST_CASE_METHOD(store_fixture,
   CHECK(pre("project-2"));
   CHECK(pre("project-2"));
   CHECK(counter("project-2") == "3");
-  exec(*conn, "UPDATE gatehouse_state.reference_counters SET expires_at = "
-              "now() - interval '1 second' WHERE gl_repository = 'project-2'");
+  exec(*conn,
+       "UPDATE gatehouse_state.reference_counters SET expires_at = "
+       "now() - interval '1 second' WHERE gl_repository = 'project-2'");
   CHECK(pre("project-2"));
   CHECK(counter("project-2") == "1");
   CHECK(query("SELECT expires_at > now() + interval '590 seconds' FROM "
@@ -134,8 +135,9 @@ TEST_CASE_METHOD(store_fixture,
               "'project-2'")
         == "t");
 
-  exec(*conn, "UPDATE gatehouse_state.reference_counters SET expires_at = "
-              "now() - interval '1 second' WHERE gl_repository = 'project-2'");
+  exec(*conn,
+       "UPDATE gatehouse_state.reference_counters SET expires_at = "
+       "now() - interval '1 second' WHERE gl_repository = 'project-2'");
   auto w = post(write_for("project-2"));
   REQUIRE(w);
   CHECK(w->counter_decreased);
@@ -156,10 +158,11 @@ TEST_CASE_METHOD(store_fixture,
     std::vector<std::string> payloads;
   } rx{*listener, "gatehouse_outbox"};
 
-  exec(*conn, "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
-              "project_id, message, expires_at) VALUES (3, 7, 'moved!', "
-              "now() + interval '5 minutes'), (4, 7, 'stale', now() - "
-              "interval '1 second')");
+  exec(*conn,
+       "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
+       "project_id, message, expires_at) VALUES (3, 7, 'moved!', "
+       "now() + interval '5 minutes'), (4, 7, 'stale', now() - "
+       "interval '1 second')");
   REQUIRE(pre("project-7"));
 
   auto w = write_for("project-7");
@@ -216,9 +219,10 @@ TEST_CASE_METHOD(store_fixture,
   REQUIRE(written);
   CHECK(written->moved_message.empty());
   // Unknown user: the message stays for its owner.
-  exec(*conn, "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
-              "project_id, message, expires_at) VALUES (5, 8, 'kept', now() "
-              "+ interval '5 minutes')");
+  exec(*conn,
+       "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
+       "project_id, message, expires_at) VALUES (5, 8, 'kept', now() "
+       "+ interval '5 minutes')");
   auto w3 = write_for("project-8");
   w3.project_id = 8;
   written = post(w3);
@@ -232,9 +236,10 @@ TEST_CASE_METHOD(store_fixture,
 TEST_CASE_METHOD(store_fixture,
                  "post_receive is one transaction: a failure commits nothing",
                  "[.pg]") {
-  exec(*conn, "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
-              "project_id, message, expires_at) VALUES (3, 9, 'moved!', "
-              "now() + interval '5 minutes')");
+  exec(*conn,
+       "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
+       "project_id, message, expires_at) VALUES (3, 9, 'moved!', "
+       "now() + interval '5 minutes')");
   REQUIRE(pre("project-9"));
   REQUIRE(pre("project-9"));
 
@@ -313,7 +318,7 @@ TEST_CASE_METHOD(store_fixture,
                        "gatehouse_state.outbox WHERE project_id = 11");
       if (!r[0][0].is_null()
           && r[0][1].as<std::int64_t>() - r[0][0].as<std::int64_t>() + 1
-               != r[0][2].as<std::int64_t>())
+            != r[0][2].as<std::int64_t>())
         ++holes;
       ++snapshots;
     }
@@ -330,7 +335,8 @@ TEST_CASE_METHOD(store_fixture,
         char id[64];
         std::snprintf(id, sizeof id, "8b1c2d3e-0000-4000-8000-%06d%06d", i, n);
         w.events.push_back(make_event(id, 11));
-        w.events.push_back(make_event(std::string{id}.replace(9, 4, "1111"), 11));
+        w.events.push_back(
+          make_event(std::string{id}.replace(9, 4, "1111"), 11));
         bool ok = false;
         me->request(stores[i], 10s, atom::post_receive::value, w)
           .receive([&](post_receive_written&) { ok = true; },
@@ -367,8 +373,7 @@ TEST_CASE("the push store answers false or unavailable when PostgreSQL is "
   storage::push_store_settings settings;
   reserved_port nothing_there; // held, never listened on: refused
   settings.database_url = "postgresql://nobody@127.0.0.1:"
-                          + std::to_string(nothing_there.port())
-                          + "/none?connect_timeout=2";
+    + std::to_string(nothing_there.port()) + "/none?connect_timeout=2";
   auto store = sys.spawn<caf::detached>(storage::push_store, settings);
   bool counted = true;
   self->request(store, 10s, atom::pre_receive::value, std::string{"project-1"})

@@ -23,8 +23,9 @@ struct relay_fixture : migrated_database {
   }
 
   std::int64_t unpublished() {
-    return count(*conn, "SELECT count(*) FROM gatehouse_state.outbox WHERE "
-                        "published_at IS NULL");
+    return count(*conn,
+                 "SELECT count(*) FROM gatehouse_state.outbox WHERE "
+                 "published_at IS NULL");
   }
 
   bool all_published(std::chrono::milliseconds limit = 20s) {
@@ -225,10 +226,11 @@ TEST_CASE_METHOD(relay_fixture,
   // Rows pile up unpublished; the relay records its attempts.
   REQUIRE(eventually(
     [&] {
-      return count(*conn, "SELECT count(*) FROM gatehouse_state.outbox "
-                          "WHERE published_at IS NULL AND attempts > 0 AND "
-                          "last_error IS NOT NULL")
-             > 0;
+      return count(*conn,
+                   "SELECT count(*) FROM gatehouse_state.outbox "
+                   "WHERE published_at IS NULL AND attempts > 0 AND "
+                   "last_error IS NOT NULL")
+        > 0;
     },
     15s));
   std::this_thread::sleep_for(1s);
@@ -291,13 +293,14 @@ TEST_CASE_METHOD(relay_fixture,
   REQUIRE(eventually([&] {
     return query("SELECT published_at IS NOT NULL FROM gatehouse_state.outbox "
                  "WHERE project_id = 6")
-           == "t";
+      == "t";
   }));
   REQUIRE(eventually([&] {
-    return count(*conn, "SELECT attempts FROM gatehouse_state.outbox WHERE "
-                        "seq = "
-                          + std::to_string(huge.seq))
-           >= 2;
+    return count(*conn,
+                 "SELECT attempts FROM gatehouse_state.outbox WHERE "
+                 "seq = "
+                   + std::to_string(huge.seq))
+      >= 2;
   }));
   // The row behind it waits: order before progress.
   CHECK(query("SELECT count(*) FROM gatehouse_state.outbox WHERE project_id "
@@ -310,8 +313,9 @@ TEST_CASE_METHOD(relay_fixture,
               + std::to_string(huge.seq))
         != "NULL");
   // Once the operator fixes the row, the queue moves on, in order.
-  exec(*conn, "UPDATE gatehouse_state.outbox SET body = '{}' WHERE seq = "
-                + std::to_string(huge.seq));
+  exec(*conn,
+       "UPDATE gatehouse_state.outbox SET body = '{}' WHERE seq = "
+         + std::to_string(huge.seq));
   REQUIRE(all_published(15s));
   relay.stop();
   check_stream_matches_outbox();
@@ -330,9 +334,10 @@ TEST_CASE_METHOD(relay_fixture,
   insert_event(*conn, 8);
   REQUIRE(all_published());
   for (int round = 0; round < 2; ++round) {
-    exec(*conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> "
-                "pg_backend_pid() AND application_name = 'gatehouse'");
+    exec(*conn,
+         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+         "WHERE datname = current_database() AND pid <> "
+         "pg_backend_pid() AND application_name = 'gatehouse'");
     insert_event(*conn, 8);
     REQUIRE(all_published(15s));
   }

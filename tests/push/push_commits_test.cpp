@@ -158,8 +158,8 @@ TEST_CASE("a force push lists only the new side", "[push][git]") {
   s.write("x.txt", "x");
   auto x1 = s.commit("rewritten");
   s.push("+main");
-  auto rc = ask(s, {change(c3, x1, "refs/heads/main")})
-              .by_ref.at("refs/heads/main");
+  auto rc
+    = ask(s, {change(c3, x1, "refs/heads/main")}).by_ref.at("refs/heads/main");
   CHECK(ids(rc) == std::vector<std::string>{x1});
   CHECK(rc.total == 1);
   CHECK(rc.commits[0].added == std::vector<std::string>{"x.txt"});
@@ -206,8 +206,9 @@ TEST_CASE("tags: the tagged commit, the peeled target, the message",
   auto tag_object = s.git(s.work, {"rev-parse", "refs/tags/v1.0"});
   REQUIRE(tag_object != c1);
 
-  auto facts = ask(s, {change(blank, tag_object, "refs/tags/v1.0"),
-                       change(blank, c2, "refs/tags/light")});
+  auto facts = ask(s,
+                   {change(blank, tag_object, "refs/tags/v1.0"),
+                    change(blank, c2, "refs/tags/light")});
   CHECK(facts.available);
   const auto& annotated = facts.by_ref.at("refs/tags/v1.0");
   CHECK(annotated.tag_target == c1);
@@ -230,8 +231,9 @@ TEST_CASE("tags: the tagged commit, the peeled target, the message",
     s.push("refs/tags/blobtag");
     s.push("refs/tags/blobnote");
     auto note = s.git(s.work, {"rev-parse", "refs/tags/blobnote"});
-    auto f = ask(s, {change(blank, blob, "refs/tags/blobtag"),
-                     change(blank, note, "refs/tags/blobnote")});
+    auto f = ask(s,
+                 {change(blank, blob, "refs/tags/blobtag"),
+                  change(blank, note, "refs/tags/blobnote")});
     CHECK(f.available);
     const auto& b = f.by_ref.at("refs/tags/blobtag");
     CHECK_FALSE(b.tag_target);
@@ -250,9 +252,10 @@ TEST_CASE("deletions and other refs need no git", "[push][git]") {
   s.make_repos();
   auto c1 = s.commit("one");
   s.push("main");
-  auto facts = ask(s, {change(c1, blank, "refs/heads/gone"),
-                       change(c1, blank, "refs/tags/old"),
-                       change(blank, c1, "refs/merge-requests/1/head")});
+  auto facts = ask(s,
+                   {change(c1, blank, "refs/heads/gone"),
+                    change(c1, blank, "refs/tags/old"),
+                    change(blank, c1, "refs/merge-requests/1/head")});
   CHECK(facts.available);
   REQUIRE(facts.by_ref.size() == 2);
   CHECK(facts.by_ref.at("refs/heads/gone").commits.empty());
@@ -268,9 +271,10 @@ TEST_CASE("failures leave refs unanswered", "[push][git]") {
   s.push("main");
   const std::string missing(40, 'e');
 
-  auto facts = ask(s, {change(blank, missing, "refs/heads/ghost"),
-                       change(blank, c1, "refs/heads/main"),
-                       change("not-a-sha", c1, "refs/heads/bad")});
+  auto facts = ask(s,
+                   {change(blank, missing, "refs/heads/ghost"),
+                    change(blank, c1, "refs/heads/main"),
+                    change("not-a-sha", c1, "refs/heads/bad")});
   CHECK_FALSE(facts.available);
   CHECK_FALSE(facts.unavailable_reason.empty());
   CHECK(facts.by_ref.count("refs/heads/ghost") == 0);
@@ -313,7 +317,8 @@ TEST_CASE("the git actor answers commit questions", "[push][git][actor]") {
   q.default_branch = "main";
   auto facts = request(q);
   CHECK(facts.available);
-  CHECK(ids(facts.by_ref.at("refs/heads/main")) == std::vector<std::string>{c2});
+  CHECK(ids(facts.by_ref.at("refs/heads/main"))
+        == std::vector<std::string>{c2});
 
   q.location.reset();
   facts = request(q);

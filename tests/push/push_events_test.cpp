@@ -75,9 +75,8 @@ TEST_CASE("a branch update becomes one Push Hook body", "[push][events]") {
         == std::vector<std::string>{
           "object_kind", "event_name", "before", "after", "ref",
           "ref_protected", "checkout_sha", "message", "user_id", "user_name",
-          "user_username", "user_email", "user_avatar", "project_id",
-          "project", "commits", "total_commits_count", "push_options",
-          "repository"});
+          "user_username", "user_email", "user_avatar", "project_id", "project",
+          "commits", "total_commits_count", "push_options", "repository"});
 
   auto expected = json::parse(R"({
     "object_kind": "push",
@@ -159,7 +158,8 @@ TEST_CASE("project URLs follow the settings", "[push][events]") {
   auto evs = events(w, p, facts_for({{"refs/heads/master", {}}}));
   REQUIRE(evs.size() == 1);
   auto project = body(evs[0])["project"];
-  CHECK(project["git_ssh_url"] == "ssh://git@ssh.example.com:2222/other/thing.git");
+  CHECK(project["git_ssh_url"]
+        == "ssh://git@ssh.example.com:2222/other/thing.git");
   CHECK(project["git_http_url"] == "http://[::1]:8080/other/thing.git");
   CHECK(project["visibility_level"] == 20);
   CHECK(project["namespace"] == "other");
@@ -320,7 +320,7 @@ TEST_CASE("bulk: more than 3 refs of one kind and action",
   }
   SECTION("three new branches and one update") {
     auto changes = line(Z, B, "refs/heads/a") + line(Z, B, "refs/heads/b")
-                   + line(A, B, "refs/heads/main") + line(Z, B, "refs/heads/c");
+      + line(A, B, "refs/heads/main") + line(Z, B, "refs/heads/c");
     auto evs = events(w, params("project-10", "user-1", changes), facts);
     REQUIRE(evs.size() == 4);
     for (const auto& e : evs)
@@ -346,7 +346,7 @@ TEST_CASE("bulk: more than 3 refs of one kind and action",
   }
   SECTION("exactly three is not bulk") {
     auto changes = line(Z, B, "refs/heads/a") + line(Z, B, "refs/heads/b")
-                   + line(Z, B, "refs/heads/c");
+      + line(Z, B, "refs/heads/c");
     for (const auto& e :
          events(w, params("project-10", "user-1", changes), facts))
       CHECK_FALSE(e.bulk);
@@ -356,9 +356,9 @@ TEST_CASE("bulk: more than 3 refs of one kind and action",
 TEST_CASE("events follow GitLab's processing order", "[push][events]") {
   world w;
   auto changes = line(Z, C, "refs/tags/v9") + line(A, B, "refs/heads/main")
-                 + line(Z, B, "refs/heads/new1") + line(A, Z, "refs/heads/old")
-                 + line(A, C, "refs/heads/fix") + line(Z, B, "refs/heads/new2")
-                 + line(Z, A, "refs/merge-requests/1/head");
+    + line(Z, B, "refs/heads/new1") + line(A, Z, "refs/heads/old")
+    + line(A, C, "refs/heads/fix") + line(Z, B, "refs/heads/new2")
+    + line(Z, A, "refs/merge-requests/1/head");
   auto evs = events(w, params("project-10", "user-1", changes), facts_for({}));
   std::vector<std::string> refs;
   for (const auto& e : evs)
@@ -378,9 +378,9 @@ TEST_CASE("events follow GitLab's processing order", "[push][events]") {
 TEST_CASE("ref_protected follows protected branch and tag patterns",
           "[push][events]") {
   world w;
-  auto changes = line(A, B, "refs/heads/main") + line(A, B, "refs/heads/release/1.x")
-                 + line(A, B, "refs/heads/Main") + line(Z, B, "refs/tags/v1")
-                 + line(Z, B, "refs/tags/x1");
+  auto changes = line(A, B, "refs/heads/main")
+    + line(A, B, "refs/heads/release/1.x") + line(A, B, "refs/heads/Main")
+    + line(Z, B, "refs/tags/v1") + line(Z, B, "refs/tags/x1");
   auto evs = events(w, params("project-10", "user-1", changes), facts_for({}));
   REQUIRE(evs.size() == 5);
   std::map<std::string, bool> got;
@@ -409,15 +409,15 @@ TEST_CASE("push options are parsed as GitLab does", "[push][events][options]") {
   CHECK(options_of({"mr.create", "mr.target=main", "merge_request.title= T "})
           .dump()
         == R"({"merge_request":{"create":true,"target":"main","title":"T"}})");
-  CHECK(options_of({"ci.variable=A=1", "ci.variable=B=2", "ci.variable=A=1",
-                    "ci.skip"})
+  CHECK(options_of(
+          {"ci.variable=A=1", "ci.variable=B=2", "ci.variable=A=1", "ci.skip"})
           .dump()
         == R"({"ci":{"variable":{"A=1":2,"B=2":1},"skip":true}})");
   CHECK(options_of({"merge_request.label=bug", "merge_request.label"}).dump()
         == R"({"merge_request":{"label":{"bug":1,"true":1}}})");
-  CHECK(options_of({"integrations.skip_ci", "secret_detection.skip_all=  "})
-          .dump()
-        == R"({"integrations":{"skip_ci":true},"secret_detection":{"skip_all":true}})");
+  CHECK(
+    options_of({"integrations.skip_ci", "secret_detection.skip_all=  "}).dump()
+    == R"({"integrations":{"skip_ci":true},"secret_detection":{"skip_all":true}})");
   CHECK(options_of({"ci.skip=false", "ci.skip=no"}).dump()
         == R"({"ci":{"skip":"no"}})"); // the last single value wins
   CHECK(options_of({" ci . skip "}).dump() == R"({"ci":{"skip":true}})");
@@ -427,19 +427,19 @@ TEST_CASE("no events without project and user, nor for wikis",
           "[push][events]") {
   world w;
   auto changes = line(A, B, "refs/heads/main");
-  CHECK(events(w, params("project-999", "user-1", changes), facts_for({}))
-          .empty());
+  CHECK(
+    events(w, params("project-999", "user-1", changes), facts_for({})).empty());
   CHECK(events(w, params("project-10", "user-999", changes), facts_for({}))
           .empty());
-  CHECK(events(w, params("project-10", "key-101", changes), facts_for({}))
-          .empty());
+  CHECK(
+    events(w, params("project-10", "key-101", changes), facts_for({})).empty());
   CHECK(events(w, params("wiki-10", "user-1", changes), facts_for({})).empty());
-  CHECK(events(w, params("project-10", "user-1", "_any"), facts_for({}))
-          .empty());
+  CHECK(
+    events(w, params("project-10", "user-1", "_any"), facts_for({})).empty());
 
   SECTION("a deploy key's push is its creator's") {
-    auto evs = events(w, params("project-10", "key-100", changes),
-                      facts_for({}));
+    auto evs
+      = events(w, params("project-10", "key-100", changes), facts_for({}));
     REQUIRE(evs.size() == 1);
     CHECK(body(evs[0])["user_username"] == "root");
   }

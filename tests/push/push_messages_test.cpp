@@ -10,25 +10,26 @@ using namespace gatehouse::push::test;
 
 namespace {
 
-std::vector<post_message>
-messages(const world& w, const post_receive_params& p,
-         const std::string& moved = {}, unix_time at = now,
-         bool empty = false) {
+std::vector<post_message> messages(const world& w, const post_receive_params& p,
+                                   const std::string& moved = {},
+                                   unix_time at = now, bool empty = false) {
   return post_receive_messages(w.s, resolve(w.s, p), p, moved, at, empty);
 }
 
 std::string mr_link(const std::string& branch, const std::string& escaped) {
   return "To create a merge request for " + branch
-         + ", visit:\n  https://gitlab.example.com/acme/widgets/-/"
-           "merge_requests/new?merge_request%5Bsource_branch%5D="
-         + escaped;
+    + ", visit:\n  https://gitlab.example.com/acme/widgets/-/"
+      "merge_requests/new?merge_request%5Bsource_branch%5D="
+    + escaped;
 }
 
 } // namespace
 
-// -- resolve ------------------------------------------------------------------------
+// -- resolve
+// ------------------------------------------------------------------------
 
-TEST_CASE("resolve finds projects and wikis by gl_repository", "[push][resolve]") {
+TEST_CASE("resolve finds projects and wikis by gl_repository",
+          "[push][resolve]") {
   world w;
   auto ctx = resolve(w.s, params("project-10", "user-1", ""));
   REQUIRE(ctx.project != nullptr);
@@ -40,9 +41,9 @@ TEST_CASE("resolve finds projects and wikis by gl_repository", "[push][resolve]"
   CHECK(ctx.project->id == 10);
   CHECK(ctx.wiki);
 
-  for (auto glr : {"project-999", "snippet-10", "design-10", "group-5-wiki",
-                   "project-abc", "project-0", "project--10", "project-",
-                   "project-10x", "", "10"}) {
+  for (auto glr :
+       {"project-999", "snippet-10", "design-10", "group-5-wiki", "project-abc",
+        "project-0", "project--10", "project-", "project-10x", "", "10"}) {
     INFO(glr);
     CHECK(resolve(w.s, params(glr, "user-1", "")).project == nullptr);
   }
@@ -88,7 +89,8 @@ TEST_CASE("resolve understands key-, user- and username- identifiers",
   }
 }
 
-// -- questions ----------------------------------------------------------------------
+// -- questions
+// ----------------------------------------------------------------------
 
 TEST_CASE("questions_for asks about pushed branches and tags only",
           "[push][questions]") {
@@ -138,7 +140,8 @@ TEST_CASE("questions_for asks about pushed branches and tags only",
   }
 }
 
-// -- broadcast banners -------------------------------------------------------------
+// -- broadcast banners
+// -------------------------------------------------------------
 
 TEST_CASE("the current broadcast banner comes first, as an alert",
           "[push][messages][broadcast]") {
@@ -241,41 +244,45 @@ TEST_CASE("a banner with a target_path wins when it matches the project path",
   }
 }
 
-// -- merge request links -------------------------------------------------------------
+// -- merge request links
+// -------------------------------------------------------------
 
 TEST_CASE("pushed non-default branches get a merge request link",
           "[push][messages][mr]") {
   world w;
   SECTION("exact text, in push order") {
-    auto m = messages(
-      w, params("project-10", "user-1",
-                line(A, B, "refs/heads/main") + line(Z, B, "refs/heads/topic")
-                  + line(A, C, "refs/heads/fix")));
+    auto m = messages(w,
+                      params("project-10", "user-1",
+                             line(A, B, "refs/heads/main")
+                               + line(Z, B, "refs/heads/topic")
+                               + line(A, C, "refs/heads/fix")));
     REQUIRE(m.size() == 2);
     CHECK(m[0].message == mr_link("topic", "topic"));
     CHECK(m[0].type == "basic");
     CHECK(m[1].message == mr_link("fix", "fix"));
   }
   SECTION("branch names are CGI-escaped in the URL only") {
-    auto m = messages(w, params("project-10", "user-1",
-                                line(Z, B, "refs/heads/feature/x+y&é~_.-#%")));
+    auto m = messages(w,
+                      params("project-10", "user-1",
+                             line(Z, B, "refs/heads/feature/x+y&é~_.-#%")));
     REQUIRE(m.size() == 1);
-    CHECK(m[0].message
-          == mr_link("feature/x+y&é~_.-#%",
-                     "feature%2Fx%2By%26%C3%A9~_.-%23%25"));
+    CHECK(
+      m[0].message
+      == mr_link("feature/x+y&é~_.-#%", "feature%2Fx%2By%26%C3%A9~_.-%23%25"));
   }
   SECTION("not for deletions, the default branch, tags or other refs") {
     auto m = messages(
-      w, params("project-10", "user-1",
-                line(A, Z, "refs/heads/gone") + line(A, B, "refs/heads/main")
-                  + line(Z, B, "refs/tags/v1") + line(Z, B, "refs/notes/x")
-                  + line(A, Z64, "refs/heads/gone256")));
+      w,
+      params("project-10", "user-1",
+             line(A, Z, "refs/heads/gone") + line(A, B, "refs/heads/main")
+               + line(Z, B, "refs/tags/v1") + line(Z, B, "refs/notes/x")
+               + line(A, Z64, "refs/heads/gone256")));
     CHECK(m.empty());
   }
   SECTION("not when merge requests are disabled") {
     w.s.projects[10].merge_requests_enabled = false;
-    CHECK(messages(w, params("project-10", "user-1",
-                             line(Z, B, "refs/heads/topic")))
+    CHECK(messages(
+            w, params("project-10", "user-1", line(Z, B, "refs/heads/topic")))
             .empty());
   }
   SECTION("not for an empty repository") {
@@ -287,19 +294,20 @@ TEST_CASE("pushed non-default branches get a merge request link",
   SECTION("not for wikis or unknown repositories") {
     CHECK(messages(w, params("wiki-10", "user-1", line(Z, B, "refs/heads/t")))
             .empty());
-    CHECK(messages(w, params("project-999", "user-1",
-                             line(Z, B, "refs/heads/t")))
-            .empty());
+    CHECK(
+      messages(w, params("project-999", "user-1", line(Z, B, "refs/heads/t")))
+        .empty());
   }
   SECTION("even for an unknown user (the link needs only the project)") {
-    CHECK(messages(w, params("project-10", "user-999",
-                             line(Z, B, "refs/heads/topic")))
+    CHECK(messages(
+            w, params("project-10", "user-999", line(Z, B, "refs/heads/topic")))
             .size()
           == 1);
   }
 }
 
-// -- moved message and order ---------------------------------------------------------
+// -- moved message and order
+// ---------------------------------------------------------
 
 TEST_CASE("the moved message comes last, and only with user and project",
           "[push][messages][moved]") {
@@ -309,8 +317,9 @@ TEST_CASE("the moved message comes last, and only with user and project",
       "Git remote:\n\n  git remote set-url origin "
       "git@gitlab.example.com:acme/widgets.git\n";
   w.banner(1, "Maintenance tonight");
-  auto p = params("project-10", "user-1",
-                  line(Z, B, "refs/heads/topic") + line(A, B, "refs/heads/main"));
+  auto p
+    = params("project-10", "user-1",
+             line(Z, B, "refs/heads/topic") + line(A, B, "refs/heads/main"));
   auto m = messages(w, p, moved);
   REQUIRE(m.size() == 3);
   CHECK(m[0].message == "Maintenance tonight");
@@ -324,7 +333,8 @@ TEST_CASE("the moved message comes last, and only with user and project",
   CHECK(messages(w, params("project-10", "user-1", ""), "  ").size() == 1);
 }
 
-// -- push options ------------------------------------------------------------------
+// -- push options
+// ------------------------------------------------------------------
 
 TEST_CASE("merge request push options on a wiki get a warning",
           "[push][messages][options]") {
@@ -351,16 +361,17 @@ TEST_CASE("merge request push options on a wiki get a warning",
              "'mr.target=main': Push options are only supported for projects");
   }
   SECTION("no merge request option, no warning") {
-    CHECK(messages(w, params("wiki-10", "user-1", "", {"ci.skip"})).size() == 1);
+    CHECK(messages(w, params("wiki-10", "user-1", "", {"ci.skip"})).size()
+          == 1);
     CHECK(messages(w, params("wiki-10", "user-1", "", {"merge_request.bogus"}))
             .size()
           == 1);
   }
   SECTION("projects take merge request options silently") {
-    CHECK(messages(w, params("project-10", "user-1", "",
-                             {"merge_request.create"}))
-            .size()
-          == 1);
+    CHECK(
+      messages(w, params("project-10", "user-1", "", {"merge_request.create"}))
+        .size()
+      == 1);
   }
   SECTION("unknown wiki: no repository, no warning") {
     CHECK(messages(w, params("wiki-999", "user-1", "", {"mr.create"})).size()

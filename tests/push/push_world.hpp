@@ -43,7 +43,7 @@ struct world {
     user(1, "root", "Administrator");
     user(2, "alice", "Alice Liddell");
     key(1, 1, false);
-    key(100, 1, true);  // deploy key created by root
+    key(100, 1, true);            // deploy key created by root
     key(101, std::nullopt, true); // orphaned deploy key
     protect_branch(10, "main");
     protect_branch(10, "release/*");

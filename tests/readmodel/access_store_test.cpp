@@ -36,8 +36,8 @@ struct store_fixture : seeded_database, actor_env {
          tx.exec("SELECT table_schema || '.' || table_name FROM "
                  "information_schema.tables WHERE table_schema IN "
                  "('public', 'gatehouse_state') ORDER BY 1"))
-      for (const auto& row : tx.exec("SELECT t::text FROM "
-                                     + table[0].as<std::string>() + " t"))
+      for (const auto& row :
+           tx.exec("SELECT t::text FROM " + table[0].as<std::string>() + " t"))
         text += row[0].as<std::string>() + "\n";
     return text;
   }
@@ -56,8 +56,8 @@ TEST_CASE_METHOD(store_fixture,
   auto loader_settings = storage::read_model_loader_settings{};
   loader_settings.database_url = db.url();
   loader_settings.poll_interval = 20ms;
-  auto loader = sys.spawn<caf::detached>(storage::read_model_loader,
-                                         loader_settings);
+  auto loader
+    = sys.spawn<caf::detached>(storage::read_model_loader, loader_settings);
   self->send(loader, atom::subscribe::value, subscriber());
   REQUIRE(next_snapshot(10s));
 
@@ -80,8 +80,9 @@ TEST_CASE_METHOD(store_fixture,
   sync();
   CHECK(query("SELECT last_used_at FROM keys WHERE id = 1") == first);
 
-  exec(*conn, "UPDATE keys SET last_used_at = now() - interval '25 hours' "
-              "WHERE id = 1");
+  exec(*conn,
+       "UPDATE keys SET last_used_at = now() - interval '25 hours' "
+       "WHERE id = 1");
   self->send(store, atom::touch_key::value, std::int64_t{1});
   sync();
   CHECK(query("SELECT now() - last_used_at < interval '1 minute' FROM keys "
@@ -102,8 +103,8 @@ TEST_CASE_METHOD(store_fixture,
                  "a project-moved message is kept five minutes and taken once",
                  "[.pg]") {
   auto take = [&](std::int64_t user, std::int64_t project) {
-    auto got = request<std::string>(store, atom::take_moved::value, user,
-                                    project);
+    auto got
+      = request<std::string>(store, atom::take_moved::value, user, project);
     REQUIRE(got);
     return *got;
   };
@@ -128,16 +129,18 @@ TEST_CASE_METHOD(store_fixture,
   CHECK(take(1, 10) == "second");
 
   put(1, 11, "expired");
-  exec(*conn, "UPDATE gatehouse_state.project_moved_messages SET expires_at "
-              "= now() - interval '1 second'");
+  exec(*conn,
+       "UPDATE gatehouse_state.project_moved_messages SET expires_at "
+       "= now() - interval '1 second'");
   CHECK(take(1, 11).empty());
   CHECK(query("SELECT count(*) FROM gatehouse_state.project_moved_messages")
         == "0");
 
   // Expired rows of others are swept by the next put.
   put(2, 10, "old");
-  exec(*conn, "UPDATE gatehouse_state.project_moved_messages SET expires_at "
-              "= now() - interval '1 second'");
+  exec(*conn,
+       "UPDATE gatehouse_state.project_moved_messages SET expires_at "
+       "= now() - interval '1 second'");
   put(3, 10, "new");
   CHECK(query("SELECT string_agg(user_id::text, ',') FROM "
               "gatehouse_state.project_moved_messages")
@@ -158,14 +161,14 @@ TEST_CASE_METHOD(store_fixture,
               "WHERE name = 'lfs'")
         == stored);
 
-  auto key = request<std::string>(store, atom::signing_key::value,
-                                   std::string{"lfs"});
+  auto key
+    = request<std::string>(store, atom::signing_key::value, std::string{"lfs"});
   REQUIRE(key);
   CHECK(key->size() == 32);
   CHECK(hex_encode(*key) == stored);
 
   auto missing = request<std::string>(store, atom::signing_key::value,
-                                       std::string{"nope"});
+                                      std::string{"nope"});
   REQUIRE_FALSE(missing);
   CHECK(classify(missing.error()) == errc::not_found);
 }
@@ -192,10 +195,11 @@ TEST_CASE_METHOD(store_fixture,
               "WHERE user_id = 2")
         == "10");
   for (const auto& code : *first)
-    CHECK(query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
-                "WHERE user_id = 2 AND code_digest = "
-                + sha256_sql(code))
-          == "1");
+    CHECK(
+      query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
+            "WHERE user_id = 2 AND code_digest = "
+            + sha256_sql(code))
+      == "1");
   auto all = dump_all();
   for (const auto& code : *first)
     CHECK(all.find(code) == std::string::npos);
@@ -207,15 +211,17 @@ TEST_CASE_METHOD(store_fixture,
               "WHERE user_id = 2")
         == "10");
   for (const auto& code : *first)
-    CHECK(query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
-                "WHERE code_digest = "
-                + sha256_sql(code))
-          == "0");
+    CHECK(
+      query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
+            "WHERE code_digest = "
+            + sha256_sql(code))
+      == "0");
   for (const auto& code : *second)
-    CHECK(query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
-                "WHERE user_id = 2 AND code_digest = "
-                + sha256_sql(code))
-          == "1");
+    CHECK(
+      query("SELECT count(*) FROM gatehouse_state.two_factor_recovery_codes "
+            "WHERE user_id = 2 AND code_digest = "
+            + sha256_sql(code))
+      == "1");
 
   auto nobody = request<codes>(store, atom::new_codes::value, std::int64_t{99});
   REQUIRE_FALSE(nobody);
@@ -236,8 +242,8 @@ TEST_CASE_METHOD(store_fixture,
   REQUIRE(made);
   const auto& token = made->token;
   CHECK(std::regex_match(token, std::regex{"^glpat-[A-Za-z0-9_-]{20}$"}));
-  auto row = "FROM personal_access_tokens WHERE token_digest = "
-             + sha256_sql(token);
+  auto row
+    = "FROM personal_access_tokens WHERE token_digest = " + sha256_sql(token);
   CHECK(query("SELECT count(*) " + row) == "1");
   CHECK(query("SELECT id >= 1000000000 " + row) == "t");
   CHECK(query("SELECT user_id || ' ' || name || ' ' || scopes::text || ' ' "

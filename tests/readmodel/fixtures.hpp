@@ -57,7 +57,9 @@ struct seeded_database {
     seed_ok(*conn, demo_seed());
   }
 
-  std::string query(const std::string& sql) { return query1(*conn, sql); }
+  std::string query(const std::string& sql) {
+    return query1(*conn, sql);
+  }
 };
 
 /// A threaded actor system and a scoped actor to talk to it.
@@ -79,16 +81,18 @@ struct actor_env {
   /// The next snapshot delivered to `self`, or null after `timeout`.
   snapshot_ptr next_snapshot(std::chrono::milliseconds timeout) {
     snapshot_ptr out;
-    self->receive(
-      [&](atom::snapshot, const snapshot_ptr& snap) { out = snap; },
-      caf::after(timeout) >> [] {
-        // nop: returns null
-      });
+    self->receive([&](atom::snapshot, const snapshot_ptr& snap) { out = snap; },
+                  caf::after(timeout) >>
+                    [] {
+                      // nop: returns null
+                    });
     return out;
   }
 
   /// `self` as a subscriber handle.
-  caf::actor subscriber() { return caf::actor_cast<caf::actor>(self.ptr()); }
+  caf::actor subscriber() {
+    return caf::actor_cast<caf::actor>(self.ptr());
+  }
 };
 
 } // namespace gatehouse::test

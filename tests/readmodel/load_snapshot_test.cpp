@@ -23,8 +23,9 @@ std::int64_t now_seconds() {
 
 TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
   seeded_database m;
-  exec(*m.conn, "UPDATE keys SET last_used_at = '2027-03-04T05:06:07.8Z' "
-                "WHERE id = 2");
+  exec(*m.conn,
+       "UPDATE keys SET last_used_at = '2027-03-04T05:06:07.8Z' "
+       "WHERE id = 2");
   auto snap = storage::load_snapshot(*m.conn);
 
   SECTION("settings, broadcast messages included") {
@@ -81,7 +82,8 @@ TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
     CHECK(a.key == key_a);
     CHECK(a.key_type == "ssh-ed25519");
     CHECK(a.blob
-          == "AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+I9n3bASRYnv");
+          == "AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+"
+             "I9n3bASRYnv");
     CHECK(a.fingerprint_sha256 == key_a_fingerprint);
     CHECK(a.usage_type == "auth_and_signing");
     CHECK_FALSE(a.expires_at);
@@ -91,7 +93,7 @@ TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
     CHECK(a.deploy_projects.empty());
     const auto& c = snap.keys.at(2);
     CHECK(c.usage_type == "auth");
-    CHECK(c.expires_at == unix_time{1909051200}); // 2030-06-30T12:00:00Z
+    CHECK(c.expires_at == unix_time{1909051200});   // 2030-06-30T12:00:00Z
     CHECK(c.last_used_at == unix_time{1804136767}); // 2027-03-04T05:06:07Z
     const auto& d = snap.keys.at(100);
     CHECK(d.deploy);
@@ -101,7 +103,8 @@ TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
     CHECK(d.deploy_projects == std::map<std::int64_t, bool>{{10, false}});
     CHECK(snap.key_by_fingerprint
           == std::unordered_map<std::string, std::int64_t>{
-            {key_a_fingerprint, 1}, {key_c_fingerprint, 2},
+            {key_a_fingerprint, 1},
+            {key_c_fingerprint, 2},
             {key_b_fingerprint, 100}});
   }
 
@@ -125,9 +128,10 @@ TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
     CHECK_FALSE(w.archived);
     CHECK(w.default_branch == "main");
     CHECK(w.storage == "default");
-    CHECK(w.disk_path
-          == "@hashed/4a/44/"
-             "4a44dc15364204a80fe80e9039455cc1608281820fe2b24f1e5233ade6af1dd5");
+    CHECK(
+      w.disk_path
+      == "@hashed/4a/44/"
+         "4a44dc15364204a80fe80e9039455cc1608281820fe2b24f1e5233ade6af1dd5");
     CHECK(w.repository_access_level == "enabled");
     CHECK(w.merge_requests_enabled);
     CHECK(w.lfs_enabled);
@@ -144,12 +148,12 @@ TEST_CASE("load_snapshot reads every object of the demo document", "[.pg]") {
   }
 
   SECTION("memberships") {
-    CHECK(snap.project_members
-          == std::map<std::pair<std::int64_t, std::int64_t>, int>{
-            {{2, 10}, 30}});
-    CHECK(snap.namespace_members
-          == std::map<std::pair<std::int64_t, std::int64_t>, int>{
-            {{3, 5}, 40}});
+    CHECK(
+      snap.project_members
+      == std::map<std::pair<std::int64_t, std::int64_t>, int>{{{2, 10}, 30}});
+    CHECK(
+      snap.namespace_members
+      == std::map<std::pair<std::int64_t, std::int64_t>, int>{{{3, 5}, 40}});
   }
 
   SECTION("protected branches and tags") {

@@ -22,9 +22,8 @@ storage::read_model_loader_settings loader_settings(const std::string& url) {
 
 /// A loader over a seeded database, with the test's scoped actor subscribed.
 struct loader_fixture : seeded_database, actor_env {
-  read_model_loader_actor loader
-    = sys.spawn<caf::detached>(storage::read_model_loader,
-                               loader_settings(db.url()));
+  read_model_loader_actor loader = sys.spawn<caf::detached>(
+    storage::read_model_loader, loader_settings(db.url()));
 
   loader_fixture() {
     self->send(loader, atom::subscribe::value, subscriber());
@@ -125,7 +124,8 @@ TEST_CASE("the loader answers get with an error while PostgreSQL is "
   actor_env env;
   auto loader = env.sys.spawn<caf::detached>(
     storage::read_model_loader,
-    loader_settings("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"));
+    loader_settings(
+      "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"));
   // The first request may wait for the first attempt; it fails, and so do
   // the later ones, until a load succeeds.
   auto got = env.request<snapshot_ptr>(loader, atom::get::value);

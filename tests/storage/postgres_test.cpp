@@ -40,7 +40,9 @@ std::unique_ptr<pqxx::connection> open(const scratch_database& db) {
 struct migrated {
   scratch_database db;
   std::unique_ptr<pqxx::connection> conn = open(db);
-  migrated() { storage::migrate(*conn); }
+  migrated() {
+    storage::migrate(*conn);
+  }
 };
 
 /// The first column of the first row of `sql` ("NULL" for null, "" if none).
@@ -55,9 +57,9 @@ std::string query1(pqxx::connection& conn, const std::string& sql) {
 std::vector<std::string> table_names(pqxx::connection& conn) {
   pqxx::nontransaction tx{conn};
   std::vector<std::string> names;
-  for (const auto& row :
-       tx.exec("SELECT table_name FROM information_schema.tables WHERE "
-               "table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"))
+  for (const auto& row : tx.exec(
+         "SELECT table_name FROM information_schema.tables WHERE "
+         "table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"))
     names.push_back(row[0].as<std::string>());
   return names;
 }
@@ -70,8 +72,8 @@ std::map<std::string, std::string> dump_tables(pqxx::connection& conn,
   for (const auto& table : table_names(conn)) {
     pqxx::nontransaction tx{conn};
     auto sql = std::string("SELECT row_to_json(t)::text")
-               + (xmin ? " || ' xmin=' || t.xmin::text" : "") + " FROM "
-               + tx.quote_name(table) + " t ORDER BY 1";
+      + (xmin ? " || ' xmin=' || t.xmin::text" : "") + " FROM "
+      + tx.quote_name(table) + " t ORDER BY 1";
     std::string text;
     for (const auto& row : tx.exec(sql))
       text += row[0].as<std::string>() + "\n";
@@ -91,16 +93,18 @@ std::string schema_dump(pqxx::connection& conn) {
   pqxx::nontransaction tx{conn};
   std::string text;
   for (const auto& row : tx.exec(
-         "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || "
+         "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' "
+         "|| "
          "is_nullable || ' ' || coalesce(column_default, '') FROM "
          "information_schema.columns WHERE table_schema = 'public' ORDER BY 1"))
     text += row[0].as<std::string>() + "\n";
-  for (const auto& row :
-       tx.exec("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"))
+  for (const auto& row : tx.exec("SELECT indexdef FROM pg_indexes WHERE "
+                                 "schemaname = 'public' ORDER BY 1"))
     text += row[0].as<std::string>() + "\n";
-  for (const auto& row : tx.exec(
-         "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint "
-         "WHERE connamespace = 'public'::regnamespace ORDER BY 1"))
+  for (const auto& row :
+       tx.exec("SELECT conname || ' ' || pg_get_constraintdef(oid) FROM "
+               "pg_constraint "
+               "WHERE connamespace = 'public'::regnamespace ORDER BY 1"))
     text += row[0].as<std::string>() + "\n";
   return text;
 }
@@ -139,10 +143,12 @@ public:
 
 } // namespace
 
-TEST_CASE("connect names the application and sets the statement timeout", "[.pg]") {
+TEST_CASE("connect names the application and sets the statement timeout",
+          "[.pg]") {
   scratch_database db;
   auto conn = storage::connect(db.url(), std::chrono::milliseconds{1500});
-  CHECK(query1(*conn, "SELECT current_setting('application_name')") == "gatehouse");
+  CHECK(query1(*conn, "SELECT current_setting('application_name')")
+        == "gatehouse");
   CHECK(query1(*conn, "SHOW statement_timeout") == "1500ms");
   auto plain = storage::connect(db.url(), std::chrono::milliseconds{0});
   CHECK(query1(*plain, "SHOW statement_timeout") == "0");
@@ -166,20 +172,26 @@ TEST_CASE("migrate applies each migration once and is idempotent", "[.pg]") {
 TEST_CASE("migrate leaves default settings", "[.pg]") {
   migrated m;
   auto& conn = *m.conn;
-  CHECK(query1(conn, "SELECT value #>> '{}' FROM settings WHERE key = 'gitlab_version'")
-        == "18.6.0");
-  CHECK(query1(conn, "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
+  CHECK(
+    query1(conn,
+           "SELECT value #>> '{}' FROM settings WHERE key = 'gitlab_version'")
+    == "18.6.0");
+  CHECK(query1(conn,
+               "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
         == "http://127.0.0.1:8080");
-  CHECK(query1(conn, "SELECT value::text FROM settings WHERE key = "
-                     "'gitlab_shell_operation_limit'")
+  CHECK(query1(conn,
+               "SELECT value::text FROM settings WHERE key = "
+               "'gitlab_shell_operation_limit'")
         == "600");
-  CHECK(query1(conn, "SELECT value::text FROM settings WHERE key = "
-                     "'allow_local_requests_from_web_hooks_and_services'")
+  CHECK(query1(conn,
+               "SELECT value::text FROM settings WHERE key = "
+               "'allow_local_requests_from_web_hooks_and_services'")
         == "false");
   CHECK(query1(conn, "SELECT count(*) FROM settings") == "9");
 }
 
-TEST_CASE("two concurrent migrate calls both succeed, each file once", "[.pg]") {
+TEST_CASE("two concurrent migrate calls both succeed, each file once",
+          "[.pg]") {
   scratch_database db;
   std::promise<void> go;
   auto start = go.get_future().share();
@@ -216,10 +228,12 @@ TEST_CASE("a failing migration names its file and is not recorded", "[.pg]") {
   std::vector<storage::migration> migrations{
     {"001_ok.sql", "CREATE TABLE a (x int)"},
     {"002_bad.sql", "CREATE TABLE b (x int); CREATE TABLE c (x no_such_type)"}};
-  CHECK_THROWS_WITH(storage::migrate(*conn, migrations),
-                    Catch::Matchers::StartsWith(
-                      "migration 002_bad.sql failed: type \"no_such_type\" does not exist"));
-  CHECK(query1(*conn, "SELECT string_agg(name, ',') FROM schema_migrations") == "001_ok.sql");
+  CHECK_THROWS_WITH(
+    storage::migrate(*conn, migrations),
+    Catch::Matchers::StartsWith(
+      "migration 002_bad.sql failed: type \"no_such_type\" does not exist"));
+  CHECK(query1(*conn, "SELECT string_agg(name, ',') FROM schema_migrations")
+        == "001_ok.sql");
   CHECK(query1(*conn, "SELECT to_regclass('b') IS NULL") == "t");
 }
 
@@ -233,46 +247,63 @@ TEST_CASE("the demo document seeds every table", "[.pg]") {
   CHECK(report.pruned.empty());
   for (const auto& table : table_names(conn))
     CHECK_FALSE(query1(conn, "SELECT count(*) FROM " + table) == "0");
-  CHECK(query1(conn, "SELECT string_agg(full_path, ',' ORDER BY id) FROM projects")
-        == "acme/widgets,acme/tools/hammer");
-  CHECK(query1(conn, "SELECT full_path FROM namespaces WHERE id = 6") == "acme/tools");
-  CHECK(query1(conn, "SELECT project_id FROM project_redirects WHERE path = "
-                     "'acme/old-widgets'")
+  CHECK(
+    query1(conn, "SELECT string_agg(full_path, ',' ORDER BY id) FROM projects")
+    == "acme/widgets,acme/tools/hammer");
+  CHECK(query1(conn, "SELECT full_path FROM namespaces WHERE id = 6")
+        == "acme/tools");
+  CHECK(query1(conn,
+               "SELECT project_id FROM project_redirects WHERE path = "
+               "'acme/old-widgets'")
         == "10");
   CHECK(query1(conn, "SELECT disk_path FROM projects WHERE id = 11")
-        == "@hashed/4f/c8/4fc82b26aecb47d2868c4efbe3581732a3e7cbcc6c2efb32062c08170a05eeb8");
-  CHECK(query1(conn, "SELECT kind || ' ' || fingerprint_sha256 FROM keys WHERE id = 100")
-        == "deploy " + gatehouse::test::key_b_fingerprint);
-  CHECK(query1(conn, "SELECT can_push FROM deploy_keys_projects WHERE key_id = 100 "
-                     "AND project_id = 10")
+        == "@hashed/4f/c8/"
+           "4fc82b26aecb47d2868c4efbe3581732a3e7cbcc6c2efb32062c08170a05eeb8");
+  CHECK(
+    query1(conn,
+           "SELECT kind || ' ' || fingerprint_sha256 FROM keys WHERE id = 100")
+    == "deploy " + gatehouse::test::key_b_fingerprint);
+  CHECK(query1(conn,
+               "SELECT can_push FROM deploy_keys_projects WHERE key_id = 100 "
+               "AND project_id = 10")
         == "f");
-  CHECK(query1(conn, "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
+  CHECK(query1(conn,
+               "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
         == "https://gitlab.example.com");
-  CHECK(json::parse(query1(conn, "SELECT value::text FROM settings WHERE key = "
-                                 "'broadcast_messages'"))
+  CHECK(json::parse(query1(conn,
+                           "SELECT value::text FROM settings WHERE key = "
+                           "'broadcast_messages'"))
         == demo_seed()["settings"]["broadcast_messages"]);
-  CHECK(query1(conn, "SELECT scopes::text || ' ' || expires_at FROM "
-                     "personal_access_tokens WHERE id = 1")
+  CHECK(query1(conn,
+               "SELECT scopes::text || ' ' || expires_at FROM "
+               "personal_access_tokens WHERE id = 1")
         == "{api} 2027-12-31");
-  CHECK(query1(conn, "SELECT count(*) FROM members WHERE namespace_id = 5 AND "
-                     "access_level = 40")
+  CHECK(query1(conn,
+               "SELECT count(*) FROM members WHERE namespace_id = 5 AND "
+               "access_level = 40")
         == "1");
 }
 
 TEST_CASE("SHA-256 fingerprints match ssh-keygen", "[.pg]") {
   using namespace gatehouse::test;
   migrated m;
-  seed_ok(*m.conn, {{"users", {{{"id", 1}, {"username", "root"}}}},
-                    {"keys",
-                     {{{"id", 1}, {"user_id", 1}, {"key", key_a}},
-                      {{"id", 2}, {"user_id", 1}, {"key", key_rsa}},
-                      {{"id", 3}, {"user_id", 1}, {"key", key_ecdsa}}}}});
-  CHECK(query1(*m.conn, "SELECT string_agg(fingerprint_sha256, ' ' ORDER BY id) FROM keys")
-        == key_a_fingerprint + " " + key_rsa_fingerprint + " " + key_ecdsa_fingerprint);
-  CHECK(query1(*m.conn, "SELECT string_agg(key_type, ' ' ORDER BY id) FROM keys")
-        == "ssh-ed25519 ssh-rsa ecdsa-sha2-nistp256");
-  CHECK(query1(*m.conn, "SELECT key_blob FROM keys WHERE id = 1")
-        == "AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+I9n3bASRYnv");
+  seed_ok(*m.conn,
+          {{"users", {{{"id", 1}, {"username", "root"}}}},
+           {"keys",
+            {{{"id", 1}, {"user_id", 1}, {"key", key_a}},
+             {{"id", 2}, {"user_id", 1}, {"key", key_rsa}},
+             {{"id", 3}, {"user_id", 1}, {"key", key_ecdsa}}}}});
+  CHECK(
+    query1(*m.conn,
+           "SELECT string_agg(fingerprint_sha256, ' ' ORDER BY id) FROM keys")
+    == key_a_fingerprint + " " + key_rsa_fingerprint + " "
+      + key_ecdsa_fingerprint);
+  CHECK(
+    query1(*m.conn, "SELECT string_agg(key_type, ' ' ORDER BY id) FROM keys")
+    == "ssh-ed25519 ssh-rsa ecdsa-sha2-nistp256");
+  CHECK(
+    query1(*m.conn, "SELECT key_blob FROM keys WHERE id = 1")
+    == "AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+I9n3bASRYnv");
   CHECK(query1(*m.conn, "SELECT key FROM keys WHERE id = 1") == key_a);
 }
 
@@ -287,7 +318,8 @@ TEST_CASE("seeding the same document twice changes nothing", "[.pg]") {
   CHECK(dump(conn, true) == before);
 }
 
-TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed", "[.pg]") {
+TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed",
+          "[.pg]") {
   migrated m;
   auto listen_conn = open(m.db);
   listener changes{*listen_conn, "gatehouse_changes"};
@@ -301,7 +333,8 @@ TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed", "[.p
   auto first = drain();
   REQUIRE(first.size() == 1);
   auto kinds = json::parse(first[0]).at("kinds");
-  CHECK(kinds.size() == 17); // every kind in the demo, settings and messages apart
+  CHECK(kinds.size()
+        == 17); // every kind in the demo, settings and messages apart
   CHECK(std::find(kinds.begin(), kinds.end(), "keys") != kinds.end());
 
   seed_ok(*m.conn, demo_seed());
@@ -323,9 +356,11 @@ TEST_CASE("a document with a problem changes nothing", "[.pg]") {
 
   auto doc = demo_seed();
   doc["users"][0]["name"] = "Changed";
-  doc["members"].push_back({{"user_id", 1}, {"project_id", 99}, {"access_level", 30}});
+  doc["members"].push_back(
+    {{"user_id", 1}, {"project_id", 99}, {"access_level", 30}});
   auto report = seed(conn, doc);
-  CHECK(report.problems == problems{"members[2].project_id: no project with id 99"});
+  CHECK(report.problems
+        == problems{"members[2].project_id: no project with id 99"});
   CHECK(report.upserted.empty());
   CHECK(dump(conn, true) == before);
 
@@ -334,16 +369,18 @@ TEST_CASE("a document with a problem changes nothing", "[.pg]") {
                                    {"id": 4, "username": "ROOT"}]})");
   report = seed(conn, doc);
   REQUIRE(report.problems.size() == 1);
-  CHECK_THAT(report.problems[0],
-             Catch::Matchers::StartsWith("database: duplicate key value violates unique "
-                                         "constraint \"users_username_lower_idx\""));
+  CHECK_THAT(
+    report.problems[0],
+    Catch::Matchers::StartsWith("database: duplicate key value violates unique "
+                                "constraint \"users_username_lower_idx\""));
   CHECK(dump(conn, true) == before);
 
   // A parent loop through a namespace that only the database holds.
   report = seed(conn, json::parse(R"({"namespaces": [
     {"id": 5, "path": "acme", "parent_id": 6}]})"));
   CHECK(report.problems
-        == problems{"namespaces[0].parent_id: namespace 5 would be its own ancestor"});
+        == problems{
+          "namespaces[0].parent_id: namespace 5 would be its own ancestor"});
   CHECK(dump(conn, true) == before);
 }
 
@@ -356,29 +393,36 @@ TEST_CASE("references may name objects seeded by an earlier file", "[.pg]") {
     "protected_tags": [{"id": 2, "project_id": 11, "name": "release-*"}],
     "projects": [{"id": 12, "namespace_id": 6, "path": "saw"}]
   })"));
-  CHECK(query1(conn, "SELECT full_path FROM projects WHERE id = 12") == "acme/tools/saw");
-  CHECK(query1(conn, "SELECT access_level FROM members WHERE user_id = 1 AND "
-                     "project_id = 11")
+  CHECK(query1(conn, "SELECT full_path FROM projects WHERE id = 12")
+        == "acme/tools/saw");
+  CHECK(query1(conn,
+               "SELECT access_level FROM members WHERE user_id = 1 AND "
+               "project_id = 11")
         == "50");
   auto report = seed(conn, json::parse(R"({
     "webhooks": [{"id": 2, "project_id": 77, "url": "http://127.0.0.1/x"}]})"));
-  CHECK(report.problems == problems{"webhooks[0].project_id: no project with id 77"});
+  CHECK(report.problems
+        == problems{"webhooks[0].project_id: no project with id 77"});
   // With --prune, a kind the document lists must list what it refers to.
   report = seed(conn, json::parse(R"({
     "projects": [{"id": 10, "namespace_id": 5, "path": "widgets"}],
     "webhooks": [{"id": 2, "project_id": 11, "url": "http://127.0.0.1/x"}]})"),
                 true);
-  CHECK(report.problems == problems{"webhooks[0].project_id: no project with id 11"});
+  CHECK(report.problems
+        == problems{"webhooks[0].project_id: no project with id 11"});
 }
 
 TEST_CASE("settings keys are upserted one by one", "[.pg]") {
   migrated m;
   auto& conn = *m.conn;
   seed_ok(conn, {{"settings", {{"external_url", "https://git.example.org"}}}});
-  CHECK(query1(conn, "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
+  CHECK(query1(conn,
+               "SELECT value #>> '{}' FROM settings WHERE key = 'external_url'")
         == "https://git.example.org");
-  CHECK(query1(conn, "SELECT value #>> '{}' FROM settings WHERE key = 'gitlab_version'")
-        == "18.6.0");
+  CHECK(
+    query1(conn,
+           "SELECT value #>> '{}' FROM settings WHERE key = 'gitlab_version'")
+    == "18.6.0");
   CHECK(query1(conn, "SELECT count(*) FROM settings") == "9");
 }
 
@@ -386,18 +430,22 @@ TEST_CASE("renaming a namespace moves the full paths below it", "[.pg]") {
   migrated m;
   auto& conn = *m.conn;
   seed_ok(conn, demo_seed());
-  auto doc = json::parse(R"({"namespaces": [{"id": 5, "path": "acme-corp", "name": "Acme"}]})");
+  auto doc = json::parse(
+    R"({"namespaces": [{"id": 5, "path": "acme-corp", "name": "Acme"}]})");
   seed_ok(conn, doc);
-  CHECK(query1(conn, "SELECT string_agg(full_path, ',' ORDER BY id) FROM namespaces")
+  CHECK(query1(conn,
+               "SELECT string_agg(full_path, ',' ORDER BY id) FROM namespaces")
         == "acme-corp,acme-corp/tools");
-  CHECK(query1(conn, "SELECT string_agg(full_path, ',' ORDER BY id) FROM projects")
-        == "acme-corp/widgets,acme-corp/tools/hammer");
+  CHECK(
+    query1(conn, "SELECT string_agg(full_path, ',' ORDER BY id) FROM projects")
+    == "acme-corp/widgets,acme-corp/tools/hammer");
   auto before = dump(conn, true);
   seed_ok(conn, doc);
   CHECK(dump(conn, true) == before);
 }
 
-TEST_CASE("--prune deletes what a listed kind no longer lists, nothing else", "[.pg]") {
+TEST_CASE("--prune deletes what a listed kind no longer lists, nothing else",
+          "[.pg]") {
   using namespace gatehouse::test;
   migrated m;
   auto& conn = *m.conn;
@@ -408,9 +456,12 @@ TEST_CASE("--prune deletes what a listed kind no longer lists, nothing else", "[
   json doc = {{"keys", {demo["keys"][1]}}, {"members", {demo["members"][1]}}};
   auto report = seed(conn, doc, true);
   REQUIRE(report.problems == problems{});
-  CHECK(report.pruned == std::map<std::string, std::int64_t>{{"keys", 1}, {"members", 1}});
-  CHECK(query1(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM keys") == "2,100");
-  CHECK(query1(conn, "SELECT string_agg(user_id::text, ',') FROM members") == "3");
+  CHECK(report.pruned
+        == std::map<std::string, std::int64_t>{{"keys", 1}, {"members", 1}});
+  CHECK(query1(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM keys")
+        == "2,100");
+  CHECK(query1(conn, "SELECT string_agg(user_id::text, ',') FROM members")
+        == "3");
   auto after = dump_tables(conn);
   for (const auto& [table, rows] : before)
     if (table != "keys" && table != "members")
@@ -425,7 +476,8 @@ TEST_CASE("--prune deletes what a listed kind no longer lists, nothing else", "[
   report = seed(conn, {{"deploy_keys", json::array()}}, true);
   REQUIRE(report.ok());
   CHECK(report.pruned.at("deploy_keys") == 1);
-  CHECK(query1(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM keys") == "1,2");
+  CHECK(query1(conn, "SELECT string_agg(id::text, ',' ORDER BY id) FROM keys")
+        == "1,2");
   CHECK(query1(conn, "SELECT count(*) FROM deploy_keys_projects") == "0");
 
   // A project and what belongs to it.
@@ -446,10 +498,14 @@ TEST_CASE("tokens are stored as SHA-256 digests only", "[.pg]") {
   CHECK(all.find(demo_pat) == std::string::npos);
   CHECK(all.find(demo_agent_token) == std::string::npos);
   CHECK(all.find("s3cret") != std::string::npos); // webhook tokens stay clear
-  CHECK(query1(conn, "SELECT token_digest = encode(sha256(convert_to('" + demo_pat
-                       + "', 'UTF8')), 'hex') FROM personal_access_tokens WHERE id = 1")
-        == "t");
-  CHECK(query1(conn, "SELECT token_digest = encode(sha256(convert_to('" + demo_agent_token
-                       + "', 'UTF8')), 'hex') FROM cluster_agent_tokens WHERE id = 1")
+  CHECK(
+    query1(conn,
+           "SELECT token_digest = encode(sha256(convert_to('" + demo_pat
+             + "', 'UTF8')), 'hex') FROM personal_access_tokens WHERE id = 1")
+    == "t");
+  CHECK(query1(conn,
+               "SELECT token_digest = encode(sha256(convert_to('"
+                 + demo_agent_token
+                 + "', 'UTF8')), 'hex') FROM cluster_agent_tokens WHERE id = 1")
         == "t");
 }

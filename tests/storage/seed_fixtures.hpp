@@ -11,34 +11,45 @@
 namespace gatehouse::test {
 
 inline const std::string key_a
-  = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+I9n3bASRYnv "
+  = "ssh-ed25519 "
+    "AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7+I9n3bASRYnv "
     "user-a@example";
 inline const std::string key_a_fingerprint
   = "SHA256:YaYVja1iCRmPcXXR9Oxgv8s3j/9MSOboNQSZf/6Rtjc";
 inline const std::string key_b
-  = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEeLk45vhk3NzclFPRxMC6t6M6wi5KpmYMSCrO24fNf6 "
+  = "ssh-ed25519 "
+    "AAAAC3NzaC1lZDI1NTE5AAAAIEeLk45vhk3NzclFPRxMC6t6M6wi5KpmYMSCrO24fNf6 "
     "user-b@example";
 inline const std::string key_b_fingerprint
   = "SHA256:NQ/EIZ31MnfKO5NMlpVdbq3h78I/XqTHx00joHqlKiY";
 inline const std::string key_c
-  = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMZtA02YfPBpiqNHvAmThNKzn05zBYx+6n1n2TY/cB3 "
+  = "ssh-ed25519 "
+    "AAAAC3NzaC1lZDI1NTE5AAAAIGMZtA02YfPBpiqNHvAmThNKzn05zBYx+6n1n2TY/cB3 "
     "user-c@example";
 inline const std::string key_c_fingerprint
   = "SHA256:z0vwC2efU6vGOX8KhasNuvYtyzmQtAJj8hGxV7D65sQ";
 inline const std::string key_d
-  = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBadJWYmZe6WbgadRQz7BL/nX9aOAmKqf1DKEdNlEl9w "
+  = "ssh-ed25519 "
+    "AAAAC3NzaC1lZDI1NTE5AAAAIBadJWYmZe6WbgadRQz7BL/nX9aOAmKqf1DKEdNlEl9w "
     "user-d@example";
 inline const std::string key_rsa
-  = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDCb7UdKFBF0gCMdfSXzW/WrOD1jttaOjhIQDzXcEz1XUXKdRcZ"
-    "LFCOFB6n1bp8nqTBi9H+WCiZ+4RAwpbjKGu5bIX2ysKgJ4E8wUwL8hYHC3sDeK3dmDKIZVCBo2PMbat2/qkkPtV7"
-    "JasXGc7FaJvUVTmQVQZR5TMjedUnQQ5ZO6ApLX3CnsZj9Ah7kyx74tzY02D59I19cnGTuCNkxFCf8EZP/wVZ/C1c"
-    "AVbK27b1kNTnOk4iHKDgzs7Ycad1LAKsXLQYLczZprxE/+Ksv2fb0jClMDzZqiZ1DjaVmZDy7SRJAiUtJ5ozjLTZ"
+  = "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAABAQDCb7UdKFBF0gCMdfSXzW/"
+    "WrOD1jttaOjhIQDzXcEz1XUXKdRcZ"
+    "LFCOFB6n1bp8nqTBi9H+WCiZ+"
+    "4RAwpbjKGu5bIX2ysKgJ4E8wUwL8hYHC3sDeK3dmDKIZVCBo2PMbat2/qkkPtV7"
+    "JasXGc7FaJvUVTmQVQZR5TMjedUnQQ5ZO6ApLX3CnsZj9Ah7kyx74tzY02D59I19cnGTuCNkxF"
+    "Cf8EZP/wVZ/C1c"
+    "AVbK27b1kNTnOk4iHKDgzs7Ycad1LAKsXLQYLczZprxE/"
+    "+Ksv2fb0jClMDzZqiZ1DjaVmZDy7SRJAiUtJ5ozjLTZ"
     "x8wKDuNMgtygtlON/cmD873Rp2AF rsa@example";
 inline const std::string key_rsa_fingerprint
   = "SHA256:QPYFAOF40/yegLtY0pg5jiaUIAtrQq3mGRn8wY7m9GU";
 inline const std::string key_ecdsa
-  = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBCXVDetZ/J/RgaYR"
-    "i8juC2IyAad3S1FKv5iHdjNndBNldS/d1a7XHVqrurW3NRh5c6OIOBH0QmzaWgsoy1i1REM= ec@example";
+  = "ecdsa-sha2-nistp256 "
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBCXVDetZ/J/RgaYR"
+    "i8juC2IyAad3S1FKv5iHdjNndBNldS/d1a7XHVqrurW3NRh5c6OIOBH0QmzaWgsoy1i1REM= "
+    "ec@example";
 inline const std::string key_ecdsa_fingerprint
   = "SHA256:6gT38QjhqFSqKrx0QFi68DUS6TK8R521hqWNRmsUSM0";
 

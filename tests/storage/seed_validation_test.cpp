@@ -48,7 +48,8 @@ TEST_CASE("every top-level key is optional", "[unit][seed]") {
 }
 
 TEST_CASE("a document that is not an object is rejected", "[unit][seed]") {
-  CHECK(validate_seed(json::array()) == problems{"document: must be a JSON object"});
+  CHECK(validate_seed(json::array())
+        == problems{"document: must be a JSON object"});
 }
 
 TEST_CASE("unknown keys are reported at every level", "[unit][seed]") {
@@ -56,7 +57,8 @@ TEST_CASE("unknown keys are reported at every level", "[unit][seed]") {
         == problems{"document: unknown key \"usres\""});
   auto doc = base();
   doc["projects"][0]["visibilty"] = "public";
-  CHECK(validate_seed(doc) == problems{"projects[0]: unknown key \"visibilty\""});
+  CHECK(validate_seed(doc)
+        == problems{"projects[0]: unknown key \"visibilty\""});
   CHECK(validate_with({{"settings", {{"gitlab_versoin", "18.6.0"}}}})
         == problems{"settings: unknown key \"gitlab_versoin\""});
   auto deploy = json::parse(R"({"deploy_keys": [{"id": 100, "key": "",
@@ -69,33 +71,41 @@ TEST_CASE("unknown keys are reported at every level", "[unit][seed]") {
 TEST_CASE("types are checked", "[unit][seed]") {
   auto doc = base();
   doc["users"][0]["admin"] = "yes";
-  CHECK(validate_seed(doc) == problems{"users[0].admin: must be true or false"});
+  CHECK(validate_seed(doc)
+        == problems{"users[0].admin: must be true or false"});
   doc = base();
   doc["users"][1]["name"] = 5;
   CHECK(validate_seed(doc) == problems{"users[1].name: must be a string"});
   CHECK(validate_with({{"users", 3}}) == problems{"users: must be an array"});
-  CHECK(validate_with({{"users", {1}}}) == problems{"users[0]: must be an object"});
+  CHECK(validate_with({{"users", {1}}})
+        == problems{"users[0]: must be an object"});
   CHECK(validate_with({{"settings", {{"gitlab_shell_operation_limit", -1}}}})
-        == problems{"settings.gitlab_shell_operation_limit: must be an integer >= 0"});
-  CHECK(validate_with({{"settings", {{"external_url", "gitlab.example.com"}}}})
-        == problems{"settings.external_url: must be an http:// or https:// URL"});
-  CHECK(validate_with({{"settings", {{"allow_local_requests_from_web_hooks_and_services", 1}}}})
-        == problems{"settings.allow_local_requests_from_web_hooks_and_services: "
-                    "must be true or false"});
+        == problems{
+          "settings.gitlab_shell_operation_limit: must be an integer >= 0"});
+  CHECK(
+    validate_with({{"settings", {{"external_url", "gitlab.example.com"}}}})
+    == problems{"settings.external_url: must be an http:// or https:// URL"});
+  CHECK(
+    validate_with(
+      {{"settings", {{"allow_local_requests_from_web_hooks_and_services", 1}}}})
+    == problems{"settings.allow_local_requests_from_web_hooks_and_services: "
+                "must be true or false"});
 }
 
 TEST_CASE("ids are positive integers, unique per kind", "[unit][seed]") {
   for (auto bad : {json(0), json(-3), json("1"), json(1.5), json(nullptr)}) {
     auto doc = base();
     doc["users"][1]["id"] = bad;
-    CHECK(validate_seed(doc) == problems{"users[1].id: must be a positive integer"});
+    CHECK(validate_seed(doc)
+          == problems{"users[1].id: must be a positive integer"});
   }
   auto doc = base();
   doc["users"][1].erase("id");
   CHECK(validate_seed(doc) == problems{"users[1].id: is required"});
   doc = base();
   doc["users"][1]["id"] = 1;
-  CHECK(validate_seed(doc) == problems{"users[1].id: id 1 is also used by users[0]"});
+  CHECK(validate_seed(doc)
+        == problems{"users[1].id: id 1 is also used by users[0]"});
 }
 
 TEST_CASE("keys and deploy keys share one id space", "[unit][seed]") {
@@ -112,50 +122,69 @@ TEST_CASE("enums are checked", "[unit][seed]") {
   doc["projects"][0]["repository_access_level"] = "on";
   doc["users"][0]["state"] = "asleep";
   CHECK(validate_seed(doc)
-        == problems{"users[0].state: must be one of active, blocked, deactivated, "
-                    "blocked_pending_approval, banned",
-                    "projects[0].visibility: must be one of private, internal, public",
-                    "projects[0].repository_access_level: must be one of enabled, "
-                    "private, disabled"});
-  CHECK(validate_with({{"settings", {{"enabled_git_access_protocol", "ftp"}}}})
-        == problems{"settings.enabled_git_access_protocol: must be one of all, ssh, http"});
-  CHECK(validate_with(json::parse(R"({"members": [
+        == problems{
+          "users[0].state: must be one of active, blocked, deactivated, "
+          "blocked_pending_approval, banned",
+          "projects[0].visibility: must be one of private, internal, public",
+          "projects[0].repository_access_level: must be one of enabled, "
+          "private, disabled"});
+  CHECK(
+    validate_with({{"settings", {{"enabled_git_access_protocol", "ftp"}}}})
+    == problems{
+      "settings.enabled_git_access_protocol: must be one of all, ssh, http"});
+  CHECK(
+    validate_with(json::parse(R"({"members": [
           {"user_id": 1, "project_id": 10, "access_level": 35}]})"))
-        == problems{"members[0].access_level: must be one of 10, 20, 30, 40, 50"});
-  CHECK(validate_with(json::parse(R"({"protected_branches": [
+    == problems{"members[0].access_level: must be one of 10, 20, 30, 40, 50"});
+  CHECK(
+    validate_with(json::parse(R"({"protected_branches": [
           {"id": 1, "project_id": 10, "name": "main", "push_access_level": 50}]})"))
-        == problems{"protected_branches[0].push_access_level: must be one of 0, 30, 40, 60"});
+    == problems{
+      "protected_branches[0].push_access_level: must be one of 0, 30, 40, 60"});
   auto keys = base();
-  keys["keys"] = {{{"id", 1}, {"user_id", 1}, {"key", gatehouse::test::key_a},
+  keys["keys"] = {{{"id", 1},
+                   {"user_id", 1},
+                   {"key", gatehouse::test::key_a},
                    {"usage_type", "login"}}};
-  CHECK(validate_seed(keys)
-        == problems{"keys[0].usage_type: must be one of auth, signing, auth_and_signing"});
+  CHECK(
+    validate_seed(keys)
+    == problems{
+      "keys[0].usage_type: must be one of auth, signing, auth_and_signing"});
 }
 
-TEST_CASE("members name exactly one of project_id and namespace_id", "[unit][seed]") {
+TEST_CASE("members name exactly one of project_id and namespace_id",
+          "[unit][seed]") {
   CHECK(validate_with(json::parse(R"({"members": [
           {"user_id": 1, "access_level": 30},
           {"user_id": 1, "project_id": 10, "namespace_id": 5, "access_level": 30}]})"))
-        == problems{"members[0]: exactly one of project_id or namespace_id is required",
-                    "members[1]: exactly one of project_id or namespace_id is required"});
-  CHECK(validate_with(json::parse(R"({"members": [
+        == problems{
+          "members[0]: exactly one of project_id or namespace_id is required",
+          "members[1]: exactly one of project_id or namespace_id is required"});
+  CHECK(
+    validate_with(json::parse(R"({"members": [
           {"user_id": 1, "project_id": 10, "access_level": 30},
           {"user_id": 1, "project_id": 10, "access_level": 40}]})"))
-        == problems{"members[1]: user 1 is already a member there in members[0]"});
+    == problems{"members[1]: user 1 is already a member there in members[0]"});
 }
 
 TEST_CASE("references must resolve", "[unit][seed]") {
   auto doc = base();
-  doc["projects"].push_back({{"id", 11}, {"namespace_id", 9}, {"path", "gadgets"},
+  doc["projects"].push_back({{"id", 11},
+                             {"namespace_id", 9},
+                             {"path", "gadgets"},
                              {"storage", "fast"}});
-  doc["deploy_keys"] = {{{"id", 100}, {"key", gatehouse::test::key_b},
-                         {"projects", {{{"project_id", 10}}, {{"project_id", 12}}}}}};
-  doc["members"] = {{{"user_id", 4}, {"namespace_id", 5}, {"access_level", 10}}};
-  CHECK(validate_seed(doc)
-        == problems{"deploy_keys[0].projects[1].project_id: no project with id 12",
-                    "projects[1].namespace_id: no namespace with id 9",
-                    "projects[1].storage: no storage named \"fast\"",
-                    "members[0].user_id: no user with id 4"});
+  doc["deploy_keys"]
+    = {{{"id", 100},
+        {"key", gatehouse::test::key_b},
+        {"projects", {{{"project_id", 10}}, {{"project_id", 12}}}}}};
+  doc["members"]
+    = {{{"user_id", 4}, {"namespace_id", 5}, {"access_level", 10}}};
+  CHECK(
+    validate_seed(doc)
+    == problems{"deploy_keys[0].projects[1].project_id: no project with id 12",
+                "projects[1].namespace_id: no namespace with id 9",
+                "projects[1].storage: no storage named \"fast\"",
+                "members[0].user_id: no user with id 4"});
 }
 
 TEST_CASE("a lookup resolves references to objects outside the document",
@@ -163,15 +192,16 @@ TEST_CASE("a lookup resolves references to objects outside the document",
   auto doc = json::parse(R"({"members": [
     {"user_id": 2, "project_id": 10, "access_level": 30},
     {"user_id": 3, "project_id": 10, "access_level": 30}]})");
-  gatehouse::storage::seed_lookup lookup
-    = [](const std::string& kind, const std::set<std::string>& keys) {
-        std::set<std::string> found;
-        for (const auto& k : keys)
-          if ((kind == "users" && k == "2") || (kind == "projects" && k == "10"))
-            found.insert(k);
-        return found;
-      };
-  CHECK(validate_seed(doc, lookup) == problems{"members[1].user_id: no user with id 3"});
+  gatehouse::storage::seed_lookup lookup =
+    [](const std::string& kind, const std::set<std::string>& keys) {
+      std::set<std::string> found;
+      for (const auto& k : keys)
+        if ((kind == "users" && k == "2") || (kind == "projects" && k == "10"))
+          found.insert(k);
+      return found;
+    };
+  CHECK(validate_seed(doc, lookup)
+        == problems{"members[1].user_id: no user with id 3"});
 }
 
 TEST_CASE("namespace parent cycles are reported", "[unit][seed]") {
@@ -181,27 +211,34 @@ TEST_CASE("namespace parent cycles are reported", "[unit][seed]") {
     {"id": 6, "path": "a", "parent_id": 6},
     {"id": 7, "path": "b", "parent_id": 5}])");
   CHECK(validate_seed(doc)
-        == problems{"namespaces[0].parent_id: namespace 5 would be its own ancestor",
-                    "namespaces[1].parent_id: namespace 6 would be its own ancestor",
-                    "namespaces[2].parent_id: namespace 7 would be its own ancestor"});
+        == problems{
+          "namespaces[0].parent_id: namespace 5 would be its own ancestor",
+          "namespaces[1].parent_id: namespace 6 would be its own ancestor",
+          "namespaces[2].parent_id: namespace 7 would be its own ancestor"});
 }
 
-TEST_CASE("paths are checked and unique where GitLab needs them", "[unit][seed]") {
+TEST_CASE("paths are checked and unique where GitLab needs them",
+          "[unit][seed]") {
   auto doc = base();
   doc["namespaces"].push_back({{"id", 6}, {"path", "ACME"}});
-  doc["projects"].push_back({{"id", 11}, {"namespace_id", 5}, {"path", "Widgets"}});
+  doc["projects"].push_back(
+    {{"id", 11}, {"namespace_id", 5}, {"path", "Widgets"}});
   doc["projects"][0]["redirects"] = {"acme/old", "nope"};
-  CHECK(validate_seed(doc)
-        == problems{"namespaces[1].path: path \"ACME\" is also used by namespaces[0] "
-                    "under the same parent",
-                    "projects[0].redirects[1]: must be a full path like \"group/project\"",
-                    "projects[1].path: path \"Widgets\" is also used by projects[0] in "
-                    "the same namespace"});
+  CHECK(
+    validate_seed(doc)
+    == problems{
+      "namespaces[1].path: path \"ACME\" is also used by namespaces[0] "
+      "under the same parent",
+      "projects[0].redirects[1]: must be a full path like \"group/project\"",
+      "projects[1].path: path \"Widgets\" is also used by projects[0] in "
+      "the same namespace"});
   doc = base();
   doc["namespaces"][0]["path"] = "a/b";
-  CHECK(validate_seed(doc)
-        == problems{"namespaces[0].path: must be a path of letters, digits, '_', '-' "
-                    "and '.' (not starting with '-' or '.', not ending in .git or .atom)"});
+  CHECK(
+    validate_seed(doc)
+    == problems{
+      "namespaces[0].path: must be a path of letters, digits, '_', '-' "
+      "and '.' (not starting with '-' or '.', not ending in .git or .atom)"});
 }
 
 TEST_CASE("SSH keys must parse", "[unit][seed]") {
@@ -215,17 +252,21 @@ TEST_CASE("SSH keys must parse", "[unit][seed]") {
   CHECK(with_key(key_rsa) == problems{});
   CHECK(with_key(key_ecdsa) == problems{});
   CHECK(with_key("ssh-foo AAAA")
-        == problems{"keys[0].key: unsupported key type \"ssh-foo\" (expected a line like "
-                    "\"ssh-ed25519 AAAA... comment\")"});
-  CHECK(with_key("ssh-ed25519") == problems{"keys[0].key: has no key data after \"ssh-ed25519\""});
+        == problems{
+          "keys[0].key: unsupported key type \"ssh-foo\" (expected a line like "
+          "\"ssh-ed25519 AAAA... comment\")"});
+  CHECK(with_key("ssh-ed25519")
+        == problems{"keys[0].key: has no key data after \"ssh-ed25519\""});
   CHECK(with_key("ssh-ed25519 AAAA!!!! x")
         == problems{"keys[0].key: key data is not valid base64"});
   // An RSA blob labelled as ed25519.
   CHECK(with_key("ssh-ed25519" + key_rsa.substr(7))
         == problems{"keys[0].key: key data is a ssh-rsa key, not ssh-ed25519"});
   // The ed25519 blob cut short (still valid base64).
-  CHECK(with_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7")
-        == problems{"keys[0].key: key data is not a well-formed ssh-ed25519 key"});
+  CHECK(
+    with_key(
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7")
+    == problems{"keys[0].key: key data is not a well-formed ssh-ed25519 key"});
   CHECK(with_key("") == problems{"keys[0].key: must not be empty"});
 }
 
@@ -234,31 +275,38 @@ TEST_CASE("the same key may not be registered twice", "[unit][seed]") {
   auto doc = base();
   doc["keys"] = {{{"id", 1}, {"user_id", 1}, {"key", key_a}}};
   // Same blob, other comment.
-  doc["deploy_keys"] = {{{"id", 2}, {"key", key_a.substr(0, key_a.rfind(' ')) + " other"}}};
+  doc["deploy_keys"]
+    = {{{"id", 2}, {"key", key_a.substr(0, key_a.rfind(' ')) + " other"}}};
   CHECK(validate_seed(doc)
-        == problems{"deploy_keys[0].key: same key as keys[0] (" + key_a_fingerprint + ")"});
+        == problems{"deploy_keys[0].key: same key as keys[0] ("
+                    + key_a_fingerprint + ")"});
 }
 
 TEST_CASE("times are ISO-8601 UTC and dates YYYY-MM-DD", "[unit][seed]") {
   using namespace gatehouse::test;
   auto with_expiry = [](const json& time, const json& date) {
     auto doc = base();
-    doc["keys"] = {{{"id", 1}, {"user_id", 1}, {"key", key_a}, {"expires_at", time}}};
-    doc["personal_access_tokens"] = {{{"id", 1}, {"user_id", 1}, {"name", "t"},
-                                      {"token", "x"}, {"expires_at", date}}};
+    doc["keys"]
+      = {{{"id", 1}, {"user_id", 1}, {"key", key_a}, {"expires_at", time}}};
+    doc["personal_access_tokens"] = {{{"id", 1},
+                                      {"user_id", 1},
+                                      {"name", "t"},
+                                      {"token", "x"},
+                                      {"expires_at", date}}};
     return validate_seed(doc);
   };
   CHECK(with_expiry("2030-01-31T23:59:59Z", "2024-02-29") == problems{});
   CHECK(with_expiry("2030-01-31T23:59:59.123+00:00", nullptr) == problems{});
-  const std::string time_problem
-    = "keys[0].expires_at: must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z or null";
-  const std::string date_problem
-    = "personal_access_tokens[0].expires_at: must be a date like 2027-12-31 or null";
+  const std::string time_problem = "keys[0].expires_at: must be an ISO-8601 "
+                                   "UTC time like 2026-01-01T00:00:00Z or null";
+  const std::string date_problem = "personal_access_tokens[0].expires_at: must "
+                                   "be a date like 2027-12-31 or null";
   CHECK(with_expiry("2030-01-31 23:59:59", "2023-02-29")
         == problems{time_problem, date_problem});
   CHECK(with_expiry("2030-01-31T23:59:59+02:00", "2027-12-31T00:00:00Z")
         == problems{time_problem, date_problem});
-  CHECK(with_expiry("2030-13-01T00:00:00Z", "2027-1-31") == problems{time_problem, date_problem});
+  CHECK(with_expiry("2030-13-01T00:00:00Z", "2027-1-31")
+        == problems{time_problem, date_problem});
 }
 
 TEST_CASE("tokens are required and unique", "[unit][seed]") {
@@ -266,7 +314,8 @@ TEST_CASE("tokens are required and unique", "[unit][seed]") {
           {"id": 1, "user_id": 1, "name": "a", "token": "glpat-same"},
           {"id": 2, "user_id": 2, "name": "b", "token": "glpat-same"},
           {"id": 3, "user_id": 2, "name": "c"}]})"))
-        == problems{"personal_access_tokens[1].token: same token as personal_access_tokens[0]",
+        == problems{"personal_access_tokens[1].token: same token as "
+                    "personal_access_tokens[0]",
                     "personal_access_tokens[2].token: is required"});
 }
 
@@ -277,21 +326,23 @@ TEST_CASE("all problems are reported together", "[unit][seed]") {
     "members": [{"user_id": 1, "project_id": 10, "access_level": 60}],
     "webhooks": [{"id": 1, "project_id": 10, "url": "ftp://x"}]
   })");
-  CHECK(validate_seed(doc)
-        == problems{"users[0].state: must be one of active, blocked, deactivated, "
-                    "blocked_pending_approval, banned",
-                    "projects[0]: unknown key \"visibilty\"",
-                    "members[0].access_level: must be one of 10, 20, 30, 40, 50",
-                    "webhooks[0].url: must be an http:// or https:// URL",
-                    "projects[0].namespace_id: no namespace with id 9",
-                    "projects[0].storage: no storage named \"default\""});
+  CHECK(
+    validate_seed(doc)
+    == problems{"users[0].state: must be one of active, blocked, deactivated, "
+                "blocked_pending_approval, banned",
+                "projects[0]: unknown key \"visibilty\"",
+                "members[0].access_level: must be one of 10, 20, 30, 40, 50",
+                "webhooks[0].url: must be an http:// or https:// URL",
+                "projects[0].namespace_id: no namespace with id 9",
+                "projects[0].storage: no storage named \"default\""});
 }
 
 TEST_CASE("the schema is embedded in name order", "[unit][migrate]") {
   const auto& migrations = gatehouse::storage::embedded_migrations();
   REQUIRE(!migrations.empty());
   CHECK(migrations.front().name == "001_core.sql");
-  CHECK(migrations.front().sql.find("CREATE TABLE IF NOT EXISTS settings") != std::string::npos);
+  CHECK(migrations.front().sql.find("CREATE TABLE IF NOT EXISTS settings")
+        != std::string::npos);
   for (std::size_t i = 1; i < migrations.size(); ++i)
     CHECK(migrations[i - 1].name < migrations[i].name);
 }

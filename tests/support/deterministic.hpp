@@ -65,8 +65,8 @@ public:
   caf::expected<Result> ask(const Handle& dest, Ts&&... xs) {
     auto handle = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
     run();
-    caf::expected<Result> out{caf::make_error(caf::sec::request_timeout,
-                                              "no answer after running")};
+    caf::expected<Result> out{
+      caf::make_error(caf::sec::request_timeout, "no answer after running")};
     if (self->mailbox().empty())
       return out;
     handle.receive([&](Result& x) { out = std::move(x); },

@@ -49,8 +49,7 @@ public:
       argv.insert(argv.end(), {"-c", config_file_});
     argv.insert(argv.end(),
                 {"-a", "127.0.0.1", "-p", std::to_string(port_.port()), "-m",
-                 "-1", "--ports_file_dir", dir_, "-js", "-sd",
-                 dir_ + "/js"});
+                 "-1", "--ports_file_dir", dir_, "-js", "-sd", dir_ + "/js"});
     proc_ = std::make_unique<child>(argv, env_, dir_ + "/nats");
     bool up = eventually(
       [&] {
@@ -79,8 +78,8 @@ public:
 
   /// nats://[userinfo@]127.0.0.1:port
   std::string url(const std::string& userinfo = {}) const {
-    return "nats://" + (userinfo.empty() ? "" : userinfo + "@") + "127.0.0.1:"
-           + std::to_string(port_.port());
+    return "nats://" + (userinfo.empty() ? "" : userinfo + "@")
+      + "127.0.0.1:" + std::to_string(port_.port());
   }
 
   int port() const {
@@ -105,7 +104,8 @@ public:
     if (jsz.is_discarded() || !jsz.contains("account_details"))
       return nullptr;
     for (auto& account : jsz["account_details"])
-      for (auto& detail : account.value("stream_detail", nlohmann::json::array()))
+      for (auto& detail :
+           account.value("stream_detail", nlohmann::json::array()))
         if (detail.value("name", "") == stream)
           return detail["config"];
     return nullptr;
@@ -117,7 +117,7 @@ private:
   /// 0 until it is there and complete.
   int monitoring_port() const {
     auto path = dir_ + "/" + basename(env_or_fail("GATEHOUSE_TEST_NATS_SERVER"))
-                + "_" + std::to_string(proc_->pid()) + ".ports";
+      + "_" + std::to_string(proc_->pid()) + ".ports";
     auto ports = nlohmann::json::parse(read_file(path), nullptr, false);
     if (!ports.is_object() || !ports.contains("monitoring")
         || ports["monitoring"].empty())

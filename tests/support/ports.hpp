@@ -96,8 +96,9 @@ inline int serving_port(const std::string& log) {
 
 /// Waits until `proc` (a `gatehouse serve`) logs that it serves and returns
 /// its HTTP port; fails at once if it exits instead.
-inline int wait_serving_port(child& proc, std::chrono::milliseconds limit
-                                          = std::chrono::seconds(30)) {
+inline int wait_serving_port(child& proc,
+                             std::chrono::milliseconds limit
+                             = std::chrono::seconds(30)) {
   int port = 0;
   eventually(
     [&] {

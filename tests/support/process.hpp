@@ -34,8 +34,8 @@ inline std::string env_or_fail(const char* name) {
 /// A fresh directory under GATEHOUSE_TEST_WORK_DIR (or /tmp).
 inline std::string make_temp_dir(const std::string& prefix) {
   const char* base = std::getenv("GATEHOUSE_TEST_WORK_DIR");
-  std::string templ = std::string{base ? base : "/tmp"} + "/" + prefix
-                      + ".XXXXXX";
+  std::string templ
+    = std::string{base ? base : "/tmp"} + "/" + prefix + ".XXXXXX";
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   REQUIRE(::mkdtemp(buf.data()) != nullptr);
@@ -153,8 +153,8 @@ private:
 
 /// Polls `pred` every 20 ms until it holds or `limit` passes.
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit
-                           = std::chrono::seconds(10)) {
+bool eventually(Pred pred,
+                std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   do {
     if (pred())

@@ -66,19 +66,25 @@ public:
   scratch_database& operator=(const scratch_database&) = delete;
 
   /// Connection string of the scratch database (same server and user).
-  const std::string& url() const { return url_; }
+  const std::string& url() const {
+    return url_;
+  }
 
   /// Its name, e.g. "gatehouse_test_1234_0_5f3a9c".
-  const std::string& name() const { return name_; }
+  const std::string& name() const {
+    return name_;
+  }
 
 private:
   static std::string unique_name() {
     static std::atomic<unsigned> counter{0};
     std::random_device entropy;
-    auto salt = std::to_string(entropy() ^ static_cast<unsigned>(
-                  std::chrono::steady_clock::now().time_since_epoch().count()));
+    auto salt = std::to_string(
+      entropy()
+      ^ static_cast<unsigned>(
+        std::chrono::steady_clock::now().time_since_epoch().count()));
     return "gatehouse_test_" + std::to_string(::getpid()) + "_"
-           + std::to_string(counter++) + "_" + salt;
+      + std::to_string(counter++) + "_" + salt;
   }
 
   /// `url` with its database replaced by `name`. Handles both libpq forms:

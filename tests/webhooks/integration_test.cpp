@@ -142,10 +142,10 @@ public:
       return false;
     bool done = ci->NumAckPending == 0 && ci->NumPending == 0;
     last_state_ = "ack pending " + std::to_string(ci->NumAckPending)
-                  + ", pending " + std::to_string(ci->NumPending)
-                  + ", redelivered " + std::to_string(ci->NumRedelivered)
-                  + ", delivered " + std::to_string(ci->Delivered.Consumer)
-                  + ", ack floor " + std::to_string(ci->AckFloor.Consumer);
+      + ", pending " + std::to_string(ci->NumPending) + ", redelivered "
+      + std::to_string(ci->NumRedelivered) + ", delivered "
+      + std::to_string(ci->Delivered.Consumer) + ", ack floor "
+      + std::to_string(ci->AckFloor.Consumer);
     jsConsumerInfo_Destroy(ci);
     return done;
   }
@@ -177,8 +177,10 @@ json seed_doc(bool allow_local, const json& hooks) {
       {"gitlab_version", "18.6.0"},
       {"allow_local_requests_from_web_hooks_and_services", allow_local}}},
     {"storages",
-     json::array({{{"name", "default"}, {"gitaly_address", "unix:/tmp/gitaly.sock"}}})},
-    {"namespaces", json::array({{{"id", 5}, {"path", "acme"}, {"name", "Acme"}}})},
+     json::array(
+       {{{"name", "default"}, {"gitaly_address", "unix:/tmp/gitaly.sock"}}})},
+    {"namespaces",
+     json::array({{{"id", 5}, {"path", "acme"}, {"name", "Acme"}}})},
     {"projects",
      json::array({{{"id", 10}, {"namespace_id", 5}, {"path", "widgets"}},
                   {{"id", 11}, {"namespace_id", 5}, {"path", "gadgets"}}})},
@@ -188,16 +190,17 @@ json seed_doc(bool allow_local, const json& hooks) {
 json hook(long id, long project, const std::string& url,
           const std::string& token = "", bool push = true, bool tag = true,
           bool enabled = true) {
-  return {{"id", id},          {"project_id", project}, {"url", url},
-          {"token", token},    {"push_events", push},   {"tag_push_events", tag},
-          {"enabled", enabled}};
+  return {
+    {"id", id},          {"project_id", project}, {"url", url},
+    {"token", token},    {"push_events", push},   {"tag_push_events", tag},
+    {"enabled", enabled}};
 }
 
 std::string push_body(const std::string& ref, int n) {
   // Non-ASCII and key order must reach the receiver byte for byte.
   return R"({"object_kind":"push","event_name":"push","ref":")" + ref
-         + R"(","n":)" + std::to_string(n)
-         + R"(,"user_name":"Zoë Ünïcode","project_id":10,"commits":[]})";
+    + R"(","n":)" + std::to_string(n)
+    + R"(,"user_name":"Zoë Ünïcode","project_id":10,"commits":[]})";
 }
 
 /// The database, nats-server and a running `gatehouse webhooks`.
@@ -234,16 +237,23 @@ public:
   void start() {
     log_prefix_ = make_temp_dir("whproc") + "/webhooks";
     proc_ = std::make_unique<child>(
-      std::vector<std::string>{env_or_fail("GATEHOUSE_TEST_BINARY"), "webhooks"},
+      std::vector<std::string>{env_or_fail("GATEHOUSE_TEST_BINARY"),
+                               "webhooks"},
       env_, log_prefix_);
   }
 
   /// SIGTERM; returns the exit code.
-  int stop() { return proc_->stop(SIGTERM); }
+  int stop() {
+    return proc_->stop(SIGTERM);
+  }
 
-  std::string log() const { return proc_->out() + proc_->err(); }
+  std::string log() const {
+    return proc_->out() + proc_->err();
+  }
 
-  publisher& pub() { return *pub_; }
+  publisher& pub() {
+    return *pub_;
+  }
 
   pqxx::connection& sql() {
     if (!sql_)
@@ -276,8 +286,8 @@ public:
   row wait_delivery(const std::string& event, long hook_id,
                     milliseconds limit = seconds(20)) {
     std::optional<row> r;
-    bool found = eventually([&] { return (r = delivery(event, hook_id)).has_value(); },
-                            limit);
+    bool found = eventually(
+      [&] { return (r = delivery(event, hook_id)).has_value(); }, limit);
     INFO("event " << event << " hook " << hook_id << "\n" << log());
     REQUIRE(found);
     return *r;
@@ -285,8 +295,9 @@ public:
 
   long count_deliveries(const std::string& where = "true") {
     pqxx::nontransaction tx{sql()};
-    return tx.exec1("SELECT count(*) FROM gatehouse_state.webhook_deliveries WHERE "
-                    + where)[0]
+    return tx
+      .exec1("SELECT count(*) FROM gatehouse_state.webhook_deliveries WHERE "
+             + where)[0]
       .as<long>();
   }
 
@@ -294,11 +305,12 @@ public:
   /// NULL), permanently_disabled.
   std::tuple<int, int, long, bool> state(long hook_id) {
     pqxx::nontransaction tx{sql()};
-    auto r = tx.exec_params(
-      "SELECT recent_failures, backoff_count,"
-      " COALESCE((extract(epoch FROM disabled_until - now()) * 1000)::bigint, -1),"
-      " permanently_disabled FROM gatehouse_state.webhook_states WHERE hook_id = $1",
-      hook_id);
+    auto r = tx.exec_params("SELECT recent_failures, backoff_count,"
+                            " COALESCE((extract(epoch FROM disabled_until - "
+                            "now()) * 1000)::bigint, -1),"
+                            " permanently_disabled FROM "
+                            "gatehouse_state.webhook_states WHERE hook_id = $1",
+                            hook_id);
     if (r.empty())
       return {0, 0, -1, false};
     return {r[0][0].as<int>(), r[0][1].as<int>(), r[0][2].as<long>(),
@@ -311,11 +323,17 @@ public:
     return done;
   }
 
-  const std::map<std::string, std::string>& env() const { return env_; }
+  const std::map<std::string, std::string>& env() const {
+    return env_;
+  }
 
-  nats_server& nats() { return nats_; }
+  nats_server& nats() {
+    return nats_;
+  }
 
-  bool running() { return proc_->running(); }
+  bool running() {
+    return proc_->running();
+  }
 
   /// A new publisher connection (after a nats-server restart).
   void reconnect_publisher() {
@@ -403,8 +421,10 @@ TEST_CASE("push and tag push events reach the subscribed hooks with GitLab's "
   CHECK(r1.header("X-Gitlab-Event") == "Push Hook");
   CHECK(r1.header("X-Gitlab-Token") == secret_token);
   CHECK(r1.header("X-Gitlab-Event-UUID") == e1);
-  CHECK(r1.header("X-Gitlab-Webhook-UUID") == gatehouse::webhooks::webhook_uuid(1));
-  CHECK(r1.header("Idempotency-Key") == gatehouse::webhooks::idempotency_key(e1, 1));
+  CHECK(r1.header("X-Gitlab-Webhook-UUID")
+        == gatehouse::webhooks::webhook_uuid(1));
+  CHECK(r1.header("Idempotency-Key")
+        == gatehouse::webhooks::idempotency_key(e1, 1));
   CHECK(r1.header("X-Gitlab-Instance") == "https://gitlab.example.com");
   CHECK(r1.header("User-Agent") == "GitLab/18.6.0");
   CHECK(r1.header("Host") == "127.0.0.1:" + std::to_string(rx.port()));
@@ -412,13 +432,15 @@ TEST_CASE("push and tag push events reach the subscribed hooks with GitLab's "
   auto& r2 = by[{"/plain", e1}];
   CHECK(r2.body == b1);
   CHECK_FALSE(r2.has_header("X-Gitlab-Token"));
-  CHECK(r2.header("X-Gitlab-Webhook-UUID") != r1.header("X-Gitlab-Webhook-UUID"));
+  CHECK(r2.header("X-Gitlab-Webhook-UUID")
+        != r1.header("X-Gitlab-Webhook-UUID"));
   CHECK(r2.header("Idempotency-Key") != r1.header("Idempotency-Key"));
 
   auto& r3 = by[{"/hook", e2}];
   CHECK(r3.body == b2);
   CHECK(r3.header("X-Gitlab-Event") == "Tag Push Hook");
-  CHECK(r3.header("X-Gitlab-Webhook-UUID") == r1.header("X-Gitlab-Webhook-UUID"));
+  CHECK(r3.header("X-Gitlab-Webhook-UUID")
+        == r1.header("X-Gitlab-Webhook-UUID"));
 
   CHECK(w.stop() == 0);
   auto log = w.log();
@@ -432,7 +454,8 @@ TEST_CASE("a failing receiver: retries, auto-disable, skips while disabled, "
           "[.integration][webhooks]") {
   receiver rx;
   rx.status = 500;
-  world w{true, json::array({hook(1, 10, rx.url("/hook"), secret_token)}),
+  world w{true,
+          json::array({hook(1, 10, rx.url("/hook"), secret_token)}),
           {{"GATEHOUSE_WEBHOOK_BACKOFF_BASE_MS", "5000"}}};
 
   std::vector<std::string> events;
@@ -501,8 +524,9 @@ TEST_CASE("without allow_local, loopback targets are refused and count as "
           "failures",
           "[.integration][webhooks]") {
   receiver rx;
-  world w{false, json::array({hook(1, 10, rx.url("/hook"), secret_token),
-                              hook(2, 10, rx.url("/hook", "localhost"), "")})};
+  world w{false,
+          json::array({hook(1, 10, rx.url("/hook"), secret_token),
+                       hook(2, 10, rx.url("/hook", "localhost"), "")})};
   const auto e1 = new_uuid();
   w.pub().publish("push", 10, e1, push_body("refs/heads/main", 1));
   auto d1 = w.wait_delivery(e1, 1);
@@ -551,10 +575,9 @@ TEST_CASE("the consumer waits for NATS and PostgreSQL, creates the stream, "
   receiver rx;
   scratch_database db;
   nats_server nats{false};
-  std::map<std::string, std::string> env{
-    {"GATEHOUSE_DATABASE_URL", db.url()},
-    {"GATEHOUSE_NATS_URL", nats.url()},
-    {"GATEHOUSE_LOG_FORMAT", "json"}};
+  std::map<std::string, std::string> env{{"GATEHOUSE_DATABASE_URL", db.url()},
+                                         {"GATEHOUSE_NATS_URL", nats.url()},
+                                         {"GATEHOUSE_LOG_FORMAT", "json"}};
   // Neither nats-server nor the schema exist yet.
   auto prefix = make_temp_dir("whproc") + "/webhooks";
   child proc{{env_or_fail("GATEHOUSE_TEST_BINARY"), "webhooks"}, env, prefix};
@@ -573,8 +596,9 @@ TEST_CASE("the consumer waits for NATS and PostgreSQL, creates the stream, "
   std::string err;
   REQUIRE(run_cli({"migrate"}, env, &err) == 0);
   auto path = make_temp_dir("whseed") + "/seed.json";
-  write_file(path,
-             seed_doc(true, json::array({hook(1, 10, rx.url("/hook"), "")})).dump());
+  write_file(
+    path,
+    seed_doc(true, json::array({hook(1, 10, rx.url("/hook"), "")})).dump());
   REQUIRE(run_cli({"seed", path}, env, &err) == 0);
 
   // The consumer may have taken e1 between migrate and seed, when the

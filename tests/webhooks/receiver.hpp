@@ -52,7 +52,9 @@ public:
     port_ = server_.bind_to_any_port("127.0.0.1");
     // bind_to_any_port listens already: connections queue until the
     // thread accepts them.
-    thread_ = std::thread{[this] { server_.listen_after_bind(); }};
+    thread_ = std::thread{[this] {
+      server_.listen_after_bind();
+    }};
     // stop() before the loop runs would be lost and join() would hang.
     while (!server_.is_running())
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -66,9 +68,12 @@ public:
   receiver(const receiver&) = delete;
   receiver& operator=(const receiver&) = delete;
 
-  int port() const { return port_; }
+  int port() const {
+    return port_;
+  }
 
-  std::string url(const std::string& path, const std::string& host = "127.0.0.1") const {
+  std::string url(const std::string& path,
+                  const std::string& host = "127.0.0.1") const {
     return "http://" + host + ":" + std::to_string(port_) + path;
   }
 

@@ -91,8 +91,7 @@ TEST_CASE("allow_local lets local categories through, never multicast",
   CHECK_FALSE(refusal(std::nullopt, false));
 }
 
-TEST_CASE("resolution checks every address of a name",
-          "[webhooks][address]") {
+TEST_CASE("resolution checks every address of a name", "[webhooks][address]") {
   auto r = resolve_and_check("127.0.0.1", false);
   CHECK(r.blocked);
   CHECK(r.addresses.empty());
@@ -211,9 +210,9 @@ TEST_CASE("a successful delivery resets the failure state",
 
 TEST_CASE("name-based UUIDs follow RFC 4122 version 5", "[webhooks][uuid]") {
   // The RFC's DNS namespace; Python's uuid5(NAMESPACE_DNS, "python.org").
-  const std::array<unsigned char, 16> dns = {0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad,
-                                             0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0,
-                                             0x4f, 0xd4, 0x30, 0xc8};
+  const std::array<unsigned char, 16> dns
+    = {0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1,
+       0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8};
   CHECK(uuid_v5(dns, "python.org") == "886313e1-3b8a-5372-9b90-0c9aee199e5d");
   auto id = webhook_uuid(7);
   CHECK(is_uuid(id));
@@ -242,8 +241,8 @@ TEST_CASE("delivery headers are GitLab's, the token only when set",
           "[webhooks][headers]") {
   instance_settings settings{false, "https://gitlab.example.com", "18.6.0"};
   const std::string event = "0b8f1b5e-4a4c-4c2e-9d55-1d2f3e4a5b6c";
-  auto find = [](const header_list& h, const std::string& name)
-    -> std::optional<std::string> {
+  auto find = [](const header_list& h,
+                 const std::string& name) -> std::optional<std::string> {
     for (auto& [k, v] : h)
       if (k == name)
         return v;
@@ -308,10 +307,10 @@ TEST_CASE("webhook URLs are parsed into host, port, path and credentials",
   REQUIRE(u);
   CHECK(u->path == "/?q");
 
-  for (const char* bad : {"ftp://example.com/", "http://", "http://:80/",
-                          "http://example.com:0/", "http://example.com:99999/",
-                          "http://exa mple.com/", "http://[::1/",
-                          "http://example.com:8x/", "javascript:alert(1)"}) {
+  for (const char* bad :
+       {"ftp://example.com/", "http://", "http://:80/", "http://example.com:0/",
+        "http://example.com:99999/", "http://exa mple.com/", "http://[::1/",
+        "http://example.com:8x/", "javascript:alert(1)"}) {
     INFO(bad);
     error.clear();
     CHECK_FALSE(parse_target_url(bad, error));
@@ -326,7 +325,8 @@ TEST_CASE("a delivery posts the body to the checked address",
           "[webhooks][delivery]") {
   receiver rx;
   const std::string event = "0b8f1b5e-4a4c-4c2e-9d55-1d2f3e4a5b6c";
-  const std::string body = R"({"object_kind":"push","ref":"refs/heads/main","x":"\u00e9 é"})";
+  const std::string body
+    = R"({"object_kind":"push","ref":"refs/heads/main","x":"\u00e9 é"})";
   hook_target hook{1, rx.url("/hook?x=1"), "tok"};
   instance_settings settings{true, "https://gitlab.example.com", "18.6.0"};
   auto headers = delivery_headers(hook, event_kind::push, event, settings);
@@ -371,8 +371,9 @@ TEST_CASE("failed attempts are retried with the same Idempotency-Key",
   CHECK(before == 4);
   CHECK(r.status == 500);
   CHECK(r.error == "HTTP 500");
-  CHECK(pauses == std::vector<milliseconds>{milliseconds{200}, milliseconds{400},
-                                            milliseconds{800}});
+  CHECK(pauses
+        == std::vector<milliseconds>{milliseconds{200}, milliseconds{400},
+                                     milliseconds{800}});
   auto reqs = rx.requests();
   REQUIRE(reqs.size() == 4);
   std::set<std::string> keys;
@@ -404,9 +405,8 @@ TEST_CASE("a refused target gets no request", "[webhooks][delivery]") {
   for (auto host : {"127.0.0.1", "localhost", "[::ffff:127.0.0.1]"}) {
     INFO(host);
     hook_target hook{2, rx.url("/hook", host), "tok"};
-    auto headers = delivery_headers(hook, event_kind::push,
-                                    "0b8f1b5e-4a4c-4c2e-9d55-1d2f3e4a5b6c",
-                                    settings);
+    auto headers = delivery_headers(
+      hook, event_kind::push, "0b8f1b5e-4a4c-4c2e-9d55-1d2f3e4a5b6c", settings);
     auto r = deliver(hook, headers, "{}", false, policy, no_pause);
     CHECK_FALSE(r.delivered);
     CHECK(r.attempts == 0);
@@ -422,7 +422,8 @@ TEST_CASE("the connection goes to the checked address, not a new lookup",
   // .invalid never resolves: the request can only arrive through the
   // pinned address, while the Host header keeps the name.
   auto url = parse_target_url(
-    "http://hooks.gatehouse.invalid:" + std::to_string(rx.port()) + "/p", error);
+    "http://hooks.gatehouse.invalid:" + std::to_string(rx.port()) + "/p",
+    error);
   REQUIRE(url);
   auto r = post_once(*url, "127.0.0.1", {{"Content-Type", "application/json"}},
                      "{}", milliseconds{2000});
@@ -441,12 +442,14 @@ TEST_CASE("an attempt ends at its deadline even when the receiver stalls",
     res.status = 200;
   });
   int port = slow.bind_to_any_port("127.0.0.1");
-  std::thread t{[&] { slow.listen_after_bind(); }};
+  std::thread t{[&] {
+    slow.listen_after_bind();
+  }};
   while (!slow.is_running())
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::string error;
-  auto url = parse_target_url("http://127.0.0.1:" + std::to_string(port) + "/",
-                              error);
+  auto url
+    = parse_target_url("http://127.0.0.1:" + std::to_string(port) + "/", error);
   REQUIRE(url);
   auto started = std::chrono::steady_clock::now();
   auto r = post_once(*url, "127.0.0.1", {}, "{}", milliseconds{300});
@@ -479,17 +482,17 @@ TEST_CASE("https to the pinned address keeps SNI and certificate checks on "
   char dir_template[] = "/tmp/gatehouse-tls.XXXXXX";
   REQUIRE(::mkdtemp(dir_template) != nullptr);
   const std::string dir = dir_template;
-  const std::string script =
-    "cd " + dir + " && "
-    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
-    " -nodes -keyout ca.key -out ca.pem -days 2"
-    " -subj '/CN=Gatehouse Test CA' && "
-    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    " -keyout srv.key -out srv.csr"
-    " -subj '/CN=hooks.gatehouse.test' && "
-    "printf 'subjectAltName=DNS:hooks.gatehouse.test\\n' > ext && "
-    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
-    " -out srv.pem -days 2 -extfile ext";
+  const std::string script = "cd " + dir
+    + " && "
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+      " -nodes -keyout ca.key -out ca.pem -days 2"
+      " -subj '/CN=Gatehouse Test CA' && "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+      " -keyout srv.key -out srv.csr"
+      " -subj '/CN=hooks.gatehouse.test' && "
+      "printf 'subjectAltName=DNS:hooks.gatehouse.test\\n' > ext && "
+      "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+      " -out srv.pem -days 2 -extfile ext";
   REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
   ::setenv("SSL_CERT_FILE", (dir + "/ca.pem").c_str(), 1);
 
@@ -504,7 +507,9 @@ TEST_CASE("https to the pinned address keeps SNI and certificate checks on "
     res.status = 204;
   });
   int port = server.bind_to_any_port("127.0.0.1");
-  std::thread t{[&] { server.listen_after_bind(); }};
+  std::thread t{[&] {
+    server.listen_after_bind();
+  }};
   while (!server.is_running())
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
 
