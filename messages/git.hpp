@@ -72,12 +72,20 @@ namespace gatehouse::push {
 /// One commit as GitLab's webhook payload lists it.
 struct commit {
   std::string id;
+  /// The raw message, trailing newline included.
   std::string message;
+  /// GitLab's Commit#title: the first line, "No commit message" for a blank
+  /// message, cut at a word boundary to 78 characters + "..." when the line
+  /// has 100 characters or more.
   std::string title;
-  /// ISO-8601 with offset, e.g. "2026-01-01T10:00:00+00:00".
+  /// The committer date (GitLab's Commit#timestamp), strict ISO-8601 with
+  /// the committer's offset: "2026-01-01T10:00:00+02:00".
   std::string timestamp;
   std::string author_name;
   std::string author_email;
+  /// Paths changed against the first parent (the empty tree for a root
+  /// commit), without rename detection: added, deleted, and everything else
+  /// (modified, type changed).
   std::vector<std::string> added;
   std::vector<std::string> modified;
   std::vector<std::string> removed;

@@ -172,7 +172,7 @@ constexpr const char* commit_format
 constexpr std::size_t commit_fields = 6;
 
 struct raw_commit {
-  commit_info info;
+  push::commit info;
   std::vector<std::string> parents;
 };
 
@@ -252,7 +252,7 @@ std::string commit_title(const std::string& message) {
 }
 
 // `git diff-tree -z --name-status` output into the three lists.
-bool parse_name_status(const std::string& out, commit_info& c) {
+bool parse_name_status(const std::string& out, push::commit& c) {
   std::vector<std::string> tokens;
   std::size_t pos = 0;
   while (pos < out.size()) {
@@ -475,16 +475,16 @@ std::optional<std::string> branch_commit(const repo_location& loc,
   return id;
 }
 
-std::optional<std::vector<commit_info>> list_commits(const repo_location& loc,
-                                                     const std::string& oldrev,
-                                                     const std::string& newrev,
-                                                     std::size_t limit,
-                                                     milliseconds timeout,
-                                                     git_failure* failure) {
+std::optional<std::vector<push::commit>> list_commits(const repo_location& loc,
+                                                      const std::string& oldrev,
+                                                      const std::string& newrev,
+                                                      std::size_t limit,
+                                                      milliseconds timeout,
+                                                      git_failure* failure) {
   if (!valid_range(oldrev, newrev, failure))
     return std::nullopt;
   if (limit == 0)
-    return std::vector<commit_info>{};
+    return std::vector<push::commit>{};
   // `timeout` bounds the whole listing, not each of its git calls.
   const auto deadline = steady::now() + timeout;
   std::vector<std::string> args{
@@ -500,7 +500,7 @@ std::optional<std::vector<commit_info>> list_commits(const repo_location& loc,
     unexpected_output(failure, "rev-list");
     return std::nullopt;
   }
-  std::vector<commit_info> out;
+  std::vector<push::commit> out;
   out.reserve(commits->size());
   for (auto& c : *commits) {
     // Against the first parent, like GitLab's commit diffs; a root commit
@@ -566,20 +566,6 @@ bool has_prefix(const std::string& s, std::string_view prefix) {
   return s.size() > prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
-push::commit to_push_commit(commit_info&& c) {
-  push::commit out;
-  out.id = std::move(c.id);
-  out.message = std::move(c.message);
-  out.title = std::move(c.title);
-  out.timestamp = std::move(c.timestamp);
-  out.author_name = std::move(c.author_name);
-  out.author_email = std::move(c.author_email);
-  out.added = std::move(c.added);
-  out.modified = std::move(c.modified);
-  out.removed = std::move(c.removed);
-  return out;
-}
-
 // The newest `limit` commits of oldrev..newrev (oldrev blank: everything
 // reachable), oldest first, and how many there are in all.
 std::optional<push::ref_commits> commits_in_range(const repo_location& loc,
@@ -603,7 +589,7 @@ std::optional<push::ref_commits> commits_in_range(const repo_location& loc,
   }
   out.commits.reserve(listed->size());
   for (auto it = listed->rbegin(); it != listed->rend(); ++it)
-    out.commits.push_back(to_push_commit(std::move(*it)));
+    out.commits.push_back(std::move(*it));
   return out;
 }
 
@@ -678,7 +664,7 @@ std::optional<push::ref_commits> ref_commits(const repo_location& loc,
       out.total = 1;
       if (limit > 0)
         for (auto& c : *listed)
-          out.commits.push_back(to_push_commit(std::move(c)));
+          out.commits.push_back(std::move(c));
     }
     return out;
   }

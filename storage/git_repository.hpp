@@ -105,26 +105,6 @@ std::optional<std::string> branch_commit(const repo_location& loc,
                                          std::chrono::milliseconds timeout,
                                          git_failure* failure = nullptr);
 
-/// One commit as push payloads describe it.
-struct commit_info {
-  std::string id;
-  /// The raw message, trailing newline included.
-  std::string message;
-  /// GitLab's Commit#title: the first line, "No commit message" for a blank
-  /// message, cut at a word boundary to 78 characters + "..." when the line
-  /// has 100 characters or more.
-  std::string title;
-  /// The committer date (GitLab's Commit#timestamp), strict ISO-8601 with
-  /// the committer's offset: "2026-01-01T10:00:00+02:00".
-  std::string timestamp;
-  std::string author_name;
-  std::string author_email;
-  /// Paths changed against the first parent (the empty tree for a root
-  /// commit), without rename detection: added, deleted, and everything else
-  /// (modified, type changed).
-  std::vector<std::string> added, modified, removed;
-};
-
 /// The commits reachable from `newrev` and not from `oldrev`, newest first,
 /// at most `limit` of them. `oldrev` may be blank: then every commit
 /// reachable from `newrev` counts (GitLab's behaviour for a push that
@@ -132,7 +112,7 @@ struct commit_info {
 /// branch's commit as `oldrev`, see branch_commit). `newrev` must be a
 /// non-blank object id. One `git rev-list` for the commits plus one
 /// `git diff-tree` per commit for the file lists.
-std::optional<std::vector<commit_info>> list_commits(
+std::optional<std::vector<push::commit>> list_commits(
   const repo_location& loc, const std::string& oldrev,
   const std::string& newrev, std::size_t limit,
   std::chrono::milliseconds timeout, git_failure* failure = nullptr);
