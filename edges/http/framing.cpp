@@ -4,19 +4,6 @@
 
 namespace gatehouse::http {
 
-namespace {
-
-bool equals_ci(const std::string& text, const char* word) {
-  std::size_t i = 0;
-  for (; word[i] != '\0'; ++i)
-    if (i >= text.size()
-        || std::tolower(static_cast<unsigned char>(text[i])) != word[i])
-      return false;
-  return i == text.size();
-}
-
-} // namespace
-
 std::optional<body_framing> read_framing(const httplib::Headers& headers,
                                          std::string& problem) {
   // httplib's Headers compare names case-insensitively.
@@ -30,7 +17,10 @@ std::optional<body_framing> read_framing(const httplib::Headers& headers,
   if (codings == 1) {
     // We decode no other coding, and with another final coding the body's
     // end cannot be known (RFC 9112 §6.3: 400, then close).
-    if (!equals_ci(headers.find("Transfer-Encoding")->second, "chunked")) {
+    auto coding = headers.find("Transfer-Encoding")->second;
+    for (auto& c : coding)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (coding != "chunked") {
       problem = "Transfer-Encoding other than chunked";
       return std::nullopt;
     }

@@ -631,32 +631,24 @@ TEST_CASE("the JWT is checked before a body is read", "[http][server][limits]") 
   auto bad_token = edge_fixture::shell_auth_line("not-the-secret");
   // The head announces a body that never comes: an answer proves the edge
   // did not wait for it.
-  SECTION("Content-Length") {
+  auto refused_unread = [&](const std::string& framing) {
     raw_connection conn{fx.srv->port()};
-    REQUIRE(conn.send(
-      pre_receive_request("Content-Length: 1000000\r\n", "", bad_token)));
+    REQUIRE(conn.send(pre_receive_request(framing, "", bad_token)));
     auto answers = conn.await_answers(1);
     REQUIRE(answers.size() == 1);
     CHECK(answers[0].status == 401);
     CHECK(answers[0].body == R"({"message":"401 Unauthorized"})");
     CHECK(answers[0].headers["connection"] == "close");
     CHECK(conn.await_close());
+  };
+  SECTION("Content-Length") {
+    refused_unread("Content-Length: 1000000\r\n");
   }
   SECTION("chunked") {
-    raw_connection conn{fx.srv->port()};
-    REQUIRE(conn.send(
-      pre_receive_request("Transfer-Encoding: chunked\r\n", "", bad_token)));
-    auto answers = conn.await_answers(1);
-    REQUIRE(answers.size() == 1);
-    CHECK(answers[0].status == 401);
+    refused_unread("Transfer-Encoding: chunked\r\n");
   }
   SECTION("Expect: 100-continue gets the refusal instead of 100") {
-    raw_connection conn{fx.srv->port()};
-    REQUIRE(conn.send(pre_receive_request(
-      "Content-Length: 10\r\nExpect: 100-continue\r\n", "", bad_token)));
-    auto answers = conn.await_answers(1);
-    REQUIRE(answers.size() == 1);
-    CHECK(answers[0].status == 401);
+    refused_unread("Content-Length: 10\r\nExpect: 100-continue\r\n");
   }
   SECTION("a declared body over the limit is refused unread") {
     raw_connection conn{fx.srv->port()};
