@@ -28,7 +28,8 @@ struct config {
   std::string nats_nkey_seed_file;
   std::string http_host = "127.0.0.1";
   int http_port = 8080;
-  /// httplib serves one connection per thread for its keep-alive life.
+  /// Workers that answer requests; a connection holds one only while its
+  /// request is answered (idle and slow ones wait in one epoll thread).
   int http_threads = 32;
   std::size_t http_max_body = 64u * 1024 * 1024;
   std::chrono::milliseconds request_timeout{10000};

@@ -38,6 +38,33 @@ void parse_urlencoded(const std::string& text, nlohmann::json& into) {
   }
 }
 
+// Whether `text` nests arrays and objects deeper than `limit`, counted
+// without recursion: nlohmann parses iteratively, but copying and dumping a
+// parsed value recurse, and about 100k levels overflow the stack.
+bool nests_deeper_than(const std::string& text, std::size_t limit) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit)
+        return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 bool starts_with_ci(const std::string& text, const char* prefix) {
   std::size_t i = 0;
   for (; prefix[i] != '\0'; ++i)
@@ -62,6 +89,11 @@ std::optional<nlohmann::json> merge_params(const std::string& query,
                  || content_type.empty())) {
     // GitLab Shell sends Content-Type: application/json even on GETs; an
     // empty body is fine, a malformed one is not.
+    if (nests_deeper_than(body, max_json_depth)) {
+      error = "JSON nested deeper than " + std::to_string(max_json_depth)
+        + " levels";
+      return std::nullopt;
+    }
     auto parsed = nlohmann::json::parse(body, nullptr, false);
     if (parsed.is_discarded() || !parsed.is_object()) {
       if (content_type.empty())

@@ -21,8 +21,21 @@ struct http_settings {
   std::string host = "127.0.0.1";
   /// 0 picks a free port (tests).
   int port = 8080;
+  /// Pool threads; one serves one request at a time. Connections between
+  /// requests, and requests whose head is still arriving, hold none.
   int threads = 32;
+  /// Largest body, Content-Length or chunked (framing counted): 413.
   std::size_t max_body = 64u * 1024 * 1024;
+  /// Request line and header fields together, in bytes: 431.
+  std::size_t max_head_bytes = 32 * 1024;
+  /// Header fields of one request: 431.
+  std::size_t max_header_fields = 100;
+  /// From a request's first byte to the end of its head: 408, then close.
+  std::chrono::milliseconds head_timeout{10000};
+  /// How long a keep-alive connection may wait for its next request.
+  std::chrono::milliseconds idle_timeout{5000};
+  /// Open connections; further ones are closed at once.
+  std::size_t max_connections = 4096;
   /// How long a request may take inside the actor system.
   std::chrono::milliseconds request_timeout{10000};
   /// Prefix of every route, e.g. "/gitlab"; empty for none.

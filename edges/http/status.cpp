@@ -43,4 +43,24 @@ http_error payload_too_large() {
   return {413, R"({"message":"413 Request Entity Too Large"})"};
 }
 
+http_error protocol_error(int status, const std::string& detail) {
+  switch (status) {
+    case 400:
+      return error_response(errc::bad_request, detail);
+    case 404:
+      return route_not_found();
+    case 408:
+      return {408, R"({"message":"408 Request Timeout"})"};
+    case 413:
+      return payload_too_large();
+    case 414:
+      return {414, R"({"message":"414 URI Too Long"})"};
+    case 431:
+      return {431, R"({"message":"431 Request Header Fields Too Large"})"};
+    default:
+      break;
+  }
+  return {status, dump({{"message", std::to_string(status)}})};
+}
+
 } // namespace gatehouse::http

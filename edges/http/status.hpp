@@ -33,4 +33,11 @@ http_error route_not_found(); // 404 {"error":"404 Not Found"}
 http_error
 payload_too_large(); // 413 {"message":"413 Request Entity Too Large"}
 
+/// What the edge answers a request it refuses at the HTTP level (framing,
+/// size and time limits), in Grape's error!("<status> <reason>") shape: 400
+/// is bad_request with `detail` as its reason, 404 and 413 the answers
+/// above, 408, 414 and 431 {"message":"<status> <Rack's reason phrase>"},
+/// any other status {"message":"<status>"}.
+http_error protocol_error(int status, const std::string& detail = {});
+
 } // namespace gatehouse::http

@@ -1,4 +1,6 @@
 #include "common/jwt.hpp"
+#include "edges/http/connection.hpp"
+#include "edges/http/framing.hpp"
 #include "edges/http/params.hpp"
 #include "edges/http/server.hpp"
 #include "edges/http/status.hpp"
@@ -9,9 +11,18 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <ctime>
+#include <functional>
 #include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 using namespace gatehouse;
@@ -65,6 +76,33 @@ system_status_actor::behavior_type mock_status(
   };
 }
 
+// -- a typed mock of the push-processing actor
+// ---------------------------------
+
+// What the mock saw: POST routes with bodies for the framing and limit tests.
+struct push_record {
+  std::mutex mutex;
+  std::vector<std::string> repositories;
+
+  std::vector<std::string> seen() {
+    std::lock_guard<std::mutex> guard{mutex};
+    return repositories;
+  }
+};
+
+push_processing_actor::behavior_type mock_push(push_processing_actor::pointer,
+                                               push_record* record) {
+  return {
+    [=](push::pre_receive_params& p) {
+      std::lock_guard<std::mutex> guard{record->mutex};
+      record->repositories.push_back(p.gl_repository);
+      return push::pre_receive_answer{true};
+    },
+    [=](push::post_receive_params&) { return push::post_receive_answer{}; },
+    [=](atom::snapshot, snapshot_ptr) {},
+  };
+}
+
 const std::string shell_key = "0123456789abcdef0123456789abcdef";
 const std::string pages_key(32, 'p');
 
@@ -73,12 +111,16 @@ struct edge_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   mock_script script;
+  push_record pushes;
   system_status_actor status;
+  push_processing_actor push;
   std::unique_ptr<http::server> srv;
   std::thread runner;
 
-  explicit edge_fixture(std::string root = "", std::size_t max_body = 4096) {
+  explicit edge_fixture(std::string root = "", std::size_t max_body = 4096,
+                        std::function<void(http::http_settings&)> tune = {}) {
     status = sys.spawn(mock_status, &script);
+    push = sys.spawn(mock_push, &pushes);
     http::http_settings s;
     s.host = "127.0.0.1";
     s.port = 0;
@@ -88,8 +130,10 @@ struct edge_fixture {
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
+    if (tune)
+      tune(s);
     srv = std::make_unique<http::server>(
-      s, http::http_deps{&sys, domain_actors{status, {}, {}}, {}});
+      s, http::http_deps{&sys, domain_actors{status, {}, push}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] {
@@ -102,6 +146,7 @@ struct edge_fixture {
     runner.join();
     srv.reset();
     caf::anon_send_exit(status, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
   }
 
   httplib::Client client() {
@@ -114,7 +159,153 @@ struct edge_fixture {
     return {{"Gitlab-Shell-Api-Request",
              jwt::sign(jwt::caller::shell, key, std::time(nullptr))}};
   }
+
+  // The same as a header line for raw requests.
+  static std::string shell_auth_line(const std::string& key = shell_key) {
+    return "Gitlab-Shell-Api-Request: "
+      + jwt::sign(jwt::caller::shell, key, std::time(nullptr)) + "\r\n";
+  }
 };
+
+// -- raw TCP, for what httplib's client never sends
+// -----------------------------
+
+// One parsed answer.
+struct raw_answer {
+  int status = 0;
+  std::map<std::string, std::string> headers; // names lower-cased
+  std::string body;
+};
+
+// A TCP connection to the edge on loopback. Every wait is bounded.
+struct raw_connection {
+  int fd = -1;
+  std::string received;
+  bool peer_closed = false;
+
+  explicit raw_connection(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+            == 0);
+  }
+
+  ~raw_connection() {
+    ::close(fd);
+  }
+
+  // False when the edge stopped taking bytes (it closed the connection).
+  bool send(const std::string& data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+      auto n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0)
+        return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  // Receives until `done` holds, the peer closes or `limit` passes.
+  void receive_until(const std::function<bool()>& done,
+                     std::chrono::milliseconds limit
+                     = std::chrono::seconds(5)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && !peer_closed) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        return;
+      char buf[64 * 1024];
+      auto n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0)
+        peer_closed = true;
+      else
+        received.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+  // The complete answers received so far.
+  std::vector<raw_answer> answers() const {
+    std::vector<raw_answer> out;
+    std::size_t pos = 0;
+    for (;;) {
+      auto end = received.find("\r\n\r\n", pos);
+      if (end == std::string::npos)
+        return out;
+      raw_answer a;
+      auto head = received.substr(pos, end - pos);
+      a.status = std::stoi(head.substr(9, 3));
+      std::size_t line = head.find("\r\n");
+      while (line != std::string::npos) {
+        auto next = head.find("\r\n", line + 2);
+        auto field = head.substr(line + 2,
+                                 next == std::string::npos ? std::string::npos
+                                                           : next - line - 2);
+        auto colon = field.find(':');
+        auto name = field.substr(0, colon);
+        for (auto& c : name)
+          c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        a.headers[name] = field.substr(colon + 2);
+        line = next;
+      }
+      auto length = std::stoul(a.headers["content-length"]);
+      if (received.size() < end + 4 + length)
+        return out;
+      a.body = received.substr(end + 4, length);
+      out.push_back(a);
+      pos = end + 4 + length;
+    }
+  }
+
+  // Waits for `n` answers; the answers received by then.
+  std::vector<raw_answer> await_answers(std::size_t n) {
+    receive_until([&] { return answers().size() >= n; });
+    return answers();
+  }
+
+  // Waits until the edge closes the connection; whether it did.
+  bool await_close() {
+    receive_until([] { return false; });
+    return peer_closed;
+  }
+};
+
+std::string get_request(const std::string& path,
+                        const std::string& extra = {}) {
+  return "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n";
+}
+
+std::string pre_receive_request(const std::string& framing,
+                                const std::string& body,
+                                const std::string& auth
+                                = edge_fixture::shell_auth_line()) {
+  return "POST /api/v4/internal/pre_receive HTTP/1.1\r\nHost: x\r\n"
+         "Content-Type: application/json\r\n"
+    + auth + framing + "\r\n" + body;
+}
+
+std::string chunked(const std::string& body, std::size_t chunk = 1000) {
+  std::string out;
+  char size[32];
+  for (std::size_t i = 0; i < body.size(); i += chunk) {
+    auto part = body.substr(i, chunk);
+    std::snprintf(size, sizeof(size), "%zx\r\n", part.size());
+    out += size + part + "\r\n";
+  }
+  return out + "0\r\n\r\n";
+}
+
+std::string nested_json(std::size_t depth) {
+  return R"({"gl_repository":"project-1","ignored":)"
+    + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+}
 
 } // namespace
 
@@ -376,4 +567,304 @@ TEST_CASE("metrics count requests by route and status", "[http][server]") {
              Catch::Contains("gatehouse_dependency_up{dependency=\"nats\"} 1"));
   CHECK_THAT(body,
              Catch::Contains("gatehouse_http_request_duration_seconds_bucket"));
+}
+
+// -- hostile input (issue 9)
+// -------------------------------------------------------
+
+TEST_CASE("JSON nesting is counted before parsing", "[http][params][limits]") {
+  std::string error;
+  CHECK(http::merge_params("", "application/json", nested_json(100), error));
+  CHECK_FALSE(
+    http::merge_params("", "application/json", nested_json(101), error));
+  CHECK(error == "JSON nested deeper than 100 levels");
+  SECTION("brackets inside strings do not count") {
+    auto text = R"({"a":")" + std::string(500, '[') + R"(\"]"})";
+    auto p = http::merge_params("", "application/json", text, error);
+    REQUIRE(p);
+    CHECK((*p)["a"].get<std::string>().size() == 502);
+  }
+}
+
+TEST_CASE("a JSON body nested 100k levels deep answers 400 and the edge "
+          "lives on",
+          "[http][server][limits]") {
+  edge_fixture fx{"", 1024 * 1024};
+  raw_connection conn{fx.srv->port()};
+  auto body = nested_json(100000);
+  REQUIRE(conn.send(pre_receive_request(
+    "Content-Length: " + std::to_string(body.size()) + "\r\n", body)));
+  auto answers = conn.await_answers(1);
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].status == 400);
+  CHECK(
+    answers[0].body
+    == R"({"message":"400 Bad request - JSON nested deeper than 100 levels"})");
+  CHECK(fx.pushes.seen().empty());
+  // GitLab's own limit passes.
+  auto ok = fx.client().Post("/api/v4/internal/pre_receive",
+                             edge_fixture::shell_auth(), nested_json(100),
+                             "application/json");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(fx.pushes.seen() == std::vector<std::string>{"project-1"});
+}
+
+TEST_CASE("a chunked body is held to the body limit",
+          "[http][server][limits]") {
+  edge_fixture fx{"", 64 * 1024};
+  SECTION("within the limit it is read and decoded") {
+    raw_connection conn{fx.srv->port()};
+    auto body = R"({"gl_repository":"project-7","pad":")"
+      + std::string(20000, 'x') + "\"}";
+    REQUIRE(conn.send(
+      pre_receive_request("Transfer-Encoding: chunked\r\n", chunked(body))));
+    auto answers = conn.await_answers(1);
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0].status == 200);
+    CHECK(answers[0].body == R"({"reference_counter_increased":true})");
+    CHECK(fx.pushes.seen() == std::vector<std::string>{"project-7"});
+  }
+  SECTION("past it the answer is 413 and the connection closes") {
+    raw_connection conn{fx.srv->port()};
+    REQUIRE(
+      conn.send(pre_receive_request("Transfer-Encoding: chunked\r\n", "")));
+    // Far more than the limit, sent while the edge reads; it stops reading.
+    std::string chunk = chunked(std::string(16 * 1024, 'x'));
+    chunk.resize(chunk.size() - 5); // no last chunk: an endless body
+    for (int i = 0; i < 16 && conn.send(chunk); ++i) {
+    }
+    auto answers = conn.await_answers(1);
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0].status == 413);
+    CHECK(answers[0].body == R"({"message":"413 Request Entity Too Large"})");
+    CHECK(answers[0].headers["connection"] == "close");
+    CHECK(conn.await_close());
+    CHECK(fx.pushes.seen().empty());
+  }
+}
+
+TEST_CASE("the JWT is checked before a body is read",
+          "[http][server][limits]") {
+  edge_fixture fx{"", 1024 * 1024};
+  auto bad_token = edge_fixture::shell_auth_line("not-the-secret");
+  // The head announces a body that never comes: an answer proves the edge
+  // did not wait for it.
+  auto refused_unread = [&](const std::string& framing) {
+    raw_connection conn{fx.srv->port()};
+    REQUIRE(conn.send(pre_receive_request(framing, "", bad_token)));
+    auto answers = conn.await_answers(1);
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0].status == 401);
+    CHECK(answers[0].body == R"({"message":"401 Unauthorized"})");
+    CHECK(answers[0].headers["connection"] == "close");
+    CHECK(conn.await_close());
+  };
+  SECTION("Content-Length") {
+    refused_unread("Content-Length: 1000000\r\n");
+  }
+  SECTION("chunked") {
+    refused_unread("Transfer-Encoding: chunked\r\n");
+  }
+  SECTION("Expect: 100-continue gets the refusal instead of 100") {
+    refused_unread("Content-Length: 10\r\nExpect: 100-continue\r\n");
+  }
+  SECTION("a declared body over the limit is refused unread") {
+    raw_connection conn{fx.srv->port()};
+    REQUIRE(
+      conn.send(pre_receive_request("Content-Length: 268435456\r\n", "")));
+    auto answers = conn.await_answers(1);
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0].status == 413);
+  }
+  CHECK(fx.pushes.seen().empty());
+}
+
+TEST_CASE("ambiguous framing answers 400 and closes the connection",
+          "[http][server][framing]") {
+  edge_fixture fx{"", 64 * 1024};
+  auto body = std::string{R"({"gl_repository":"project-1"})"};
+  auto length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  auto refused = [&](const std::string& framing, const std::string& reason) {
+    raw_connection conn{fx.srv->port()};
+    REQUIRE(conn.send(pre_receive_request(framing, body)
+                      + get_request("/-/liveness")));
+    auto answers = conn.await_answers(1);
+    REQUIRE(answers.size() >= 1);
+    CHECK(answers[0].status == 400);
+    CHECK(answers[0].body
+          == R"({"message":"400 Bad request - )" + reason + "\"}");
+    CHECK(answers[0].headers["connection"] == "close");
+    CHECK(conn.await_close());
+    // Nothing after the refused head is taken for a request.
+    CHECK(conn.answers().size() == 1);
+  };
+  SECTION("two different Content-Length fields") {
+    refused(length + "Content-Length: 5\r\n",
+            "more than one Content-Length header");
+  }
+  SECTION("Transfer-Encoding other than chunked, with a Content-Length") {
+    refused("Transfer-Encoding: xchunked\r\n" + length,
+            "Transfer-Encoding other than chunked");
+  }
+  SECTION("chunked and a Content-Length") {
+    refused("Transfer-Encoding: chunked\r\n" + length,
+            "both Transfer-Encoding and Content-Length");
+  }
+  SECTION("two Transfer-Encoding fields") {
+    refused("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "more than one Transfer-Encoding header");
+  }
+  SECTION("a Content-Length that is not a number") {
+    refused("Content-Length: -1\r\n", "invalid Content-Length");
+  }
+  CHECK(fx.pushes.seen().empty());
+}
+
+TEST_CASE("framing is read as RFC 9112 says", "[http][framing]") {
+  std::string problem;
+  auto framing = http::read_framing({{"content-length", "12"}}, problem);
+  REQUIRE(framing);
+  CHECK(framing->length == 12);
+  CHECK_FALSE(framing->chunked);
+  framing = http::read_framing({{"Transfer-Encoding", "Chunked"}}, problem);
+  REQUIRE(framing);
+  CHECK(framing->chunked);
+  CHECK_FALSE(http::read_framing({{"Content-Length", "1 2"}}, problem));
+  CHECK_FALSE(
+    http::read_framing({{"Transfer-Encoding", "gzip, chunked"}}, problem));
+  CHECK_FALSE(http::read_framing(
+    {{"Content-Length", "3"}, {"content-length", "3"}}, problem));
+}
+
+TEST_CASE("pipelined requests are all answered, in order",
+          "[http][server][framing]") {
+  edge_fixture fx{"", 64 * 1024};
+  raw_connection conn{fx.srv->port()};
+  auto body = std::string{R"({"gl_repository":"project-2"})"};
+  auto length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  REQUIRE(conn.send(
+    get_request("/-/liveness", "X-Request-Id: first\r\n")
+    + pre_receive_request(length, body)
+    + get_request("/api/v4/internal/check",
+                  "X-Request-Id: third\r\n" + edge_fixture::shell_auth_line())
+    + get_request("/-/liveness", "X-Request-Id: fourth\r\n")));
+  auto answers = conn.await_answers(4);
+  REQUIRE(answers.size() == 4);
+  CHECK(answers[0].headers["x-request-id"] == "first");
+  CHECK(answers[1].body == R"({"reference_counter_increased":true})");
+  CHECK(answers[2].headers["x-request-id"] == "third");
+  CHECK(json::parse(answers[2].body)["api_version"] == "v4");
+  CHECK(answers[3].headers["x-request-id"] == "fourth");
+  CHECK(fx.pushes.seen() == std::vector<std::string>{"project-2"});
+}
+
+TEST_CASE("oversized request lines and heads answer 414 and 431",
+          "[http][server][limits]") {
+  edge_fixture fx;
+  auto expect
+    = [&](const std::string& request, int status, const std::string& body) {
+        raw_connection conn{fx.srv->port()};
+        conn.send(request); // the edge may close before taking all of it
+        auto answers = conn.await_answers(1);
+        REQUIRE(answers.size() == 1);
+        CHECK(answers[0].status == status);
+        CHECK(answers[0].body == body);
+        CHECK(answers[0].headers["content-type"] == "application/json");
+        CHECK(conn.await_close());
+      };
+  SECTION("a URL past 8 KiB") {
+    expect(get_request("/-/liveness?q=" + std::string(9000, 'a')), 414,
+           R"({"message":"414 URI Too Long"})");
+  }
+  SECTION("a URL that never ends") {
+    expect("GET /" + std::string(40000, 'a'), 414,
+           R"({"message":"414 URI Too Long"})");
+  }
+  SECTION("a header field of 40 KiB") {
+    expect(
+      get_request("/-/liveness", "X-Big: " + std::string(40000, 'b') + "\r\n"),
+      431, R"({"message":"431 Request Header Fields Too Large"})");
+  }
+  SECTION("many small header fields") {
+    std::string fields;
+    for (int i = 0; i < 150; ++i)
+      fields += "X-F" + std::to_string(i) + ": v\r\n";
+    expect(get_request("/-/liveness", fields), 431,
+           R"({"message":"431 Request Header Fields Too Large"})");
+  }
+  // A normal request after them is served.
+  auto res = fx.client().Get("/-/liveness");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+}
+
+TEST_CASE("request heads are judged as a whole", "[http][limits]") {
+  http::connection_limits limits;
+  limits.max_head_bytes = 100;
+  limits.max_header_fields = 2;
+  using v = http::head_verdict;
+  CHECK(http::scan_head("GET / HTTP/1.1\r\nA: b\r\n", limits) == v::incomplete);
+  CHECK(http::scan_head("GET / HTTP/1.1\r\nA: b\r\n\r\nGET", limits)
+        == v::complete);
+  CHECK(http::scan_head("GET / HTTP/1.1\r\nA: b\r\nB: c\r\nC: d\r\n", limits)
+        == v::too_many_fields);
+  CHECK(http::scan_head("GET / HTTP/1.1\r\nA: " + std::string(100, 'x'), limits)
+        == v::too_large);
+}
+
+TEST_CASE("slow and idle connections hold no thread", "[http][server][slow]") {
+  // 4 threads, 64 connections that each hold a partial head or nothing.
+  edge_fixture fx{"", 4096, [](http::http_settings& s) {
+                    s.threads = 4;
+                  }};
+  std::vector<std::unique_ptr<raw_connection>> slow;
+  for (int i = 0; i < 32; ++i) {
+    slow.push_back(std::make_unique<raw_connection>(fx.srv->port()));
+    REQUIRE(slow.back()->send("GET /-/liveness HTTP/1.1\r\nX-Slow: "));
+    slow.push_back(std::make_unique<raw_connection>(fx.srv->port()));
+  }
+  auto cli = fx.client();
+  for (int i = 0; i < 5; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto res = cli.Get("/-/liveness");
+    auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    // Before: the answer waited for a thread until an idle connection's
+    // keep-alive timeout (2 s) or a slow head's read timeout (5 s).
+    CHECK(took < std::chrono::milliseconds(500));
+    // Each slow client sends a byte more; the heads stay incomplete.
+    for (std::size_t k = 0; k < slow.size(); k += 2)
+      REQUIRE(slow[k]->send("x"));
+  }
+}
+
+TEST_CASE("a head that arrives too slowly answers 408",
+          "[http][server][slow]") {
+  edge_fixture fx{"", 4096, [](http::http_settings& s) {
+                    s.head_timeout = std::chrono::milliseconds(300);
+                    s.idle_timeout = std::chrono::milliseconds(300);
+                  }};
+  raw_connection slow{fx.srv->port()};
+  REQUIRE(slow.send("GET /-/liveness HTTP/1.1\r\n"));
+  // A byte every 100 ms: each recv is quick, the head as a whole is not.
+  auto start = std::chrono::steady_clock::now();
+  while (slow.answers().empty() && !slow.peer_closed
+         && std::chrono::steady_clock::now() - start
+           < std::chrono::seconds(5)) {
+    slow.send("X");
+    slow.receive_until([&] { return !slow.answers().empty(); },
+                       std::chrono::milliseconds(100));
+  }
+  auto answers = slow.answers();
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].status == 408);
+  CHECK(answers[0].body == R"({"message":"408 Request Timeout"})");
+  CHECK(slow.await_close());
+  SECTION("an idle connection is closed without an answer") {
+    raw_connection idle{fx.srv->port()};
+    CHECK(idle.await_close());
+    CHECK(idle.received.empty());
+  }
 }
