@@ -21,6 +21,9 @@ enum class error_shape {
   error,
   /// {"message": {"error": text}}: the rate limiter's answer.
   nested_error,
+  /// The text itself as text/plain: answers of GitLab's Rack middleware
+  /// (HandleMalformedStrings), which run before Grape.
+  plain_text,
 };
 
 /// A status, GitLab's message text for it, and the body's shape.

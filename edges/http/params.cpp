@@ -74,12 +74,25 @@ bool starts_with_ci(const std::string& text, const char* prefix) {
   return true;
 }
 
+// Whether a parameter value GitLab's HandleMalformedStrings would refuse: a
+// string with a NUL byte, at the top level or one level down (it looks two
+// levels deep into the parameter hash).
+bool holds_nul(const nlohmann::json& value, int levels) {
+  if (value.is_string())
+    return value.get_ref<const std::string&>().find('\0') != std::string::npos;
+  if (levels > 0 && (value.is_array() || value.is_object()))
+    for (auto& item : value)
+      if (holds_nul(item, levels - 1))
+        return true;
+  return false;
+}
+
 } // namespace
 
 std::optional<nlohmann::json> merge_params(const std::string& query,
                                            const std::string& content_type,
                                            const std::string& body,
-                                           std::string& error) {
+                                           error_status& refusal) {
   auto out = nlohmann::json::object();
   parse_urlencoded(query, out);
   if (starts_with_ci(content_type, "application/x-www-form-urlencoded")) {
@@ -90,31 +103,55 @@ std::optional<nlohmann::json> merge_params(const std::string& query,
     // GitLab Shell sends Content-Type: application/json even on GETs; an
     // empty body is fine, a malformed one is not.
     if (nests_deeper_than(body, max_json_depth)) {
-      error = "JSON nested deeper than " + std::to_string(max_json_depth)
-        + " levels";
+      refusal = status_of(errc::invalid_params, "Parameters nested too deeply");
       return std::nullopt;
     }
     auto parsed = nlohmann::json::parse(body, nullptr, false);
     if (parsed.is_discarded() || !parsed.is_object()) {
       if (content_type.empty())
         return out; // an unlabelled body that is not JSON is not ours to judge
-      error = "malformed JSON body";
+      refusal = status_of(errc::bad_request, "malformed JSON body");
       return std::nullopt;
     }
     for (auto it = parsed.begin(); it != parsed.end(); ++it)
       out[it.key()] = it.value();
   }
+  for (auto& [key, value] : out.items())
+    if (key.find('\0') != std::string::npos || holds_nul(value, 1)) {
+      refusal = {400, "Bad Request", error_shape::plain_text};
+      return std::nullopt;
+    }
+  return out;
+}
+
+std::optional<nlohmann::json> merge_params(const std::string& query,
+                                           const std::string& content_type,
+                                           const std::string& body,
+                                           std::string& error) {
+  error_status refusal{400, {}};
+  auto out = merge_params(query, content_type, body, refusal);
+  if (!out)
+    error = refusal.message;
   return out;
 }
 
 std::optional<nlohmann::json> request_params(const httplib::Request& req,
-                                             std::string& error) {
+                                             error_status& refusal) {
   std::string query;
   auto qpos = req.target.find('?');
   if (qpos != std::string::npos)
     query = req.target.substr(qpos + 1);
   return merge_params(query, req.get_header_value("Content-Type"), req.body,
-                      error);
+                      refusal);
+}
+
+std::optional<nlohmann::json> request_params(const httplib::Request& req,
+                                             std::string& error) {
+  error_status refusal{400, {}};
+  auto out = request_params(req, refusal);
+  if (!out)
+    error = refusal.message;
+  return out;
 }
 
 } // namespace gatehouse::http

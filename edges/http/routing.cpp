@@ -1,5 +1,7 @@
 #include "edges/http/routing.hpp"
 
+#include "common/ids.hpp"
+
 #include <limits>
 
 namespace gatehouse::http {
@@ -19,22 +21,21 @@ std::optional<std::int64_t> id_param(const json& params, const char* name,
   auto it = params.find(name);
   if (it == params.end() || it->is_null())
     return std::nullopt;
-  if (it->is_number_integer())
-    return it->get<std::int64_t>();
+  // nlohmann counts an unsigned number as an integer too: ask about the
+  // unsigned ones first, or 2^64-1 reads as -1.
   if (it->is_number_unsigned()) {
     auto v = it->get<std::uint64_t>();
     if (v
         <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       return static_cast<std::int64_t>(v);
+  } else if (it->is_number_integer()) {
+    return it->get<std::int64_t>();
   } else if (it->is_string()) {
-    auto text = it->get<std::string>();
+    const auto& text = it->get_ref<const std::string&>();
     if (text.empty())
       return std::nullopt;
-    bool digits = text.size() <= 18;
-    for (char c : text)
-      digits = digits && c >= '0' && c <= '9';
-    if (digits)
-      return std::stoll(text);
+    if (auto id = parse_id(text))
+      return id;
   }
   if (!invalid.empty())
     invalid += ", ";

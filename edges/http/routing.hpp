@@ -53,7 +53,8 @@ inline void send_json(httplib::Response& res, int status, const json& body) {
 }
 
 inline void send_error(httplib::Response& res, const http_error& err) {
-  send_json(res, err.status, err.body);
+  res.status = err.status;
+  res.set_content(err.body, err.content_type.c_str());
 }
 
 /// A string parameter; numbers and booleans are accepted in their JSON text

@@ -320,10 +320,10 @@ struct server::impl {
         send_error(res, *refused);
         return;
       }
-      std::string problem;
-      auto params = request_params(req, problem);
+      error_status refused_params{400, {}};
+      auto params = request_params(req, refused_params);
       if (!params) {
-        send_error(res, error_response(errc::bad_request, problem));
+        send_error(res, error_response(refused_params));
         return;
       }
       call c{req, res, std::move(*params)};

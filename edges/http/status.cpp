@@ -20,6 +20,8 @@ http_error error_response(const error_status& e) {
       return {e.status, dump({{"error", e.message}})};
     case error_shape::nested_error:
       return {e.status, dump({{"message", {{"error", e.message}}}})};
+    case error_shape::plain_text:
+      return {e.status, e.message, "text/plain"};
     case error_shape::message:
       break;
   }

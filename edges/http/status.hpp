@@ -11,10 +11,12 @@
 
 namespace gatehouse::http {
 
-/// A status and a JSON body, as GitLab (Grape) shapes its errors.
+/// A status and a body, as GitLab shapes its errors: JSON from Grape, plain
+/// text from the few Rack middlewares that answer before it.
 struct http_error {
   int status;
   std::string body;
+  std::string content_type = "application/json";
 };
 
 /// An entry of the one status table (edges/error_status.hpp) in Grape's

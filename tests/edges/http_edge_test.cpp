@@ -2,6 +2,7 @@
 #include "edges/http/connection.hpp"
 #include "edges/http/framing.hpp"
 #include "edges/http/params.hpp"
+#include "edges/http/routing.hpp"
 #include "edges/http/server.hpp"
 #include "edges/http/status.hpp"
 
@@ -370,7 +371,7 @@ TEST_CASE("query, form and JSON parameters merge as Grape merges them",
   }
   SECTION("a body labelled JSON that is not a JSON object is refused") {
     CHECK_FALSE(http::merge_params("", "application/json", "{nope", error));
-    CHECK(error == "malformed JSON body");
+    CHECK(error == "400 Bad request - malformed JSON body");
     CHECK_FALSE(http::merge_params("", "application/json", "[1,2]", error));
   }
   SECTION("an empty JSON body is no parameters") {
@@ -574,10 +575,11 @@ TEST_CASE("metrics count requests by route and status", "[http][server]") {
 
 TEST_CASE("JSON nesting is counted before parsing", "[http][params][limits]") {
   std::string error;
-  CHECK(http::merge_params("", "application/json", nested_json(100), error));
+  // GitLab's JsonValidation allows 32 levels on the internal API.
+  CHECK(http::merge_params("", "application/json", nested_json(32), error));
   CHECK_FALSE(
-    http::merge_params("", "application/json", nested_json(101), error));
-  CHECK(error == "JSON nested deeper than 100 levels");
+    http::merge_params("", "application/json", nested_json(33), error));
+  CHECK(error == "Parameters nested too deeply");
   SECTION("brackets inside strings do not count") {
     auto text = R"({"a":")" + std::string(500, '[') + R"(\"]"})";
     auto p = http::merge_params("", "application/json", text, error);
@@ -597,17 +599,45 @@ TEST_CASE("a JSON body nested 100k levels deep answers 400 and the edge "
   auto answers = conn.await_answers(1);
   REQUIRE(answers.size() == 1);
   CHECK(answers[0].status == 400);
-  CHECK(
-    answers[0].body
-    == R"({"message":"400 Bad request - JSON nested deeper than 100 levels"})");
+  CHECK(answers[0].body == R"({"error":"Parameters nested too deeply"})");
   CHECK(fx.pushes.seen().empty());
   // GitLab's own limit passes.
   auto ok = fx.client().Post("/api/v4/internal/pre_receive",
-                             edge_fixture::shell_auth(), nested_json(100),
+                             edge_fixture::shell_auth(), nested_json(32),
                              "application/json");
   REQUIRE(ok);
   CHECK(ok->status == 200);
   CHECK(fx.pushes.seen() == std::vector<std::string>{"project-1"});
+}
+
+TEST_CASE("a string parameter with a NUL byte answers GitLab's plain 400",
+          "[http][server][limits]") {
+  edge_fixture fx{"", 1024 * 1024};
+  auto cli = fx.client();
+  for (auto body :
+       {std::string{R"({"gl_repository":"project-1\u0000x"})"},
+        std::string{R"({"gl_repository":"project-1","o":["a\u0000"]})"}}) {
+    INFO(body);
+    auto res = cli.Post("/api/v4/internal/pre_receive",
+                        edge_fixture::shell_auth(), body, "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    CHECK(res->body == "Bad Request");
+    CHECK(res->get_header_value("Content-Type") == "text/plain");
+  }
+  // Form fields too.
+  auto res = cli.Post("/api/v4/internal/pre_receive",
+                      edge_fixture::shell_auth(), "gl_repository=project-1%00",
+                      "application/x-www-form-urlencoded");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK(fx.pushes.seen().empty());
+  // Deeper than GitLab looks, a NUL passes.
+  res = cli.Post("/api/v4/internal/pre_receive", edge_fixture::shell_auth(),
+                 R"({"gl_repository":"project-1","o":{"p":["a\u0000"]}})",
+                 "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 200);
 }
 
 TEST_CASE("a chunked body is held to the body limit",
@@ -867,4 +897,23 @@ TEST_CASE("a head that arrives too slowly answers 408",
     CHECK(idle.await_close());
     CHECK(idle.received.empty());
   }
+}
+
+TEST_CASE("an id parameter is an integer or a string of digits, never "
+          "wrapped around",
+          "[http][params]") {
+  auto params = json::parse(
+    R"({"a": 42, "b": "42", "c": 18446744073709551615, "d": "two",
+        "e": "", "f": null, "g": 9223372036854775807})");
+  std::string invalid;
+  CHECK(http::id_param(params, "a", invalid) == 42);
+  CHECK(http::id_param(params, "b", invalid) == 42);
+  CHECK(http::id_param(params, "g", invalid) == INT64_MAX);
+  CHECK_FALSE(http::id_param(params, "e", invalid));
+  CHECK_FALSE(http::id_param(params, "f", invalid));
+  CHECK_FALSE(http::id_param(params, "missing", invalid));
+  CHECK(invalid.empty());
+  CHECK_FALSE(http::id_param(params, "c", invalid));
+  CHECK_FALSE(http::id_param(params, "d", invalid));
+  CHECK(invalid == "c is invalid, d is invalid");
 }
