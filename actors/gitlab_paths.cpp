@@ -1,5 +1,7 @@
 #include "actors/gitlab_paths.hpp"
 
+#include "common/ids.hpp"
+
 #include <cctype>
 
 namespace gatehouse::gitlab {
@@ -92,6 +94,41 @@ bool star_pattern_matches(std::string_view pattern, std::string_view text,
   while (p < pattern.size() && pattern[p] == '*')
     ++p;
   return p == pattern.size();
+}
+
+std::optional<gl_repository_ref> parse_gl_repository(std::string_view text) {
+  auto positive = [](std::string_view digits) -> std::optional<std::int64_t> {
+    auto id = parse_id(digits);
+    if (!id || *id <= 0)
+      return std::nullopt;
+    return id;
+  };
+  constexpr std::string_view group = "group-", group_wiki = "-wiki";
+  if (text.size() > group.size() + group_wiki.size()
+      && text.substr(0, group.size()) == group
+      && text.substr(text.size() - group_wiki.size()) == group_wiki) {
+    auto id = positive(text.substr(
+      group.size(), text.size() - group.size() - group_wiki.size()));
+    if (!id)
+      return std::nullopt;
+    return gl_repository_ref{repository_kind::group_wiki, *id};
+  }
+  auto dash = text.find('-');
+  if (dash == std::string_view::npos)
+    return std::nullopt;
+  auto id = positive(text.substr(dash + 1));
+  if (!id)
+    return std::nullopt;
+  auto kind = text.substr(0, dash);
+  if (kind == "project")
+    return gl_repository_ref{repository_kind::project, *id};
+  if (kind == "wiki")
+    return gl_repository_ref{repository_kind::wiki, *id};
+  if (kind == "snippet")
+    return gl_repository_ref{repository_kind::snippet, *id};
+  if (kind == "design")
+    return gl_repository_ref{repository_kind::design, *id};
+  return std::nullopt;
 }
 
 } // namespace gatehouse::gitlab

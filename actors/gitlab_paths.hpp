@@ -7,6 +7,7 @@
 
 #include "messages/read_model.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,5 +43,19 @@ std::optional<std::string> tag_name(const std::string& ref);
 enum class letter_case { sensitive, insensitive };
 bool star_pattern_matches(std::string_view pattern, std::string_view text,
                           letter_case mode);
+
+/// The kinds of repository a gl_repository names.
+enum class repository_kind { project, wiki, snippet, design, group_wiki };
+
+/// A parsed gl_repository.
+struct gl_repository_ref {
+  repository_kind kind;
+  std::int64_t id;
+};
+
+/// Gitlab::GlRepository's identifiers: "<project|wiki|snippet|design>-<id>"
+/// and "group-<id>-wiki", the id a positive number; nullopt for anything
+/// else, which GitLab refuses (ArgumentError "Invalid GL Repository").
+std::optional<gl_repository_ref> parse_gl_repository(std::string_view text);
 
 } // namespace gatehouse::gitlab

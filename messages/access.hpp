@@ -34,8 +34,13 @@ struct allowed_params {
   std::string changes = "_any";
   /// ssh, http or web.
   std::string protocol = "ssh";
+  /// An id that names no record (sent empty, or not a number) is 0: GitLab
+  /// looks it up as given, finds nothing, and the request is anonymous.
   std::optional<std::int64_t> key_id;
   std::optional<std::int64_t> user_id;
+  /// Rails' identifier ("user-<id>", "key-<id>"): the actor when neither
+  /// key_id nor user_id is given; before username.
+  std::optional<std::string> identifier;
   std::optional<std::string> username;
   /// Gitaly's quarantine environment (JSON text), relative to the repo.
   std::string env;

@@ -63,6 +63,8 @@ std::string caller_identity(const access::allowed_params& p) {
     return "key-" + std::to_string(*p.key_id);
   if (p.user_id)
     return "user-" + std::to_string(*p.user_id);
+  if (p.identifier)
+    return *p.identifier;
   if (p.username)
     return "username-" + *p.username;
   return "";

@@ -10,6 +10,7 @@
 #include "actors/access/project_policy.hpp"
 #include "actors/gitlab_paths.hpp"
 #include "common/ascii.hpp"
+#include "common/ids.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -81,20 +82,11 @@ bool safe_relative_path(const std::string& rel) {
 
 /// Strict positive base-10 integer ("12"; not "+12", "012" is fine).
 std::optional<std::int64_t> parse_positive_id(const std::string& s) {
-  if (s.empty() || s.size() > 18) {
+  auto id = parse_id(s);
+  if (!id || *id <= 0) {
     return std::nullopt;
   }
-  std::int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') {
-      return std::nullopt;
-    }
-    v = v * 10 + (c - '0');
-  }
-  if (v <= 0) {
-    return std::nullopt;
-  }
-  return v;
+  return id;
 }
 
 // -- actor
@@ -125,6 +117,42 @@ const user_record* find_user(const snapshot& snap,
   return it == snap.users.end() ? nullptr : &it->second;
 }
 
+// Rails' GitAccessActor.from_identifier (Gitlab::Identifier): "user-<id>"
+// is that user; "key-<id>" is the user who owns that personal key (acting
+// as the user, not as the key), else that deploy key; anything else, or an
+// id that names nothing, is nobody.
+void resolve_identifier(const snapshot& snap, const std::string& identifier,
+                        actor_info& a) {
+  if (starts_with(identifier, "user-")) {
+    a.user = find_user(snap, parse_positive_id(identifier.substr(5)));
+    a.identity = a.user;
+    if (a.user != nullptr) {
+      a.identity_str = "user-" + std::to_string(a.user->id);
+    }
+    return;
+  }
+  if (!starts_with(identifier, "key-")) {
+    return;
+  }
+  const auto id = parse_positive_id(identifier.substr(4));
+  const auto it = id ? snap.keys.find(*id) : snap.keys.end();
+  if (it == snap.keys.end()) {
+    return;
+  }
+  const key_record& key = it->second;
+  if (!key.deploy) {
+    a.user = find_user(snap, key.user_id);
+    a.identity = a.user;
+    if (a.user != nullptr) {
+      a.identity_str = "user-" + std::to_string(a.user->id);
+    }
+    return;
+  }
+  a.key = &key;
+  a.identity = find_user(snap, key.user_id);
+  a.identity_str = "key-" + std::to_string(key.id);
+}
+
 // Rails' GitAccessActor.from_params: the first present parameter decides;
 // an id that names nothing (or a signing-only key, which Key.auth excludes)
 // yields no actor at all, i.e. an anonymous request. That is how an unknown
@@ -146,6 +174,8 @@ actor_info resolve_actor(const snapshot& snap, const allowed_params& p) {
     if (a.user != nullptr) {
       a.identity_str = "user-" + std::to_string(a.user->id);
     }
+  } else if (p.identifier) {
+    resolve_identifier(snap, *p.identifier, a);
   } else if (p.username) {
     const auto it = snap.user_by_username.find(ascii_lower(*p.username));
     if (it != snap.user_by_username.end()) {
@@ -212,31 +242,28 @@ repo_target resolve_gl_repository(const snapshot& snap,
                                   const std::string& glr) {
   repo_target t;
   t.by_gl_repository = true;
-  // "group-<id>-wiki" (EE group wiki): not in the read model.
-  if (starts_with(glr, "group-") && ends_with(glr, "-wiki")) {
-    t.type = repo_type::group_wiki;
-    return t;
-  }
-  const auto dash = glr.rfind('-');
-  if (dash == std::string::npos) {
+  auto ref = gitlab::parse_gl_repository(glr);
+  if (!ref) {
     return t; // malformed: answered as a missing project (Rails raises)
   }
-  const std::string kind = glr.substr(0, dash);
-  const auto id = parse_positive_id(glr.substr(dash + 1));
-  if (kind == "wiki") {
-    t.type = repo_type::wiki;
-  } else if (kind == "snippet") {
-    t.type = repo_type::snippet;
-    return t; // snippets are not in the read model
-  } else if (kind == "design") {
-    t.type = repo_type::design;
-    return t; // design repositories are not in the read model
-  } else if (kind != "project") {
-    return t;
+  switch (ref->kind) {
+    case gitlab::repository_kind::group_wiki:
+      // EE group wikis are not in the read model.
+      t.type = repo_type::group_wiki;
+      return t;
+    case gitlab::repository_kind::snippet:
+      t.type = repo_type::snippet;
+      return t; // snippets are not in the read model
+    case gitlab::repository_kind::design:
+      t.type = repo_type::design;
+      return t; // design repositories are not in the read model
+    case gitlab::repository_kind::wiki:
+      t.type = repo_type::wiki;
+      break;
+    case gitlab::repository_kind::project:
+      break;
   }
-  if (id) {
-    t.project = find_project_by_id(snap, *id);
-  }
+  t.project = find_project_by_id(snap, ref->id);
   return t;
 }
 

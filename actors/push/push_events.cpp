@@ -7,6 +7,7 @@
 #include "actors/gitlab_paths.hpp"
 #include "actors/push/push_internals.hpp"
 #include "common/ascii.hpp"
+#include "common/ids.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -58,13 +59,8 @@ namespace {
 
 // A positive base-10 integer, digits only.
 std::optional<std::int64_t> positive_id(std::string_view s) {
-  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      }))
-    return std::nullopt;
-  std::int64_t id = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
-  if (ec != std::errc{} || end != s.data() + s.size() || id <= 0)
+  auto id = parse_id(s);
+  if (!id || *id <= 0)
     return std::nullopt;
   return id;
 }
@@ -78,15 +74,12 @@ push_context resolve(const snapshot& snap, const post_receive_params& p) {
   push_context ctx;
   // Gitlab::GlRepository: "<type>-<id>"; only projects and their wikis are
   // in the read model.
-  const auto& glr = p.gl_repository;
-  if (auto dash = glr.find('-'); dash != std::string::npos) {
-    auto type = glr.substr(0, dash);
-    auto id = positive_id(std::string_view{glr}.substr(dash + 1));
-    if (id && (type == "project" || type == "wiki")) {
-      if (auto it = snap.projects.find(*id); it != snap.projects.end()) {
-        ctx.project = &it->second;
-        ctx.wiki = type == "wiki";
-      }
+  if (auto glr = gitlab::parse_gl_repository(p.gl_repository); glr
+      && (glr->kind == gitlab::repository_kind::project
+          || glr->kind == gitlab::repository_kind::wiki)) {
+    if (auto it = snap.projects.find(glr->id); it != snap.projects.end()) {
+      ctx.project = &it->second;
+      ctx.wiki = glr->kind == gitlab::repository_kind::wiki;
     }
   }
   // Gitlab::Identifier, plus Gitaly's "username-<u>".

@@ -1,5 +1,6 @@
 #include "actors/push/push_processing.hpp"
 
+#include "actors/gitlab_paths.hpp"
 #include "actors/push/push_events.hpp"
 
 #include "common/log.hpp"
@@ -113,6 +114,12 @@ push_processing_actor::behavior_type push_processing(
       push::post_receive_params& p) -> caf::result<push::post_receive_answer> {
       if (auto missing = missing_fields(p); !missing.empty())
         return caf::make_error(errc::invalid_params, missing);
+      // GitLab parses gl_repository before anything else happens and
+      // answers 500 for one it cannot parse (ArgumentError): the counter is
+      // not decreased and nothing is recorded.
+      if (!gitlab::parse_gl_repository(p.gl_repository))
+        return caf::make_error(
+          errc::internal, "Invalid GL Repository \"" + p.gl_repository + "\"");
       auto& st = self->state;
       if (!st.snap)
         return caf::make_error(errc::unavailable, "read model not loaded yet");

@@ -1,6 +1,11 @@
 #include "edges/http/codec.hpp"
 
+#include "common/ids.hpp"
+
 #include "messages/errors.hpp"
+
+#include <algorithm>
+#include <limits>
 
 namespace gatehouse::http {
 
@@ -23,6 +28,25 @@ struct id_reader {
     return value;
   }
 };
+
+// An id of /allowed, which declares no parameters in Grape: GitLab looks
+// the value up as given, and one that is not a record's id (empty, not a
+// number, too large) finds nothing. 0 is such an id.
+std::optional<std::int64_t> lookup_id(const json& params, const char* name) {
+  auto it = params.find(name);
+  if (it == params.end() || it->is_null())
+    return std::nullopt;
+  if (it->is_number_unsigned())
+    return it->get<std::uint64_t>()
+        <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+      ? static_cast<std::int64_t>(it->get<std::uint64_t>())
+      : 0;
+  if (it->is_number_integer())
+    return std::max<std::int64_t>(it->get<std::int64_t>(), 0);
+  if (it->is_string())
+    return parse_id(it->get_ref<const std::string&>()).value_or(0);
+  return 0;
+}
 
 access::shell_caller caller_of(id_reader& ids) {
   return {ids("key_id"), ids("user_id")};
@@ -68,7 +92,6 @@ reply encode(call_tag<call_id::check>, const check_view& view) {
 
 caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
                                              const json& params) {
-  id_reader ids{params, {}};
   access::allowed_params p;
   p.action = string_param(params, "action").value_or("");
   p.project = string_param(params, "project");
@@ -77,8 +100,9 @@ caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
     p.changes = *changes;
   if (auto protocol = string_param(params, "protocol"))
     p.protocol = *protocol;
-  p.key_id = ids("key_id");
-  p.user_id = ids("user_id");
+  p.key_id = lookup_id(params, "key_id");
+  p.user_id = lookup_id(params, "user_id");
+  p.identifier = string_param(params, "identifier");
   p.username = string_param(params, "username");
   // Gitaly sends `env` as a JSON string; a form caller may send an object.
   p.env = string_param(params, "env").value_or("");
@@ -87,7 +111,7 @@ caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
     p.push_options = *options;
   p.gitaly_client_context_bin
     = string_param(params, "gitaly_client_context_bin");
-  return ids.result(std::move(p));
+  return p;
 }
 
 reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {

@@ -122,6 +122,7 @@ caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
     p.protocol = *protocol;
   p.key_id = id(r->has_key_id(), r->key_id());
   p.user_id = id(r->has_user_id(), r->user_id());
+  p.identifier = present(r->has_identifier(), r->identifier());
   p.username = present(r->has_username(), r->username());
   p.env = r->env();
   p.relative_path = r->relative_path();

@@ -172,3 +172,29 @@ TEST_CASE_METHOD(push_fixture,
   REQUIRE_FALSE(answer);
   CHECK(classify(answer.error()) == errc::unavailable);
 }
+
+TEST_CASE_METHOD(push_fixture,
+                 "an unparsable gl_repository is GitLab's 500: nothing is "
+                 "counted down or written",
+                 "[actor][push_processing]") {
+  start(push_world());
+  for (auto glr : {"nonsense", "project-", "project-x", "project-0", "repo-10",
+                   "group-5", "group-x-wiki"}) {
+    INFO(glr);
+    auto p = branch_push("topic");
+    p.gl_repository = glr;
+    auto answer = ask<push::post_receive_answer>(actor, p);
+    REQUIRE_FALSE(answer);
+    CHECK(classify(answer.error()) == errc::internal);
+  }
+  CHECK(store.written.empty());
+  // Every form GitLab writes is taken (unknown ones attribute nothing).
+  for (auto glr : {"project-10", "wiki-10", "snippet-3", "design-4",
+                   "group-5-wiki", "project-999"}) {
+    INFO(glr);
+    auto p = branch_push("topic");
+    p.gl_repository = glr;
+    CHECK(ask<push::post_receive_answer>(actor, p));
+  }
+  CHECK(store.written.size() == 6);
+}

@@ -576,6 +576,13 @@ std::vector<conformance_case> conformance_cases() {
      200},
     {"post_receive without fields", call_id::post_receive, json::object(), 400,
      "gl_repository is missing, identifier is missing, changes is missing"},
+    {"post_receive of an unparsable gl_repository",
+     call_id::post_receive,
+     {{"gl_repository", "nonsense"},
+      {"identifier", "key-2"},
+      {"changes", "_any"}},
+     500,
+     "500 Internal Server Error"},
   };
 }
 
