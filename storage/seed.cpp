@@ -33,6 +33,26 @@ using seeding::reference;
 
 namespace {
 
+// Gitlab::PathTraversal.check_path_traversal!'s pattern, plus absolute
+// paths and NUL: whether `path` stays below the directory it is joined to.
+bool safe_relative_path(const std::string& path) {
+  if (path.empty() || path.front() == '/' || path.front() == '\\'
+      || path.find('\n') != std::string::npos
+      || path.find('\0') != std::string::npos)
+    return false;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto end = path.find_first_of("/\\", start);
+    if (end == std::string::npos)
+      end = path.size();
+    auto segment = path.substr(start, end - start);
+    if (segment == "." || segment == "..")
+      return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 // -- times and dates
 // -----------------------------------------------------------
 
@@ -730,7 +750,13 @@ private:
       auto h = token_digest(std::to_string(*id));
       hashed = "@hashed/" + h.substr(0, 2) + "/" + h.substr(2, 2) + "/" + h;
     }
-    f.text("disk_path", hashed, true);
+    // The path below the storage root that git runs in: GitLab refuses a
+    // path that climbs out of its directory (Gitlab::PathTraversal's
+    // pattern: ".", "..", a "../" or "/.." segment, a line break) or that
+    // starts at the file system root.
+    if (auto disk_path = f.text("disk_path", hashed, true);
+        disk_path && !safe_relative_path(*disk_path))
+      f.problem("disk_path", "Invalid path: must stay below the storage root");
     f.one_of("repository_access_level", {"enabled", "private", "disabled"},
              "enabled");
     f.flag("merge_requests_enabled", true);

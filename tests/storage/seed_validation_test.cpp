@@ -346,3 +346,24 @@ TEST_CASE("the schema is embedded in name order", "[unit][migrate]") {
   for (std::size_t i = 1; i < migrations.size(); ++i)
     CHECK(migrations[i - 1].name < migrations[i].name);
 }
+
+TEST_CASE("a disk_path that climbs out of the storage root is refused",
+          "[unit][seed]") {
+  auto with_disk_path = [](const std::string& path) {
+    auto doc = base();
+    doc["projects"][0]["disk_path"] = path;
+    return validate_seed(doc);
+  };
+  const problems refused{
+    "projects[0].disk_path: Invalid path: must stay below the storage root"};
+  for (auto path : {"../../../../etc/x", "..", "@hashed/../../x", "a/..",
+                    "/etc/passwd", "a\\..\\b", "a\nb", "."}) {
+    INFO(path);
+    CHECK(with_disk_path(path) == refused);
+  }
+  for (auto path :
+       {"@hashed/6b/86/6b86b273", "group/project", "a..b/c", "..a/b"}) {
+    INFO(path);
+    CHECK(with_disk_path(path) == problems{});
+  }
+}
