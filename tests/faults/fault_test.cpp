@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -293,6 +294,19 @@ std::size_t check_events_exactly_once(const stack& gh, const private_nats& nats,
   return msgs.size();
 }
 
+/// A private nats-server and a seeded Gatehouse on a scratch database of
+/// the shared PostgreSQL, not started: each case starts it its own way.
+struct events_fixture {
+  private_nats nats;
+  std::unique_ptr<stack> gh;
+
+  events_fixture() {
+    nats.start();
+    gh = std::make_unique<stack>(nats.url());
+    gh->seed(fault_seed());
+  }
+};
+
 } // namespace
 
 TEST_CASE("PostgreSQL stopped: readiness fails fast, decisions go on from "
@@ -385,15 +399,13 @@ TEST_CASE("PostgreSQL stopped: readiness fails fast, decisions go on from "
   CHECK(gh.stop() == 0);
 }
 
-TEST_CASE("nats-server stopped under push load: pushes answer, events wait "
-          "in the outbox, and all arrive exactly once after it is back",
-          "[.faults]") {
-  private_nats nats;
-  nats.start();
-  stack gh{nats.url()};
-  gh.seed(fault_seed());
-  gh.start();
-  hooks api{gh};
+TEST_CASE_METHOD(
+  events_fixture,
+  "nats-server stopped under push load: pushes answer, events wait "
+  "in the outbox, and all arrive exactly once after it is back",
+  "[.faults]") {
+  gh->start();
+  hooks api{*gh};
   push_load load{api, 1};
   wait_answered(load, 20);
 
@@ -411,7 +423,7 @@ TEST_CASE("nats-server stopped under push load: pushes answer, events wait "
     std::this_thread::sleep_for(500ms);
   }
   auto answered_down = load.answered() - answered_at_stop;
-  auto pending_db = unpublished(gh);
+  auto pending_db = unpublished(*gh);
   std::cout << "faults: NATS down 20 s: " << answered_down
             << " pushes answered meanwhile, gatehouse_outbox_pending up to "
             << max_pending << ", " << pending_db << " unpublished rows\n";
@@ -425,7 +437,7 @@ TEST_CASE("nats-server stopped under push load: pushes answer, events wait "
   wait_answered(load, 20);
   load.stop();
   CHECK(load.failed_pushes().empty());
-  auto events = check_events_exactly_once(gh, nats, load.answered_pushes(),
+  auto events = check_events_exactly_once(*gh, nats, load.answered_pushes(),
                                           load.failed_pushes());
   std::cout << "faults: NATS back: " << load.answered_pushes().size()
             << " pushes answered in all, " << events
@@ -436,20 +448,17 @@ TEST_CASE("nats-server stopped under push load: pushes answer, events wait "
                    10s));
 }
 
-TEST_CASE("gatehouse killed with SIGKILL under push load: the next one "
-          "publishes every answered push's events exactly once",
-          "[.faults]") {
-  private_nats nats;
-  nats.start();
-  stack gh{nats.url()};
-  gh.seed(fault_seed());
-  auto first = gh.spawn();
-  gh.wait_deciding();
+TEST_CASE_METHOD(events_fixture,
+                 "gatehouse killed with SIGKILL under push load: the next one "
+                 "publishes every answered push's events exactly once",
+                 "[.faults]") {
+  auto first = gh->spawn();
+  gh->wait_deciding();
   std::vector<int> answered;
   std::vector<int> unanswered;
   int next = 1;
   {
-    hooks api{gh};
+    hooks api{*gh};
     push_load load{api, next};
     wait_answered(load, 50);
     CHECK(first->stop(SIGKILL) == 128 + SIGKILL);
@@ -462,10 +471,10 @@ TEST_CASE("gatehouse killed with SIGKILL under push load: the next one "
             << " pushes answered before the kill, " << unanswered.size()
             << " not answered\n";
 
-  auto second = gh.spawn(); // same database, same NATS
-  gh.wait_deciding();
+  auto second = gh->spawn(); // same database, same NATS
+  gh->wait_deciding();
   {
-    hooks api{gh};
+    hooks api{*gh};
     push_load load{api, next};
     wait_answered(load, 20);
     load.stop();
@@ -473,23 +482,21 @@ TEST_CASE("gatehouse killed with SIGKILL under push load: the next one "
     auto more = load.answered_pushes();
     answered.insert(answered.end(), more.begin(), more.end());
   }
-  auto events = check_events_exactly_once(gh, nats, answered, unanswered);
+  auto events = check_events_exactly_once(*gh, nats, answered, unanswered);
   std::cout << "faults: after the restart: " << answered.size()
             << " pushes answered, " << events
             << " events on the stream, each once\n";
   CHECK(second->stop(SIGTERM) == 0);
 }
 
-TEST_CASE("PostgreSQL refusing one statement of a push's transaction: an "
-          "error, nothing half-applied; without the fault the push works",
-          "[.faults]") {
-  private_nats nats;
-  nats.start();
-  stack gh{nats.url()};
-  gh.seed(fault_seed());
-  gh.start();
-  hooks api{gh};
-  pqxx::connection conn{gh.database_url()};
+TEST_CASE_METHOD(
+  events_fixture,
+  "PostgreSQL refusing one statement of a push's transaction: an "
+  "error, nothing half-applied; without the fault the push works",
+  "[.faults]") {
+  gh->start();
+  hooks api{*gh};
+  pqxx::connection conn{gh->database_url()};
   // A test-only trigger: the outbox refuses the event of one marked ref.
   // The push's transaction has by then decreased the counter and inserted
   // the event of its first ref.
@@ -532,7 +539,7 @@ TEST_CASE("PostgreSQL refusing one statement of a push's transaction: an "
   CHECK(r.status == 200);
   CHECK(counter() == "0");
   CHECK(outbox_rows() == 2);
-  REQUIRE(eventually([&] { return unpublished(gh) == 0; }, 20s));
+  REQUIRE(eventually([&] { return unpublished(*gh) == 0; }, 20s));
   js_client js{nats.url()};
   CHECK(js.stream_messages() == 2);
 }
