@@ -7,12 +7,14 @@ GH_PGBIN=${GH_PGBIN:-/usr/lib/postgresql/15/bin}
 GH_PIDS=()          # processes we started directly (gatehouse, nats-server)
 GH_PG_DIRS=()       # PostgreSQL data directories we started
 
-# The Debian packages that building, running and testing need.
+# The Debian packages that building, running and testing need (clang and
+# its sanitizer runtimes: the fuzz targets, scripts/fuzz).
 GH_APT_PACKAGES=(
   build-essential cmake pkg-config ccache git ca-certificates curl openssl
   libcaf-dev libnats-dev nats-server libpqxx-dev libpq-dev libcpp-httplib-dev
   libprotobuf-dev protobuf-compiler libssl-dev catch2 nlohmann-json3-dev
   postgresql-15 python3 python3-yaml wrk openssh-server openssh-client
+  clang-14 libclang-rt-14-dev
 )
 
 gh_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

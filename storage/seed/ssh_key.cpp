@@ -64,6 +64,18 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
+/// `text` for an operator's terminal: bytes outside printable ASCII become
+/// '?', so that neither invalid UTF-8 nor control sequences from a blob
+/// reach an error text.
+std::string printable(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out)
+    if (static_cast<unsigned char>(c) < 0x20
+        || static_cast<unsigned char>(c) > 0x7e)
+      c = '?';
+  return out;
+}
+
 /// Checks the fields after the type string for the key types OpenSSH and
 /// GitLab accept. Returns false when the blob is not well-formed.
 bool check_key_body(const std::string& type, blob_reader& in) {
@@ -117,7 +129,10 @@ std::optional<ssh_key> parse_ssh_key(std::string_view line,
   auto type_end = key.text.find_first_of(" \t");
   key.type = key.text.substr(0, type_end);
   if (!key_types().count(key.type)) {
-    error = "unsupported key type " + json(key.type).dump()
+    // JSON-quoted: control characters escaped, invalid UTF-8 replaced
+    // (dump would throw on it).
+    error = "unsupported key type "
+      + json(key.type).dump(-1, ' ', false, json::error_handler_t::replace)
       + " (expected a line like \"ssh-ed25519 AAAA... comment\")";
     return std::nullopt;
   }
@@ -140,7 +155,7 @@ std::optional<ssh_key> parse_ssh_key(std::string_view line,
     return std::nullopt;
   }
   if (embedded != key.type) {
-    error = "key data is a " + std::string(embedded) + " key, not " + key.type;
+    error = "key data is a " + printable(embedded) + " key, not " + key.type;
     return std::nullopt;
   }
   if (!check_key_body(key.type, in)) {

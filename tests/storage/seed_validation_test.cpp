@@ -3,6 +3,7 @@
 
 #include "storage/migrate.hpp"
 #include "storage/seed.hpp"
+#include "storage/seed/ssh_key.hpp"
 #include "tests/storage/seed_fixtures.hpp"
 
 #include <catch2/catch.hpp>
@@ -268,6 +269,21 @@ TEST_CASE("SSH keys must parse", "[unit][seed]") {
       "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID72VztSZsPMmsTmHFHnqhQ3DKLjzzr7")
     == problems{"keys[0].key: key data is not a well-formed ssh-ed25519 key"});
   CHECK(with_key("") == problems{"keys[0].key: must not be empty"});
+}
+
+TEST_CASE("key line errors survive any bytes", "[unit][seed]") {
+  using gatehouse::storage::seeding::parse_ssh_key;
+  std::string error;
+  // Found by tests/fuzz (ssh_key): a type that is not UTF-8 made the
+  // error's JSON quoting throw instead of refusing the line.
+  CHECK_FALSE(parse_ssh_key("ssh\xc3-rsa AAAA", error));
+  CHECK(error
+        == "unsupported key type \"ssh\xef\xbf\xbd-rsa\" (expected a line "
+           "like \"ssh-ed25519 AAAA... comment\")");
+  // A blob naming a type made of control bytes: not echoed to the terminal.
+  // base64 of "\0\0\0\x05\x1b[31m".
+  CHECK_FALSE(parse_ssh_key("ssh-ed25519 AAAABRtbMzFt", error));
+  CHECK(error == "key data is a ?[31m key, not ssh-ed25519");
 }
 
 TEST_CASE("the same key may not be registered twice", "[unit][seed]") {
