@@ -37,14 +37,19 @@ gh_install_packages() {
     --no-install-recommends --no-upgrade "${missing[@]}" >/dev/null
 }
 
-# gh_build BUILD_DIR [BUILD_TYPE]
+# gh_build BUILD_DIR [BUILD_TYPE [CMAKE_ARG...]]: GH_BUILD_TARGETS (space-
+# separated) builds only those targets instead of all.
 gh_build() {
   local dir=$1 type=${2:-Release}
+  shift $(($# < 2 ? $# : 2))
   # Paths under the checkout become relative in ccache's keys, so a second
   # clone or worktree (CI's fresh clone among them) reuses the cache.
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$GH_ROOT}
-  cmake -S "$GH_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" >/dev/null
-  cmake --build "$dir" -j "$(nproc)"
+  cmake -S "$GH_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  local targets=()
+  # shellcheck disable=SC2206 # word splitting wanted
+  [ -z "${GH_BUILD_TARGETS:-}" ] || targets=(--target $GH_BUILD_TARGETS)
+  cmake --build "$dir" -j "$(nproc)" "${targets[@]}"
 }
 
 # Prints a free TCP port on 127.0.0.1.
