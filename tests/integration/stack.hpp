@@ -155,12 +155,13 @@ public:
   /// until then every access call answers 503.
   void start() {
     proc_ = spawn();
-    if (own_database_ && env_.count("GATEHOUSE_SHELL_SECRET_FILE"))
-      wait_deciding();
   }
 
-  /// Waits until the served Gatehouse's read model is loaded.
-  void wait_deciding() const {
+  /// Waits until the served Gatehouse's read model is loaded; `proc` (the
+  /// stack's own process by default) gives its log when it never does.
+  void wait_deciding(const child* proc = nullptr) const {
+    if (!proc)
+      proc = proc_.get();
     auto token = shell_token();
     bool deciding = eventually(
       [&] {
@@ -169,16 +170,18 @@ public:
         return res && res->status != 503;
       },
       std::chrono::seconds(20));
-    INFO("gatehouse stderr: " << (proc_ ? proc_->err() : std::string{}));
+    INFO("gatehouse stderr: " << (proc ? proc->err() : std::string{}));
     REQUIRE(deciding);
   }
 
   /// Starts another `gatehouse serve` with this stack's environment, as a
   /// child the caller owns (so that it can SIGKILL it), and points client()
-  /// at it once it is live.
+  /// at it once it is live (and deciding, on the stack's own database).
   std::unique_ptr<child> spawn() {
     auto s = serve(env_, "serve", root_);
     http_port_ = s.port;
+    if (own_database_ && env_.count("GATEHOUSE_SHELL_SECRET_FILE"))
+      wait_deciding(s.proc.get());
     return std::move(s.proc);
   }
 
