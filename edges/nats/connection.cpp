@@ -117,6 +117,14 @@ void connection::stop() {
     worker_.join();
   if (auto* nc = conn_.exchange(nullptr)) {
     natsConnection_Close(nc);
+    // nats.c runs the closed callback later, on its own thread, and
+    // natsConnection_Destroy does not wait for it: wait here, or it uses this
+    // object after its destructor (ASan, outbox relay test). Bounded, should
+    // nats.c ever skip the callback.
+    {
+      std::unique_lock<std::mutex> lock{mtx_};
+      cv_.wait_for(lock, std::chrono::seconds(5), [this] { return closed_; });
+    }
     natsConnection_Destroy(nc);
   }
   if (opts_) {
@@ -166,6 +174,10 @@ void connection::on_closed(natsConnection* nc, void* self) {
       && last && *last)
     log::error("nats connection closed", {{"error", std::string{last}}});
   c->report("closed");
+  // The last touch of *c: stop() may destroy it once the lock is released.
+  std::lock_guard<std::mutex> guard{c->mtx_};
+  c->closed_ = true;
+  c->cv_.notify_all();
 }
 
 void connection::report(const char* state) {

@@ -80,6 +80,7 @@ private:
   bool need_stream_ = false;
   bool stream_ready_ = false;
   bool stopping_ = false;
+  bool closed_ = false; // nats.c's closed callback has run
 };
 
 } // namespace gatehouse::nats
