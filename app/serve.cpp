@@ -126,19 +126,32 @@ int serve(const config& cfg) {
   auto access_store
     = sys.spawn<caf::detached>(storage::access_store, access_store_cfg);
 
-  // git runs as a child process; two actors let one slow repository not
-  // hold up every other push.
+  // git runs as child processes of detached actors, one at a time each, so
+  // these actors bound how many git processes run at once. The access check
+  // has two lanes: two actors for inspections of a few questions (every
+  // ordinary push), two niced ones for larger ones, which therefore never
+  // queue in front of an ordinary push nor take its CPU. Push events list
+  // commits on two actors of their own.
   storage::git_settings git_cfg;
   git_cfg.per_call_timeout = cfg.request_timeout / 4;
-  std::vector<git_actor> gits;
+  storage::git_settings heavy_git_cfg = git_cfg;
+  heavy_git_cfg.niceness = 10;
+  std::vector<git_actor> access_gits;
   for (int i = 0; i < 2; ++i)
-    gits.push_back(sys.spawn<caf::detached>(storage::git, git_cfg));
+    access_gits.push_back(sys.spawn<caf::detached>(storage::git, git_cfg));
+  for (int i = 0; i < 2; ++i)
+    access_gits.push_back(
+      sys.spawn<caf::detached>(storage::git, heavy_git_cfg));
+  std::vector<git_actor> push_gits;
+  for (int i = 0; i < 2; ++i)
+    push_gits.push_back(sys.spawn<caf::detached>(storage::git, git_cfg));
 
   access_control_settings access_cfg;
   access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
   access_cfg.store_timeout = cfg.request_timeout / 2;
+  access_cfg.cheap_git_workers = 2;
   auto access
-    = sys.spawn(access_control, access_cfg, loader, gits, access_store);
+    = sys.spawn(access_control, access_cfg, loader, access_gits, access_store);
 
   storage::push_store_settings push_store_cfg;
   push_store_cfg.database_url = cfg.database_url;
@@ -148,7 +161,8 @@ int serve(const config& cfg) {
   push_processing_settings push_cfg;
   push_cfg.git_timeout = cfg.request_timeout / 2;
   push_cfg.store_timeout = cfg.request_timeout / 2;
-  auto push = sys.spawn(push_processing, push_cfg, loader, gits, push_store);
+  auto push
+    = sys.spawn(push_processing, push_cfg, loader, push_gits, push_store);
 
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
@@ -236,8 +250,9 @@ int serve(const config& cfg) {
   caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access, caf::exit_reason::user_shutdown);
-  for (auto& g : gits)
-    caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
+  for (auto* lane : {&access_gits, &push_gits})
+    for (auto& g : *lane)
+      caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(status, caf::exit_reason::user_shutdown);

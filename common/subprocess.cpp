@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -98,7 +99,7 @@ milliseconds remaining(steady::time_point deadline) {
 process_result run_process(const std::vector<std::string>& argv,
                            const std::vector<std::string>& env,
                            milliseconds timeout, const std::string& working_dir,
-                           std::size_t output_cap) {
+                           std::size_t output_cap, std::string_view input) {
   process_result result;
   if (argv.empty()) {
     result.err = "no program to run";
@@ -123,13 +124,29 @@ process_result run_process(const std::vector<std::string>& argv,
   fd_guard err_r, err_w;
   err_r.fd = err_pipe[0];
   err_w.fd = err_pipe[1];
+  // Input goes through a socket pair rather than a pipe: send() with
+  // MSG_NOSIGNAL cannot raise SIGPIPE in a process that did not ignore it.
+  fd_guard in_r, in_w;
+  if (!input.empty()) {
+    int in_pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_pair) != 0) {
+      result.err = "socketpair: " + system_error_text(errno);
+      return result;
+    }
+    in_r.fd = in_pair[0];
+    in_w.fd = in_pair[1];
+    ::shutdown(in_r.fd, SHUT_WR);
+  }
 
   pid_t pid = -1;
   int spawn_rc = 0;
   {
     spawn_setup s;
-    posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null",
-                                     O_RDONLY, 0);
+    if (in_r.fd >= 0)
+      posix_spawn_file_actions_adddup2(&s.actions, in_r.fd, STDIN_FILENO);
+    else
+      posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null",
+                                       O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&s.actions, out_w.fd, STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&s.actions, err_w.fd, STDERR_FILENO);
     if (!working_dir.empty())
@@ -157,13 +174,36 @@ process_result run_process(const std::vector<std::string>& argv,
   }
   out_w.reset();
   err_w.reset();
+  in_r.reset();
   if (spawn_rc != 0) {
     result.err
       = "cannot start " + argv.front() + ": " + system_error_text(spawn_rc);
     return result;
   }
-  for (int fd : {out_r.fd, err_r.fd})
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  for (int fd : {out_r.fd, err_r.fd, in_w.fd})
+    if (fd >= 0)
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  std::size_t input_sent = 0;
+  // One write per round, like the reads; a child that stops reading its
+  // input only costs us the timeout.
+  auto write_once = [&] {
+    for (;;) {
+      auto sent = ::send(in_w.fd, input.data() + input_sent,
+                         input.size() - input_sent, MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR)
+        continue;
+      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+      if (sent < 0) { // the child closed its input: it has what it wants
+        in_w.reset();
+        return;
+      }
+      input_sent += static_cast<std::size_t>(sent);
+      if (input_sent == input.size())
+        in_w.reset(); // end of input
+      return;
+    }
+  };
 
   // One read per ready pipe per round, so a child that writes without pause
   // cannot keep us past the deadline.
@@ -194,12 +234,14 @@ process_result run_process(const std::vector<std::string>& argv,
       result.timed_out = true;
       break;
     }
-    std::array<pollfd, 2> fds{};
+    std::array<pollfd, 3> fds{};
     nfds_t n = 0;
     if (out_r.fd >= 0)
       fds[n++] = pollfd{out_r.fd, POLLIN, 0};
     if (err_r.fd >= 0)
       fds[n++] = pollfd{err_r.fd, POLLIN, 0};
+    if (in_w.fd >= 0)
+      fds[n++] = pollfd{in_w.fd, POLLOUT, 0};
     auto wait_ms
       = static_cast<int>(std::min<milliseconds::rep>(left.count(), 60'000));
     int ready = ::poll(fds.data(), n, wait_ms);
@@ -213,7 +255,9 @@ process_result run_process(const std::vector<std::string>& argv,
     for (nfds_t i = 0; i < n; ++i) {
       if (fds[i].revents == 0)
         continue;
-      if (fds[i].fd == out_r.fd)
+      if (fds[i].fd == in_w.fd)
+        write_once();
+      else if (fds[i].fd == out_r.fd)
         read_once(out_r, result.out, output_cap, true);
       else
         read_once(err_r, result.err, max_captured_error, false);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gatehouse {
@@ -36,7 +37,8 @@ struct process_result {
 };
 
 /// Runs `argv` (argv[0] looked up in this process's PATH) with exactly the
-/// environment `env` ("NAME=value" entries), stdin from /dev/null, in its own
+/// environment `env` ("NAME=value" entries), stdin from /dev/null (or fed
+/// `input`, then closed, when `input` is not empty), in its own
 /// process group, from `working_dir` (when not empty). Waits at most
 /// `timeout` for it to finish, then kills the group. Never throws for
 /// process failures; the result says what happened.
@@ -44,7 +46,8 @@ process_result run_process(const std::vector<std::string>& argv,
                            const std::vector<std::string>& env,
                            std::chrono::milliseconds timeout,
                            const std::string& working_dir = {},
-                           std::size_t output_cap = max_captured_output);
+                           std::size_t output_cap = max_captured_output,
+                           std::string_view input = {});
 
 /// The time left until `deadline`, rounded up to whole milliseconds and
 /// never negative: the timeout for the next step of a bounded sequence.

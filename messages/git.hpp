@@ -8,6 +8,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <optional>
@@ -49,10 +50,34 @@ struct git_questions {
   std::set<std::string> branches_containing;
   /// Does the repository have no branches at all (empty repository)?
   bool ask_empty = false;
+  /// The end of the access check's time budget (GitLab's
+  /// Gitlab::GitAccess::INTERNAL_TIMEOUT): no git runs past it, and what is
+  /// unanswered then stays unanswered, with git_facts::timed_out set.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+
+  /// How many git questions this is: what the access check's git lanes
+  /// weigh.
+  std::size_t count() const {
+    return ancestry.size() + branches_containing.size() + (ask_empty ? 1 : 0);
+  }
 
   bool empty() const {
     return ancestry.empty() && branches_containing.empty() && !ask_empty;
   }
+};
+
+/// The kinds of git question, for the timing of each (GitLab's
+/// Gitlab::Checks::TimedLogger lines).
+enum class git_check { emptiness, ancestry, branch_basis };
+
+/// How long git spent on one kind of question.
+struct git_step {
+  git_check check = git_check::ancestry;
+  std::chrono::microseconds elapsed{0};
+  /// The time ran out while this kind was being answered.
+  bool cancelled = false;
+  /// The time ran out before this kind was started.
+  bool skipped = false;
 };
 
 /// Answers to git_questions. A missing answer means git could not tell
@@ -63,6 +88,19 @@ struct git_facts {
   std::optional<bool> repository_empty;
   /// Why answers are missing, for the refusal message.
   std::string unavailable_reason;
+  /// Answers are missing because git ran out of time (a call's timeout or
+  /// the questions' deadline): GitLab's TimeoutError, a 503.
+  bool timed_out = false;
+  /// Each kind of question asked, in the order git answered them.
+  std::vector<git_step> steps;
+
+  /// Whether `check` was asked and ran out of time before it was answered.
+  bool ran_out(git_check check) const {
+    for (const auto& s : steps)
+      if (s.check == check && (s.cancelled || s.skipped))
+        return true;
+    return false;
+  }
 };
 
 } // namespace gatehouse::access

@@ -15,12 +15,17 @@ namespace gatehouse::storage {
 struct git_settings {
   /// Upper bound of each git process; a request runs several.
   std::chrono::milliseconds per_call_timeout{5000};
+  /// The nice value of this actor's thread, inherited by its git processes
+  /// (0: unchanged). The lane of expensive inspections runs niced, so that
+  /// its git processes yield the CPU to cheap ones.
+  int niceness = 0;
 };
 
 struct git_state {
   static inline constexpr const char* name = "git";
-  /// Upper bound of each git process.
-  std::chrono::milliseconds per_call_timeout{5000};
+  git_settings settings;
+  /// The nice value has been applied to the actor's thread.
+  bool niced = false;
 };
 
 /// The git actor. Blocks while git runs: the wiring must spawn it detached.

@@ -317,7 +317,7 @@ bool valid_range(const std::string& oldrev, const std::string& newrev,
 
 git_run_result run_git(const repo_location& loc,
                        const std::vector<std::string>& args,
-                       milliseconds timeout) {
+                       milliseconds timeout, std::string_view input) {
   git_run_result refused;
   if (!acceptable_path(loc.repo_dir)
       || (!loc.object_directory.empty()
@@ -361,7 +361,7 @@ git_run_result run_git(const repo_location& loc,
   std::vector<std::string> argv{"git", "-c", "safe.directory=*", "-c",
                                 "core.fsmonitor=false"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_process(argv, env, timeout);
+  return run_process(argv, env, timeout, {}, max_captured_output, input);
 }
 
 // -- questions ----------------------------------------------------------------
@@ -454,6 +454,48 @@ std::optional<bool> repository_empty(const repo_location& loc,
   if (!r)
     return std::nullopt;
   return r->out.empty();
+}
+
+std::optional<std::set<std::string>> missing_objects(
+  const repo_location& loc, const std::set<std::string>& revs,
+  milliseconds timeout, git_failure* failure) {
+  std::set<std::string> missing;
+  if (revs.empty())
+    return missing;
+  std::string input;
+  input.reserve(revs.size() * 65);
+  for (auto& rev : revs) {
+    if (!commit_id_ok(rev, failure))
+      return std::nullopt;
+    input += rev;
+    input += '\n';
+  }
+  const std::string what = "git cat-file";
+  if (timeout <= milliseconds{0}) {
+    set_failure(failure, what + " timed out", "no time left", true);
+    return std::nullopt;
+  }
+  auto r = run_git(loc, {"cat-file", "--batch-check"}, timeout, input);
+  if (r.timed_out) {
+    set_failure(failure,
+                what + " timed out after " + std::to_string(timeout.count())
+                  + " ms",
+                first_line(r.err), true);
+    return std::nullopt;
+  }
+  if (r.truncated || r.exit_code != 0) {
+    set_failure(failure, exit_failure(what, r), first_line(r.err));
+    return std::nullopt;
+  }
+  // "<id> <type> <size>" for an object, "<id> missing" for none, one line
+  // per input line in order.
+  for (auto& line : split_lines(r.out)) {
+    const auto space = line.find(' ');
+    if (space != std::string::npos && line.compare(space + 1, 7, "missing") == 0
+        && revs.count(line.substr(0, space)) > 0)
+      missing.insert(line.substr(0, space));
+  }
+  return missing;
 }
 
 std::optional<std::string> branch_commit(const repo_location& loc,
@@ -731,6 +773,7 @@ push::commit_facts answer_commits(const push::commit_questions& q,
 }
 
 git_facts answer(const git_questions& q, milliseconds per_call_timeout) {
+  using steady = std::chrono::steady_clock;
   git_facts facts;
   if (q.empty())
     return facts;
@@ -739,36 +782,96 @@ git_facts answer(const git_questions& q, milliseconds per_call_timeout) {
     return facts;
   }
   const auto& loc = *q.location;
-  bool gave_up = false;
+  // Each call gets its own timeout, cut to what is left of the budget.
+  auto call_timeout = [&] {
+    return q.deadline ? std::min(per_call_timeout, remaining(*q.deadline))
+                      : per_call_timeout;
+  };
   auto note = [&](const git_failure& f) {
     if (facts.unavailable_reason.empty())
       facts.unavailable_reason = f.reason.empty() ? "git failed" : f.reason;
-    gave_up = gave_up || f.timed_out;
+    facts.timed_out = facts.timed_out || f.timed_out;
   };
+  // Runs one kind of question and records how long it took.
+  auto timed = [&](git_check check, auto&& body) {
+    git_step step;
+    step.check = check;
+    if (facts.timed_out) {
+      step.skipped = true;
+    } else {
+      const auto start = steady::now();
+      body();
+      step.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+        steady::now() - start);
+      step.cancelled = facts.timed_out;
+    }
+    facts.steps.push_back(step);
+  };
+
+  if (q.ask_empty)
+    timed(git_check::emptiness, [&] {
+      git_failure f;
+      facts.repository_empty = repository_empty(loc, call_timeout(), &f);
+      if (!facts.repository_empty)
+        note(f);
+    });
+
+  std::set<std::string> revs;
   for (auto& [ancestor, descendant] : q.ancestry) {
-    if (gave_up)
-      break;
+    revs.insert(ancestor);
+    revs.insert(descendant);
+  }
+  revs.insert(q.branches_containing.begin(), q.branches_containing.end());
+  std::set<std::string> absent;
+  if (revs.size() > 2 && !facts.timed_out) {
+    // Well-formed ids only: the others fail their own question below
+    // without git, and must not reach git's stdin.
+    std::set<std::string> ids;
+    for (auto& rev : revs)
+      if (is_object_id(rev) && !is_blank_object_id(rev))
+        ids.insert(rev);
     git_failure f;
-    if (auto yes = is_ancestor(loc, ancestor, descendant, per_call_timeout, &f))
-      facts.is_ancestor.emplace(std::make_pair(ancestor, descendant), *yes);
+    if (auto missing = missing_objects(loc, ids, call_timeout(), &f))
+      absent = std::move(*missing);
     else
       note(f);
   }
-  for (auto& sha : q.branches_containing) {
-    if (gave_up)
-      break;
-    git_failure f;
-    if (auto names = branches_containing(loc, sha, per_call_timeout, &f))
-      facts.branches_containing.emplace(sha, std::move(*names));
-    else
-      note(f);
-  }
-  if (q.ask_empty && !gave_up) {
-    git_failure f;
-    facts.repository_empty = repository_empty(loc, per_call_timeout, &f);
-    if (!facts.repository_empty)
-      note(f);
-  }
+  git_failure absent_failure;
+  absent_failure.reason = "a pushed revision is not in the repository";
+
+  if (!q.ancestry.empty())
+    timed(git_check::ancestry, [&] {
+      for (auto& [ancestor, descendant] : q.ancestry) {
+        if (absent.count(ancestor) > 0 || absent.count(descendant) > 0) {
+          note(absent_failure);
+          continue;
+        }
+        git_failure f;
+        if (auto yes
+            = is_ancestor(loc, ancestor, descendant, call_timeout(), &f))
+          facts.is_ancestor.emplace(std::make_pair(ancestor, descendant), *yes);
+        else
+          note(f);
+        if (facts.timed_out)
+          break;
+      }
+    });
+  if (!q.branches_containing.empty())
+    timed(git_check::branch_basis, [&] {
+      for (auto& sha : q.branches_containing) {
+        if (absent.count(sha) > 0) {
+          note(absent_failure);
+          continue;
+        }
+        git_failure f;
+        if (auto names = branches_containing(loc, sha, call_timeout(), &f))
+          facts.branches_containing.emplace(sha, std::move(*names));
+        else
+          note(f);
+        if (facts.timed_out)
+          break;
+      }
+    });
   return facts;
 }
 

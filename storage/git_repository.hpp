@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,8 @@ namespace gatehouse::storage {
 
 using access::git_facts;
 using access::git_questions;
+using access::git_check;
+using access::git_step;
 using access::repo_location;
 
 // -- processes ----------------------------------------------------------------
@@ -45,10 +48,12 @@ using git_run_result = gatehouse::process_result;
 /// objects that existed before the push stay visible. `args` are passed
 /// as-is: callers validate whatever came from outside. Paths in `loc` must
 /// be absolute; alternates must not contain ':' (they are colon-joined);
-/// otherwise git does not start (exit_code -1, reason in err).
+/// otherwise git does not start (exit_code -1, reason in err). `input`,
+/// when not empty, is git's stdin.
 git_run_result run_git(const repo_location& loc,
                        const std::vector<std::string>& args,
-                       std::chrono::milliseconds timeout);
+                       std::chrono::milliseconds timeout,
+                       std::string_view input = {});
 
 // -- questions ----------------------------------------------------------------
 
@@ -89,6 +94,14 @@ std::optional<bool> is_ancestor(const repo_location& loc,
 /// tag of the same name cannot make them ambiguous.
 std::optional<std::vector<std::string>> branches_containing(
   const repo_location& loc, const std::string& sha,
+  std::chrono::milliseconds timeout, git_failure* failure = nullptr);
+
+/// Which of `revs` (full object ids) the repository does not have, in one
+/// `git cat-file --batch-check` fed the ids on stdin: one process for any
+/// number of revisions, so that a push naming thousands of unknown objects
+/// costs one git run rather than one each.
+std::optional<std::set<std::string>> missing_objects(
+  const repo_location& loc, const std::set<std::string>& revs,
   std::chrono::milliseconds timeout, git_failure* failure = nullptr);
 
 /// Whether the repository has no branches at all.
@@ -173,11 +186,15 @@ std::optional<push::ref_commits> ref_commits(const repo_location& loc,
 push::commit_facts answer_commits(const push::commit_questions& q,
                                   std::chrono::milliseconds per_call_timeout);
 
-/// Answers everything `q` asks, each git call bounded by `per_call_timeout`.
-/// Without a location, nothing is answered and unavailable_reason says
-/// "the repository storage has no local path". A failed question leaves its
-/// answer missing and sets unavailable_reason (the first failure's reason);
-/// after a timeout the remaining questions are skipped.
+/// Answers everything `q` asks, each git call bounded by `per_call_timeout`
+/// and all of them by `q.deadline`. Without a location, nothing is answered
+/// and unavailable_reason says "the repository storage has no local path".
+/// A failed question leaves its answer missing and sets unavailable_reason
+/// (the first failure's reason); after a timeout, or at the deadline, the
+/// remaining questions are skipped and `timed_out` is set. Emptiness is
+/// asked first (one cheap call); when more than one revision is asked
+/// about, one batch call first finds those the repository lacks, and their
+/// questions are left unanswered without running git for each.
 git_facts answer(const git_questions& q,
                  std::chrono::milliseconds per_call_timeout);
 

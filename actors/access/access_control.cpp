@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace gatehouse {
@@ -161,6 +162,18 @@ caf::error admit_allowed(self_pointer self, const access::allowed_params& p) {
   return {};
 }
 
+// The git actor for an inspection of `questions` questions: round-robin
+// within its lane (all actors form one lane when no cheap lane is set).
+git_actor pick_git(access_control_state& st, std::size_t questions) {
+  const auto all = st.git.size();
+  const auto cheap = std::min(st.settings.cheap_git_workers, all);
+  if (cheap == 0 || cheap == all)
+    return st.git[st.next_git++ % all];
+  if (questions <= st.settings.cheap_git_questions)
+    return st.git[st.next_cheap_git++ % cheap];
+  return st.git[cheap + st.next_git++ % (all - cheap)];
+}
+
 // The rest of the decision once admitted: git facts, the decision and its
 // side effects; `done` runs with the outcome.
 void decide_allowed(self_pointer self, const access::allowed_params& p,
@@ -175,8 +188,13 @@ void decide_allowed(self_pointer self, const access::allowed_params& p,
     finish_allowed(self, snap, p, facts, std::move(done));
     return;
   }
-  auto git = st.git[st.next_git++ % st.git.size()];
-  self->request(git, st.settings.git_timeout, atom::inspect::value, questions)
+  questions.deadline
+    = std::chrono::steady_clock::now() + st.settings.git_timeout;
+  auto git = pick_git(st, questions.count());
+  // A little longer than the budget: the git actor answers at the deadline
+  // with what it has, which says more than a bare timeout.
+  const auto wait = st.settings.git_timeout + st.settings.git_timeout / 20;
+  self->request(git, wait, atom::inspect::value, questions)
     .then(
       [self, snap, p, done](access::git_facts& facts) {
         finish_allowed(self, snap, p, facts, done);
@@ -184,6 +202,8 @@ void decide_allowed(self_pointer self, const access::allowed_params& p,
       [self, snap, p, done](caf::error& err) {
         access::git_facts facts;
         facts.unavailable_reason = "git inspection failed: " + render(err);
+        // The git actor was busy past the budget (or gone): GitLab's 503.
+        facts.timed_out = true;
         finish_allowed(self, snap, p, facts, done);
       });
 }

@@ -27,8 +27,16 @@ unix_time system_now();
 
 /// Settings of the access-control actor, fixed at spawn.
 struct access_control_settings {
-  /// How long one git inspection may take.
+  /// How long one git inspection may take, waiting for a git actor
+  /// included: the access check's time budget (GitLab's 50 s
+  /// INTERNAL_TIMEOUT). Past it the answer is GitLab's 503.
   std::chrono::milliseconds git_timeout{5000};
+  /// The first `cheap_git_workers` actors of `git` answer only inspections
+  /// of at most `cheap_git_questions` questions, the others only larger
+  /// ones: an expensive check waits behind expensive ones, never in front
+  /// of an ordinary push. 0 (or all of them): every actor takes any.
+  std::size_t cheap_git_workers = 0;
+  std::size_t cheap_git_questions = 4;
   /// How long one write to the access store may take.
   std::chrono::milliseconds store_timeout{5000};
   /// The clock of rate-limit windows, key expiry and token dates.
@@ -41,6 +49,7 @@ struct access_control_state {
   snapshot_ptr snap;
   std::vector<git_actor> git;
   std::size_t next_git = 0;
+  std::size_t next_cheap_git = 0;
   access_store_actor store;
   /// The HS256 key of LFS tokens, fetched from the store once.
   std::string lfs_key;

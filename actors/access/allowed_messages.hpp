@@ -49,6 +49,12 @@ inline constexpr const char* msg_write_to_wiki
 inline constexpr const char* msg_expiring_soon
   = "INFO: Your SSH key is expiring soon. Please generate a new key.";
 
+// Gitlab::GitAccess::LOG_HEADER: the start of the 503 answer when the
+// access check ran out of time; the timing lines follow.
+inline constexpr const char* msg_push_timed_out_header
+  = "Push operation timed out\n\nTiming information for debugging "
+    "purposes:\n";
+
 // BranchCheck
 inline constexpr const char* msg_delete_default_branch
   = "The default branch of a project cannot be deleted.";

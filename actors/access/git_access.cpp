@@ -668,7 +668,13 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
       }
     } else {
       const auto changes = parse_changes(p.changes);
-      // Unknown emptiness counts as "not empty".
+      // Emptiness decides who may push at all: not knowing it because git
+      // ran out of time is GitLab's timeout, not a guess.
+      if (facts.ran_out(git_check::emptiness)) {
+        return deny(std::move(o), 503, timed_out_message(facts));
+      }
+      // Unknown emptiness (no local path, a git error) counts as "not
+      // empty".
       const bool empty = facts.repository_empty.value_or(false);
       const ref_push push{snap,  project, u,         a.deploy_key(),
                           empty, facts,   p.protocol};

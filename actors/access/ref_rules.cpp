@@ -8,7 +8,9 @@
 #include "actors/access/project_policy.hpp"
 #include "actors/gitlab_paths.hpp"
 
+#include <chrono>
 #include <cstddef>
+#include <string>
 
 namespace gatehouse::access {
 
@@ -289,6 +291,15 @@ struct ref_context {
   const std::string& protocol;
 };
 
+// A decision that needs a git fact git did not give: GitLab's 503 when git
+// ran out of time, otherwise our refusal with the reason.
+ref_refusal missing_fact(const ref_context& c, const std::string& what) {
+  if (c.facts.timed_out)
+    return ref_refusal{503, timed_out_message(c.facts)};
+  return ref_refusal{401,
+                     facts_unavailable(c.snap, c.project, c.facts, what)};
+}
+
 std::optional<ref_refusal> branch_check(const ref_context& c,
                                         const ref_change& ch,
                                         const std::string& branch) {
@@ -316,11 +327,8 @@ std::optional<ref_refusal> branch_check(const ref_context& c,
       && !c.access.allow_force_push(branch)) {
     const auto it = c.facts.is_ancestor.find({ch.oldrev, ch.newrev});
     if (it == c.facts.is_ancestor.end()) {
-      return ref_refusal{
-        401,
-        facts_unavailable(c.snap, c.project, c.facts,
-                          "Force-push detection for protected branch '" + branch
-                            + "'")};
+      return missing_fact(c, "Force-push detection for protected branch '"
+                               + branch + "'");
     }
     if (!it->second) {
       return ref_refusal{401, msg_force_push_protected};
@@ -351,11 +359,8 @@ std::optional<ref_refusal> branch_check(const ref_context& c,
     }
     const auto it = c.facts.branches_containing.find(ch.newrev);
     if (it == c.facts.branches_containing.end()) {
-      return ref_refusal{
-        401,
-        facts_unavailable(c.snap, c.project, c.facts,
-                          "Checking the basis of new protected branch '"
-                            + branch + "'")};
+      return missing_fact(c, "Checking the basis of new protected branch '"
+                               + branch + "'");
     }
     bool safe = false;
     for (const auto& b : it->second) {
@@ -562,6 +567,53 @@ bool valid_utf8(const std::string& s) {
 
 // -- the per-ref checks
 // ----------------------------------------------------------
+
+namespace {
+
+// Ruby's Float#to_s of a value rounded to two places, as GitLab's
+// TimedLogger prints milliseconds: "12.34", "5.0".
+std::string ruby_ms(std::chrono::microseconds elapsed) {
+  const auto hundredths = (elapsed.count() + 5) / 10;
+  std::string text = std::to_string(hundredths / 100) + ".";
+  const auto fraction = hundredths % 100;
+  if (fraction == 0)
+    return text + "0";
+  if (fraction % 10 == 0)
+    return text + std::to_string(fraction / 10);
+  return text + (fraction < 10 ? "0" : "") + std::to_string(fraction);
+}
+
+const char* step_text(git_check check) {
+  switch (check) {
+    case git_check::emptiness:
+      return "Checking if the repository is empty...";
+    case git_check::ancestry:
+      return "Checking if you are force pushing to a protected branch...";
+    case git_check::branch_basis:
+      return "Checking if you are allowed to create a protected branch...";
+  }
+  return "Checking...";
+}
+
+} // namespace
+
+std::string timed_out_message(const git_facts& facts) {
+  std::string text = msg_push_timed_out_header;
+  bool first = true;
+  for (const auto& step : facts.steps) {
+    if (!first)
+      text += '\n';
+    first = false;
+    text += step_text(step.check);
+    if (step.skipped)
+      text += " (cancelled)";
+    else if (step.cancelled)
+      text += " (cancelled after " + ruby_ms(step.elapsed) + "ms)";
+    else
+      text += " (" + ruby_ms(step.elapsed) + "ms)";
+  }
+  return text;
+}
 
 void ask_ref_questions(const snapshot& snap, const project_record& project,
                        const user_record* user, bool deploy_key,

@@ -62,6 +62,13 @@ struct ref_push {
   const std::string& protocol;
 };
 
+/// GitLab's 503 text when the access check ran out of time
+/// (Gitlab::GitAccess::LOG_HEADER and the TimedLogger lines): the header,
+/// then one line per kind of git question with the time it took,
+/// "(cancelled after N ms)" for the one that ran out and "(cancelled)" for
+/// those never started.
+std::string timed_out_message(const git_facts& facts);
+
 /// Adds the git facts check_ref_changes will need for `changes` to `q`:
 /// ancestry for updates of protected branches, the branches containing a
 /// new protected branch's commit (when only the merge permission could

@@ -7,7 +7,11 @@
 #include "gatehouse/internal/v1/error.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
 #include <optional>
+#include <vector>
 
 namespace gatehouse::nats {
 
@@ -22,7 +26,42 @@ wire_reply ok(const google::protobuf::MessageLite& msg) {
   return out;
 }
 
-// Parses `payload` into a `Message`, or the 400 of a malformed payload.
+// Whether a string field of `msg`, or of a message inside it, holds a NUL
+// byte. Bytes fields are binary and may. Protobuf's own recursion limit
+// (100) bounds `msg`; these requests nest at most a level or two.
+bool holds_nul(const google::protobuf::Message& msg) {
+  using google::protobuf::FieldDescriptor;
+  const auto* refl = msg.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  refl->ListFields(msg, &fields);
+  auto nul = [](const std::string& s) {
+    return s.find('\0') != std::string::npos;
+  };
+  for (const auto* f : fields) {
+    const bool repeated = f->is_repeated();
+    const int n = repeated ? refl->FieldSize(msg, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      if (f->type() == FieldDescriptor::TYPE_STRING) {
+        std::string scratch;
+        const auto& value
+          = repeated ? refl->GetRepeatedStringReference(msg, f, i, &scratch)
+                     : refl->GetStringReference(msg, f, &scratch);
+        if (nul(value))
+          return true;
+      } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        if (holds_nul(repeated ? refl->GetRepeatedMessage(msg, f, i)
+                               : refl->GetMessage(msg, f)))
+          return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Parses `payload` into a `Message`, or the 400 of a malformed payload. A
+// NUL byte in a string is refused as the HTTP edge refuses it (GitLab's
+// HandleMalformedStrings): PostgreSQL and C strings downstream would cut
+// the value at it.
 template <class Message>
 caf::expected<Message> parse(const std::string& payload) {
   Message msg;
@@ -31,6 +70,9 @@ caf::expected<Message> parse(const std::string& payload) {
       errc::bad_request,
       "malformed " + msg.GetTypeName().substr(msg.GetTypeName().rfind('.') + 1)
         + " payload");
+  if (holds_nul(msg))
+    return caf::make_error(errc::bad_request,
+                           "a string field holds a NUL byte");
   return msg;
 }
 

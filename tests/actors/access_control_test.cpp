@@ -44,6 +44,9 @@ world small_world() {
 struct access_fixture : deterministic {
   loader_script loader_script_;
   git_script git;
+  /// The expensive lane's git, used when `cheap_lane` is set.
+  git_script heavy_git;
+  bool cheap_lane = false;
   access_store_script store;
   unix_time clock = access::test::now;
   access_control_actor actor;
@@ -52,16 +55,18 @@ struct access_fixture : deterministic {
     if (loaded)
       loader_script_.snap = std::make_shared<snapshot>(w.s);
     auto loader = spawn(mock_loader, &loader_script_);
-    auto git_actor_ = spawn(mock_git, &git);
+    std::vector<git_actor> gits{spawn(mock_git, &git)};
+    if (cheap_lane)
+      gits.push_back(spawn(mock_git, &heavy_git));
     auto store_actor = spawn(mock_access_store, &store);
     access_control_settings settings;
+    settings.cheap_git_workers = cheap_lane ? 1 : 0;
     settings.git_timeout = 1s;
     settings.store_timeout = 1s;
     settings.now = [this] {
       return clock;
     };
-    actor = spawn(access_control, settings, loader,
-                  std::vector<git_actor>{git_actor_}, store_actor);
+    actor = spawn(access_control, settings, loader, gits, store_actor);
     run();
   }
 
@@ -274,8 +279,8 @@ TEST_CASE_METHOD(access_fixture,
 }
 
 TEST_CASE_METHOD(access_fixture,
-                 "git that never answers ends in a refusal after the git "
-                 "timeout, with the reason",
+                 "git that never answers ends in GitLab's 503 once the "
+                 "access check's budget is spent",
                  "[actor][access_control]") {
   auto w = small_world();
   w.protect_branch(10, "main", 30, 30);
@@ -290,13 +295,82 @@ TEST_CASE_METHOD(access_fixture,
   CHECK(git.inspected == 1);
   CHECK(self->mailbox().empty());
   advance(1s);
+  CHECK(self->mailbox().empty()); // the budget, plus a twentieth for git
+  advance(50ms);
   REQUIRE_FALSE(self->mailbox().empty());
   handle.receive(
     [](access::allowed_outcome& o) {
-      CHECK(o.status == 401);
-      CHECK_THAT(o.message, Catch::Contains("git could not answer"));
+      CHECK(o.status == 503);
+      CHECK(o.message
+            == "Push operation timed out\n\nTiming information for "
+               "debugging purposes:\n");
     },
     [](caf::error& err) { FAIL(render(err)); });
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "git's own timeout is GitLab's 503 with the timing lines",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  w.protect_branch(10, "main", 30, 30);
+  start(w);
+  git.facts.timed_out = true;
+  git.facts.unavailable_reason = "git merge-base timed out after 750 ms";
+  git.facts.steps = {
+    {access::git_check::emptiness, std::chrono::microseconds{1234}, false,
+     false},
+    {access::git_check::ancestry, std::chrono::microseconds{750'000}, true,
+     false},
+    {access::git_check::branch_basis, {}, false, true}};
+  using access::test::A;
+  using access::test::B;
+  auto o = allowed(
+    access::test::hook(dev, 10, access::test::change(A, B, "refs/heads/main")));
+  REQUIRE(o);
+  CHECK(o->status == 503);
+  CHECK(o->message
+        == "Push operation timed out\n\nTiming information for debugging "
+           "purposes:\nChecking if the repository is empty... (1.23ms)\n"
+           "Checking if you are force pushing to a protected branch... "
+           "(cancelled after 750.0ms)\nChecking if you are allowed to "
+           "create a protected branch... (cancelled)");
+  // A push that needed no missing answer is decided as usual.
+  git.facts.repository_empty = false;
+  git.facts.steps.erase(git.facts.steps.begin());
+  CHECK(allowed(access::test::hook(
+                  dev, 10, access::test::change(A, B, "refs/heads/topic")))
+          ->status
+        == 200);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "an inspection of many questions takes the expensive lane, "
+                 "an ordinary push the cheap one",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  w.protect_branch(10, "*", 30, 30);
+  cheap_lane = true;
+  start(w);
+  heavy_git.silent = true; // busy for good: must not hold the cheap lane
+  using access::test::A;
+  using access::test::B;
+  std::string many;
+  for (int i = 0; i < 10; ++i)
+    many += access::test::change(std::string(39, 'c') + "0123456789"[i], B,
+                                 "refs/heads/b" + std::to_string(i));
+  [[maybe_unused]] auto heavy = self->request(actor, caf::infinite,
+                             access::test::hook(dev, 10, many));
+  run();
+  CHECK(heavy_git.inspected == 1);
+  CHECK(git.inspected == 0);
+  git.facts.repository_empty = false;
+  git.facts.is_ancestor[{std::string(A), std::string(B)}] = true;
+  auto o = allowed(
+    access::test::hook(dev, 10, access::test::change(A, B, "refs/heads/main")));
+  REQUIRE(o);
+  CHECK(o->status == 200);
+  CHECK(git.inspected == 1);
+  CHECK(heavy_git.inspected == 1);
 }
 
 TEST_CASE_METHOD(access_fixture,

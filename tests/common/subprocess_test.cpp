@@ -90,6 +90,33 @@ TEST_CASE("run_process gives the child /dev/null as stdin and only its env",
   CHECK(env.out == "PATH=/usr/bin:/bin\nONLY=this\n");
 }
 
+TEST_CASE("run_process feeds its input and closes it", "[subprocess]") {
+  // More than a socket buffer holds, so writing and reading interleave.
+  std::string input;
+  for (int i = 0; input.size() < 3 * 1024 * 1024; ++i)
+    input += std::to_string(i) + "\n";
+  auto r = run_process({"cat"}, plain_env(), timeout, {}, max_captured_output,
+                       input);
+  CHECK(r.exit_code == 0);
+  CHECK_FALSE(r.timed_out);
+  CHECK(r.out == input);
+}
+
+TEST_CASE("run_process survives a child that does not read its input",
+          "[subprocess]") {
+  // The child exits at once: our writes fail with EPIPE, never SIGPIPE, and
+  // the run ends with the child, not at the timeout.
+  const std::string input(8 * 1024 * 1024, 'x');
+  auto r = run_process({"true"}, plain_env(), timeout, {}, max_captured_output,
+                       input);
+  CHECK(r.exit_code == 0);
+  CHECK_FALSE(r.timed_out);
+  // One that never reads nor exits is ended by the timeout.
+  auto stuck = run_process({"sleep", "30"}, plain_env(), 300ms, {},
+                           max_captured_output, input);
+  CHECK(stuck.timed_out);
+}
+
 TEST_CASE("run_process reports a program that cannot start",
           "[common][process]") {
   auto r = run_process({"gatehouse-no-such-program"}, plain_env(), timeout);

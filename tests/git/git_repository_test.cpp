@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <unistd.h>
 
@@ -398,3 +399,87 @@ TEST_CASE("answer runs what the questions ask", "[git]") {
     CHECK(facts.unavailable_reason.find("timed out") != std::string::npos);
   }
 }
+
+TEST_CASE("answer times each kind of question and stops at the deadline",
+          "[git]") {
+  git_scratch s;
+  s.make_repos();
+  s.write("a.txt", "1");
+  auto c1 = s.commit("one");
+  s.write("a.txt", "2");
+  auto c2 = s.commit("two");
+  s.push("main");
+
+  access::git_questions q;
+  q.location = s.bare_location();
+  q.ancestry = {{c1, c2}};
+  q.branches_containing = {c1};
+  q.ask_empty = true;
+  SECTION("in time: every kind answered and timed, emptiness first") {
+    q.deadline = std::chrono::steady_clock::now() + timeout;
+    auto facts = answer(q, timeout);
+    CHECK_FALSE(facts.timed_out);
+    REQUIRE(facts.steps.size() == 3);
+    CHECK(facts.steps[0].check == access::git_check::emptiness);
+    CHECK(facts.steps[1].check == access::git_check::ancestry);
+    CHECK(facts.steps[2].check == access::git_check::branch_basis);
+    for (auto& step : facts.steps) {
+      CHECK_FALSE(step.cancelled);
+      CHECK_FALSE(step.skipped);
+      CHECK(step.elapsed.count() > 0);
+    }
+    CHECK(facts.is_ancestor.at({c1, c2}) == true);
+  }
+  SECTION("past the deadline: git does not run, the rest is skipped") {
+    q.deadline = std::chrono::steady_clock::now();
+    auto facts = answer(q, timeout);
+    CHECK(facts.timed_out);
+    CHECK_FALSE(facts.repository_empty);
+    CHECK(facts.is_ancestor.empty());
+    CHECK(facts.ran_out(access::git_check::emptiness));
+    CHECK(facts.ran_out(access::git_check::ancestry));
+    REQUIRE(facts.steps.size() == 3);
+    CHECK(facts.steps[0].cancelled);
+    CHECK(facts.steps[1].skipped);
+    CHECK(facts.steps[2].skipped);
+  }
+}
+
+TEST_CASE("answer finds every unknown revision in one batch", "[git]") {
+  git_scratch s;
+  s.make_repos();
+  s.write("a.txt", "1");
+  auto c1 = s.commit("one");
+  s.write("a.txt", "2");
+  auto c2 = s.commit("two");
+  s.push("main");
+  auto loc = s.bare_location();
+
+  std::set<std::string> unknown;
+  for (char c : std::string("0123456789abcdef"))
+    unknown.insert(std::string(39, '7') + c);
+  auto missing = missing_objects(loc, [&] {
+    auto all = unknown;
+    all.insert(c1);
+    all.insert(c2);
+    return all;
+  }(), timeout);
+  REQUIRE(missing);
+  CHECK(*missing == unknown);
+  CHECK_FALSE(missing_objects(loc, {"HEAD"}, timeout));
+
+  access::git_questions q;
+  q.location = loc;
+  q.ancestry.insert({c1, c2});
+  for (auto& u : unknown)
+    q.ancestry.insert({u, c2});
+  q.branches_containing = {*unknown.begin()};
+  auto facts = answer(q, timeout);
+  CHECK_FALSE(facts.timed_out);
+  CHECK(facts.is_ancestor.size() == 1);
+  CHECK(facts.is_ancestor.at({c1, c2}) == true);
+  CHECK(facts.branches_containing.empty());
+  CHECK(facts.unavailable_reason
+        == "a pushed revision is not in the repository");
+}
+

@@ -764,6 +764,19 @@ TEST_CASE("a malformed payload gets a 400 and the replica keeps serving",
   auto a = nats.request_raw("allowed", garbage);
   CHECK(error_message(a.body)
         == "400 Bad request - malformed AllowedRequest payload");
+  // A NUL byte in any string field, as over HTTP: refused, nothing stored.
+  pb::PersonalAccessTokenRequest token;
+  token.set_key_id(1);
+  token.set_name(std::string("ci\0token", 8));
+  token.add_scopes("read_repository");
+  auto nul = nats.request("personal_access_token", token);
+  CHECK(nul.status == 400);
+  CHECK(error_message(nul.body)
+        == "400 Bad request - a string field holds a NUL byte");
+  pb::AllowedRequest with_nul
+    = shell_case("", "git-upload-pack", 3, 0).nats;
+  with_nul.add_push_options(std::string("ci.skip\0", 8));
+  CHECK(nats.request("allowed", with_nul).status == 400);
   // A request id that is not printable ASCII is refused the same way.
   auto bad_id
     = nats.request("check", pb::CheckRequest{}, std::string(200, 'x'));
