@@ -1184,6 +1184,28 @@ TEST_CASE(
       == 0);
   }
 
+  // SQL in a string is data: stored as sent, nothing else touched (the
+  // sweep of issue 9 tried every string field; this keeps it held).
+  const std::string hostile = "x'); DROP TABLE personal_access_tokens; --";
+  r = api.post(pat, {{"key_id", "2"}, {"name", hostile}, {"scopes", {"api"}}});
+  CHECK(r.j["success"] == true);
+  {
+    pqxx::connection conn{gh.database_url()};
+    pqxx::nontransaction tx{conn};
+    CHECK(tx.exec1("SELECT count(*) FROM personal_access_tokens WHERE name = "
+                   + tx.quote(hostile))[0]
+            .as<int>()
+          == 1);
+  }
+  CHECK(api.post("/api/v4/internal/pre_receive",
+                 {{"gl_repository", "project-1' OR '1'='1"}})
+          .status
+        == 200);
+  r = api.get("/api/v4/internal/discover?username="
+              + url_encode("alice' OR '1'='1"));
+  CHECK(r.status == 200);
+  CHECK(r.body == "null");
+
   // The maximum lifetime itself is accepted...
   r = api.post(pat,
                {{"key_id", "2"},

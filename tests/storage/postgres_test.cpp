@@ -318,6 +318,54 @@ TEST_CASE("seeding the same document twice changes nothing", "[.pg]") {
   CHECK(dump(conn, true) == before);
 }
 
+TEST_CASE("two seeds at once: each applies whole, one after the other",
+          "[.pg]") {
+  migrated m;
+  auto doc_a = demo_seed();
+  auto doc_b = demo_seed();
+  for (auto& u : doc_b["users"])
+    u["name"] = u["name"].get<std::string>() + " (b)";
+  std::promise<void> go;
+  auto start = go.get_future().share();
+  std::atomic<int> connected{0};
+  auto run = [&](const json& doc) {
+    auto conn = open(m.db);
+    ++connected;
+    start.wait();
+    return seed(*conn, doc);
+  };
+  auto a = std::async(std::launch::async, run, doc_a);
+  auto b = std::async(std::launch::async, run, doc_b);
+  CHECK(gatehouse::test::eventually([&] { return connected == 2; }));
+  go.set_value();
+  CHECK(a.get().ok());
+  CHECK(b.get().ok());
+  // Every user has the names of one document, never a mix.
+  auto marked
+    = query1(*m.conn, "SELECT count(*) FROM users WHERE name LIKE '% (b)'");
+  auto all = query1(*m.conn, "SELECT count(*) FROM users");
+  CHECK((marked == "0" || marked == all));
+}
+
+TEST_CASE("strings that look like SQL are stored as data", "[.pg]") {
+  migrated m;
+  auto doc = demo_seed();
+  const std::string name = "Robert'); DROP TABLE users; --";
+  const std::string title = "' OR '1'='1";
+  doc["users"][0]["name"] = name;
+  doc["keys"][0]["title"] = title;
+  seed_ok(*m.conn, doc);
+  pqxx::nontransaction tx{*m.conn};
+  CHECK(
+    tx.exec1("SELECT count(*) FROM users WHERE name = " + tx.quote(name))[0]
+      .as<int>()
+    == 1);
+  CHECK(
+    tx.exec1("SELECT count(*) FROM keys WHERE title = " + tx.quote(title))[0]
+      .as<int>()
+    == 1);
+}
+
 TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed",
           "[.pg]") {
   migrated m;
