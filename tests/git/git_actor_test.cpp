@@ -12,12 +12,9 @@ using namespace std::chrono_literals;
 
 TEST_CASE("the git actor answers git questions", "[git][actor]") {
   test::git_scratch s;
-  s.make_repos();
-  s.write("a.txt", "1");
-  auto c1 = s.commit("one");
-  s.write("a.txt", "2");
-  auto c2 = s.commit("two");
-  s.push("main");
+  const auto commits = s.two_commits_pushed();
+  const auto& c1 = commits.first;
+  const auto& c2 = commits.second;
 
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gatehouse::test {
@@ -71,6 +72,18 @@ public:
     work = root + "/work";
     git(root, {"init", "-q", "--bare", bare});
     git(root, {"init", "-q", work});
+  }
+
+  /// make_repos, then two commits on main (a.txt "1", then "2") pushed to
+  /// the bare repository: {first, second}.
+  std::pair<std::string, std::string> two_commits_pushed() {
+    make_repos();
+    write("a.txt", "1");
+    auto first = commit("one");
+    write("a.txt", "2");
+    auto second = commit("two");
+    push("main");
+    return {first, second};
   }
 
   void write(const std::string& rel, const std::string& text) {

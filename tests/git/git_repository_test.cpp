@@ -86,12 +86,9 @@ TEST_CASE("run_git points git at the repository and the quarantine", "[git]") {
 TEST_CASE("is_ancestor tells a fast-forward from a rewritten history",
           "[git]") {
   git_scratch s;
-  s.make_repos();
-  s.write("a.txt", "1");
-  auto c1 = s.commit("one");
-  s.write("a.txt", "2");
-  auto c2 = s.commit("two");
-  s.push("main");
+  const auto commits = s.two_commits_pushed();
+  const auto& c1 = commits.first;
+  const auto& c2 = commits.second;
   auto loc = s.bare_location();
 
   // Fast-forward.
@@ -348,12 +345,9 @@ TEST_CASE("list_commits lists a merge's files against its first parent",
 
 TEST_CASE("answer runs what the questions ask", "[git]") {
   git_scratch s;
-  s.make_repos();
-  s.write("a.txt", "1");
-  auto c1 = s.commit("one");
-  s.write("a.txt", "2");
-  auto c2 = s.commit("two");
-  s.push("main");
+  const auto commits = s.two_commits_pushed();
+  const auto& c1 = commits.first;
+  const auto& c2 = commits.second;
 
   access::git_questions q;
   SECTION("without a local path nothing is answered") {
@@ -403,12 +397,9 @@ TEST_CASE("answer runs what the questions ask", "[git]") {
 TEST_CASE("answer times each kind of question and stops at the deadline",
           "[git]") {
   git_scratch s;
-  s.make_repos();
-  s.write("a.txt", "1");
-  auto c1 = s.commit("one");
-  s.write("a.txt", "2");
-  auto c2 = s.commit("two");
-  s.push("main");
+  const auto commits = s.two_commits_pushed();
+  const auto& c1 = commits.first;
+  const auto& c2 = commits.second;
 
   access::git_questions q;
   q.location = s.bare_location();
@@ -447,12 +438,9 @@ TEST_CASE("answer times each kind of question and stops at the deadline",
 
 TEST_CASE("answer finds every unknown revision in one batch", "[git]") {
   git_scratch s;
-  s.make_repos();
-  s.write("a.txt", "1");
-  auto c1 = s.commit("one");
-  s.write("a.txt", "2");
-  auto c2 = s.commit("two");
-  s.push("main");
+  const auto commits = s.two_commits_pushed();
+  const auto& c1 = commits.first;
+  const auto& c2 = commits.second;
   auto loc = s.bare_location();
 
   std::set<std::string> unknown;
