@@ -2,6 +2,7 @@
 
 #include "common/ids.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace gatehouse::gitlab {
@@ -59,6 +60,14 @@ std::string ssh_url_root(const settings_record& s) {
   if (host.find(':') != std::string::npos)
     return "[git@" + host + "]:";
   return "git@" + host + ":";
+}
+
+bool too_many_changes(std::string_view changes) {
+  // A last line without its newline counts too.
+  const auto newlines = static_cast<std::size_t>(
+    std::count(changes.begin(), changes.end(), '\n'));
+  const bool unterminated = !changes.empty() && changes.back() != '\n';
+  return newlines + (unterminated ? 1 : 0) > max_change_lines;
 }
 
 std::optional<std::string> branch_name(const std::string& ref) {

@@ -7,6 +7,7 @@
 
 #include "messages/read_model.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -31,6 +32,16 @@ std::string ssh_url_root(const settings_record& s);
 /// The branch name of "refs/heads/<name>" (Gitlab::Git.branch_ref?: the
 /// prefix and a non-empty name), else nullopt.
 std::optional<std::string> branch_name(const std::string& ref);
+
+/// The most lines of `changes` one call may carry (/allowed, the git audit
+/// event, post_receive). GitLab has no such limit but its 50 s check budget,
+/// which a push of this many refs would spend on its per-ref checks alone;
+/// here every ref is checked on the one access-control actor, so a bound
+/// keeps one call from holding it (100,000 lines take about 0.15 s).
+inline constexpr std::size_t max_change_lines = 100'000;
+
+/// Whether `changes` has more than max_change_lines lines.
+bool too_many_changes(std::string_view changes);
 
 /// The tag name of "refs/tags/<name>", else nullopt.
 std::optional<std::string> tag_name(const std::string& ref);

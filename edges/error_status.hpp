@@ -62,6 +62,8 @@ inline error_status status_of(errc code, const std::string& detail = {},
           ? "This endpoint has been requested too many times. Try again later."
           : detail,
         error_shape::nested_error};
+    case errc::too_large:
+      return {413, "413 Request Entity Too Large"};
     case errc::not_found:
       return {
         404, detail.empty() ? "404 Not Found" : "404 " + detail + " Not Found"};

@@ -23,6 +23,8 @@ const char* to_string(errc x) {
       return "invalid_params";
     case errc::rate_limited:
       return "rate_limited";
+    case errc::too_large:
+      return "too_large";
   }
   return "unknown";
 }

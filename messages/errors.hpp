@@ -31,6 +31,8 @@ enum class errc : uint8_t {
   invalid_params,
   /// The caller exceeded a rate limit (429).
   rate_limited,
+  /// The request is larger than Gatehouse takes on (413).
+  too_large,
 };
 
 /// "unauthenticated", "bad_request", ...

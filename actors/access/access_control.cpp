@@ -2,6 +2,7 @@
 
 #include "actors/access/git_access.hpp"
 #include "actors/access/shell_calls.hpp"
+#include "actors/gitlab_paths.hpp"
 #include "common/base64.hpp"
 #include "common/ids.hpp"
 #include "common/jwt.hpp"
@@ -153,6 +154,8 @@ caf::error admit_allowed(self_pointer self, const access::allowed_params& p) {
     if (auto problem
         = access::gitaly_context_problem(*p.gitaly_client_context_bin))
       return caf::make_error(errc::bad_request, *problem);
+  if (gitlab::too_many_changes(p.changes))
+    return caf::make_error(errc::too_large, "changes");
   if (!st.snap)
     return not_loaded();
   if (!within_operation_limit(st, p,

@@ -120,6 +120,8 @@ push_processing_actor::behavior_type push_processing(
       if (!gitlab::parse_gl_repository(p.gl_repository))
         return caf::make_error(
           errc::internal, "Invalid GL Repository \"" + p.gl_repository + "\"");
+      if (gitlab::too_many_changes(p.changes))
+        return caf::make_error(errc::too_large, "changes");
       auto& st = self->state;
       if (!st.snap)
         return caf::make_error(errc::unavailable, "read model not loaded yet");

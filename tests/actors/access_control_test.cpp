@@ -5,6 +5,7 @@
 // tested as pure functions in tests/access.
 
 #include "actors/access/access_control.hpp"
+#include "actors/gitlab_paths.hpp"
 #include "tests/access/world.hpp"
 #include "tests/actors/peers.hpp"
 #include "tests/support/deterministic.hpp"
@@ -388,3 +389,29 @@ TEST_CASE_METHOD(access_fixture,
   CHECK(std::get<1>(store.moved[0]) == 10);
   CHECK_THAT(std::get<2>(store.moved[0]), Catch::Contains("acme/widgets"));
 }
+
+TEST_CASE_METHOD(access_fixture,
+                 "more change lines than Gatehouse takes on answer 413 before "
+                 "anything is asked",
+                 "[actor][access_control]") {
+  auto w = small_world();
+  start(w);
+  using access::test::A;
+  using access::test::B;
+  const auto line = access::test::change(A, B, "refs/heads/topic");
+  std::string changes;
+  for (std::size_t i = 0; i < gitlab::max_change_lines; ++i)
+    changes += line;
+  // At the limit: decided as usual.
+  auto at_limit = allowed(access::test::hook(dev, 10, changes));
+  REQUIRE(at_limit);
+  CHECK(at_limit->status == 200);
+  // One more line, even without its newline: refused, git never asked.
+  const int inspected = git.inspected;
+  changes += line.substr(0, line.size() - 1);
+  auto over = allowed(access::test::hook(dev, 10, changes));
+  REQUIRE_FALSE(over);
+  CHECK(classify(over.error()) == errc::too_large);
+  CHECK(git.inspected == inspected);
+}
+

@@ -5,6 +5,7 @@
 // the store committed, and a failing store or git.
 
 #include "actors/push/push_processing.hpp"
+#include "actors/gitlab_paths.hpp"
 #include "tests/access/world.hpp"
 #include "tests/actors/peers.hpp"
 #include "tests/support/deterministic.hpp"
@@ -198,3 +199,23 @@ TEST_CASE_METHOD(push_fixture,
   }
   CHECK(store.written.size() == 6);
 }
+
+TEST_CASE_METHOD(push_fixture,
+                 "more change lines than Gatehouse takes on answer 413 and "
+                 "change nothing",
+                 "[actor][push_processing]") {
+  start(push_world());
+  auto p = branch_push("topic");
+  std::string line = p.changes;
+  std::string many;
+  many.reserve(line.size() * (gitlab::max_change_lines + 1));
+  for (std::size_t i = 0; i <= gitlab::max_change_lines; ++i)
+    many += line;
+  p.changes = many;
+  auto answer = ask<push::post_receive_answer>(actor, p);
+  REQUIRE_FALSE(answer);
+  CHECK(classify(answer.error()) == errc::too_large);
+  CHECK(store.written.empty());
+  CHECK(git.listed == 0);
+}
+
