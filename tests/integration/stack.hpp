@@ -157,8 +157,10 @@ public:
     proc_ = spawn();
   }
 
-  /// Waits until the served Gatehouse's read model is loaded; `proc` (the
-  /// stack's own process by default) gives its log when it never does.
+  /// Waits until the served Gatehouse's read model is loaded and its first
+  /// PostgreSQL probe has succeeded (what /check reports as "redis": on a
+  /// busy machine the read model can load first); `proc` (the stack's own
+  /// process by default) gives its log when it never does.
   void wait_deciding(const child* proc = nullptr) const {
     if (!proc)
       proc = proc_.get();
@@ -167,7 +169,12 @@ public:
       [&] {
         auto res = client().Get(root_ + "/api/v4/internal/discover?username=-",
                                 {{"Gitlab-Shell-Api-Request", token}});
-        return res && res->status != 503;
+        if (!res || res->status == 503)
+          return false;
+        auto check = client().Get(root_ + "/api/v4/internal/check",
+                                  {{"Gitlab-Shell-Api-Request", token}});
+        return check && check->status == 200
+               && check->body.find("\"redis\":true") != std::string::npos;
       },
       std::chrono::seconds(20));
     INFO("gatehouse stderr: " << (proc ? proc->err() : std::string{}));
