@@ -12,8 +12,6 @@ namespace gatehouse::atom {
 using readiness = caf::atom_constant<caf::atom("ready")>;
 /// Ask the state store whether it answers, and for the settings /check needs.
 using probe = caf::atom_constant<caf::atom("probe")>;
-/// Forward a request to another actor under a deadline.
-using relay = caf::atom_constant<caf::atom("relay")>;
 /// Ask the git actor the questions of an access decision (git_questions).
 using inspect = caf::atom_constant<caf::atom("inspect")>;
 

@@ -3,7 +3,6 @@
 #include "common/base64.hpp"
 #include "common/log.hpp"
 #include "common/request_id.hpp"
-#include "edges/deadline_relay.hpp"
 #include "edges/http/bridge.hpp"
 #include "edges/http/codec.hpp"
 #include "edges/http/connection.hpp"
@@ -163,10 +162,6 @@ struct server::impl {
     caller_rule auth;
   };
   std::unordered_map<std::string, route_key> route_index;
-  // The deadline relays: one per call (edges/deadline_relay.hpp), and one
-  // for readiness.
-  std::vector<caf::actor> relays;
-  caf::actor readiness_relay;
 
   impl(http_settings s, http_deps d)
     : settings(std::move(s)), deps(std::move(d)), limits(limits_of(settings)),
@@ -175,15 +170,8 @@ struct server::impl {
              if (auto* q = queue.load())
                q->enqueue([this, conn, verdict] { serve(conn, verdict); });
            }) {
-    readiness_relay = deps.sys->spawn(deadline_relay<readiness_view>);
     configure();
     register_routes();
-  }
-
-  ~impl() {
-    caf::anon_send_exit(readiness_relay, caf::exit_reason::user_shutdown);
-    for (auto& relay : relays)
-      caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
   }
 
   // -- authentication ---------------------------------------------------------
@@ -237,22 +225,20 @@ struct server::impl {
   // -- route table ------------------------------------------------------------
 
   // The route of one call of the call table: decode, ask the domain actor
-  // through the call's deadline relay, encode.
+  // (one round trip, bridge.hpp), encode.
   template <call_id Id>
   void add_call_route(std::vector<route>& table, call_tag<Id> tag) {
     using types = call_types<Id>;
     auto dest = types::actor(deps.domains);
     if (!dest)
       return;
-    auto relay = deps.sys->spawn(deadline_relay<typename types::answer>);
-    relays.push_back(relay);
     const auto& spec = spec_of(Id);
     table.push_back(
-      {spec.method, spec.path, spec.auth, [this, tag, relay, dest](call& c) {
+      {spec.method, spec.path, spec.auth, [this, tag, dest](call& c) {
          auto request = decode(tag, c.params);
          if (!request)
            return send_error(c.res, error_response(request.error()));
-         auto answer = ask<typename types::answer>(*deps.sys, relay, dest,
+         auto answer = ask<typename types::answer>(*deps.sys, dest,
                                                    settings.request_timeout,
                                                    std::move(*request));
          if (!answer)
@@ -341,7 +327,7 @@ struct server::impl {
   // decides and queues events, so it stays in the load balancer.
   void readiness(call& c) {
     auto view
-      = ask<readiness_view>(*deps.sys, readiness_relay, deps.domains.status,
+      = ask<readiness_view>(*deps.sys, deps.domains.status,
                             settings.request_timeout, atom::readiness::value);
     if (!view) {
       send_json(c.res, 503,
@@ -361,7 +347,7 @@ struct server::impl {
   void metrics_page(call& c) {
     auto text = stats.render();
     auto view
-      = ask<readiness_view>(*deps.sys, readiness_relay, deps.domains.status,
+      = ask<readiness_view>(*deps.sys, deps.domains.status,
                             settings.request_timeout, atom::readiness::value);
     text += "# HELP gatehouse_dependency_up Whether a dependency answers "
             "(1) or not (0).\n# TYPE gatehouse_dependency_up gauge\n";

@@ -8,7 +8,7 @@ set(rules
   "gatehouse_messages|messages/calls.hpp|actors/access/access_control.hpp,storage/pg_session.hpp,edges/error_status.hpp,common/ids.hpp"
   "gatehouse_actors|messages/calls.hpp,common/ids.hpp|storage/pg_session.hpp,storage/git_actor.hpp,edges/error_status.hpp,edges/http/server.hpp,edges/nats/internal_edge.hpp"
   "gatehouse_storage|messages/interfaces.hpp,common/ids.hpp|actors/access/access_control.hpp,edges/http/server.hpp,edges/nats/outbox_relay.hpp"
-  "gatehouse_edge_http|messages/calls.hpp,edges/error_status.hpp,edges/deadline_relay.hpp|actors/access/access_control.hpp,storage/pg_session.hpp,edges/nats/internal_edge.hpp"
+  "gatehouse_edge_http|messages/calls.hpp,edges/error_status.hpp|actors/access/access_control.hpp,storage/pg_session.hpp,edges/nats/internal_edge.hpp"
   "gatehouse_edge_nats|messages/outbox.hpp,edges/error_status.hpp|actors/access/access_control.hpp,storage/outbox_store.hpp,storage/request_store.hpp,edges/http/server.hpp"
 )
 
