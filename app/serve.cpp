@@ -171,13 +171,18 @@ int serve(const config& cfg) {
   storage::push_store_settings push_store_cfg;
   push_store_cfg.database_url = cfg.database_url;
   push_store_cfg.statement_timeout = cfg.request_timeout;
-  auto push_store
-    = sys.spawn<caf::detached>(storage::push_store, push_store_cfg);
+  // Several sessions, so that concurrent pushes commit in parallel and
+  // PostgreSQL flushes their WAL together; the outbox's per-project lock
+  // keeps each project's events in commit order across them.
+  std::vector<push_store_actor> push_stores;
+  for (int i = 0; i < cfg.push_sessions; ++i)
+    push_stores.push_back(
+      sys.spawn<caf::detached>(storage::push_store, push_store_cfg));
   push_processing_settings push_cfg;
   push_cfg.git_timeout = cfg.request_timeout / 2;
   push_cfg.store_timeout = cfg.request_timeout / 2;
   auto push
-    = sys.spawn(push_processing, push_cfg, loader, push_gits, push_store);
+    = sys.spawn(push_processing, push_cfg, loader, push_gits, push_stores);
 
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
@@ -263,7 +268,8 @@ int serve(const config& cfg) {
   nats_conn.stop();
   caf::anon_send_exit(requests, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
+  for (auto& push_store : push_stores)
+    caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access, caf::exit_reason::user_shutdown);
   for (auto* lane : {&access_gits, &push_gits})
     for (auto& g : *lane)

@@ -77,6 +77,9 @@ config config_from_env() {
   if (auto v = env("GATEHOUSE_REQUEST_TIMEOUT_MS"))
     cfg.request_timeout = std::chrono::milliseconds{
       to_integer("GATEHOUSE_REQUEST_TIMEOUT_MS", *v, 1, 3600 * 1000)};
+  if (auto v = env("GATEHOUSE_PUSH_SESSIONS"))
+    cfg.push_sessions
+      = static_cast<int>(to_integer("GATEHOUSE_PUSH_SESSIONS", *v, 1, 64));
   if (auto v = env("GATEHOUSE_RELATIVE_URL_ROOT")) {
     std::string root = *v;
     while (!root.empty() && root.back() == '/')

@@ -33,6 +33,9 @@ struct config {
   int http_threads = 32;
   std::size_t http_max_body = 64u * 1024 * 1024;
   std::chrono::milliseconds request_timeout{10000};
+  /// PostgreSQL sessions that write pushes (pre_receive, post_receive), each
+  /// on a thread of its own.
+  int push_sessions = 8;
   /// A path prefix such as "/gitlab"; empty or starting with '/' and without
   /// a trailing slash.
   std::string relative_url_root;

@@ -41,7 +41,7 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
     write.events = push::build_events(*snap, ctx, p, facts, &push::random_uuid);
   auto event_count = write.events.size();
   self
-    ->request(self->state.store, self->state.settings.store_timeout,
+    ->request(self->state.store(), self->state.settings.store_timeout,
               atom::post_receive::value, std::move(write))
     .then(
       [snap, p, ctx, rp, event_count](post_receive_written& written) mutable {
@@ -76,12 +76,12 @@ caf::result<push::pre_receive_answer> count_push(self_pointer self,
   auto& st = self->state;
   if (p.request_id.empty())
     self
-      ->request(st.store, st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
                 std::move(p.gl_repository))
       .then(on_counted, on_failed);
   else
     self
-      ->request(st.store, st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
                 std::move(p.gl_repository), std::move(p.request_id))
       .then(on_counted, on_failed);
   return rp;
@@ -103,10 +103,10 @@ std::string missing_fields(const push::post_receive_params& p) {
 push_processing_actor::behavior_type push_processing(
   self_pointer self, push_processing_settings settings,
   read_model_loader_actor loader, std::vector<git_actor> git,
-  push_store_actor store) {
+  std::vector<push_store_actor> stores) {
   self->state.settings = settings;
   self->state.git = std::move(git);
-  self->state.store = store;
+  self->state.stores = std::move(stores);
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));
   return {
     [=](push::pre_receive_params& p) { return count_push(self, p); },

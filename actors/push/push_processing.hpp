@@ -29,12 +29,19 @@ struct push_processing_state {
   snapshot_ptr snap;
   std::vector<git_actor> git;
   std::size_t next_git = 0;
-  push_store_actor store;
+  /// PostgreSQL sessions for the writes, used in turn: pushes commit in
+  /// parallel, so PostgreSQL can flush several commits with one fsync.
+  std::vector<push_store_actor> stores;
+  std::size_t next_store = 0;
+
+  push_store_actor store() {
+    return stores[next_store++ % stores.size()];
+  }
 };
 
 push_processing_actor::behavior_type push_processing(
   push_processing_actor::stateful_pointer<push_processing_state> self,
   push_processing_settings settings, read_model_loader_actor loader,
-  std::vector<git_actor> git, push_store_actor store);
+  std::vector<git_actor> git, std::vector<push_store_actor> stores);
 
 } // namespace gatehouse

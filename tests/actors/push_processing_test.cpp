@@ -37,6 +37,8 @@ struct push_fixture : deterministic {
   loader_script loader_script_;
   git_script git;
   push_store_script store;
+  /// A second PostgreSQL session: writes go to the two in turn.
+  push_store_script second_store;
   push_processing_actor actor;
 
   void start(const world& w) {
@@ -44,11 +46,14 @@ struct push_fixture : deterministic {
     auto loader = spawn(mock_loader, &loader_script_);
     auto git_actor_ = spawn(mock_git, &git);
     auto store_actor = spawn(mock_push_store, &store);
+    auto second_store_actor = spawn(mock_push_store, &second_store);
     push_processing_settings settings;
     settings.git_timeout = 1s;
     settings.store_timeout = 1s;
     actor = spawn(push_processing, settings, loader,
-                  std::vector<git_actor>{git_actor_}, store_actor);
+                  std::vector<git_actor>{git_actor_},
+                  std::vector<push_store_actor>{store_actor,
+                                                second_store_actor});
     run();
   }
 };
@@ -82,9 +87,12 @@ TEST_CASE_METHOD(push_fixture,
   counted = ask<push::pre_receive_answer>(
     actor, push::pre_receive_params{"project-10", "retry-1"});
   REQUIRE(counted);
-  REQUIRE(store.counted.size() == 2);
+  // The two sessions in turn.
+  REQUIRE(store.counted.size() == 1);
+  REQUIRE(second_store.counted.size() == 1);
   CHECK(store.counted[0] == std::vector<std::string>{"project-10"});
-  CHECK(store.counted[1] == std::vector<std::string>{"project-10", "retry-1"});
+  CHECK(second_store.counted[0]
+        == std::vector<std::string>{"project-10", "retry-1"});
 }
 
 TEST_CASE_METHOD(push_fixture,
@@ -93,6 +101,7 @@ TEST_CASE_METHOD(push_fixture,
                  "[actor][push_processing]") {
   start(push_world());
   store.fail = errc::unavailable;
+  second_store.fail = errc::unavailable;
   auto counted = ask<push::pre_receive_answer>(
     actor, push::pre_receive_params{"project-10", ""});
   REQUIRE(counted);
@@ -117,6 +126,7 @@ TEST_CASE_METHOD(push_fixture,
   CHECK(error_detail(missing.error())
         == "gl_repository is missing, changes is missing");
   CHECK(store.written.empty());
+  CHECK(second_store.written.empty());
 }
 
 TEST_CASE_METHOD(push_fixture,
@@ -189,6 +199,7 @@ TEST_CASE_METHOD(push_fixture,
     CHECK(classify(answer.error()) == errc::internal);
   }
   CHECK(store.written.empty());
+  CHECK(second_store.written.empty());
   // Every form GitLab writes is taken (unknown ones attribute nothing).
   for (auto glr : {"project-10", "wiki-10", "snippet-3", "design-4",
                    "group-5-wiki", "project-999"}) {
@@ -197,7 +208,9 @@ TEST_CASE_METHOD(push_fixture,
     p.gl_repository = glr;
     CHECK(ask<push::post_receive_answer>(actor, p));
   }
-  CHECK(store.written.size() == 6);
+  // Spread over both sessions.
+  CHECK(store.written.size() == 3);
+  CHECK(second_store.written.size() == 3);
 }
 
 TEST_CASE_METHOD(push_fixture,
@@ -216,6 +229,7 @@ TEST_CASE_METHOD(push_fixture,
   REQUIRE_FALSE(answer);
   CHECK(classify(answer.error()) == errc::too_large);
   CHECK(store.written.empty());
+  CHECK(second_store.written.empty());
   CHECK(git.listed == 0);
 }
 
