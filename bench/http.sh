@@ -14,6 +14,10 @@ Routes (the per-route options apply to the last --route; before any --route,
 to the default GET:/api/v4/internal/check):
   --route [METHOD:]PATH   a route to measure; repeatable (METHOD defaults to GET)
   --body FILE             request body (sent through a generated wrk Lua script)
+  --bodies FILE           one request body per line, taken in turn (each wrk
+                          thread starts elsewhere in the file)
+  --queries FILE          one query string (?a=b...) per line, appended to the
+                          path in turn
   --content-type TYPE     Content-Type of the body (default application/json)
   --caller NAME           JWT header to mint per run: shell (default), workhorse,
                           kas, pages, or none
@@ -64,6 +68,7 @@ KEEP=0
 
 # One entry per route, index-aligned.
 R_METHOD=() R_PATH=() R_BODY=() R_CTYPE=() R_CALLER=() R_STATUS=() R_HEADERS=()
+R_BODIES=() R_QUERIES=()
 
 add_route() {
   local spec=$1 method=GET path=$1
@@ -73,7 +78,13 @@ add_route() {
   fi
   [[ $path == /* ]] || die_usage "route '$spec' must be [METHOD:]/path"
   R_METHOD+=("$method") R_PATH+=("$path") R_BODY+=("") R_CTYPE+=("application/json")
-  R_CALLER+=("shell") R_STATUS+=(200) R_HEADERS+=("")
+  R_CALLER+=("shell") R_STATUS+=(200) R_HEADERS+=("") R_BODIES+=("") R_QUERIES+=("")
+}
+
+# The absolute path of readable file $2, for option $1.
+readable_file() {
+  [ -r "$2" ] || die_usage "$1: cannot read '$2'"
+  echo "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
 }
 
 # The index of the route per-route options apply to (creates the default).
@@ -91,6 +102,8 @@ while [ $# -gt 0 ]; do
       need_arg "$@"; last_route
       [ -r "$2" ] || die_usage "cannot read body file '$2'"
       R_BODY[LAST]=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+    --bodies) need_arg "$@"; last_route; R_BODIES[LAST]=$(readable_file "$1" "$2"); shift 2 ;;
+    --queries) need_arg "$@"; last_route; R_QUERIES[LAST]=$(readable_file "$1" "$2"); shift 2 ;;
     --content-type) need_arg "$@"; last_route; R_CTYPE[LAST]=$2; shift 2 ;;
     --caller)
       need_arg "$@"; last_route
@@ -260,17 +273,38 @@ gh_log "gatehouse ready (GATEHOUSE_HTTP_THREADS=$SERVER_THREADS)"
 mkdir -p "$WORK/runs"
 RESULTS=()
 
-# Writes the wrk Lua script for route $1 when it needs one (a body or a method
-# other than GET) and prints its path.
+# Writes the wrk Lua script for route $1 when it needs one (a body, bodies
+# or queries taken in turn, or a method other than GET) and prints its path.
 lua_for() {
   local i=$1 lua="$WORK/runs/route-$1.lua"
-  if [ -z "${R_BODY[i]}" ] && [ "${R_METHOD[i]}" = GET ]; then return 0; fi
+  if [ -z "${R_BODY[i]}${R_BODIES[i]}${R_QUERIES[i]}" ] && [ "${R_METHOD[i]}" = GET ]; then
+    return 0
+  fi
   {
     printf 'wrk.method = "%s"\n' "${R_METHOD[i]}"
     if [ -n "${R_BODY[i]}" ]; then
       printf 'local f = assert(io.open([==[%s]==], "rb"))\n' "${R_BODY[i]}"
       printf 'wrk.body = f:read("*a")\nf:close()\n'
+    fi
+    if [ -n "${R_BODY[i]}${R_BODIES[i]}" ]; then
       printf 'wrk.headers["Content-Type"] = [==[%s]==]\n' "${R_CTYPE[i]}"
+    fi
+    if [ -n "${R_BODIES[i]}${R_QUERIES[i]}" ]; then
+      # Each wrk thread has its own Lua state; setup() numbers them so that
+      # each starts at its own place in the lists.
+      printf 'local function lines(name)\n  local t = {}\n'
+      printf '  if name ~= "" then for l in io.lines(name) do if l ~= "" then t[#t + 1] = l end end end\n'
+      printf '  return t\nend\n'
+      printf 'local bodies = lines([==[%s]==])\n' "${R_BODIES[i]}"
+      printf 'local queries = lines([==[%s]==])\n' "${R_QUERIES[i]}"
+      printf 'local threads, n = 0, 0\n'
+      printf 'function setup(thread) thread:set("index", threads); threads = threads + 1 end\n'
+      printf 'function init(args) n = (index or 0) * 7919 end\n'
+      printf 'function request()\n  n = n + 1\n'
+      printf '  local body = #bodies > 0 and bodies[n %% #bodies + 1] or wrk.body\n'
+      printf '  local path = wrk.path\n'
+      printf '  if #queries > 0 then path = path .. queries[n %% #queries + 1] end\n'
+      printf '  return wrk.format(nil, path, nil, body)\nend\n'
     fi
   } >"$lua"
   echo "$lua"
