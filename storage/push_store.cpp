@@ -131,7 +131,9 @@ std::string take_moved(pqxx::work& tx, std::int64_t user_id,
   return rows[0][0].as<std::string>();
 }
 
-void insert_events(pqxx::work& tx, const std::vector<outbox_event>& events) {
+/// Writes the events to the outbox; returns the projects they belong to.
+std::set<std::int64_t> insert_events(pqxx::work& tx,
+                                     const std::vector<outbox_event>& events) {
   std::set<std::int64_t> projects;
   json rows = json::array();
   for (const auto& e : events) {
@@ -161,9 +163,29 @@ void insert_events(pqxx::work& tx, const std::vector<outbox_event>& events) {
     "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n) "
     "ORDER BY n",
     rows.dump(-1, ' ', false, json::error_handler_t::replace));
-  for (auto project : projects)
-    tx.exec_params("SELECT pg_notify($1, $2)", std::string{outbox_channel},
-                   std::to_string(project));
+  return projects;
+}
+
+/// Wakes the outbox relays after the commit, in a transaction of its own.
+/// A NOTIFY inside the push's transaction would take PostgreSQL's global
+/// notify lock before the commit and hold it through the commit's WAL
+/// flush, so every push would wait for the previous push's fsync: one
+/// commit at a time, whatever the number of sessions. A notify-only
+/// transaction writes no WAL. Its failure changes nothing that was
+/// committed; the relays find the rows at their next poll.
+void wake_relays(pqxx::connection& c, const std::set<std::int64_t>& projects,
+                 const std::string& gl_repository) {
+  if (projects.empty())
+    return;
+  try {
+    pqxx::nontransaction tx{c, "outbox_notify"};
+    for (auto project : projects)
+      tx.exec_params("SELECT pg_notify($1, $2)", std::string{outbox_channel},
+                     std::to_string(project));
+  } catch (const std::exception& e) {
+    log::warn("outbox relays not woken after a commit; they poll instead",
+              {{"gl_repository", gl_repository}, {"error", e.what()}});
+  }
 }
 
 post_receive_written write_push(pqxx::connection& c,
@@ -189,13 +211,15 @@ post_receive_written write_push(pqxx::connection& c,
   out.counter_decreased = decrement(tx, w.gl_repository);
   if (w.user_id != 0 && w.project_id != 0)
     out.moved_message = take_moved(tx, w.user_id, w.project_id);
+  std::set<std::int64_t> projects;
   if (!w.events.empty())
-    insert_events(tx, w.events);
+    projects = insert_events(tx, w.events);
   if (tracked)
     record_outcome(tx, w.request_id, "post_receive",
                    json{{"counter_decreased", out.counter_decreased},
                         {"moved_message", out.moved_message}});
   tx.commit();
+  wake_relays(c, projects, w.gl_repository);
   return out;
 }
 
