@@ -2,6 +2,7 @@
 
 #include "common/ascii.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -50,6 +51,9 @@ std::string upsert_sql(const std::string& table, const std::string& conflict,
     + old_values + ") IS DISTINCT FROM (" + new_values + ")";
 }
 
+/// Rows per upsert statement: a few megabytes of jsonb each.
+constexpr std::size_t rows_per_statement = 10000;
+
 class loader {
 public:
   loader(pqxx::work& tx, const parsed_seed& seed, seed_report& report)
@@ -70,13 +74,32 @@ public:
       changed_.insert(kind);
   }
 
+  /// Upserts `rows` in statements of at most `rows_per_statement` rows
+  /// (PostgreSQL refuses a jsonb array over 256 MB, and one statement's
+  /// text would be held twice in memory), all in the seed's transaction.
+  /// `whole` keeps them in one statement: for rows that refer to rows of
+  /// the same table (namespaces and their parents).
   std::int64_t upsert(const char* kind, const std::string& table,
                       const std::string& conflict,
                       const std::vector<column>& columns,
-                      std::size_t key_columns, const json& rows) {
+                      std::size_t key_columns, const json& rows,
+                      bool whole = false) {
     if (rows.empty())
       return 0;
-    auto n = run(upsert_sql(table, conflict, columns, key_columns), rows);
+    auto sql = upsert_sql(table, conflict, columns, key_columns);
+    std::int64_t n = 0;
+    if (whole || rows.size() <= rows_per_statement) {
+      n = run(sql, rows);
+    } else {
+      for (std::size_t begin = 0; begin < rows.size();
+           begin += rows_per_statement) {
+        auto end = std::min(rows.size(), begin + rows_per_statement);
+        json chunk = json::array();
+        for (auto i = begin; i < end; ++i)
+          chunk.push_back(rows[i]);
+        n += run(sql, chunk);
+      }
+    }
     changed(kind, n);
     return n;
   }
@@ -373,7 +396,7 @@ public:
              "r.id = x.root_parent), '') || x.rel_path"},
             {"root_parent", "bigint", "", false},
             {"rel_path", "text", "", false}},
-           1, seed_.namespaces);
+           1, seed_.namespaces, true);
     // A parent chain may loop through namespaces that only the database
     // holds; the document alone could not see that.
     auto loops = tx_.exec_params(

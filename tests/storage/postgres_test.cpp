@@ -557,3 +557,52 @@ TEST_CASE("tokens are stored as SHA-256 digests only", "[.pg]") {
                  + "', 'UTF8')), 'hex') FROM cluster_agent_tokens WHERE id = 1")
         == "t");
 }
+
+namespace {
+
+/// `count` users with ids from `first_id` on, usernames bulk<id>.
+json bulk_users(std::int64_t first_id, std::int64_t count) {
+  json users = json::array();
+  for (auto id = first_id; id < first_id + count; ++id)
+    users.push_back({{"id", id}, {"username", "bulk" + std::to_string(id)}});
+  return users;
+}
+
+} // namespace
+
+TEST_CASE("a seed of 200,001 rows loads whole, in statements of bounded size",
+          "[.pg]") {
+  migrated m;
+  auto& conn = *m.conn;
+  // 20 full statements and one of a single row.
+  json doc{{"users", bulk_users(1, 200001)}};
+  seed_ok(conn, doc);
+  CHECK(query1(conn, "SELECT count(*) FROM users") == "200001");
+  CHECK(query1(conn, "SELECT username FROM users WHERE id = 200001")
+        == "bulk200001");
+  // Seeding it again rewrites no row.
+  auto before = dump(conn, true);
+  seed_ok(conn, doc);
+  CHECK(dump(conn, true) == before);
+}
+
+TEST_CASE("a row the database refuses in a large seed's last statement "
+          "changes nothing",
+          "[.pg]") {
+  migrated m;
+  auto& conn = *m.conn;
+  seed_ok(conn, json{{"users", json::array({{{"id", 1}, {"username", "root"}}})}});
+  auto before = dump(conn, true);
+  // 200,000 new users; the last one's name is root's in other letters,
+  // which only the database's unique index on lower(username) can see.
+  auto users = bulk_users(2, 200000);
+  users.back()["username"] = "ROOT";
+  auto report = seed(conn, json{{"users", users}});
+  REQUIRE(report.problems.size() == 1);
+  CHECK_THAT(
+    report.problems[0],
+    Catch::Matchers::StartsWith("database: duplicate key value violates unique "
+                                "constraint \"users_username_lower_idx\""));
+  CHECK(query1(conn, "SELECT count(*) FROM users") == "1");
+  CHECK(dump(conn, true) == before);
+}
