@@ -61,6 +61,10 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
   auto call = st.settings.call;
   ++st.replies;
   --st.stats->in_flight;
+  // Counted when handed to the publisher, before it leaves: a caller
+  // holding its answer never reads a count that lacks it. A publish that
+  // fails is counted again as a publish failure.
+  st.stats->answered(call, reply.status, replayed);
   try {
     st.publish(o.reply, o.request_id, reply);
   } catch (const std::exception& e) {
@@ -69,7 +73,6 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
                {{"call", call_name(call)}, {"error", std::string{e.what()}}});
     return;
   }
-  st.stats->answered(call, reply.status, replayed);
   if (!o.request_id.empty() && !replayed) {
     bool success = reply.status >= 200 && reply.status < 300;
     if (spec_of(call).changes_state) {

@@ -79,11 +79,11 @@ using publish_fn = std::function<void(const std::string&, const std::string&,
 /// the edge; thread-safe.
 class edge_stats {
 public:
-  /// One answered request.
+  /// One request answered: its reply is handed to the publisher.
   void answered(call_id call, int status, bool replayed);
   /// Messages nats.c dropped for a slow consumer (pending limits).
   void dropped(call_id call, std::int64_t n);
-  /// A reply that could not be published.
+  /// A reply (already counted by answered()) that could not be published.
   void publish_failed();
 
   /// Requests received and not answered yet.
