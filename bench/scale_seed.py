@@ -25,7 +25,7 @@ Every body file holds --pairs lines (default 10,000), each a different
 The layout is deterministic (no randomness): user u (1..U) owns keys
 u, u+U, u+2U, ... (keys/users per user); project p (1..P) lives in
 namespace 1 + (p-1) // 10 and is private; membership m (0..M-1) makes
-user 1 + m % U a member of project 1 + (m * 7919) % P, a maintainer (40)
+user 1 + m % U a member of project 1 + (m * 7919 + m // U) % P, a maintainer (40)
 for every fourth, else a developer (30). Keys are well-formed ed25519
 public keys whose 32 key bytes are a SHA-256 of the key id (no private key
 exists for them). Each project protects `main` (push: maintainers).
@@ -55,7 +55,10 @@ def ssh_ed25519(key_id):
 
 def member_of(m, users, projects):
     """The (user, project, access level) of membership m."""
-    return 1 + m % users, 1 + (m * 7919) % projects, 40 if m % 4 == 0 else 30
+    # m and m + users share a user; the m // users term moves them to
+    # another project, so every membership is a different pair.
+    return (1 + m % users, 1 + (m * 7919 + m // users) % projects,
+            40 if m % 4 == 0 else 30)
 
 
 class JsonArrayWriter:
