@@ -79,16 +79,8 @@ int seed_command(const config& cfg, const std::vector<std::string>& args) {
     std::cerr << "gatehouse: " << *file << ": " << std::strerror(errno) << '\n';
     return 1;
   }
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::cerr << "gatehouse: " << *file << ": not valid JSON: " << e.what()
-              << '\n';
-    return 1;
-  }
   auto conn = storage::connect(cfg.database_url, std::chrono::minutes(10));
-  auto report = storage::apply_seed(*conn, doc, opts);
+  auto report = storage::apply_seed(*conn, in, opts);
   if (!report.ok()) {
     for (auto& problem : report.problems)
       std::cerr << *file << ": " << problem << '\n';

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <istream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -21,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -393,10 +395,11 @@ public:
   /// Returns the earlier path when `value` was seen before.
   std::optional<std::string> claim(const std::string& value,
                                    const std::string& path) {
-    auto [it, inserted] = seen_.emplace(value, path);
-    if (inserted)
-      return std::nullopt;
-    return it->second;
+    auto [it, inserted] = seen_.emplace(value, paths_.size());
+    if (!inserted)
+      return paths_[it->second];
+    paths_.push_back(path);
+    return std::nullopt;
   }
 
   bool contains(const std::string& value) const {
@@ -404,7 +407,10 @@ public:
   }
 
 private:
-  std::map<std::string, std::string> seen_;
+  // A seed of a million keys claims millions of values: the paths share
+  // one buffer instead of a string each.
+  std::unordered_map<std::string, std::uint32_t> seen_;
+  seeding::text_list paths_;
 };
 
 // -- the parsed document
@@ -438,45 +444,95 @@ public:
   parser(parsed_seed& out, problem_list& problems)
     : out_(out), problems_(problems) {}
 
-  void parse(const json& doc) {
+  /// Checks a document read from `in` one array element at a time: each
+  /// element becomes its row as soon as it ends and is then dropped, so
+  /// memory holds the rows, never the document. Problems come in document
+  /// order. Throws json::exception on text that is not JSON.
+  void parse(std::istream& in) {
+    using event = json::parse_event_t;
+    std::string kind;    // the top-level key being read; "" when skipped
+    bool listed = false; // its value is an array of rows
+    std::map<std::string, std::size_t> next_index;
+    json doc = json::parse(
+      in, [&](int depth, event e, json& parsed) {
+        if (depth == 0)
+          return e != event::array_start; // not an object: reported below
+        if (depth == 1) {
+          if (e == event::key) {
+            kind = parsed.get<std::string>();
+            listed = false;
+            if (!known_kind(kind)) {
+              problems_.push_back("document: unknown key " + in_quotes(kind));
+              kind.clear();
+              return false;
+            }
+            if (!out_.present.insert(kind).second) {
+              problems_.push_back("document: key " + in_quotes(kind)
+                                  + " is given more than once");
+              kind.clear();
+              return false;
+            }
+          } else if (e == event::array_start) {
+            listed = !kind.empty() && kind != "settings";
+          }
+          return true;
+        }
+        if (depth != 2 || !listed || e == event::object_start)
+          return true;
+        // The end of one element of a top-level array: an object ends, or
+        // something else starts.
+        auto path = index_path(kind, next_index[kind]++);
+        if (e == event::object_end)
+          element(kind, parsed, std::move(path));
+        else
+          problems_.push_back(path + ": must be an object");
+        return false;
+      });
     if (!doc.is_object()) {
       problems_.push_back("document: must be a JSON object");
       return;
     }
     for (const auto& item : doc.items()) {
-      const auto& kinds = seed_kinds();
-      if (std::find(kinds.begin(), kinds.end(), item.key()) == kinds.end())
-        problems_.push_back("document: unknown key " + in_quotes(item.key()));
-      else
-        out_.present.insert(item.key());
+      if (item.key() == "settings")
+        parse_settings(item.value());
+      else if (!item.value().is_array())
+        problems_.push_back(item.key() + ": must be an array");
     }
-    if (auto it = doc.find("settings"); it != doc.end())
-      parse_settings(*it);
-    each(doc, "storages", [this](fields& f) { storage(f); });
-    each(doc, "users", [this](fields& f) { user(f); });
-    each(doc, "keys", [this](fields& f) { key(f, false); });
-    each(doc, "deploy_keys", [this](fields& f) { key(f, true); });
-    each(doc, "namespaces", [this](fields& f) { namespace_(f); });
     check_namespace_tree();
-    each(doc, "projects", [this](fields& f) { project(f); });
-    each(doc, "members", [this](fields& f) { member(f); });
-    each(doc, "protected_branches", [this](fields& f) { branch(f); });
-    each(doc, "protected_tags", [this](fields& f) { tag(f); });
-    each(doc, "personal_access_tokens", [this](fields& f) { token(f); });
-    each(doc, "cluster_agents", [this](fields& f) { agent(f); });
-    each(doc, "pages_domains", [this](fields& f) { domain(f); });
-    each(doc, "pages_deployments", [this](fields& f) { deployment(f); });
-    each(doc, "zoekt_nodes", [this](fields& f) { zoekt_node(f); });
-    each(doc, "webhooks", [this](fields& f) { webhook(f); });
   }
 
 private:
-  template <class F>
-  void each(const json& doc, const char* kind, F&& handle) {
-    auto it = doc.find(kind);
-    if (it == doc.end())
+  static bool known_kind(const std::string& kind) {
+    const auto& kinds = seed_kinds();
+    return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+  }
+
+  /// Checks one element of the top-level array `kind` and keeps its row.
+  void element(const std::string& kind, const json& value, std::string path) {
+    if (!value.is_object()) {
+      problems_.push_back(path + ": must be an object");
       return;
-    each_in(*it, kind, handle);
+    }
+    using handler = void (parser::*)(fields&);
+    static const std::map<std::string, handler> handlers{
+      {"storages", &parser::storage},
+      {"users", &parser::user},
+      {"keys", &parser::personal_key},
+      {"deploy_keys", &parser::deploy_key},
+      {"namespaces", &parser::namespace_},
+      {"projects", &parser::project},
+      {"members", &parser::member},
+      {"protected_branches", &parser::branch},
+      {"protected_tags", &parser::tag},
+      {"personal_access_tokens", &parser::token},
+      {"cluster_agents", &parser::agent},
+      {"pages_domains", &parser::domain},
+      {"pages_deployments", &parser::deployment},
+      {"zoekt_nodes", &parser::zoekt_node},
+      {"webhooks", &parser::webhook}};
+    fields f{value, std::move(path), problems_};
+    (this->*handlers.at(kind))(f);
+    f.finish();
   }
 
   /// Runs `handle` on every element of the array `list` at `path`.
@@ -498,6 +554,14 @@ private:
     }
   }
 
+  void personal_key(fields& f) {
+    key(f, false);
+  }
+
+  void deploy_key(fields& f) {
+    key(f, true);
+  }
+
   /// Checks the object id for duplicates within `space` and records it as
   /// defined for references of `kind`.
   std::optional<std::int64_t> object_id(fields& f, const std::string& space,
@@ -516,7 +580,8 @@ private:
   void refer(fields& f, const char* key, const char* kind,
              std::optional<std::int64_t> id) {
     if (id)
-      out_.references.push_back({kind, std::to_string(*id), f.at(key)});
+      out_.references.push_back({kind, std::to_string(*id),
+                                 out_.reference_paths.push_back(f.at(key))});
   }
 
   void parse_settings(const json& settings) {
@@ -744,7 +809,9 @@ private:
       f.problem("default_branch", "must not be empty");
     auto storage = f.text("storage", "default", true);
     if (storage)
-      out_.references.push_back({"storages", *storage, f.at("storage")});
+      out_.references.push_back(
+        {"storages", *storage,
+         out_.reference_paths.push_back(f.at("storage"))});
     std::string hashed;
     if (id) {
       auto h = token_digest(std::to_string(*id));
@@ -985,7 +1052,7 @@ private:
 };
 
 std::string missing_message(const reference& r) {
-  if (r.kind == "storages")
+  if (std::string_view(r.kind) == "storages")
     return "no storage named " + in_quotes(r.key);
   static const std::map<std::string, std::string> nouns{
     {"users", "user"}, {"namespaces", "namespace"}, {"projects", "project"}};
@@ -1011,7 +1078,8 @@ void check_references(const parsed_seed& seed, const seed_lookup* lookup,
       continue;
     if (existing[r.kind].count(r.key))
       continue;
-    problems.push_back(r.path + ": " + missing_message(r));
+    problems.push_back(seed.reference_paths[r.path] + ": "
+                       + missing_message(r));
   }
 }
 
@@ -1020,28 +1088,16 @@ constexpr long long seed_lock_key = 0x67682d7365656400LL;
 
 } // namespace
 
-std::vector<std::string> validate_seed(const nlohmann::json& doc) {
-  return validate_seed(doc, seed_lookup{});
-}
+namespace {
 
-std::vector<std::string> validate_seed(const nlohmann::json& doc,
-                                       const seed_lookup& existing) {
-  problem_list problems;
-  parsed_seed seed;
-  parser{seed, problems}.parse(doc);
-  check_references(seed, &existing, problems);
-  return problems;
-}
-
-seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
-                       const seed_options& opts) {
-  seed_report report;
+/// Checks references against the document and the database, then writes
+/// `seed` in one transaction; on any problem nothing changes.
+seed_report write_parsed(pqxx::connection& conn, const parsed_seed& seed,
+                         const seed_options& opts, seed_report report) {
   try {
     pqxx::work tx{conn, "seed"};
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(seed_lock_key)
             + ")");
-    parsed_seed seed;
-    parser{seed, report.problems}.parse(doc);
     // Objects of a kind the document prunes must be in the document.
     seed_lookup lookup
       = [&](const std::string& kind, const std::set<std::string>& keys) {
@@ -1074,6 +1130,43 @@ seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
     report.problems.push_back("database: " + seeding::db_message(e));
   }
   return report;
+}
+
+} // namespace
+
+namespace {
+
+/// Parses `in` into `seed`; false (and a problem) when it is not JSON.
+bool parse_stream(std::istream& in, parsed_seed& seed,
+                  problem_list& problems) {
+  try {
+    parser{seed, problems}.parse(in);
+    return true;
+  } catch (const json::exception& e) {
+    // parse_error, or out_of_range for a number past a double's range.
+    problems.push_back(std::string("document: not valid JSON: ") + e.what());
+    return false;
+  }
+}
+
+} // namespace
+
+std::vector<std::string> validate_seed(std::istream& in,
+                                       const seed_lookup& existing) {
+  problem_list problems;
+  parsed_seed seed;
+  if (parse_stream(in, seed, problems))
+    check_references(seed, &existing, problems);
+  return problems;
+}
+
+seed_report apply_seed(pqxx::connection& conn, std::istream& in,
+                       const seed_options& opts) {
+  seed_report report;
+  parsed_seed seed;
+  if (!parse_stream(in, seed, report.problems))
+    return report;
+  return write_parsed(conn, seed, opts, std::move(report));
 }
 
 } // namespace gatehouse::storage

@@ -2,10 +2,9 @@
 
 #include "storage/database.hpp" // pqxx::connection
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <set>
 #include <string>
@@ -34,26 +33,30 @@ struct seed_report {
   }
 };
 
-/// Checks `doc` against the seed format (shared/seed-format.md) without a
-/// database: types, required fields, enums, unknown keys, duplicate ids,
-/// references inside the document. Returns problems as in seed_report.
-std::vector<std::string> validate_seed(const nlohmann::json& doc);
-
 /// Answers which of `keys` (ids in decimal; names for "storages") already
 /// exist outside the document. `kind` is "users", "namespaces", "projects"
 /// or "storages".
 using seed_lookup = std::function<std::set<std::string>(
   const std::string& kind, const std::set<std::string>& keys)>;
 
-/// As above, but a reference that the document does not resolve may name an
-/// object that `existing` reports (apply_seed passes a database lookup).
-std::vector<std::string> validate_seed(const nlohmann::json& doc,
-                                       const seed_lookup& existing);
+/// Checks the document read from `in` against the seed format
+/// (shared/seed-format.md) without a database: JSON, types, required
+/// fields, enums, unknown keys, duplicate ids, references. Problems come
+/// as in seed_report, in the order of the document. A reference that the
+/// document does not resolve may name an object that `existing` reports
+/// (apply_seed passes a database lookup).
+///
+/// The document is read while it is parsed, one element of a top-level
+/// array at a time: memory holds the rows, never the text or its tree, so
+/// a document of any size can be checked.
+std::vector<std::string> validate_seed(std::istream& in,
+                                       const seed_lookup& existing = {});
 
-/// Validates, then upserts everything in one transaction. References may
-/// point at objects already in the database (a file may add a member to a
-/// project seeded earlier). On any problem nothing is changed.
-seed_report apply_seed(pqxx::connection& conn, const nlohmann::json& doc,
+/// Validates the document read from `in`, then upserts everything in one
+/// transaction. References may point at objects already in the database
+/// (a file may add a member to a project seeded earlier). On any problem
+/// nothing is changed.
+seed_report apply_seed(pqxx::connection& conn, std::istream& in,
                        const seed_options& opts);
 
 } // namespace gatehouse::storage

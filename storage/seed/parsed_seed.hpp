@@ -5,21 +5,101 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gatehouse::storage::seeding {
 
 using json = nlohmann::json;
 
+/// Strings kept end to end in one buffer: millions of short strings
+/// without an allocation each.
+class text_list {
+public:
+  /// Appends `text` and returns its index.
+  std::uint32_t push_back(std::string_view text) {
+    text_.append(text);
+    ends_.push_back(text_.size());
+    return static_cast<std::uint32_t>(ends_.size() - 1);
+  }
+
+  std::uint32_t size() const {
+    return static_cast<std::uint32_t>(ends_.size());
+  }
+
+  std::string operator[](std::uint32_t i) const {
+    auto from = i == 0 ? 0 : ends_[i - 1];
+    return text_.substr(from, ends_[i] - from);
+  }
+
+private:
+  std::string text_;
+  std::vector<std::size_t> ends_;
+};
+
+/// The rows of one table, each kept as its JSON text. A million rows held
+/// as json objects take gigabytes; as text they take about what the
+/// document did.
+class row_list {
+public:
+  void push_back(const json& row) {
+    if (!ends_.empty())
+      text_ += ',';
+    text_ += row.dump();
+    ends_.push_back(text_.size());
+  }
+
+  std::size_t size() const {
+    return ends_.size();
+  }
+
+  bool empty() const {
+    return ends_.empty();
+  }
+
+  /// Rows [begin, end) as the text of one JSON array.
+  std::string array(std::size_t begin, std::size_t end) const {
+    if (begin >= end)
+      return "[]";
+    auto from = begin == 0 ? 0 : ends_[begin - 1] + 1;
+    return "[" + text_.substr(from, ends_[end - 1] - from) + "]";
+  }
+
+  std::string array() const {
+    return "[" + text_ + "]";
+  }
+
+  /// The rows joined by commas, without brackets.
+  const std::string& text() const {
+    return text_;
+  }
+
+  /// Calls `f` with each row parsed back (for the few columns --prune needs).
+  template <class F>
+  void each(F&& f) const {
+    std::size_t from = 0;
+    for (auto end : ends_) {
+      f(json::parse(text_.begin() + static_cast<std::ptrdiff_t>(from),
+                    text_.begin() + static_cast<std::ptrdiff_t>(end)));
+      from = end + 1;
+    }
+  }
+
+private:
+  std::string text_;
+  std::vector<std::size_t> ends_; // end of each row in text_
+};
+
 /// A reference from the document to an object that must exist.
 struct reference {
-  std::string kind; // "users", "namespaces", "projects", "storages"
+  const char* kind; // "users", "namespaces", "projects", "storages"
   std::string key;  // id in decimal, or a storage name
-  std::string path;
+  std::uint32_t path; // in parsed_seed::reference_paths
 };
 
 /// Everything the database needs from a valid document.
@@ -28,27 +108,28 @@ struct parsed_seed {
   json settings = json::object(); // settings keys given, without messages
   bool broadcast_present = false;
   json broadcast_messages = json::array();
-  json storages = json::array();
-  json users = json::array();
-  json keys = json::array();        // personal keys
-  json deploy_keys = json::array(); // deploy keys
-  json deploy_links = json::array();
+  row_list storages;
+  row_list users;
+  row_list keys;        // personal keys
+  row_list deploy_keys; // deploy keys
+  row_list deploy_links;
   json namespaces = json::array();
   std::map<std::int64_t, std::string> namespace_paths; // id -> json path
-  json projects = json::array();
-  json redirects = json::array();
-  json project_members = json::array();
-  json namespace_members = json::array();
-  json protected_branches = json::array();
-  json protected_tags = json::array();
-  json personal_access_tokens = json::array();
-  json cluster_agents = json::array();
-  json cluster_agent_tokens = json::array();
-  json pages_domains = json::array();
-  json pages_deployments = json::array();
-  json zoekt_nodes = json::array();
-  json webhooks = json::array();
+  row_list projects;
+  row_list redirects;
+  row_list project_members;
+  row_list namespace_members;
+  row_list protected_branches;
+  row_list protected_tags;
+  row_list personal_access_tokens;
+  row_list cluster_agents;
+  row_list cluster_agent_tokens;
+  row_list pages_domains;
+  row_list pages_deployments;
+  row_list zoekt_nodes;
+  row_list webhooks;
   std::vector<reference> references;
+  text_list reference_paths;
   // Ids and names the document defines, per referenced kind.
   std::map<std::string, std::set<std::string>> defined;
 };

@@ -64,9 +64,13 @@ public:
   }
 
   /// Runs `sql` with `arg` as $1 and returns the number of rows it changed.
-  std::int64_t run(const std::string& sql, const json& arg) {
+  std::int64_t run(const std::string& sql, const std::string& arg) {
     return static_cast<std::int64_t>(
-      tx_.exec_params(sql, arg.dump()).affected_rows());
+      tx_.exec_params(sql, arg).affected_rows());
+  }
+
+  std::int64_t run(const std::string& sql, const json& arg) {
+    return run(sql, arg.dump());
   }
 
   void changed(const char* kind, std::int64_t rows) {
@@ -82,26 +86,28 @@ public:
   std::int64_t upsert(const char* kind, const std::string& table,
                       const std::string& conflict,
                       const std::vector<column>& columns,
-                      std::size_t key_columns, const json& rows,
+                      std::size_t key_columns, const row_list& rows,
                       bool whole = false) {
     if (rows.empty())
       return 0;
     auto sql = upsert_sql(table, conflict, columns, key_columns);
+    auto step = whole ? rows.size() : rows_per_statement;
     std::int64_t n = 0;
-    if (whole || rows.size() <= rows_per_statement) {
-      n = run(sql, rows);
-    } else {
-      for (std::size_t begin = 0; begin < rows.size();
-           begin += rows_per_statement) {
-        auto end = std::min(rows.size(), begin + rows_per_statement);
-        json chunk = json::array();
-        for (auto i = begin; i < end; ++i)
-          chunk.push_back(rows[i]);
-        n += run(sql, chunk);
-      }
-    }
+    for (std::size_t begin = 0; begin < rows.size(); begin += step)
+      n += run(sql, rows.array(begin, std::min(rows.size(), begin + step)));
     changed(kind, n);
     return n;
+  }
+
+  std::int64_t upsert(const char* kind, const std::string& table,
+                      const std::string& conflict,
+                      const std::vector<column>& columns,
+                      std::size_t key_columns, const json& rows,
+                      bool whole = false) {
+    row_list list;
+    for (const auto& row : rows)
+      list.push_back(row);
+    return upsert(kind, table, conflict, columns, key_columns, list, whole);
   }
 
   static json ids(const json& rows, const char* key = "id") {
@@ -111,9 +117,17 @@ public:
     return out;
   }
 
+  static json ids(const row_list& rows, const char* key = "id") {
+    json out = json::array();
+    rows.each([&](const json& r) { out.push_back(r.at(key)); });
+    return out;
+  }
+
   /// Deletes with `sql`; counts the rows as `counted` (default: `kind`)
   /// in the report and marks `kind` changed.
-  void prune(const char* kind, const std::string& sql, const json& arg,
+  /// `arg` is a json value or the text of one.
+  template <class Arg>
+  void prune(const char* kind, const std::string& sql, const Arg& arg,
              const char* counted = nullptr) {
     auto n = run(sql, arg);
     if (n > 0)
@@ -126,7 +140,8 @@ public:
       + " FROM jsonb_array_elements_text($1::jsonb) AS v))";
   }
 
-  void prune_by_id(const char* kind, const char* table, const json& rows,
+  template <class Rows>
+  void prune_by_id(const char* kind, const char* table, const Rows& rows,
                    const char* extra = "", const char* counted = nullptr) {
     prune(kind,
           std::string("DELETE FROM ") + table + " WHERE " + extra
@@ -161,9 +176,10 @@ public:
       prune_by_id("protected_branches", "protected_branches",
                   seed_.protected_branches);
     if (present("members")) {
-      json listed = seed_.project_members;
-      for (const auto& m : seed_.namespace_members)
-        listed.push_back(m);
+      const auto& projects = seed_.project_members.text();
+      const auto& groups = seed_.namespace_members.text();
+      auto listed = "[" + projects
+        + (projects.empty() || groups.empty() ? "" : ",") + groups + "]";
       prune("members",
             "DELETE FROM members m WHERE NOT EXISTS (SELECT 1 FROM "
             "jsonb_to_recordset($1::jsonb) AS x(user_id bigint, project_id "
@@ -178,7 +194,7 @@ public:
             "FROM jsonb_to_recordset($1::jsonb) AS x(key_id bigint, "
             "project_id bigint) WHERE x.key_id = d.key_id AND x.project_id = "
             "d.project_id)",
-            seed_.deploy_links, "deploy_keys_projects");
+            seed_.deploy_links.array(), "deploy_keys_projects");
       prune_by_id("deploy_keys", "keys", seed_.deploy_keys,
                   "kind = 'deploy' AND ");
     }
@@ -186,8 +202,9 @@ public:
       prune_by_id("keys", "keys", seed_.keys, "kind = 'personal' AND ");
     if (present("projects")) {
       json paths = json::array();
-      for (const auto& r : seed_.redirects)
+      seed_.redirects.each([&](const json& r) {
         paths.push_back(ascii_lower(r.at("path").get<std::string>()));
+      });
       prune("projects",
             "DELETE FROM project_redirects WHERE "
               + not_listed("lower(path)", "text"),

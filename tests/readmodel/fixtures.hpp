@@ -20,6 +20,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 
 namespace gatehouse::test {
@@ -40,7 +41,8 @@ inline void exec(pqxx::connection& conn, const std::string& sql) {
 
 /// Seeds `doc` and REQUIREs success, showing the problems otherwise.
 inline void seed_ok(pqxx::connection& conn, const nlohmann::json& doc) {
-  auto report = storage::apply_seed(conn, doc, storage::seed_options{});
+  std::istringstream text{doc.dump()};
+  auto report = storage::apply_seed(conn, text, storage::seed_options{});
   for (const auto& p : report.problems)
     UNSCOPED_INFO(p);
   REQUIRE(report.ok());

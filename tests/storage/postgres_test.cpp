@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,7 +119,8 @@ std::vector<std::string> migration_names() {
 
 storage::seed_report seed(pqxx::connection& conn, const json& doc,
                           bool prune = false) {
-  auto report = storage::apply_seed(conn, doc, storage::seed_options{prune});
+  std::istringstream text{doc.dump()};
+  auto report = storage::apply_seed(conn, text, storage::seed_options{prune});
   return report;
 }
 
