@@ -41,14 +41,13 @@ struct key_record {
   /// deploy key.
   std::optional<std::int64_t> user_id;
   std::string title;
-  /// "ssh-ed25519 AAAA... comment" as seeded.
-  std::string key;
-  /// "ssh-ed25519", "ssh-rsa", ...
+  /// "ssh-ed25519", "ssh-rsa", ... The seeded line and its fingerprint
+  /// are not kept: answers rebuild the line from type and blob, and the
+  /// fingerprint is snapshot::key_by_fingerprint's key (a million keys
+  /// would hold both twice).
   std::string key_type;
   /// The base64 blob (standard, padded).
   std::string blob;
-  /// "SHA256:<unpadded base64>".
-  std::string fingerprint_sha256;
   /// auth, signing, auth_and_signing (deploy keys: auth).
   std::string usage_type = "auth_and_signing";
   std::optional<unix_time> expires_at;

@@ -12,6 +12,10 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <future>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <optional>
 #include <set>
 #include <string_view>
@@ -121,10 +125,12 @@ void load_settings(read_tx& tx, snapshot& snap) {
 }
 
 void load_users(read_tx& tx, snapshot& snap) {
-  for (const auto& row :
-       tx.exec("SELECT id, username, name, email, state, admin, external, "
-               "can_create_project, two_factor_enabled, public_email "
-               "FROM users")) {
+  auto rows = tx.exec("SELECT id, username, name, email, state, admin, "
+                      "external, can_create_project, two_factor_enabled, "
+                      "public_email FROM users");
+  snap.users.reserve(rows.size());
+  snap.user_by_username.reserve(rows.size());
+  for (const auto& row : rows) {
     user_record u;
     u.id = row[0].as<std::int64_t>();
     u.username = row[1].as<std::string>();
@@ -142,25 +148,25 @@ void load_users(read_tx& tx, snapshot& snap) {
 }
 
 void load_keys(read_tx& tx, snapshot& snap) {
-  for (const auto& row :
-       tx.exec("SELECT id, kind, user_id, title, key, key_type, key_blob, "
-               "fingerprint_sha256, usage_type, "
-               + epoch("expires_at") + ", " + epoch("last_used_at") + ", "
-               + epoch("created_at") + " FROM keys")) {
+  auto rows = tx.exec("SELECT id, kind, user_id, title, key_type, key_blob, "
+                      "fingerprint_sha256, usage_type, "
+                      + epoch("expires_at") + ", " + epoch("last_used_at")
+                      + ", " + epoch("created_at") + " FROM keys");
+  snap.keys.reserve(rows.size());
+  snap.key_by_fingerprint.reserve(rows.size());
+  for (const auto& row : rows) {
     key_record k;
     k.id = row[0].as<std::int64_t>();
-    k.deploy = row[1].as<std::string>() == "deploy";
+    k.deploy = std::string_view(row[1].c_str()) == "deploy";
     k.user_id = optional_int(row[2]);
     k.title = row[3].as<std::string>();
-    k.key = row[4].as<std::string>();
-    k.key_type = row[5].as<std::string>();
-    k.blob = row[6].as<std::string>();
-    k.fingerprint_sha256 = row[7].as<std::string>();
-    k.usage_type = row[8].as<std::string>();
-    k.expires_at = optional_int(row[9]);
-    k.last_used_at = optional_int(row[10]);
-    k.created_at = row[11].as<std::int64_t>();
-    snap.key_by_fingerprint[k.fingerprint_sha256] = k.id;
+    k.key_type = row[4].as<std::string>();
+    k.blob = row[5].as<std::string>();
+    k.usage_type = row[7].as<std::string>();
+    k.expires_at = optional_int(row[8]);
+    k.last_used_at = optional_int(row[9]);
+    k.created_at = row[10].as<std::int64_t>();
+    snap.key_by_fingerprint[row[6].as<std::string>()] = k.id;
     snap.keys.emplace(k.id, std::move(k));
   }
   for (const auto& row : tx.exec(
@@ -186,11 +192,14 @@ void load_namespaces(read_tx& tx, snapshot& snap) {
 }
 
 void load_projects(read_tx& tx, snapshot& snap) {
-  for (const auto& row :
-       tx.exec("SELECT id, namespace_id, path, full_path, name, visibility, "
-               "archived, default_branch, storage, disk_path, "
-               "repository_access_level, merge_requests_enabled, lfs_enabled, "
-               "repository_exists, description FROM projects")) {
+  auto rows
+    = tx.exec("SELECT id, namespace_id, path, full_path, name, visibility, "
+              "archived, default_branch, storage, disk_path, "
+              "repository_access_level, merge_requests_enabled, lfs_enabled, "
+              "repository_exists, description FROM projects");
+  snap.projects.reserve(rows.size());
+  snap.project_by_path.reserve(rows.size());
+  for (const auto& row : rows) {
     project_record p;
     p.id = row[0].as<std::int64_t>();
     p.namespace_id = row[1].as<std::int64_t>();
@@ -296,6 +305,9 @@ unix_time now_seconds() {
 /// A connection LISTENing on change_channel.
 struct listen_session {
   pg_session db;
+  /// The second connection of a load (load_snapshot); null when it could
+  /// not be opened (the load then runs on one).
+  std::unique_ptr<pqxx::connection> helper;
   /// A change notification arrived; bursts collapse into one reload at the
   /// next tick.
   bool pending = false;
@@ -314,19 +326,40 @@ void schedule_tick(loader_pointer self, std::chrono::milliseconds delay) {
     self->delayed_send(self, delay, atom::tick::value, generation);
 }
 
+/// Gives the pages freed by a load (libpq's result sets, the previous
+/// snapshot when nobody holds it any more) back to the system: glibc only
+/// returns the top of its heap by itself, and a load's results lie below
+/// the snapshot built from them.
+void release_free_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 /// Loads a snapshot on the session's connection and hands it out.
 caf::error reload(loader_pointer self) {
   auto& st = self->state;
   // Cleared before reading: a change committed during the load notifies
   // again and triggers the next reload.
   st.session->pending = false;
-  auto snap = st.session->db.run("read_model", [](pqxx::connection& c) {
-    return std::make_shared<snapshot>(load_snapshot(c));
+  auto started = std::chrono::steady_clock::now();
+  auto* helper = st.session->helper.get();
+  auto snap = st.session->db.run("read_model", [helper](pqxx::connection& c) {
+    return std::make_shared<snapshot>(load_snapshot(c, helper));
   });
   if (!snap)
     return std::move(snap.error());
   st.current = std::move(*snap);
+  release_free_memory();
   st.loaded = std::chrono::steady_clock::now();
+  log::info("read model loaded",
+            {{"actor", read_model_loader_state::name},
+             {"users", st.current->users.size()},
+             {"keys", st.current->keys.size()},
+             {"projects", st.current->projects.size()},
+             {"duration_ms",
+              std::chrono::duration<double, std::milli>(st.loaded - started)
+                .count()}});
   st.last_error.clear();
   ++st.loads;
   for (const auto& sub : st.subscribers)
@@ -350,6 +383,14 @@ caf::error connect_and_load(loader_pointer self) {
     }};
   if (auto err = session->db.open())
     return err;
+  try {
+    session->helper
+      = connect(st.settings.database_url, st.settings.statement_timeout);
+  } catch (const std::exception& e) {
+    log::warn("read model: no second connection, loading on one",
+              {{"actor", read_model_loader_state::name},
+               {"error", one_line(e.what())}});
+  }
   st.session = std::move(session);
   return reload(self);
 }
@@ -411,17 +452,41 @@ void on_tick(loader_pointer self) {
 
 } // namespace
 
-snapshot load_snapshot(pqxx::connection& conn) {
+snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper) {
   snapshot snap;
   read_tx tx{conn, "read_model"};
+  // The key tables are the largest; with a helper connection they load
+  // beside the rest, in a transaction on the same exported snapshot.
+  std::future<snapshot> keys;
+  if (helper) {
+    auto id = tx.exec("SELECT pg_export_snapshot()")[0][0].as<std::string>();
+    keys = std::async(std::launch::async,
+                      [helper, id]() {
+                        snapshot part;
+                        read_tx helper_tx{*helper, "read_model_keys"};
+                        helper_tx.exec("SET TRANSACTION SNAPSHOT "
+                                       + helper_tx.quote(id));
+                        load_keys(helper_tx, part);
+                        helper_tx.commit();
+                        return part;
+                      });
+  }
   load_settings(tx, snap);
   load_storages(tx, snap);
   load_users(tx, snap);
-  load_keys(tx, snap);
+  if (!keys.valid())
+    load_keys(tx, snap);
   load_namespaces(tx, snap);
   load_projects(tx, snap);
   load_members(tx, snap);
   load_protected_refs(tx, snap);
+  if (keys.valid()) {
+    // Before the commit: the exported snapshot lives as long as the
+    // exporting transaction.
+    auto part = keys.get();
+    snap.keys = std::move(part.keys);
+    snap.key_by_fingerprint = std::move(part.key_by_fingerprint);
+  }
   tx.commit();
   snap.loaded_at = now_seconds();
   return snap;

@@ -19,7 +19,12 @@ namespace gatehouse::storage {
 /// Reads one consistent snapshot of every read-model table in a single
 /// REPEATABLE READ, read-only transaction. Path and username keys are
 /// lower-cased; times are unix seconds. Throws pqxx/std exceptions.
-snapshot load_snapshot(pqxx::connection& conn);
+///
+/// With a `helper` connection, the key tables load on it at the same time,
+/// in a transaction that imports the first one's snapshot
+/// (pg_export_snapshot): the same rows as one transaction reads, sooner.
+snapshot load_snapshot(pqxx::connection& conn,
+                       pqxx::connection* helper = nullptr);
 
 /// The channel the seed loader (and any other writer of read-model tables)
 /// notifies after a commit.

@@ -24,10 +24,8 @@ snapshot snapshot_with(const storage::seeding::ssh_key& key) {
   record.id = 1;
   record.user_id = 2;
   record.title = "fuzz";
-  record.key = key.text;
   record.key_type = key.type;
   record.blob = key.blob;
-  record.fingerprint_sha256 = key.fingerprint;
   snap.keys.emplace(record.id, record);
   snap.key_by_fingerprint.emplace(key.fingerprint, record.id);
   user_record user;
