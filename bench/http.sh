@@ -36,6 +36,9 @@ wrk and server:
                           default connections + 8; must be >= connections)
   --seed FILE             load it with `gatehouse seed FILE` before serving
                           (BENCH_SEED)
+  --database-url URL      serve from this database (BENCH_DATABASE_URL)
+                          instead of starting PostgreSQL; it is migrated,
+                          and seeded only with --seed
   --no-build              use the existing $BUILD_DIR/gatehouse
   --keep                  keep the work directory even when every run passed
   -h, --help
@@ -62,6 +65,7 @@ TIMEOUT=${BENCH_TIMEOUT:-5s}
 WARMUP=${BENCH_WARMUP:-2s}
 SERVER_THREADS=${BENCH_SERVER_THREADS:-}
 SEED=${BENCH_SEED:-}
+DATABASE_URL=${BENCH_DATABASE_URL:-}
 BUILD_DIR=${BUILD_DIR:-$GH_ROOT/build}
 DO_BUILD=1
 KEEP=0
@@ -124,6 +128,7 @@ while [ $# -gt 0 ]; do
     --warmup) need_arg "$@"; WARMUP=$2; shift 2 ;;
     --server-threads) need_arg "$@"; SERVER_THREADS=$2; shift 2 ;;
     --seed) need_arg "$@"; SEED=$2; shift 2 ;;
+    --database-url) need_arg "$@"; DATABASE_URL=$2; shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -212,13 +217,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-PG_PORT=$(gh_free_port)
 NATS_PORT=$(gh_free_port)
 NATS_MON_PORT=$(gh_free_port)
 HTTP_PORT=$(gh_free_port)
-gh_log "postgres :$PG_PORT, nats :$NATS_PORT, gatehouse :$HTTP_PORT; work dir $WORK"
-gh_start_postgres "$WORK/pg" "$PG_PORT"
-gh_create_database "$PG_PORT" gatehouse_bench
+if [ -z "$DATABASE_URL" ]; then
+  PG_PORT=$(gh_free_port)
+  gh_start_postgres "$WORK/pg" "$PG_PORT"
+  gh_create_database "$PG_PORT" gatehouse_bench
+  DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/gatehouse_bench"
+fi
+gh_log "nats :$NATS_PORT, gatehouse :$HTTP_PORT; work dir $WORK"
 gh_start_nats "$WORK/nats" "$NATS_PORT" "$NATS_MON_PORT"
 
 # Secrets in the formats Rails writes: 32 hex chars for Shell, base64 of 32
@@ -237,7 +245,7 @@ for who in ("workhorse", "kas", "pages"):
 PY
 )
 
-export GATEHOUSE_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/gatehouse_bench"
+export GATEHOUSE_DATABASE_URL="$DATABASE_URL"
 export GATEHOUSE_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export GATEHOUSE_HTTP_LISTEN="127.0.0.1:$HTTP_PORT"
 export GATEHOUSE_HTTP_THREADS="$SERVER_THREADS"
