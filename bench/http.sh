@@ -33,7 +33,7 @@ wrk and server:
   --warmup T              unmeasured run before each measured one
                           (BENCH_WARMUP, default 2s; 0 for none)
   --server-threads N      GATEHOUSE_HTTP_THREADS (BENCH_SERVER_THREADS,
-                          default connections + 8; must be >= connections)
+                          default: the server's own default)
   --seed FILE             load it with `gatehouse seed FILE` before serving
                           (BENCH_SEED)
   --database-url URL      serve from this database (BENCH_DATABASE_URL)
@@ -152,10 +152,10 @@ for n in "$THREADS" "$CONNECTIONS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die_usage "threads and connections must be positive integers"
 done
 [ "$THREADS" -le "$CONNECTIONS" ] || die_usage "wrk needs connections >= threads"
-SERVER_THREADS=${SERVER_THREADS:-$((CONNECTIONS + 8))}
-[[ $SERVER_THREADS =~ ^[1-9][0-9]*$ ]] || die_usage "--server-threads must be a positive integer"
-[ "$SERVER_THREADS" -ge "$CONNECTIONS" ] \
-  || die_usage "--server-threads $SERVER_THREADS < $CONNECTIONS connections: each keep-alive connection holds a server thread, the rest would starve"
+# Unset: the server's default. Idle keep-alive connections wait in the
+# edge's epoll set, not on a thread, so any count serves any connections.
+[ -z "$SERVER_THREADS" ] || [[ $SERVER_THREADS =~ ^[1-9][0-9]*$ ]] \
+  || die_usage "--server-threads must be a positive integer"
 DURATION_S=$(seconds_of "$DURATION")
 seconds_of "$TIMEOUT" >/dev/null
 [ "$WARMUP" = 0 ] || seconds_of "$WARMUP" >/dev/null
@@ -248,7 +248,7 @@ PY
 export GATEHOUSE_DATABASE_URL="$DATABASE_URL"
 export GATEHOUSE_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export GATEHOUSE_HTTP_LISTEN="127.0.0.1:$HTTP_PORT"
-export GATEHOUSE_HTTP_THREADS="$SERVER_THREADS"
+if [ -n "$SERVER_THREADS" ]; then export GATEHOUSE_HTTP_THREADS="$SERVER_THREADS"; fi
 export GATEHOUSE_LOG_FORMAT=json
 export GATEHOUSE_SHELL_SECRET_FILE="$WORK/secrets/gitlab_shell_secret"
 export GATEHOUSE_WORKHORSE_SECRET_FILE="$WORK/secrets/gitlab_workhorse_secret"
@@ -274,7 +274,7 @@ if ! gh_wait_http "$BASE_URL/-/readiness" 400; then
   gh_log "gatehouse did not become ready on $BASE_URL"
   exit 1
 fi
-gh_log "gatehouse ready (GATEHOUSE_HTTP_THREADS=$SERVER_THREADS)"
+gh_log "gatehouse ready (GATEHOUSE_HTTP_THREADS=${SERVER_THREADS:-default})"
 
 # -- runs ----------------------------------------------------------------------
 
