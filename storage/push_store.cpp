@@ -39,13 +39,27 @@ caf::expected<T> with_session(push_store_state& st, const char* what, F fn) {
                     err.category(), err.context()};
 }
 
+/// Runs `sql` as the prepared statement `name` on the transaction's
+/// connection. A push runs the same few statements thousands of times a
+/// second; prepared, PostgreSQL parses and plans each once per session.
+/// libpqxx registers it with the server on first use on each connection (a
+/// reconnect prepares again) and takes a repeated identical definition as
+/// a no-op.
+template <class... Args>
+pqxx::result run_prepared(pqxx::transaction_base& tx, const char* name,
+                          const char* sql, Args&&... args) {
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+
 /// Records (request_id, call) in `tx` unless it is recorded already: true
 /// when this transaction claimed it. A concurrent transaction holding the
 /// same id makes the INSERT wait for its outcome, so two retries racing on
 /// two replicas still apply once.
 bool claim_request(pqxx::work& tx, const std::string& request_id,
                    const char* call) {
-  auto rows = tx.exec_params(
+  auto rows = run_prepared(
+    tx, "claim_request",
     "INSERT INTO gatehouse_state.requests (request_id, call) VALUES ($1, $2) "
     "ON CONFLICT (request_id, call) DO NOTHING RETURNING 1",
     request_id, std::string{call});
@@ -56,10 +70,10 @@ bool claim_request(pqxx::work& tx, const std::string& request_id,
 /// (purged meanwhile).
 json recorded_outcome(pqxx::work& tx, const std::string& request_id,
                       const char* call) {
-  auto rows
-    = tx.exec_params("SELECT outcome::text FROM gatehouse_state.requests "
-                     "WHERE request_id = $1 AND call = $2",
-                     request_id, std::string{call});
+  auto rows = run_prepared(tx, "recorded_outcome",
+                           "SELECT outcome::text FROM gatehouse_state.requests "
+                           "WHERE request_id = $1 AND call = $2",
+                           request_id, std::string{call});
   if (rows.empty() || rows[0][0].is_null())
     return nullptr;
   return json::parse(rows[0][0].as<std::string>(), nullptr, false);
@@ -67,9 +81,10 @@ json recorded_outcome(pqxx::work& tx, const std::string& request_id,
 
 void record_outcome(pqxx::work& tx, const std::string& request_id,
                     const char* call, const json& outcome) {
-  tx.exec_params("UPDATE gatehouse_state.requests SET outcome = $3::jsonb "
-                 "WHERE request_id = $1 AND call = $2",
-                 request_id, std::string{call}, outcome.dump());
+  run_prepared(tx, "record_outcome",
+               "UPDATE gatehouse_state.requests SET outcome = $3::jsonb "
+               "WHERE request_id = $1 AND call = $2",
+               request_id, std::string{call}, outcome.dump());
 }
 
 /// `request_id` empty: no retry protection (the HTTP edge).
@@ -88,7 +103,8 @@ bool increment(pqxx::connection& c, const std::string& gl_repository,
   }
   // An expired row counts as absent: the new value starts from 1, as an
   // INCR on a Redis key that has expired would.
-  tx.exec_params(
+  run_prepared(
+    tx, "count_push",
     "INSERT INTO gatehouse_state.reference_counters AS r "
     "(gl_repository, value, expires_at) "
     "VALUES ($1, 1, now() + make_interval(secs => $2)) "
@@ -107,25 +123,27 @@ bool increment(pqxx::connection& c, const std::string& gl_repository,
 /// last increment set. A missing or expired counter would go to -1: its
 /// (expired) row is deleted. Either way the decrement "succeeded".
 bool decrement(pqxx::work& tx, const std::string& gl_repository) {
-  auto r = tx.exec_params("UPDATE gatehouse_state.reference_counters "
-                          "SET value = value - 1 "
-                          "WHERE gl_repository = $1 AND expires_at > now() "
-                          "RETURNING value",
-                          gl_repository);
+  auto r = run_prepared(tx, "decrement",
+                        "UPDATE gatehouse_state.reference_counters "
+                        "SET value = value - 1 "
+                        "WHERE gl_repository = $1 AND expires_at > now() "
+                        "RETURNING value",
+                        gl_repository);
   if (r.empty() || r[0][0].as<long>() < 0)
-    tx.exec_params("DELETE FROM gatehouse_state.reference_counters "
-                   "WHERE gl_repository = $1",
-                   gl_repository);
+    run_prepared(tx, "drop_counter",
+                 "DELETE FROM gatehouse_state.reference_counters "
+                 "WHERE gl_repository = $1",
+                 gl_repository);
   return true;
 }
 
 std::string take_moved(pqxx::work& tx, std::int64_t user_id,
                        std::int64_t project_id) {
-  auto rows
-    = tx.exec_params("DELETE FROM gatehouse_state.project_moved_messages "
-                     "WHERE user_id = $1 AND project_id = $2 "
-                     "RETURNING message, expires_at > now()",
-                     user_id, project_id);
+  auto rows = run_prepared(tx, "take_moved",
+                           "DELETE FROM gatehouse_state.project_moved_messages "
+                           "WHERE user_id = $1 AND project_id = $2 "
+                           "RETURNING message, expires_at > now()",
+                           user_id, project_id);
   if (rows.empty() || !rows[0][1].as<bool>())
     return {};
   return rows[0][0].as<std::string>();
@@ -150,11 +168,13 @@ std::set<std::int64_t> insert_events(pqxx::work& tx,
   // deadlock between two writes), so that seq order is commit order and the
   // relay never sees seq n+1 committed before seq n of the same project.
   for (auto project : projects)
-    tx.exec_params("SELECT pg_advisory_xact_lock($1, ($2::bigint % "
-                   "2147483647)::int)",
-                   outbox_insert_lock_class, project);
+    run_prepared(tx, "lock_project_outbox",
+                 "SELECT pg_advisory_xact_lock($1, ($2::bigint % "
+                 "2147483647)::int)",
+                 outbox_insert_lock_class, project);
   // One statement for all events, inserted (and numbered) in list order.
-  tx.exec_params(
+  run_prepared(
+    tx, "insert_events",
     "INSERT INTO gatehouse_state.outbox (event_id, project_id, subject, kind, "
     "bulk, commits_unavailable, body) "
     "SELECT (e->>'event_id')::uuid, (e->>'project_id')::bigint, "
@@ -180,8 +200,8 @@ void wake_relays(pqxx::connection& c, const std::set<std::int64_t>& projects,
   try {
     pqxx::nontransaction tx{c, "outbox_notify"};
     for (auto project : projects)
-      tx.exec_params("SELECT pg_notify($1, $2)", std::string{outbox_channel},
-                     std::to_string(project));
+      run_prepared(tx, "wake_relays", "SELECT pg_notify($1, $2)",
+                   std::string{outbox_channel}, std::to_string(project));
   } catch (const std::exception& e) {
     log::warn("outbox relays not woken after a commit; they poll instead",
               {{"gl_repository", gl_repository}, {"error", e.what()}});
