@@ -61,6 +61,9 @@ struct read_model_loader_state {
   std::shared_ptr<listen_session> session;
   /// The newest snapshot; null before the first successful load.
   snapshot_ptr current;
+  /// Snapshots it replaced, until every other holder has let go; then
+  /// the loader frees them and gives their memory back to the system.
+  std::vector<snapshot_ptr> retired;
   /// Who gets every new snapshot.
   std::vector<caf::actor> subscribers;
   /// `get` requests that arrived before the first load.
