@@ -41,8 +41,9 @@ struct read_model_loader_settings {
   /// mailbox messages, so `get` and `subscribe` never wait on the socket).
   std::chrono::milliseconds poll_interval{100};
   /// Look for writes without a notification after this long: the safety
-  /// net for writers that forget to NOTIFY. Reloads only when PostgreSQL's
-  /// statistics show a write to a read-model table since the last load.
+  /// net for writers that forget to NOTIFY. Reloads when PostgreSQL's
+  /// statistics show a write to a read-model table since the last load,
+  /// and every tenth time regardless.
   std::chrono::milliseconds refresh_interval{60000};
   /// First delay before reconnecting after a failure; doubles per failure.
   std::chrono::milliseconds min_backoff{250};
@@ -80,9 +81,11 @@ struct read_model_loader_state {
   std::uint64_t tick_generation = 0;
   /// Successful loads so far.
   std::uint64_t loads = 0;
-  /// PostgreSQL's count of writes to the read-model tables, read right
-  /// before the last load; the refresh skips the reload while it holds.
-  std::optional<std::int64_t> writes_at_load;
+  /// PostgreSQL's record of writes to the read-model tables, read right
+  /// before the last load; the refresh skips the reload while it holds,
+  /// nine times in a row at most.
+  std::optional<std::string> writes_at_load;
+  int refreshes_skipped = 0;
 };
 
 /// The loader actor. Blocks on libpqxx: the wiring must spawn it detached,

@@ -1139,11 +1139,14 @@ namespace {
 /// Parses `in` into `seed`; false (and a problem) when it is not JSON.
 bool parse_stream(std::istream& in, parsed_seed& seed,
                   problem_list& problems) {
+  auto before = problems.size();
   try {
     parser{seed, problems}.parse(in);
     return true;
   } catch (const json::exception& e) {
     // parse_error, or out_of_range for a number past a double's range.
+    // What the elements before the error said is moot: one problem.
+    problems.resize(before);
     problems.push_back(std::string("document: not valid JSON: ") + e.what());
     return false;
   }
