@@ -82,6 +82,11 @@ public:
   /// the locks and joins the thread. Idempotent.
   void stop();
 
+  /// Events were committed in this process: look at the outbox now (as on
+  /// a NOTIFY, without its round trip through PostgreSQL). Thread-safe,
+  /// never blocks; cheap enough to call after every commit.
+  void committed();
+
   /// A snapshot of the counters; thread-safe.
   outbox_relay_stats stats() const;
 
