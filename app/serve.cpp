@@ -202,7 +202,6 @@ int serve(const config& cfg) {
       sys.spawn<caf::detached>(storage::push_store, push_store_cfg));
   push_processing_settings push_cfg;
   push_cfg.git_timeout = cfg.request_timeout / 2;
-  push_cfg.store_timeout = cfg.request_timeout / 2;
   auto push
     = sys.spawn(push_processing, push_cfg, loader, push_gits, push_stores);
 

@@ -27,6 +27,12 @@ unix_time now_seconds() {
 // Writes the events and the counter change in one transaction, then answers
 // the messages. Nothing is answered before the commit: an answered push never
 // loses its events.
+//
+// The store requests carry no CAF timeout. The store always answers: every
+// query runs under a statement_timeout and a lost connection fails at once;
+// and the edges give up after the caller's own deadline. A CAF timeout
+// would cost, per push, two wake-ups of CAF's clock thread and a stale
+// timeout message through this actor, long after the answer went out.
 void commit_and_answer(self_pointer self, snapshot_ptr snap,
                        push::post_receive_params p, push::push_context ctx,
                        push::commit_facts facts, answer_promise rp) {
@@ -41,8 +47,8 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
     write.events = push::build_events(*snap, ctx, p, facts, &push::random_uuid);
   auto event_count = write.events.size();
   self
-    ->request(self->state.store(), self->state.settings.store_timeout,
-              atom::post_receive::value, std::move(write))
+    ->request(self->state.store(), caf::infinite, atom::post_receive::value,
+              std::move(write))
     .then(
       [snap, p, ctx, rp, event_count](post_receive_written& written) mutable {
         push::post_receive_answer answer;
@@ -76,12 +82,12 @@ caf::result<push::pre_receive_answer> count_push(self_pointer self,
   auto& st = self->state;
   if (p.request_id.empty())
     self
-      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.store(), caf::infinite, atom::pre_receive::value,
                 std::move(p.gl_repository))
       .then(on_counted, on_failed);
   else
     self
-      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.store(), caf::infinite, atom::pre_receive::value,
                 std::move(p.gl_repository), std::move(p.request_id))
       .then(on_counted, on_failed);
   return rp;

@@ -19,8 +19,6 @@ namespace gatehouse {
 struct push_processing_settings {
   /// How long listing the commits of a push may take.
   std::chrono::milliseconds git_timeout{5000};
-  /// How long the post_receive transaction may take.
-  std::chrono::milliseconds store_timeout{5000};
 };
 
 struct push_processing_state {
