@@ -125,26 +125,49 @@ bool increment(pqxx::connection& c, const std::string& gl_repository,
   return true;
 }
 
-/// The batch as post_receive_batch() reads it (007_push_batch.sql).
-std::string batch_json(const std::vector<const post_receive_write*>& batch) {
+/// The arguments of post_receive_batch() (007_push_batch.sql).
+struct batch_arguments {
+  /// The pushes and their events, without the bodies.
+  std::string pushes;
+  /// Every event body, one after the other.
+  std::string bodies;
+};
+
+batch_arguments
+batch_json(const std::vector<const post_receive_write*>& batch) {
+  batch_arguments out;
+  std::size_t size = 0;
+  for (const auto* w : batch)
+    for (const auto& e : w->events)
+      size += e.body.size();
+  out.bodies.reserve(size);
   json pushes = json::array();
   for (const auto* w : batch) {
     json events = json::array();
-    for (const auto& e : w->events)
+    for (const auto& e : w->events) {
       events.push_back({{"event_id", e.event_id},
                         {"project_id", e.project_id},
                         {"subject", e.subject},
                         {"kind", e.kind},
                         {"bulk", e.bulk},
                         {"commits_unavailable", e.commits_unavailable},
-                        {"body", e.body}});
+                        {"body_at", out.bodies.size()},
+                        {"body_bytes", e.body.size()}});
+      // libpq sends a text parameter up to its first NUL. JSON text has
+      // none (a serializer escapes control characters).
+      if (e.body.find('\0') != std::string::npos)
+        throw std::invalid_argument{"event " + e.event_id
+                                    + ": body contains a NUL byte"};
+      out.bodies += e.body;
+    }
     pushes.push_back({{"gl_repository", w->gl_repository},
                       {"user_id", w->user_id},
                       {"project_id", w->project_id},
                       {"request_id", w->request_id},
                       {"events", std::move(events)}});
   }
-  return pushes.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.pushes = pushes.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out;
 }
 
 /// Writes `batch` in one statement, so in one transaction (autocommit: no
@@ -153,11 +176,12 @@ std::vector<post_receive_written>
 write_batch(pqxx::connection& c,
             const std::vector<const post_receive_write*>& batch) {
   pqxx::nontransaction tx{c, "post_receive"};
+  auto args = batch_json(batch);
   auto rows = run_prepared(
     tx, "post_receive_batch",
     "SELECT ordinal, was_retry, counter_decreased, moved_message "
-    "FROM gatehouse_state.post_receive_batch($1::jsonb, $2)",
-    batch_json(batch), outbox_insert_lock_class);
+    "FROM gatehouse_state.post_receive_batch($1::jsonb, $2, $3)",
+    args.pushes, args.bodies, outbox_insert_lock_class);
   std::vector<post_receive_written> out(batch.size());
   for (const auto& row : rows) {
     auto i = row[0].as<std::size_t>() - 1;
@@ -179,6 +203,9 @@ write_batch(pqxx::connection& c,
 /// connection is usable, so that its pushes may be written again one by
 /// one. Not after a statement timeout: each push alone could take as long.
 bool rolled_back_cleanly(const std::exception& e, pqxx::connection& c) {
+  // Refused before anything was sent.
+  if (dynamic_cast<const std::invalid_argument*>(&e))
+    return true;
   if (!c.is_open())
     return false;
   if (dynamic_cast<const pqxx::deadlock_detected*>(&e)

@@ -13,14 +13,18 @@
 --
 -- pushes: [{"gl_repository", "user_id", "project_id", "request_id",
 --           "events": [{"event_id", "project_id", "subject", "kind", "bulk",
---                       "commits_unavailable", "body"}]}]
+--                       "commits_unavailable", "body_at", "body_bytes"}]}]
+-- bodies: every event body, one after the other; an event's body is the
+--   body_bytes bytes (UTF-8) from byte offset body_at. Kept out of the JSON
+--   so that kilobytes of JSON per event are neither escaped by Gatehouse
+--   nor parsed by PostgreSQL.
 -- A request id must not appear twice in one batch (the caller splits).
 -- insert_lock_class: storage::outbox_insert_lock_class.
 --
 -- Written to be harmless when run a second time, like 001_core.sql.
 
 CREATE OR REPLACE FUNCTION gatehouse_state.post_receive_batch(
-  pushes jsonb, insert_lock_class int)
+  pushes jsonb, bodies text, insert_lock_class int)
 RETURNS TABLE (ordinal int, was_retry boolean, counter_decreased boolean,
                moved_message text)
 LANGUAGE plpgsql AS $fn$
@@ -29,6 +33,7 @@ DECLARE
   retried    boolean[] := array_fill(false, ARRAY[total]);
   decreased  boolean[] := array_fill(true, ARRAY[total]);
   moved      text[] := array_fill(''::text, ARRAY[total]);
+  body_data  bytea := convert_to(bodies, 'UTF8');
   recorded   jsonb;
   item       record;
   left_value bigint;
@@ -110,7 +115,9 @@ BEGIN
                                       bulk, commits_unavailable, body)
   SELECT (ev.x->>'event_id')::uuid, (ev.x->>'project_id')::bigint,
          ev.x->>'subject', ev.x->>'kind', (ev.x->>'bulk')::boolean,
-         (ev.x->>'commits_unavailable')::boolean, ev.x->>'body'
+         (ev.x->>'commits_unavailable')::boolean,
+         convert_from(substring(body_data FROM (ev.x->>'body_at')::int + 1
+                                FOR (ev.x->>'body_bytes')::int), 'UTF8')
   FROM jsonb_array_elements(pushes) WITH ORDINALITY AS t(e, n)
        CROSS JOIN LATERAL
        jsonb_array_elements(t.e->'events') WITH ORDINALITY AS ev(x, m)

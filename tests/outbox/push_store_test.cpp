@@ -466,11 +466,19 @@ TEST_CASE_METHOD(batch_fixture,
   occupy(push_with_event(29, 9, "5d1c2d3e-0000-4000-8000-000000000029"),
          &first);
   std::vector<caf::expected<post_receive_written>> answers(4, caf::error{});
-  for (int i = 1; i <= 4; ++i)
-    send(push_with_event(30 + i, i,
-                         "5d1c2d3e-0000-4000-8000-00000000003"
-                           + std::to_string(i)),
-         &answers[i - 1]);
+  std::vector<std::string> bodies;
+  for (int i = 1; i <= 4; ++i) {
+    auto w = push_with_event(30 + i, i,
+                             "5d1c2d3e-0000-4000-8000-00000000003"
+                               + std::to_string(i));
+    // Multi-byte UTF-8 and JSON escapes travel byte for byte.
+    w.events.front().body = nlohmann::json{{"message", std::string(i, 'x')
+                                                         + " Grüße 🚀 \"q\" "
+                                                         + "\\ \n"}}
+                              .dump();
+    bodies.push_back(w.events.front().body);
+    send(std::move(w), &answers[i - 1]);
+  }
   release();
   join();
 
@@ -495,6 +503,10 @@ TEST_CASE_METHOD(batch_fixture,
   CHECK(query("SELECT string_agg(project_id::text, ',' ORDER BY seq) FROM "
               "gatehouse_state.outbox WHERE project_id BETWEEN 31 AND 34")
         == "31,32,33,34");
+  for (int i = 1; i <= 4; ++i)
+    CHECK(query("SELECT body FROM gatehouse_state.outbox WHERE project_id = "
+                + std::to_string(30 + i))
+          == bodies[i - 1]);
   CHECK(query("SELECT count(DISTINCT xmin::text) FROM gatehouse_state.outbox")
         == "2");
   // The relay was woken after each commit.
@@ -512,8 +524,8 @@ TEST_CASE_METHOD(batch_fixture,
   caf::expected<post_receive_written> first = caf::error{};
   occupy(push_with_event(39, 9, "6e1c2d3e-0000-4000-8000-000000000039"),
          &first);
-  std::vector<caf::expected<post_receive_written>> answers(4, caf::error{});
-  for (int i = 1; i <= 4; ++i) {
+  std::vector<caf::expected<post_receive_written>> answers(5, caf::error{});
+  for (int i = 1; i <= 5; ++i) {
     auto w = push_with_event(40 + i, i,
                              "6e1c2d3e-0000-4000-8000-00000000004"
                                + std::to_string(i));
@@ -522,6 +534,8 @@ TEST_CASE_METHOD(batch_fixture,
         make_event("6e1c2d3e-0000-4000-8000-000000000099", 42));
     if (i == 3)
       w.events.push_back(make_event("not-a-uuid", 43));
+    if (i == 5)
+      w.events.front().body = std::string{"{\"nul\": \"a\0b\"}", 14};
     send(std::move(w), &answers[i - 1]);
   }
   release();
@@ -534,9 +548,11 @@ TEST_CASE_METHOD(batch_fixture,
   REQUIRE_FALSE(answers[2]);
   CHECK(classify(answers[2].error()) == errc::unavailable);
   CHECK(answers[3]);
+  REQUIRE_FALSE(answers[4]);
+  CHECK(classify(answers[4].error()) == errc::unavailable);
   // The failed pushes changed nothing; the others committed.
   CHECK(query("SELECT string_agg(project_id::text, ',' ORDER BY seq) FROM "
-              "gatehouse_state.outbox WHERE project_id BETWEEN 41 AND 44")
+              "gatehouse_state.outbox WHERE project_id BETWEEN 41 AND 45")
         == "41,44");
   CHECK(query("SELECT count(DISTINCT xmin::text) FROM gatehouse_state.outbox "
               "WHERE project_id IN (41, 44)")
