@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 namespace gatehouse::storage {
@@ -93,14 +94,13 @@ void record_outcome(pqxx::work& tx, const std::string& request_id,
                request_id, std::string{call}, outcome.dump());
 }
 
-/// `request_id` empty: no retry protection (the HTTP edge).
-bool increment(pqxx::connection& c, const std::string& gl_repository,
-               const std::string& request_id, bool purge) {
-  pqxx::work tx{c, "pre_receive"};
+/// Counts one push in `tx`; `request_id` empty: no retry protection (the
+/// HTTP edge).
+bool count_in(pqxx::work& tx, const std::string& gl_repository,
+              const std::string& request_id) {
   if (!request_id.empty()) {
     if (!claim_request(tx, request_id, "pre_receive")) {
       auto outcome = recorded_outcome(tx, request_id, "pre_receive");
-      tx.commit();
       log::info("pre_receive retry: counted once already",
                 {{"gl_repository", gl_repository}, {"request_id", request_id}});
       return outcome.is_object() ? outcome.value("counted", true) : true;
@@ -118,11 +118,32 @@ bool increment(pqxx::connection& c, const std::string& gl_repository,
     "value = CASE WHEN r.expires_at > now() THEN r.value + 1 ELSE 1 END, "
     "expires_at = EXCLUDED.expires_at",
     gl_repository, static_cast<long>(reference_counter_ttl.count()));
+  return true;
+}
+
+/// Counts `batch` (request ids distinct) in one transaction, so with one
+/// WAL flush; the results in batch order. The rows are locked in
+/// (gl_repository, request id) order, the same in every session, so two
+/// batches cannot deadlock.
+std::vector<bool> count_batch(pqxx::connection& c,
+                              const std::vector<const queued_count*>& batch,
+                              bool purge) {
+  std::vector<std::size_t> order(batch.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::tie(batch[a]->gl_repository, batch[a]->id)
+           < std::tie(batch[b]->gl_repository, batch[b]->id);
+  });
+  pqxx::work tx{c, "pre_receive"};
+  std::vector<bool> out(batch.size(), true);
+  for (auto i : order)
+    out[i] = count_in(tx, batch[i]->gl_repository, batch[i]->id);
   if (purge)
     tx.exec("DELETE FROM gatehouse_state.reference_counters "
             "WHERE expires_at < now() - interval '1 hour'");
   tx.commit();
-  return true;
+  return out;
 }
 
 /// The arguments of post_receive_batch() (007_push_batch.sql).
@@ -299,45 +320,98 @@ void write_and_answer(push_store_state& st, std::vector<queued_push*>& batch) {
   }
 }
 
-/// Writes everything queued, in batches of at most max_batch pushes with
-/// distinct request ids (a second write with the same id waits for the
-/// next batch, where it finds the first one's outcome).
-void flush(push_store_state& st) {
-  st.flush_queued = false;
-  auto queued = std::move(st.queued);
-  st.queued.clear();
-  std::vector<queued_push*> rest;
-  for (auto& q : queued)
+/// Counts one batch (request ids distinct) and answers each call. A failed
+/// count answers false, as GitLab does when Redis fails.
+void count_and_answer(push_store_state& st,
+                      const std::vector<queued_count*>& batch) {
+  bool purge = false;
+  st.since_purge += static_cast<std::uint32_t>(batch.size());
+  if (st.since_purge >= purge_every) {
+    st.since_purge = 0;
+    purge = true;
+  }
+  std::vector<const queued_count*> counts(batch.begin(), batch.end());
+  using attempt = std::optional<std::vector<bool>>;
+  auto counted
+    = st.session.run("pre_receive", [&](pqxx::connection& c) -> attempt {
+        try {
+          return count_batch(c, counts, purge);
+        } catch (const std::exception& e) {
+          if (counts.size() == 1 || !rolled_back_cleanly(e, c))
+            throw;
+          log::info("pre_receive batch rolled back; counting its pushes one "
+                    "by one",
+                    {{"pushes", counts.size()}, {"error", one_line(e.what())}});
+          return std::nullopt;
+        }
+      });
+  if (counted && *counted) {
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      batch[i]->promise.deliver(static_cast<bool>((**counted)[i]));
+    return;
+  }
+  if (!counted) {
+    // GitLab answers {"reference_counter_increased": false} when its
+    // counter store fails.
+    store_failure("pre_receive", counted.error());
+    for (auto* q : batch)
+      q->promise.deliver(false);
+    return;
+  }
+  for (auto* q : batch) {
+    auto one
+      = with_session<bool>(st, "pre_receive", [&](pqxx::connection& c) {
+          return static_cast<bool>(count_batch(c, {q}, false).front());
+        });
+    q->promise.deliver(one ? *one : false);
+  }
+}
+
+/// Splits `queue` into batches of at most `limit` entries whose request ids
+/// are distinct (a second call with the same id waits for the next batch,
+/// where it finds the first one's outcome) and hands each to `write`.
+template <class Queued, class Write>
+void in_batches(std::vector<Queued>& queue, std::size_t limit, Write write) {
+  std::vector<Queued*> rest;
+  for (auto& q : queue)
     rest.push_back(&q);
-  auto limit = std::max<std::size_t>(1, st.settings.max_batch);
+  limit = std::max<std::size_t>(1, limit);
   while (!rest.empty()) {
-    std::vector<queued_push*> batch;
-    std::vector<queued_push*> later;
+    std::vector<Queued*> batch;
+    std::vector<Queued*> later;
     std::set<std::string> ids;
     for (auto* q : rest) {
-      const auto& id = q->write.request_id;
+      const auto& id = q->request_id();
       if (batch.size() >= limit || (!id.empty() && !ids.insert(id).second))
         later.push_back(q);
       else
         batch.push_back(q);
     }
-    write_and_answer(st, batch);
+    write(batch);
     rest = std::move(later);
   }
 }
 
-bool count_push(push_store_state& st, const std::string& gl_repository,
-                const std::string& request_id) {
-  bool purge = ++st.since_purge >= purge_every;
-  if (purge)
-    st.since_purge = 0;
-  auto counted
-    = with_session<bool>(st, "pre_receive", [&](pqxx::connection& c) {
-        return increment(c, gl_repository, request_id, purge);
-      });
-  // GitLab answers {"reference_counter_increased": false} when its counter
-  // store fails; the failure is logged in with_session.
-  return counted ? *counted : false;
+/// Writes everything queued: the counts, then the pushes.
+void flush(push_store_state& st) {
+  st.flush_queued = false;
+  auto counts = std::move(st.queued_counts);
+  st.queued_counts.clear();
+  auto pushes = std::move(st.queued);
+  st.queued.clear();
+  in_batches(counts, st.settings.max_batch,
+             [&](std::vector<queued_count*>& b) { count_and_answer(st, b); });
+  in_batches(pushes, st.settings.max_batch,
+             [&](std::vector<queued_push*>& b) { write_and_answer(st, b); });
+}
+
+/// Makes sure a flush follows whatever is in the mailbox now: the calls
+/// that arrive during a commit all go into the next one.
+void schedule_flush(push_store_actor::stateful_pointer<push_store_state> self) {
+  if (!self->state.flush_queued) {
+    self->state.flush_queued = true;
+    self->send(self, atom::flush_pushes::value);
+  }
 }
 
 } // namespace
@@ -348,25 +422,27 @@ push_store_actor::behavior_type push_store(
   self->state.settings = std::move(settings);
   self->state.session = pg_session{self->state.settings.database_url,
                                    self->state.settings.statement_timeout};
+  auto count = [=](std::string& gl_repository, std::string& request_id) {
+    auto promise = self->make_response_promise<bool>();
+    self->state.queued_counts.push_back(
+      queued_count{std::move(gl_repository), std::move(request_id), promise});
+    schedule_flush(self);
+    return promise;
+  };
   return {
     [=](atom::pre_receive, std::string& gl_repository) -> caf::result<bool> {
-      return count_push(self->state, gl_repository, std::string{});
+      std::string none;
+      return count(gl_repository, none);
     },
     [=](atom::pre_receive, std::string& gl_repository,
         std::string& request_id) -> caf::result<bool> {
-      return count_push(self->state, gl_repository, request_id);
+      return count(gl_repository, request_id);
     },
     [=](atom::post_receive,
         post_receive_write& w) -> caf::result<post_receive_written> {
-      auto& st = self->state;
       auto promise = self->make_response_promise<post_receive_written>();
-      st.queued.push_back(queued_push{std::move(w), promise});
-      // Behind whatever else is in the mailbox already: the pushes that
-      // arrived during the last commit all go into the next one.
-      if (!st.flush_queued) {
-        st.flush_queued = true;
-        self->send(self, atom::flush_pushes::value);
-      }
+      self->state.queued.push_back(queued_push{std::move(w), promise});
+      schedule_flush(self);
       return promise;
     },
     [=](atom::flush_pushes) { flush(self->state); },

@@ -39,6 +39,22 @@ struct push_store_settings {
 struct queued_push {
   post_receive_write write;
   caf::typed_response_promise<post_receive_written> promise;
+
+  const std::string& request_id() const {
+    return write.request_id;
+  }
+};
+
+/// A pre_receive waiting for its session's next commit.
+struct queued_count {
+  std::string gl_repository;
+  /// Empty for none.
+  std::string id;
+  caf::typed_response_promise<bool> promise;
+
+  const std::string& request_id() const {
+    return id;
+  }
 };
 
 struct push_store_state {
@@ -49,8 +65,9 @@ struct push_store_state {
   pg_session session;
   /// pre_receive calls since expired counters were last purged.
   std::uint32_t since_purge = 0;
-  /// post_receives received since the last flush; written together when
-  /// the flush message queued behind them arrives.
+  /// Calls received since the last flush; written together when the flush
+  /// message queued behind them arrives.
+  std::vector<queued_count> queued_counts;
   std::vector<queued_push> queued;
   bool flush_queued = false;
   /// When this session last sent a NOTIFY; the epoch when never.

@@ -400,6 +400,22 @@ struct batch_fixture : store_fixture {
     REQUIRE(eventually([&] { return sent == queued; }));
   }
 
+  /// Counts a push; the answer lands in `out`. Returns once the request
+  /// is in the store's mailbox.
+  void send_count(std::string repo, std::string id, std::optional<bool>* out) {
+    int queued = sent + 1;
+    callers.emplace_back([this, repo, id, out] {
+      caf::scoped_actor me{sys};
+      auto pending
+        = id.empty()
+            ? me->request(store, 30s, atom::pre_receive::value, repo)
+            : me->request(store, 30s, atom::pre_receive::value, repo, id);
+      ++sent;
+      pending.receive([&](bool x) { *out = x; }, [&](caf::error&) {});
+    });
+    REQUIRE(eventually([&] { return sent == queued; }));
+  }
+
   /// Sends `first`, which the store starts writing and then waits on.
   void occupy(post_receive_write first,
               caf::expected<post_receive_written>* out) {
@@ -595,6 +611,35 @@ TEST_CASE_METHOD(batch_fixture,
   CHECK(query("SELECT string_agg(event_id::text, ',') FROM "
               "gatehouse_state.outbox WHERE project_id = 51")
         == "7f1c2d3e-0000-4000-8000-000000000051");
+}
+
+TEST_CASE_METHOD(batch_fixture,
+                 "pre_receives queued during a commit are counted in one "
+                 "transaction; a repeated request id counts once",
+                 "[.pg]") {
+  caf::expected<post_receive_written> first = caf::error{};
+  occupy(push_with_event(60, 9, "8a1c2d3e-0000-4000-8000-000000000060"),
+         &first);
+  std::vector<std::optional<bool>> counted(5);
+  send_count("project-61", "", &counted[0]);
+  send_count("project-62", "count-62", &counted[1]);
+  send_count("project-61", "", &counted[2]);
+  send_count("project-62", "count-62", &counted[3]);
+  send_count("project-61", "", &counted[4]);
+  release();
+  join();
+
+  REQUIRE(first);
+  for (const auto& c : counted)
+    CHECK(c == std::optional<bool>{true});
+  CHECK(counter("project-61") == "3");
+  CHECK(counter("project-62") == "1");
+  // One transaction counted both; the repeated id, deferred to the next
+  // batch, changed nothing.
+  CHECK(query("SELECT count(DISTINCT xmin::text) FROM "
+              "gatehouse_state.reference_counters WHERE gl_repository IN "
+              "('project-61', 'project-62')")
+        == "1");
 }
 
 TEST_CASE("the push store answers false or unavailable when PostgreSQL is "
