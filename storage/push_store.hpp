@@ -90,12 +90,13 @@ inline constexpr std::chrono::seconds reference_counter_ttl{600};
 ///   the events into the outbox, all in one transaction, then wakes the
 ///   relay. Any failure rolls back and answers errc::unavailable: an event
 ///   is never acknowledged without being committed.
-/// - Group commit: the post_receives that queue while a transaction runs
-///   are written together in the next one (at most max_batch; one
-///   statement, storage/schema/007_push_batch.sql), and each is answered
-///   after that commit with its own result. When the batch fails for a
-///   reason that rolled it back cleanly (one push's bad row, a deadlock),
-///   its pushes are written again one by one, so one bad push fails alone.
+/// - Group commit: the calls that queue while a transaction runs are
+///   written together: first the pre_receives in one transaction, then the
+///   post_receives in another (at most max_batch each; one statement,
+///   storage/schema/007_push_batch.sql). Each call is answered after its
+///   commit with its own result. When a batch fails for a reason that
+///   rolled it back cleanly (one push's bad row, a deadlock), its calls are
+///   written again one by one, so one bad push fails alone.
 /// - With a request id (pre_receive's second form,
 ///   post_receive_write::request_id), the same transaction records the id in
 ///   gatehouse_state.requests with what it committed; a write whose id is
