@@ -508,7 +508,15 @@ struct outbox_relay::impl {
     auto grow = [&] {
       backoff = std::min(backoff * 2, settings.max_backoff);
     };
+    clock_type::time_point last_pass{};
     while (!stopping) {
+      auto due = last_pass + settings.min_pass_interval;
+      if (auto now = clock_type::now(); now < due)
+        sleep_for(std::chrono::duration_cast<milliseconds>(due - now)
+                  + milliseconds(1));
+      if (stopping)
+        break;
+      last_pass = clock_type::now();
       auto result = step();
       if (result == pass_result::idle) {
         backoff = settings.min_backoff;
