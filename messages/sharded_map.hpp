@@ -29,6 +29,13 @@ struct id_pair_hash {
   }
 };
 
+template <class T>
+struct is_id_pair : std::false_type {};
+
+template <class A, class B>
+struct is_id_pair<std::pair<A, B>>
+  : std::bool_constant<std::is_integral_v<A> && std::is_integral_v<B>> {};
+
 template <class Key, class Value, class Hash = std::hash<Key>>
 class sharded_map {
 public:
@@ -161,12 +168,14 @@ public:
     // integer is the integer: the shard must come from bits unrelated to
     // that, or a shard's keys pile into a few buckets (a multiplicative
     // hash of the id did: 10x slower inserts). SplitMix64's finalizer
-    // mixes every bit into the top ones. Integer ids go by runs of 1,024,
-    // so that loading rows in id order stays within one shard's memory
-    // for a while.
+    // mixes every bit into the top ones. Integer ids go by runs of 1,024
+    // (pairs by their first id's), so that loading rows in id order stays
+    // within one shard's memory for a while.
     std::uint64_t h;
     if constexpr (std::is_integral_v<Key>)
       h = static_cast<std::uint64_t>(key) >> 10;
+    else if constexpr (is_id_pair<Key>::value)
+      h = static_cast<std::uint64_t>(key.first) >> 10;
     else
       h = static_cast<std::uint64_t>(Hash{}(key));
     h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
