@@ -9,9 +9,16 @@
 #include <catch2/catch.hpp>
 #include <nats/nats.h>
 
+#include <atomic>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 using namespace gatehouse;
 using namespace gatehouse::test;
@@ -364,6 +371,147 @@ TEST_CASE("a creds file in GATEHOUSE_NATS_CREDS_FILE against an operator-mode "
     std::string err;
     CHECK(run_cli({"serve"}, env, nullptr, &err) == 2);
     CHECK_THAT(err, Catch::Contains("mutually exclusive"));
+  }
+}
+
+/// A stand-in for nats-server that refuses the first `refusals` connections
+/// as nats-server refuses credentials (what nats.c 3.4.1's dropped
+/// signature gets, 1 connect in 256), and lets later ones through nats.c's
+/// handshake (INFO; CONNECT and PING; PONG).
+class refusing_server {
+public:
+  explicit refusing_server(int refusals) : refusals_(refusals) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr)
+            == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len)
+            == 0);
+    port_ = ntohs(addr.sin_port);
+    REQUIRE(::listen(fd_, 16) == 0);
+    thread_ = std::thread{[this] { serve(); }};
+  }
+
+  ~refusing_server() {
+    stop_ = true;
+    thread_.join();
+    for (int c : open_)
+      ::close(c);
+    ::close(fd_);
+  }
+
+  std::string url() const {
+    return "nats://127.0.0.1:" + std::to_string(port_);
+  }
+
+  int connections() const {
+    return connections_;
+  }
+
+private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0)
+        continue;
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0)
+        continue;
+      int n = ++connections_;
+      std::string info
+        = "INFO {\"server_id\":\"fake\",\"version\":\"2.9.10\",\"proto\":1,"
+          "\"host\":\"127.0.0.1\",\"port\":"
+        + std::to_string(port_)
+        + ",\"headers\":true,\"max_payload\":1048576,"
+          "\"auth_required\":true,\"nonce\":\"m3wCc1hZ0ajk2e8\"}\r\n";
+      send_all(c, info);
+      if (!read_until_ping(c)) {
+        ::close(c);
+        continue;
+      }
+      if (n <= refusals_) {
+        send_all(c, "-ERR 'Authorization Violation'\r\n");
+        ::close(c);
+      } else {
+        send_all(c, "PONG\r\n");
+        open_.push_back(c); // whatever follows goes unanswered
+      }
+    }
+  }
+
+  static void send_all(int c, const std::string& text) {
+    for (std::size_t at = 0; at < text.size();) {
+      auto n = ::send(c, text.data() + at, text.size() - at, MSG_NOSIGNAL);
+      if (n <= 0)
+        return;
+      at += static_cast<std::size_t>(n);
+    }
+  }
+
+  // The client's CONNECT and PING, at most 5 s.
+  static bool read_until_ping(int c) {
+    std::string got;
+    char buf[4096];
+    for (int waited = 0; waited < 5000; waited += 50) {
+      if (got.find("PING\r\n") != std::string::npos)
+        return true;
+      pollfd p{c, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0)
+        continue;
+      auto n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0)
+        return false;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return false;
+  }
+
+  int refusals_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> connections_{0};
+  std::atomic<bool> stop_{false};
+  std::vector<int> open_;
+  std::thread thread_;
+};
+
+TEST_CASE("events tail tries a refused connect three times (nats.c 3.4.1 "
+          "sometimes sends no signature)",
+          "[.nats][nats_auth]") {
+  auto kp = generate_key(nkey::key_type::user);
+  auto dir = make_temp_dir("tail-refused");
+  auto creds = dir + "/gatehouse.creds";
+  write_file(creds, decentralized_auth::creds(
+                      decentralized_auth{}.user_jwt_for(kp), kp.seed_text()));
+  SECTION("refused twice, then let in: tail gets past connecting") {
+    refusing_server server{2};
+    child tail{{binary(), "events", "tail"},
+               {{"GATEHOUSE_NATS_URL", server.url()},
+                {"GATEHOUSE_NATS_CREDS_FILE", creds}},
+               dir + "/tail"};
+    // A third connect means two refusals were retried; past the handshake
+    // tail waits for JetStream, which never answers.
+    CHECK(eventually([&] { return server.connections() == 3; }, 20s));
+    INFO("events tail stderr: " << tail.err());
+    CHECK(tail.running());
+    CHECK_THAT(tail.err(), !Catch::Contains("connecting to"));
+    tail.stop(SIGKILL);
+  }
+  SECTION("refused every time: three connects, then nats.c's error") {
+    refusing_server server{1000};
+    std::string err;
+    auto rc = run_cli({"events", "tail"},
+                      {{"GATEHOUSE_NATS_URL", server.url()},
+                       {"GATEHOUSE_NATS_CREDS_FILE", creds}},
+                      nullptr, &err);
+    CHECK(rc == 1);
+    CHECK(server.connections() == 3);
+    CHECK_THAT(err, Catch::Contains("connecting to")
+                      && Catch::Contains("Authorization Violation"));
+    CHECK_THAT(err, !Catch::Contains(kp.seed_text()));
   }
 }
 
