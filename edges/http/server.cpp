@@ -256,7 +256,7 @@ struct server::impl {
                                                    std::move(*request));
          if (!answer)
            return send_error(c.res, error_response(answer.error()));
-         auto out = encode(tag, *answer);
+         auto out = encode_text(tag, *answer);
          send_json(c.res, out.status, out.body);
        }});
   }
