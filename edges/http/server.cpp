@@ -242,15 +242,15 @@ struct server::impl {
   template <call_id Id>
   void add_call_route(std::vector<route>& table, call_tag<Id> tag) {
     using types = call_types<Id>;
-    auto dest = types::actor(deps.domains);
-    if (!dest)
+    if (!types::present(deps.domains))
       return;
     const auto& spec = spec_of(Id);
     table.push_back(
-      {spec.method, spec.path, spec.auth, [this, tag, dest](call& c) {
+      {spec.method, spec.path, spec.auth, [this, tag](call& c) {
          auto request = decode(tag, c.params);
          if (!request)
            return send_error(c.res, error_response(request.error()));
+         auto dest = types::actor(deps.domains, *request);
          auto answer = ask<typename types::answer>(*deps.sys, dest,
                                                    settings.request_timeout,
                                                    std::move(*request));

@@ -111,7 +111,7 @@ void serve(bridge_actor_ptr self, const std::string& payload, const origin& o) {
     return finish(self, o, failure_reply(request.error()), false);
   if constexpr (has_request_id<typename types::request>::value)
     request->request_id = o.request_id;
-  auto dest = types::actor(self->state.deps.domains);
+  auto dest = types::actor(self->state.deps.domains, *request);
   if (!dest)
     return finish(self, o, error_reply(errc::unavailable), false);
   self->request(dest, self->state.settings.request_timeout, std::move(*request))
