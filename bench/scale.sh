@@ -273,6 +273,40 @@ row "post_receive at 16 connections (fsync on)" "$PR_RATE/s" ">= 2000/s" "$(ok "
 row "post_receive p99" "$PR_P99_MS ms" "<= 20 ms" "$(ok "$PR_P99_MS" '<=' 20)"
 row "post_receive: non-2xx" "${PR_NON2XX:-0}" "0" "$([ -z "$PR_NON2XX" ] && echo 1 || echo 0)"
 row "events on the stream = pushes answered 200" "$EVENTS = $ANSWERED" "equal" "$([ "$EVENTS" = "$ANSWERED" ] && [ "$ANSWERED" -gt 0 ] && echo 1 || echo 0)"
+
+# -- incremental updates -----------------------------------------------------------
+
+# A second replica on the same database, then one change of each kind (and
+# its undo) timed until both replicas answer by it. Neither may load the
+# model in full meanwhile, nor grow by a second model.
+loads() { grep -c '"read model loaded"' "$1"; }
+HTTP_PORT2=$(gh_free_port)
+BASE2="http://127.0.0.1:$HTTP_PORT2"
+GATEHOUSE_HTTP_LISTEN="127.0.0.1:$HTTP_PORT2" "$BIN" serve \
+  >"$WORK/serve2.log" 2>"$WORK/serve2.err" &
+SERVER2_PID=$!
+gh_track_pid "$SERVER2_PID"
+for _ in $(seq 1 6000); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE2/-/readiness")" = 200 ] \
+    && [ "$(loads "$WORK/serve2.log")" -ge 1 ] && break
+  kill -0 "$SERVER2_PID" 2>/dev/null || { tail "$WORK/serve2.err" >&2; exit 1; }
+  sleep 0.05
+done
+LOADS_BEFORE="$(loads "$WORK/serve.log") $(loads "$WORK/serve2.log")"
+RSS_BEFORE_CHANGES=$(rss_mib)
+TOKEN=$("$BIN" jwt shell 2>/dev/null)
+gh_log "incremental updates: a key, a user, a membership, a project, on two replicas"
+python3 "$BENCH_DIR/change_latency.py" --database-url "$DATABASE_URL" \
+  --token "$TOKEN" --data "$DATA" "$BASE" "$BASE2" >"$WORK/changes.out" \
+  || { cat "$WORK/changes.out" >&2; exit 1; }
+CHANGE_S=$(awk '{printf "%s%s", sep, $2; sep=" / "}' "$WORK/changes.out")
+CHANGE_MAX=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$WORK/changes.out")
+LOADS_AFTER="$(loads "$WORK/serve.log") $(loads "$WORK/serve2.log")"
+RSS_GROWTH=$(( $(rss_mib) - RSS_BEFORE_CHANGES ))
+row "change reaches both replicas: key / user / membership / project" "$CHANGE_S s" "<= 1 s each" "$(ok "$CHANGE_MAX" '<=' 1)"
+row "full loads during the changes (two replicas)" "$(( ${LOADS_AFTER% *} - ${LOADS_BEFORE% *} + ${LOADS_AFTER#* } - ${LOADS_BEFORE#* } ))" "0" "$([ "$LOADS_BEFORE" = "$LOADS_AFTER" ] && echo 1 || echo 0)"
+row "RSS growth over the changes (no second model)" "$RSS_GROWTH MiB" "<= 64 MiB" "$(ok "$RSS_GROWTH" '<=' 64)"
+kill "$SERVER2_PID"; wait "$SERVER2_PID" 2>/dev/null || true
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 
 # -- the table -------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 // The access-control read model: an immutable snapshot of everything
 // `/allowed` and its siblings decide on, loaded from PostgreSQL at start and
-// replaced whole after every change notification. Plain C++ so that the
-// decision logic is testable without CAF or a database.
+// replaced after every change by a copy that shares all it did not change.
+// Plain C++ so that the decision logic is testable without CAF or a
+// database.
+
+#include "messages/sharded_map.hpp"
 
 #include <cstdint>
 #include <map>
@@ -142,34 +145,42 @@ struct settings_record {
 };
 
 /// One consistent snapshot of the read model. Shared immutable between
-/// actors through std::shared_ptr<const snapshot>.
+/// actors through std::shared_ptr<const snapshot>. The large maps are
+/// sharded: a change copies the snapshot cheaply and clones only the
+/// shards it writes (messages/sharded_map.hpp).
 struct snapshot {
+  template <class K, class V>
+  using map = sharded_map<K, V>;
+  using id_pair = std::pair<std::int64_t, std::int64_t>;
+
   settings_record settings;
-  std::unordered_map<std::int64_t, user_record> users;
+  map<std::int64_t, user_record> users;
   /// Lower-cased username -> user id.
-  std::unordered_map<std::string, std::int64_t> user_by_username;
+  map<std::string, std::int64_t> user_by_username;
   /// Personal and deploy keys share one id space.
-  std::unordered_map<std::int64_t, key_record> keys;
+  map<std::int64_t, key_record> keys;
   /// fingerprint_sha256 ("SHA256:...") -> key id.
-  std::unordered_map<std::string, std::int64_t> key_by_fingerprint;
-  std::unordered_map<std::int64_t, namespace_record> namespaces;
-  std::unordered_map<std::int64_t, project_record> projects;
+  map<std::string, std::int64_t> key_by_fingerprint;
+  map<std::int64_t, namespace_record> namespaces;
+  map<std::int64_t, project_record> projects;
   /// Lower-cased full path -> project id.
-  std::unordered_map<std::string, std::int64_t> project_by_path;
+  map<std::string, std::int64_t> project_by_path;
   /// Lower-cased former full path -> project id.
-  std::unordered_map<std::string, std::int64_t> redirects;
+  map<std::string, std::int64_t> redirects;
   std::unordered_map<std::string, storage_record> storages;
   /// (user id, project id) -> access level of a direct project membership.
-  std::map<std::pair<std::int64_t, std::int64_t>, int> project_members;
+  sharded_map<id_pair, int, id_pair_hash> project_members;
   /// (user id, namespace id) -> access level of a namespace membership.
-  std::map<std::pair<std::int64_t, std::int64_t>, int> namespace_members;
+  sharded_map<id_pair, int, id_pair_hash> namespace_members;
   /// Project id -> its protected branches and tags.
-  std::unordered_map<std::int64_t, std::vector<protected_branch_record>>
-    protected_branches;
-  std::unordered_map<std::int64_t, std::vector<protected_tag_record>>
-    protected_tags;
+  map<std::int64_t, std::vector<protected_branch_record>> protected_branches;
+  map<std::int64_t, std::vector<protected_tag_record>> protected_tags;
   /// When this snapshot was loaded (unix seconds), for metrics.
   unix_time loaded_at = 0;
+  /// PostgreSQL's snapshot (pg_snapshot as text) this model is exact for:
+  /// every change committed after it is read from the change log. Empty
+  /// for a model not read from PostgreSQL.
+  std::string as_of;
 };
 
 using snapshot_ptr = std::shared_ptr<const snapshot>;

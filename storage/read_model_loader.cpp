@@ -124,108 +124,127 @@ void load_settings(read_tx& tx, snapshot& snap) {
                   json::parse(row[1].as<std::string>()));
 }
 
-void load_users(read_tx& tx, snapshot& snap) {
-  auto rows = tx.exec("SELECT id, username, name, email, state, admin, "
-                      "external, can_create_project, two_factor_enabled, "
-                      "public_email FROM users");
-  snap.users.reserve(rows.size());
-  snap.user_by_username.reserve(rows.size());
-  for (const auto& row : rows) {
-    user_record u;
-    u.id = row[0].as<std::int64_t>();
-    u.username = row[1].as<std::string>();
-    u.name = row[2].as<std::string>();
-    u.email = row[3].as<std::string>();
-    u.state = row[4].as<std::string>();
-    u.admin = row[5].as<bool>();
-    u.external = row[6].as<bool>();
-    u.can_create_project = row[7].as<bool>();
-    u.two_factor_enabled = row[8].as<bool>();
-    u.public_email = row[9].as<std::string>();
-    snap.user_by_username[ascii_lower(u.username)] = u.id;
-    snap.users.emplace(u.id, std::move(u));
-  }
+// Each table's query and row reader serve both the full load and the
+// re-read of changed records, so the two cannot disagree.
+
+const std::string users_query
+  = "SELECT id, username, name, email, state, admin, external, "
+    "can_create_project, two_factor_enabled, public_email FROM users";
+
+void add_user(snapshot& snap, const pqxx::row& row) {
+  user_record u;
+  u.id = row[0].as<std::int64_t>();
+  u.username = row[1].as<std::string>();
+  u.name = row[2].as<std::string>();
+  u.email = row[3].as<std::string>();
+  u.state = row[4].as<std::string>();
+  u.admin = row[5].as<bool>();
+  u.external = row[6].as<bool>();
+  u.can_create_project = row[7].as<bool>();
+  u.two_factor_enabled = row[8].as<bool>();
+  u.public_email = row[9].as<std::string>();
+  snap.user_by_username.insert_or_assign(ascii_lower(u.username), u.id);
+  snap.users.insert_or_assign(u.id, std::move(u));
+}
+
+const std::string keys_query
+  = "SELECT id, kind, user_id, title, key_type, key_blob, "
+    "fingerprint_sha256, usage_type, "
+    + epoch("expires_at") + ", " + epoch("last_used_at") + ", "
+    + epoch("created_at") + " FROM keys";
+
+const std::string deploy_keys_projects_query
+  = "SELECT key_id, project_id, can_push FROM deploy_keys_projects";
+
+/// Deploy key id -> (project id -> can_push).
+using deploy_links = std::unordered_map<std::int64_t, std::map<std::int64_t, bool>>;
+
+deploy_links read_deploy_links(const pqxx::result& rows) {
+  deploy_links out;
+  for (const auto& row : rows)
+    out[row[0].as<std::int64_t>()][row[1].as<std::int64_t>()]
+      = row[2].as<bool>();
+  return out;
+}
+
+void add_key(snapshot& snap, const pqxx::row& row, deploy_links& links) {
+  key_record k;
+  k.id = row[0].as<std::int64_t>();
+  k.deploy = std::string_view(row[1].c_str()) == "deploy";
+  k.user_id = optional_int(row[2]);
+  k.title = row[3].as<std::string>();
+  k.key_type = row[4].as<std::string>();
+  k.blob = row[5].as<std::string>();
+  k.usage_type = row[7].as<std::string>();
+  k.expires_at = optional_int(row[8]);
+  k.last_used_at = optional_int(row[9]);
+  k.created_at = row[10].as<std::int64_t>();
+  if (auto it = links.find(k.id); it != links.end())
+    k.deploy_projects = std::move(it->second);
+  snap.key_by_fingerprint.insert_or_assign(row[6].as<std::string>(), k.id);
+  snap.keys.insert_or_assign(k.id, std::move(k));
 }
 
 void load_keys(read_tx& tx, snapshot& snap) {
-  auto rows = tx.exec("SELECT id, kind, user_id, title, key_type, key_blob, "
-                      "fingerprint_sha256, usage_type, "
-                      + epoch("expires_at") + ", " + epoch("last_used_at")
-                      + ", " + epoch("created_at") + " FROM keys");
+  auto links = read_deploy_links(tx.exec(deploy_keys_projects_query));
+  auto rows = tx.exec(keys_query);
   snap.keys.reserve(rows.size());
   snap.key_by_fingerprint.reserve(rows.size());
-  for (const auto& row : rows) {
-    key_record k;
-    k.id = row[0].as<std::int64_t>();
-    k.deploy = std::string_view(row[1].c_str()) == "deploy";
-    k.user_id = optional_int(row[2]);
-    k.title = row[3].as<std::string>();
-    k.key_type = row[4].as<std::string>();
-    k.blob = row[5].as<std::string>();
-    k.usage_type = row[7].as<std::string>();
-    k.expires_at = optional_int(row[8]);
-    k.last_used_at = optional_int(row[9]);
-    k.created_at = row[10].as<std::int64_t>();
-    snap.key_by_fingerprint[row[6].as<std::string>()] = k.id;
-    snap.keys.emplace(k.id, std::move(k));
-  }
-  for (const auto& row : tx.exec(
-         "SELECT key_id, project_id, can_push FROM deploy_keys_projects")) {
-    auto it = snap.keys.find(row[0].as<std::int64_t>());
-    if (it != snap.keys.end())
-      it->second.deploy_projects[row[1].as<std::int64_t>()] = row[2].as<bool>();
-  }
+  for (const auto& row : rows)
+    add_key(snap, row, links);
 }
 
-void load_namespaces(read_tx& tx, snapshot& snap) {
-  for (const auto& row : tx.exec(
-         "SELECT id, parent_id, path, full_path, kind, name FROM namespaces")) {
-    namespace_record n;
-    n.id = row[0].as<std::int64_t>();
-    n.parent_id = optional_int(row[1]);
-    n.path = row[2].as<std::string>();
-    n.full_path = row[3].as<std::string>();
-    n.kind = row[4].as<std::string>();
-    n.name = row[5].as<std::string>();
-    snap.namespaces.emplace(n.id, std::move(n));
-  }
+const std::string namespaces_query
+  = "SELECT id, parent_id, path, full_path, kind, name FROM namespaces";
+
+void add_namespace(snapshot& snap, const pqxx::row& row) {
+  namespace_record n;
+  n.id = row[0].as<std::int64_t>();
+  n.parent_id = optional_int(row[1]);
+  n.path = row[2].as<std::string>();
+  n.full_path = row[3].as<std::string>();
+  n.kind = row[4].as<std::string>();
+  n.name = row[5].as<std::string>();
+  snap.namespaces.insert_or_assign(n.id, std::move(n));
 }
 
-void load_projects(read_tx& tx, snapshot& snap) {
-  auto rows
-    = tx.exec("SELECT id, namespace_id, path, full_path, name, visibility, "
-              "archived, default_branch, storage, disk_path, "
-              "repository_access_level, merge_requests_enabled, lfs_enabled, "
-              "repository_exists, description FROM projects");
-  snap.projects.reserve(rows.size());
-  snap.project_by_path.reserve(rows.size());
-  for (const auto& row : rows) {
-    project_record p;
-    p.id = row[0].as<std::int64_t>();
-    p.namespace_id = row[1].as<std::int64_t>();
-    p.path = row[2].as<std::string>();
-    p.full_path = row[3].as<std::string>();
-    p.name = row[4].as<std::string>();
-    p.visibility = row[5].as<std::string>();
-    p.archived = row[6].as<bool>();
-    p.default_branch = text(row[7]);
-    p.storage = row[8].as<std::string>();
-    p.disk_path = row[9].as<std::string>();
-    p.repository_access_level = row[10].as<std::string>();
-    p.merge_requests_enabled = row[11].as<bool>();
-    p.lfs_enabled = row[12].as<bool>();
-    p.repository_exists = row[13].as<bool>();
-    p.description = row[14].as<std::string>();
-    snap.project_by_path[ascii_lower(p.full_path)] = p.id;
-    snap.projects.emplace(p.id, std::move(p));
-  }
-  for (const auto& row :
-       tx.exec("SELECT path, project_id FROM project_redirects"))
-    snap.redirects[ascii_lower(row[0].as<std::string>())]
-      = row[1].as<std::int64_t>();
+const std::string projects_query
+  = "SELECT id, namespace_id, path, full_path, name, visibility, archived, "
+    "default_branch, storage, disk_path, repository_access_level, "
+    "merge_requests_enabled, lfs_enabled, repository_exists, description "
+    "FROM projects";
+
+void add_project(snapshot& snap, const pqxx::row& row) {
+  project_record p;
+  p.id = row[0].as<std::int64_t>();
+  p.namespace_id = row[1].as<std::int64_t>();
+  p.path = row[2].as<std::string>();
+  p.full_path = row[3].as<std::string>();
+  p.name = row[4].as<std::string>();
+  p.visibility = row[5].as<std::string>();
+  p.archived = row[6].as<bool>();
+  p.default_branch = text(row[7]);
+  p.storage = row[8].as<std::string>();
+  p.disk_path = row[9].as<std::string>();
+  p.repository_access_level = row[10].as<std::string>();
+  p.merge_requests_enabled = row[11].as<bool>();
+  p.lfs_enabled = row[12].as<bool>();
+  p.repository_exists = row[13].as<bool>();
+  p.description = row[14].as<std::string>();
+  snap.project_by_path.insert_or_assign(ascii_lower(p.full_path), p.id);
+  snap.projects.insert_or_assign(p.id, std::move(p));
+}
+
+const std::string redirects_query
+  = "SELECT path, project_id FROM project_redirects";
+
+void add_redirect(snapshot& snap, const pqxx::row& row) {
+  snap.redirects.insert_or_assign(ascii_lower(row[0].as<std::string>()),
+                                  row[1].as<std::int64_t>());
 }
 
 void load_storages(read_tx& tx, snapshot& snap) {
+  snap.storages.clear();
   for (const auto& row : tx.exec(
          "SELECT name, gitaly_address, gitaly_token, path FROM storages")) {
     storage_record s;
@@ -237,57 +256,309 @@ void load_storages(read_tx& tx, snapshot& snap) {
   }
 }
 
-void load_members(read_tx& tx, snapshot& snap) {
-  for (const auto& row : tx.exec("SELECT user_id, project_id, namespace_id, "
-                                 "access_level FROM members")) {
-    auto user = row[0].as<std::int64_t>();
-    auto level = row[3].as<int>();
-    if (!row[1].is_null())
-      snap.project_members[{user, row[1].as<std::int64_t>()}] = level;
-    else if (!row[2].is_null())
-      snap.namespace_members[{user, row[2].as<std::int64_t>()}] = level;
-  }
+const std::string project_members_query
+  = "SELECT user_id, project_id, access_level FROM members WHERE project_id "
+    "IS NOT NULL";
+const std::string namespace_members_query
+  = "SELECT user_id, namespace_id, access_level FROM members WHERE "
+    "namespace_id IS NOT NULL";
+
+void add_member(sharded_map<snapshot::id_pair, int, id_pair_hash>& members,
+                const pqxx::row& row) {
+  members.insert_or_assign({row[0].as<std::int64_t>(),
+                            row[1].as<std::int64_t>()},
+                           row[2].as<int>());
 }
 
-void load_protected_refs(read_tx& tx, snapshot& snap) {
-  for (const auto& row : tx.exec(
-         "SELECT id, project_id, name, push_access_level, merge_access_level, "
-         "allow_force_push FROM protected_branches ORDER BY project_id, id")) {
-    protected_branch_record b;
-    b.id = row[0].as<std::int64_t>();
-    b.project_id = row[1].as<std::int64_t>();
-    b.name = row[2].as<std::string>();
-    b.push_access_level = row[3].as<int>();
-    b.merge_access_level = row[4].as<int>();
-    b.allow_force_push = row[5].as<bool>();
-    snap.protected_branches[b.project_id].push_back(std::move(b));
-  }
+const std::string protected_branches_query
+  = "SELECT id, project_id, name, push_access_level, merge_access_level, "
+    "allow_force_push FROM protected_branches";
+
+void add_protected_branch(snapshot& snap, const pqxx::row& row) {
+  protected_branch_record b;
+  b.id = row[0].as<std::int64_t>();
+  b.project_id = row[1].as<std::int64_t>();
+  b.name = row[2].as<std::string>();
+  b.push_access_level = row[3].as<int>();
+  b.merge_access_level = row[4].as<int>();
+  b.allow_force_push = row[5].as<bool>();
+  snap.protected_branches[b.project_id].push_back(std::move(b));
+}
+
+const std::string protected_tags_query
+  = "SELECT id, project_id, name, create_access_level FROM protected_tags";
+
+void add_protected_tag(snapshot& snap, const pqxx::row& row) {
+  protected_tag_record t;
+  t.id = row[0].as<std::int64_t>();
+  t.project_id = row[1].as<std::int64_t>();
+  t.name = row[2].as<std::string>();
+  t.create_access_level = row[3].as<int>();
+  snap.protected_tags[t.project_id].push_back(std::move(t));
+}
+
+/// Loads every table but the keys (load_snapshot may read those on a
+/// second connection).
+void load_all_but_keys(read_tx& tx, snapshot& snap) {
+  load_settings(tx, snap);
+  load_storages(tx, snap);
+  auto users = tx.exec(users_query);
+  snap.users.reserve(users.size());
+  snap.user_by_username.reserve(users.size());
+  for (const auto& row : users)
+    add_user(snap, row);
+  for (const auto& row : tx.exec(namespaces_query))
+    add_namespace(snap, row);
+  auto projects = tx.exec(projects_query);
+  snap.projects.reserve(projects.size());
+  snap.project_by_path.reserve(projects.size());
+  for (const auto& row : projects)
+    add_project(snap, row);
+  for (const auto& row : tx.exec(redirects_query))
+    add_redirect(snap, row);
+  for (const auto& row : tx.exec(project_members_query))
+    add_member(snap.project_members, row);
+  for (const auto& row : tx.exec(namespace_members_query))
+    add_member(snap.namespace_members, row);
   for (const auto& row :
-       tx.exec("SELECT id, project_id, name, create_access_level FROM "
-               "protected_tags ORDER BY project_id, id")) {
-    protected_tag_record t;
-    t.id = row[0].as<std::int64_t>();
-    t.project_id = row[1].as<std::int64_t>();
-    t.name = row[2].as<std::string>();
-    t.create_access_level = row[3].as<int>();
-    snap.protected_tags[t.project_id].push_back(std::move(t));
+       tx.exec(protected_branches_query + " ORDER BY project_id, id"))
+    add_protected_branch(snap, row);
+  for (const auto& row :
+       tx.exec(protected_tags_query + " ORDER BY project_id, id"))
+    add_protected_tag(snap, row);
+}
+
+// -- changes
+// -------------------------------------------------------------------
+
+/// What the change log asks to read again, since a model's snapshot.
+struct change_set {
+  /// A '*' row (a seed, a TRUNCATE) or more rows than re-reading beats.
+  bool everything = false;
+  bool settings = false;
+  bool storages = false;
+  std::set<std::int64_t> users;
+  std::set<std::int64_t> keys;
+  /// Fingerprints the changed keys had, whose lookup entries may go.
+  std::set<std::string> key_fingerprints;
+  std::set<std::int64_t> namespaces;
+  std::set<std::int64_t> projects;
+  std::set<std::string> redirects;
+  std::set<snapshot::id_pair> project_members;
+  std::set<snapshot::id_pair> namespace_members;
+  std::set<std::int64_t> protected_branches;
+  std::set<std::int64_t> protected_tags;
+  std::size_t rows = 0;
+};
+
+/// Beyond this many change rows, a full load is the cheaper read.
+constexpr std::size_t max_change_rows = 100000;
+
+/// `{1,2,3}`: a bigint[] parameter.
+template <class Ids>
+std::string int_array(const Ids& ids) {
+  std::string out = "{";
+  for (auto id : ids) {
+    if (out.size() > 1)
+      out += ',';
+    out += std::to_string(id);
   }
+  return out + "}";
+}
+
+/// `{"a","b\"c"}`: a text[] parameter.
+template <class Strings>
+std::string text_array(const Strings& values) {
+  std::string out = "{";
+  for (const auto& v : values) {
+    if (out.size() > 1)
+      out += ',';
+    out += '"';
+    for (char c : v) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+/// The rows of the change log committed after `as_of` (a pg_snapshot):
+/// those whose transaction it does not see. Transactions older than its
+/// xmin had all ended, and it saw each that committed.
+change_set read_changes(read_tx& tx, const std::string& as_of) {
+  change_set out;
+  auto rows = tx.exec_params(
+    "SELECT kind, id1, id2, name FROM gatehouse_state.read_model_changes "
+    "WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT "
+    "pg_visible_in_snapshot(txid, $1::pg_snapshot) LIMIT $2",
+    as_of, max_change_rows + 1);
+  out.rows = rows.size();
+  if (out.rows > max_change_rows) {
+    out.everything = true;
+    return out;
+  }
+  for (const auto& row : rows) {
+    std::string_view kind = row[0].c_str();
+    auto id1 = optional_int(row[1]).value_or(0);
+    auto id2 = optional_int(row[2]).value_or(0);
+    if (kind == "users")
+      out.users.insert(id1);
+    else if (kind == "keys") {
+      out.keys.insert(id1);
+      if (!row[3].is_null())
+        out.key_fingerprints.insert(row[3].as<std::string>());
+    } else if (kind == "namespaces")
+      out.namespaces.insert(id1);
+    else if (kind == "projects")
+      out.projects.insert(id1);
+    else if (kind == "project_redirects")
+      out.redirects.insert(text(row[3]));
+    else if (kind == "project_members")
+      out.project_members.insert({id1, id2});
+    else if (kind == "namespace_members")
+      out.namespace_members.insert({id1, id2});
+    else if (kind == "protected_branches")
+      out.protected_branches.insert(id1);
+    else if (kind == "protected_tags")
+      out.protected_tags.insert(id1);
+    else if (kind == "settings")
+      out.settings = true;
+    else if (kind == "storages")
+      out.storages = true;
+    else
+      out.everything = true; // '*', or a kind this version does not know
+  }
+  return out;
+}
+
+/// Drops `key -> id` from a lookup unless another record owns it now.
+void drop_lookup(sharded_map<std::string, std::int64_t>& lookup,
+                 const std::string& key, std::int64_t id) {
+  if (auto it = lookup.find(key); it != lookup.end() && it->second == id)
+    lookup.erase(key);
+}
+
+/// Re-reads, in `tx`, every record `changes` names into `snap` (a copy
+/// of the model the changes came after). Records first leave, then the
+/// rows found come back: what a full load in `tx` would read.
+void apply_changes(read_tx& tx, const change_set& changes, snapshot& snap) {
+  if (changes.settings) {
+    snap.settings = settings_record{};
+    load_settings(tx, snap);
+  }
+  if (changes.storages)
+    load_storages(tx, snap);
+
+  for (auto id : changes.users) {
+    if (auto it = snap.users.find(id); it != snap.users.end()) {
+      drop_lookup(snap.user_by_username, ascii_lower(it->second.username), id);
+      snap.users.erase(id);
+    }
+  }
+  if (!changes.users.empty())
+    for (const auto& row : tx.exec_params(
+           users_query + " WHERE id = ANY($1::bigint[])",
+           int_array(changes.users)))
+      add_user(snap, row);
+
+  for (const auto& fingerprint : changes.key_fingerprints)
+    if (auto it = snap.key_by_fingerprint.find(fingerprint);
+        it != snap.key_by_fingerprint.end()
+        && changes.keys.count(it->second))
+      snap.key_by_fingerprint.erase(fingerprint);
+  for (auto id : changes.keys)
+    snap.keys.erase(id);
+  if (!changes.keys.empty()) {
+    auto ids = int_array(changes.keys);
+    auto links = read_deploy_links(tx.exec_params(
+      deploy_keys_projects_query + " WHERE key_id = ANY($1::bigint[])", ids));
+    for (const auto& row :
+         tx.exec_params(keys_query + " WHERE id = ANY($1::bigint[])", ids))
+      add_key(snap, row, links);
+  }
+
+  for (auto id : changes.namespaces)
+    snap.namespaces.erase(id);
+  if (!changes.namespaces.empty())
+    for (const auto& row : tx.exec_params(
+           namespaces_query + " WHERE id = ANY($1::bigint[])",
+           int_array(changes.namespaces)))
+      add_namespace(snap, row);
+
+  for (auto id : changes.projects) {
+    if (auto it = snap.projects.find(id); it != snap.projects.end()) {
+      drop_lookup(snap.project_by_path, ascii_lower(it->second.full_path),
+                  id);
+      snap.projects.erase(id);
+    }
+  }
+  if (!changes.projects.empty())
+    for (const auto& row : tx.exec_params(
+           projects_query + " WHERE id = ANY($1::bigint[])",
+           int_array(changes.projects)))
+      add_project(snap, row);
+
+  for (const auto& path : changes.redirects)
+    snap.redirects.erase(path);
+  if (!changes.redirects.empty())
+    for (const auto& row : tx.exec_params(
+           redirects_query + " WHERE lower(path) = ANY($1::text[])",
+           text_array(changes.redirects)))
+      add_redirect(snap, row);
+
+  auto reread_members = [&](const std::set<snapshot::id_pair>& pairs,
+                            auto& members, const std::string& query,
+                            const char* column) {
+    if (pairs.empty())
+      return;
+    std::vector<std::int64_t> users;
+    std::vector<std::int64_t> targets;
+    for (const auto& pair : pairs) {
+      members.erase(pair);
+      users.push_back(pair.first);
+      targets.push_back(pair.second);
+    }
+    for (const auto& row : tx.exec_params(
+           query + " AND (user_id, " + column
+             + ") IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))",
+           int_array(users), int_array(targets)))
+      add_member(members, row);
+  };
+  reread_members(changes.project_members, snap.project_members,
+                 project_members_query, "project_id");
+  reread_members(changes.namespace_members, snap.namespace_members,
+                 namespace_members_query, "namespace_id");
+
+  for (auto id : changes.protected_branches)
+    snap.protected_branches.erase(id);
+  if (!changes.protected_branches.empty())
+    for (const auto& row : tx.exec_params(
+           protected_branches_query
+             + " WHERE project_id = ANY($1::bigint[]) ORDER BY project_id, id",
+           int_array(changes.protected_branches)))
+      add_protected_branch(snap, row);
+
+  for (auto id : changes.protected_tags)
+    snap.protected_tags.erase(id);
+  if (!changes.protected_tags.empty())
+    for (const auto& row : tx.exec_params(
+           protected_tags_query
+             + " WHERE project_id = ANY($1::bigint[]) ORDER BY project_id, id",
+           int_array(changes.protected_tags)))
+      add_protected_tag(snap, row);
 }
 
 /// Whether a change notification's payload ({"kinds":[...]}) may concern
-/// the tables load_snapshot reads. Only kinds known to be irrelevant are
-/// skipped; anything else, an unknown payload included, reloads. Keep this
-/// list in step with load_snapshot.
+/// the tables load_snapshot reads; an unknown payload may.
 bool concerns_read_model(const std::string& payload) {
-  static const std::set<std::string> ignored{
-    "personal_access_tokens", "cluster_agents", "pages_domains",
-    "pages_deployments",      "zoekt_nodes",    "webhooks"};
   auto doc = json::parse(payload, nullptr, false);
   if (!doc.is_object() || !doc.contains("kinds") || !doc["kinds"].is_array()
       || doc["kinds"].empty())
     return true;
   for (const auto& kind : doc["kinds"])
-    if (!kind.is_string() || !ignored.count(kind.get<std::string>()))
+    if (!kind.is_string() || kind_concerns_read_model(kind.get<std::string>()))
       return true;
   return false;
 }
@@ -336,99 +607,141 @@ void release_free_memory() {
 #endif
 }
 
-/// A value that changes whenever anyone writes a table that load_snapshot
-/// reads: per table, PostgreSQL's cumulative statistics of inserted,
-/// updated and deleted rows (aborted ones too; flushed within about a
-/// second of a transaction's end) and its file node, which a TRUNCATE or a
-/// rewrite replaces without counting rows. Read before a load, it covers
-/// no write that the load cannot see. Null when statistics are off.
-std::optional<std::string> read_model_writes(pqxx::connection& c) {
-  pqxx::nontransaction tx{c, "read_model_writes"};
-  auto r = tx.exec(
-    "SELECT string_agg(relid::text || ':' || (n_tup_ins + n_tup_upd + "
-    "n_tup_del) || ':' || pg_relation_filenode(relid), ',' ORDER BY relid) "
-    "FROM pg_stat_user_tables WHERE relid = ANY (ARRAY['settings', "
-    "'storages', 'users', 'keys', 'deploy_keys_projects', 'namespaces', "
-    "'projects', 'project_redirects', 'members', 'protected_branches', "
-    "'protected_tags']::regclass[]) AND current_setting('track_counts') = "
-    "'on'");
-  if (r.empty() || r[0][0].is_null())
-    return std::nullopt;
-  return r[0][0].as<std::string>();
-}
-
-/// Destroys, here, each replaced model that nobody else holds any more,
-/// then gives its pages back. Destroyed by its last holder elsewhere, a
-/// model at a million keys takes a while to free, and a trim meanwhile
-/// finds nothing to return: RSS stayed at two models after a reload.
+/// Destroys, here, each replaced model that nobody else holds any more;
+/// after a full load's predecessor, gives the pages back. Destroyed by its
+/// last holder elsewhere, a model at a million keys takes a while to free,
+/// and a trim meanwhile finds nothing to return: RSS stayed at two models
+/// after a reload. A model replaced by a change shares all but a few
+/// shards with its successor: freeing it frees little.
 void release_retired(read_model_loader_state& st) {
-  auto before = st.retired.size();
+  bool trim = false;
   st.retired.erase(std::remove_if(st.retired.begin(), st.retired.end(),
-                                  [](const snapshot_ptr& s) {
-                                    return s.use_count() == 1;
+                                  [&](const retired_model& r) {
+                                    if (r.model.use_count() != 1)
+                                      return false;
+                                    trim = trim || r.trim;
+                                    return true;
                                   }),
                    st.retired.end());
-  if (st.retired.size() != before)
+  if (trim)
     release_free_memory();
 }
 
-/// Loads a snapshot on the session's connection and hands it out.
-caf::error reload(loader_pointer self) {
+/// Makes `next` the current model and hands it out.
+void publish(loader_pointer self, snapshot_ptr next, bool full) {
   auto& st = self->state;
-  // Cleared before reading: a change committed during the load notifies
-  // again and triggers the next reload.
-  st.session->pending = false;
-  auto started = std::chrono::steady_clock::now();
-  auto* helper = st.session->helper.get();
-  std::optional<std::string> writes;
-  auto snap = st.session->db.run("read_model", [&](pqxx::connection& c) {
-    writes = read_model_writes(c);
-    return std::make_shared<snapshot>(load_snapshot(c, helper));
-  });
-  if (!snap)
-    return std::move(snap.error());
-  st.writes_at_load = writes;
-  st.refreshes_skipped = 0;
   if (st.current)
-    st.retired.push_back(std::move(st.current));
-  st.current = std::move(*snap);
-  release_free_memory();
-  st.loaded = std::chrono::steady_clock::now();
-  log::info("read model loaded",
-            {{"actor", read_model_loader_state::name},
-             {"users", st.current->users.size()},
-             {"keys", st.current->keys.size()},
-             {"projects", st.current->projects.size()},
-             {"duration_ms",
-              std::chrono::duration<double, std::milli>(st.loaded - started)
-                .count()}});
+    st.retired.push_back({std::move(st.current), full});
+  st.current = std::move(next);
   st.last_error.clear();
-  ++st.loads;
   for (const auto& sub : st.subscribers)
     caf::anon_send(sub, atom::snapshot::value, st.current);
   for (auto& promise : st.waiting)
     promise.deliver(st.current);
   st.waiting.clear();
+}
+
+double millis_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(
+           std::chrono::steady_clock::now() - start)
+    .count();
+}
+
+/// Loads a whole snapshot on the session's connection and hands it out.
+caf::error reload(loader_pointer self) {
+  auto& st = self->state;
+  // Cleared before reading: a change committed during the load notifies
+  // again, and is read from the change log next.
+  st.session->pending = false;
+  auto started = std::chrono::steady_clock::now();
+  auto* helper = st.session->helper.get();
+  std::string as_of;
+  auto snap = st.session->db.run("read_model", [&](pqxx::connection& c) {
+    return std::make_shared<snapshot>(load_snapshot(c, helper, &as_of));
+  });
+  if (!snap)
+    return std::move(snap.error());
+  st.as_of = std::move(as_of);
+  st.synced = std::chrono::steady_clock::now();
+  publish(self, std::move(*snap), true);
+  release_free_memory();
+  log::info("read model loaded",
+            {{"actor", read_model_loader_state::name},
+             {"users", st.current->users.size()},
+             {"keys", st.current->keys.size()},
+             {"projects", st.current->projects.size()},
+             {"duration_ms", millis_since(started)}});
+  ++st.loads;
   return {};
 }
 
-/// The safety net for writers that do not NOTIFY (a hand edit): reloads
-/// only when a read-model table was written since the last load. At a
-/// million keys a load takes seconds and, while it runs, a second model.
-caf::error reload_if_written(loader_pointer self) {
+/// Reads the change log since the current model and applies what changed
+/// to a copy that shares every untouched shard; a '*' in the log (a seed,
+/// a TRUNCATE) or a flood of changes loads in full instead.
+caf::error sync(loader_pointer self) {
   auto& st = self->state;
-  auto writes = st.session->db.run(
-    "read_model", [](pqxx::connection& c) { return read_model_writes(c); });
-  if (!writes)
-    return std::move(writes.error());
-  // A backstop for what the statistics cannot see: every tenth refresh
-  // reloads anyway.
-  if (*writes && *writes == st.writes_at_load
-      && ++st.refreshes_skipped < 10) {
-    st.loaded = std::chrono::steady_clock::now(); // next look in an interval
+  if (!st.current || st.as_of.empty())
+    return reload(self);
+  st.session->pending = false;
+  auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<snapshot> next;
+  change_set changes;
+  std::string as_of;
+  auto done = st.session->db.run("read_model", [&](pqxx::connection& c) {
+    read_tx tx{c, "read_model_changes"};
+    as_of = tx.exec("SELECT pg_current_snapshot()::text")[0][0]
+              .as<std::string>();
+    changes = read_changes(tx, st.as_of);
+    if (!changes.everything && changes.rows > 0) {
+      next = std::make_shared<snapshot>(*st.current);
+      apply_changes(tx, changes, *next);
+      next->loaded_at = now_seconds();
+    }
+    tx.commit();
+    return true;
+  });
+  if (!done)
+    return std::move(done.error());
+  if (changes.everything)
+    return reload(self);
+  st.as_of = std::move(as_of);
+  st.synced = std::chrono::steady_clock::now();
+  if (!next)
     return {};
-  }
-  return reload(self);
+  publish(self, std::move(next), false);
+  ++st.updates;
+  log::info("read model updated",
+            {{"actor", read_model_loader_state::name},
+             {"changes", changes.rows},
+             {"duration_ms", millis_since(started)}});
+  return {};
+}
+
+/// Deletes change-log rows no loader can still need: those of transactions
+/// that had all ended an hour (change_log_retention) ago. Every connected
+/// loader reads the log at least every refresh_interval, and one that was
+/// away reloads in full.
+caf::error prune_change_log(loader_pointer self) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  auto done = st.session->db.run("read_model", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx{c, "read_model_prune"};
+    st.xmin_samples.emplace_back(
+      now, tx.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0][0]
+             .as<std::string>());
+    while (now - st.xmin_samples.front().first
+           >= st.settings.change_log_retention) {
+      tx.exec_params("DELETE FROM gatehouse_state.read_model_changes WHERE "
+                     "txid < $1::xid8",
+                     st.xmin_samples.front().second);
+      st.xmin_samples.pop_front();
+    }
+    return true;
+  });
+  st.pruned = now;
+  if (!done)
+    return std::move(done.error());
+  return {};
 }
 
 /// Connects, LISTENs, then loads: in that order, so no change committed
@@ -497,14 +810,14 @@ void on_tick(loader_pointer self) {
   }
   release_retired(st);
   auto err = st.session->db.check_notifications();
-  if (!err) {
-    auto stale = std::chrono::steady_clock::now() - st.loaded
-      >= st.settings.refresh_interval;
-    if (st.session->pending)
-      err = reload(self);
-    else if (stale)
-      err = reload_if_written(self);
-  }
+  auto now = std::chrono::steady_clock::now();
+  // Without a notification, the log is read every refresh_interval anyway:
+  // a notification can be lost with its connection, never a log row.
+  if (!err && (st.session->pending
+               || now - st.synced >= st.settings.refresh_interval))
+    err = sync(self);
+  if (!err && now - st.pruned >= st.settings.refresh_interval)
+    err = prune_change_log(self);
   if (err) {
     fail(self, pg_error_text(err));
     st.backoff = st.settings.min_backoff;
@@ -516,9 +829,12 @@ void on_tick(loader_pointer self) {
 
 } // namespace
 
-snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper) {
+snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper,
+                       std::string* as_of) {
   snapshot snap;
   read_tx tx{conn, "read_model"};
+  auto current = tx.exec("SELECT pg_current_snapshot()::text")[0][0]
+                   .as<std::string>();
   // The key tables are the largest; with a helper connection they load
   // beside the rest, in a transaction on the same exported snapshot.
   std::future<snapshot> keys;
@@ -535,25 +851,28 @@ snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper) {
                         return part;
                       });
   }
-  load_settings(tx, snap);
-  load_storages(tx, snap);
-  load_users(tx, snap);
-  if (!keys.valid())
-    load_keys(tx, snap);
-  load_namespaces(tx, snap);
-  load_projects(tx, snap);
-  load_members(tx, snap);
-  load_protected_refs(tx, snap);
+  load_all_but_keys(tx, snap);
   if (keys.valid()) {
     // Before the commit: the exported snapshot lives as long as the
     // exporting transaction.
     auto part = keys.get();
     snap.keys = std::move(part.keys);
     snap.key_by_fingerprint = std::move(part.key_by_fingerprint);
+  } else {
+    load_keys(tx, snap);
   }
   tx.commit();
   snap.loaded_at = now_seconds();
+  if (as_of)
+    *as_of = std::move(current);
   return snap;
+}
+
+bool kind_concerns_read_model(std::string_view kind) {
+  static const std::set<std::string_view> outside{
+    "personal_access_tokens", "cluster_agents", "pages_domains",
+    "pages_deployments",      "zoekt_nodes",    "webhooks"};
+  return outside.count(kind) == 0;
 }
 
 read_model_loader_actor::behavior_type read_model_loader(

@@ -1,5 +1,7 @@
 #include "storage/seed/seed_apply.hpp"
 
+#include "storage/read_model_loader.hpp"
+
 #include "common/ascii.hpp"
 
 #include <algorithm>
@@ -502,12 +504,20 @@ public:
   }
 
   /// Tells LISTENers (read models) which kinds changed; delivered on commit.
+  /// The read-model tables' rows went unlogged (write_seed): one '*' in
+  /// the change log sends every loader to a full load instead.
   void notify() {
     if (changed_.empty())
       return;
     json kinds = json::array();
-    for (const auto& kind : changed_)
+    bool read_model = false;
+    for (const auto& kind : changed_) {
       kinds.push_back(kind);
+      read_model = read_model || kind_concerns_read_model(kind);
+    }
+    if (read_model)
+      tx_.exec("INSERT INTO gatehouse_state.read_model_changes (kind) "
+               "VALUES ('*')");
     tx_.exec_params("SELECT pg_notify('gatehouse_changes', $1)",
                     json{{"kinds", kinds}}.dump());
   }
@@ -524,6 +534,9 @@ private:
 void write_seed(pqxx::work& tx, const parsed_seed& seed,
                 const seed_options& opts, seed_report& report) {
   tx.exec("SET CONSTRAINTS ALL DEFERRED");
+  // A seed rewrites whole tables: logging each row for the read models'
+  // incremental updates would cost more than the full load it replaces.
+  tx.exec("SET LOCAL gatehouse.read_model_bulk = 'on'");
   loader load{tx, seed, report};
   if (opts.prune)
     load.prune_all();

@@ -127,7 +127,9 @@ struct edge_fixture {
     s.port = 0;
     s.threads = 8;
     s.max_body = max_body;
-    s.request_timeout = std::chrono::milliseconds(300);
+    // Long enough that a loaded CI machine never turns an ordinary call
+    // into a timeout; the timeout tests shorten it.
+    s.request_timeout = std::chrono::seconds(10);
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
@@ -440,10 +442,14 @@ TEST_CASE("check refuses requests that are not signed by GitLab Shell",
   }
 }
 
+void short_request_timeout(http::http_settings& s) {
+  s.request_timeout = std::chrono::milliseconds(300);
+}
+
 TEST_CASE("a request that times out inside an actor answers 503 while others "
           "are served",
           "[http][server][timeout]") {
-  edge_fixture fx;
+  edge_fixture fx{"", 4096, short_request_timeout};
   fx.script.check_delay_ms = 3000; // far beyond the 300 ms request timeout
   std::atomic<bool> slow_done{false};
   auto slow = std::async(std::launch::async, [&] {
@@ -473,7 +479,7 @@ TEST_CASE("a request that times out inside an actor answers 503 while others "
 }
 
 TEST_CASE("the timeout answer has GitLab's shape", "[http][server][timeout]") {
-  edge_fixture fx;
+  edge_fixture fx{"", 4096, short_request_timeout};
   fx.script.check_delay_ms = 2000;
   auto cli = fx.client();
   auto res = cli.Get("/api/v4/internal/check", edge_fixture::shell_auth());

@@ -164,9 +164,13 @@ TEST_CASE("project URLs follow the settings", "[push][events]") {
   CHECK(project["visibility_level"] == 20);
   CHECK(project["namespace"] == "other");
   // The seeded display name, description and public email win when set.
-  for (auto& [id, ns] : w.s.namespaces)
+  std::vector<std::int64_t> others;
+  w.s.namespaces.for_each([&](std::int64_t id, const namespace_record& ns) {
     if (ns.path == "other")
-      ns.name = "Other Things";
+      others.push_back(id);
+  });
+  for (auto id : others)
+    w.s.namespaces[id].name = "Other Things";
   w.s.projects[11].description = "Things, mostly";
   w.s.users[1].public_email = "root@public.example.com";
   auto named = body(events(w, p, facts_for({{"refs/heads/master", {}}}))[0]);
