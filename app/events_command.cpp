@@ -100,6 +100,22 @@ struct tail_options {
   bool from_start = false;
 };
 
+// nats.c 3.4.1 (Debian 12) leaves the signature out of CONNECT when the
+// signature's first byte is 0 (nats.c #705, fixed in 3.8): nats-server then
+// refuses the credentials, for 1 in 256 of the nonces it sends. Each attempt
+// gets a fresh nonce, so a refusal is retried twice before it is believed
+// (serve and webhooks retry once through nats.c's reconnect logic).
+natsStatus connect_tail(nats::connection_ptr& nc, natsOptions* opts) {
+  constexpr int attempts = 3;
+  natsStatus s = NATS_OK;
+  for (int i = 0; i < attempts; ++i) {
+    s = nats::create(nc, natsConnection_Connect, opts);
+    if (s != NATS_CONNECTION_AUTH_FAILED)
+      break;
+  }
+  return s;
+}
+
 int tail(const config& cfg, const tail_options& opt) {
   const std::string stream = nats::nats_settings{}.stream;
   // Destroyed in reverse: the subscription first, the options last.
@@ -130,8 +146,7 @@ int tail(const config& cfg, const tail_options& opt) {
                                cfg.nats_nkey_seed_file, auth_error)) {
     std::cerr << "gatehouse: " << auth_error << '\n';
     rc = 2;
-  } else if ((s = nats::create(nc, natsConnection_Connect, opts.get()))
-             != NATS_OK) {
+  } else if ((s = connect_tail(nc, opts.get())) != NATS_OK) {
     fail("connecting to " + nats::redact_url(cfg.nats_url), s);
   } else if ((s = nats::create(js, natsConnection_JetStream, nc.get(), nullptr))
              != NATS_OK) {

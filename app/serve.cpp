@@ -180,22 +180,6 @@ int serve(const config& cfg) {
     access.push_back(
       sys.spawn(access_control, access_cfg, loader, access_gits, access_store));
 
-  storage::push_store_settings push_store_cfg;
-  push_store_cfg.database_url = cfg.database_url;
-  push_store_cfg.statement_timeout = cfg.request_timeout;
-  // Several sessions, so that concurrent pushes commit in parallel and
-  // PostgreSQL flushes their WAL together; the outbox's per-project lock
-  // keeps each project's events in commit order across them.
-  std::vector<push_store_actor> push_stores;
-  for (int i = 0; i < cfg.push_sessions; ++i)
-    push_stores.push_back(
-      sys.spawn<caf::detached>(storage::push_store, push_store_cfg));
-  push_processing_settings push_cfg;
-  push_cfg.git_timeout = cfg.request_timeout / 2;
-  push_cfg.store_timeout = cfg.request_timeout / 2;
-  auto push
-    = sys.spawn(push_processing, push_cfg, loader, push_gits, push_stores);
-
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
   auto status = sys.spawn(system_status, status_cfg, store);
@@ -216,6 +200,22 @@ int serve(const config& cfg) {
   relay_cfg.stream = nats_cfg.stream;
   nats::outbox_relay relay{
     relay_cfg, std::make_unique<storage::outbox_store>(outbox_cfg), nats_conn};
+
+  storage::push_store_settings push_store_cfg;
+  push_store_cfg.database_url = cfg.database_url;
+  push_store_cfg.statement_timeout = cfg.request_timeout;
+  push_store_cfg.on_events_committed = [&relay] { relay.committed(); };
+  // Several sessions, so that concurrent pushes commit in parallel and
+  // PostgreSQL flushes their WAL together; the outbox's per-project lock
+  // keeps each project's events in commit order across them.
+  std::vector<push_store_actor> push_stores;
+  for (int i = 0; i < cfg.push_sessions; ++i)
+    push_stores.push_back(
+      sys.spawn<caf::detached>(storage::push_store, push_store_cfg));
+  push_processing_settings push_cfg;
+  push_cfg.git_timeout = cfg.request_timeout / 2;
+  auto push
+    = sys.spawn(push_processing, push_cfg, loader, push_gits, push_stores);
 
   // The internal calls over NATS request/reply, answered by the same
   // actors as the HTTP edge; retried pushes guarded in PostgreSQL.
@@ -282,6 +282,8 @@ int serve(const config& cfg) {
   caf::anon_send_exit(push, caf::exit_reason::user_shutdown);
   for (auto& push_store : push_stores)
     caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
+  // They call relay.committed(): gone before the relay is.
+  caf::scoped_actor{sys}->wait_for(push_stores);
   for (auto& partition : access)
     caf::anon_send_exit(partition, caf::exit_reason::user_shutdown);
   for (auto* lane : {&access_gits, &push_gits})

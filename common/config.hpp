@@ -34,8 +34,10 @@ struct config {
   std::size_t http_max_body = 64u * 1024 * 1024;
   std::chrono::milliseconds request_timeout{10000};
   /// PostgreSQL sessions that write pushes (pre_receive, post_receive), each
-  /// on a thread of its own.
-  int push_sessions = 8;
+  /// on a thread of its own. Each commits every post_receive queued during
+  /// its previous commit at once, so a few sessions make large batches;
+  /// many would split the same load into single-push commits.
+  int push_sessions = 2;
   /// A path prefix such as "/gitlab"; empty or starting with '/' and without
   /// a trailing slash.
   std::string relative_url_root;

@@ -47,6 +47,9 @@ using pre_receive = caf::atom_constant<caf::atom("prerecv")>;
 /// Commit a push's counter change, moved message and events
 /// (POST /internal/post_receive).
 using post_receive = caf::atom_constant<caf::atom("postrecv")>;
+/// A push store writes the post_receives queued so far in one transaction
+/// (sent to itself behind them).
+using flush_pushes = caf::atom_constant<caf::atom("flushpush")>;
 /// List the commits of pushed refs for push events.
 using commits = caf::atom_constant<caf::atom("commits")>;
 

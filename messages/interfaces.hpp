@@ -101,7 +101,9 @@ using push_store_actor = caf::typed_actor<
   // In one transaction: decrement the counter, take the moved message, and
   // insert the events into the outbox.
   caf::replies_to<atom::post_receive,
-                  post_receive_write>::with<post_receive_written>>;
+                  post_receive_write>::with<post_receive_written>,
+  // Internal: commit the post_receives queued so far, together.
+  caf::reacts_to<atom::flush_pushes>>;
 
 /// The replies the NATS edge gave to requests carrying a
 /// Gatehouse-Request-Id, shared by every replica through PostgreSQL, so that

@@ -117,12 +117,26 @@ caf::expected<std::vector<std::int64_t>> outbox_store::lock_projects(
     // Candidates: projects with unpublished rows, oldest first, except those
     // in `skip`; keep the ones whose lock no other session holds. The lock
     // is taken on the subquery's rows only (LIMIT is a barrier).
+    //
+    // Each project's oldest unpublished row comes from one probe of the
+    // (project_id, seq) partial index per project (a loose index scan),
+    // not from aggregating every unpublished row: each published row
+    // leaves a dead entry in that index until VACUUM, and an aggregate
+    // (bitmap scan) revisits all of them on every pass, while a probe
+    // marks them dead for later scans to skip.
     auto rows = tx.exec_params(
-      std::string{"SELECT p FROM (SELECT project_id AS p, min(seq) AS first "
-                  "FROM gatehouse_state.outbox WHERE published_at IS NULL "
-                  "AND project_id <> ALL($3::bigint[]) GROUP BY project_id "
-                  "ORDER BY first LIMIT $2) c "
-                  "WHERE pg_try_advisory_lock($1, "}
+      std::string{
+        "WITH RECURSIVE heads AS ("
+        "(SELECT project_id, seq FROM gatehouse_state.outbox "
+        "WHERE published_at IS NULL ORDER BY project_id, seq LIMIT 1) "
+        "UNION ALL "
+        "SELECT o.project_id, o.seq FROM heads h CROSS JOIN LATERAL "
+        "(SELECT project_id, seq FROM gatehouse_state.outbox "
+        "WHERE published_at IS NULL AND project_id > h.project_id "
+        "ORDER BY project_id, seq LIMIT 1) o) "
+        "SELECT p FROM (SELECT project_id AS p FROM heads "
+        "WHERE project_id <> ALL($3::bigint[]) ORDER BY seq LIMIT $2) c "
+        "WHERE pg_try_advisory_lock($1, "}
         + lock_key_sql + ")",
       outbox_relay_lock_class, max_projects, pg_array(skip));
     std::vector<std::int64_t> locked;
@@ -166,10 +180,18 @@ caf::error outbox_store::mark_published(const std::vector<std::int64_t>& seqs) {
   return status_of(
     impl_->session.run("mark_published", [&](pqxx::connection& c) {
       pqxx::nontransaction tx{c};
-      // Never a row someone else already marked.
-      tx.exec_params("UPDATE gatehouse_state.outbox SET published_at = now() "
-                     "WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
-                     pg_array(seqs));
+      // Never a row someone else already marked. Committed without waiting
+      // for the WAL flush: a mark lost in a crash only sends its event
+      // again, which JetStream drops as a duplicate of its Nats-Msg-Id
+      // (marks are at most wal_writer_delay x 3 old when lost, well inside
+      // the stream's duplicate window). The flush wait cost each relay
+      // pass an fsync, contending with the pushes' own commits. The
+      // pushes keep synchronous_commit. One round trip: the array literal
+      // holds digits and commas only.
+      tx.exec("SET synchronous_commit TO off; "
+              "UPDATE gatehouse_state.outbox SET published_at = now() "
+              "WHERE seq = ANY('"
+              + pg_array(seqs) + "'::bigint[]) AND published_at IS NULL");
       return true;
     }));
 }

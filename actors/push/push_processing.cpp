@@ -27,6 +27,12 @@ unix_time now_seconds() {
 // Writes the events and the counter change in one transaction, then answers
 // the messages. Nothing is answered before the commit: an answered push never
 // loses its events.
+//
+// The store requests carry no CAF timeout. The store always answers: every
+// query runs under a statement_timeout and a lost connection fails at once;
+// and the edges give up after the caller's own deadline. A CAF timeout
+// would cost, per push, two wake-ups of CAF's clock thread and a stale
+// timeout message through this actor, long after the answer went out.
 void commit_and_answer(self_pointer self, snapshot_ptr snap,
                        push::post_receive_params p, push::push_context ctx,
                        push::commit_facts facts, answer_promise rp) {
@@ -40,11 +46,14 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
   if (ctx.project && ctx.user)
     write.events = push::build_events(*snap, ctx, p, facts, &push::random_uuid);
   auto event_count = write.events.size();
+  auto i = self->state.pick_store();
   self
-    ->request(self->state.store(), self->state.settings.store_timeout,
-              atom::post_receive::value, std::move(write))
+    ->request(self->state.stores[i], caf::infinite, atom::post_receive::value,
+              std::move(write))
     .then(
-      [snap, p, ctx, rp, event_count](post_receive_written& written) mutable {
+      [self, i, snap, p, ctx, rp,
+       event_count](post_receive_written& written) mutable {
+        self->state.release(i);
         push::post_receive_answer answer;
         answer.reference_counter_decreased = written.counter_decreased;
         answer.messages = push::post_receive_messages(
@@ -54,7 +63,10 @@ void commit_and_answer(self_pointer self, snapshot_ptr snap,
           {{"gl_repository", p.gl_repository}, {"events", event_count}});
         rp.deliver(std::move(answer));
       },
-      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      [self, i, rp](caf::error& err) mutable {
+        self->state.release(i);
+        rp.deliver(std::move(err));
+      });
 }
 
 // Asks the store to count a push: (gl_repository) or (gl_repository,
@@ -64,24 +76,27 @@ caf::result<push::pre_receive_answer> count_push(self_pointer self,
   if (p.gl_repository.empty())
     return caf::make_error(errc::invalid_params, "gl_repository is missing");
   auto rp = self->make_response_promise<push::pre_receive_answer>();
-  auto on_counted = [rp](bool counted) mutable {
+  auto& st = self->state;
+  auto i = st.pick_store();
+  auto on_counted = [self, i, rp](bool counted) mutable {
+    self->state.release(i);
     rp.deliver(push::pre_receive_answer{counted});
   };
-  auto on_failed = [rp](caf::error& err) mutable {
+  auto on_failed = [self, i, rp](caf::error& err) mutable {
+    self->state.release(i);
     // GitLab answers false when its counter store fails; Gitaly then
     // rejects the push with an empty message.
     log::warn("reference counter not increased", {{"error", render(err)}});
     rp.deliver(push::pre_receive_answer{false});
   };
-  auto& st = self->state;
   if (p.request_id.empty())
     self
-      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.stores[i], caf::infinite, atom::pre_receive::value,
                 std::move(p.gl_repository))
       .then(on_counted, on_failed);
   else
     self
-      ->request(st.store(), st.settings.store_timeout, atom::pre_receive::value,
+      ->request(st.stores[i], caf::infinite, atom::pre_receive::value,
                 std::move(p.gl_repository), std::move(p.request_id))
       .then(on_counted, on_failed);
   return rp;

@@ -19,8 +19,6 @@ namespace gatehouse {
 struct push_processing_settings {
   /// How long listing the commits of a push may take.
   std::chrono::milliseconds git_timeout{5000};
-  /// How long the post_receive transaction may take.
-  std::chrono::milliseconds store_timeout{5000};
 };
 
 struct push_processing_state {
@@ -29,13 +27,32 @@ struct push_processing_state {
   snapshot_ptr snap;
   std::vector<git_actor> git;
   std::size_t next_git = 0;
-  /// PostgreSQL sessions for the writes, used in turn: pushes commit in
-  /// parallel, so PostgreSQL can flush several commits with one fsync.
+  /// PostgreSQL sessions for the writes: pushes commit in parallel, so
+  /// PostgreSQL can flush several commits with one fsync.
   std::vector<push_store_actor> stores;
+  /// Calls sent to each store and not answered yet.
+  std::vector<std::size_t> in_flight;
   std::size_t next_store = 0;
 
-  push_store_actor store() {
-    return stores[next_store++ % stores.size()];
+  /// The store with the fewest calls in flight, in turn among equals: a
+  /// call does not queue behind one session's batch while another session
+  /// has less to do. Counted until release(i).
+  std::size_t pick_store() {
+    if (in_flight.size() != stores.size())
+      in_flight.assign(stores.size(), 0);
+    auto best = next_store++ % stores.size();
+    for (std::size_t k = 1; k < stores.size(); ++k) {
+      auto i = (best + k) % stores.size();
+      if (in_flight[i] < in_flight[best])
+        best = i;
+    }
+    ++in_flight[best];
+    return best;
+  }
+
+  void release(std::size_t i) {
+    if (i < in_flight.size() && in_flight[i] > 0)
+      --in_flight[i];
   }
 };
 

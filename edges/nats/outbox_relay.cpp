@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -168,7 +169,8 @@ struct outbox_relay::impl {
   // -- NATS -----------------------------------------------------------------
 
   /// The JetStream context of the current connection when it is connected
-  /// and the stream is ready; null otherwise.
+  /// and the stream is ready; null otherwise. Its PubAcks arrive in
+  /// on_ack().
   jsCtx* jetstream() {
     auto* nc = nats.raw();
     if (!nc || natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED
@@ -180,6 +182,8 @@ struct outbox_relay::impl {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = static_cast<int64_t>(settings.publish_timeout.count());
+    jo.PublishAsync.AckHandler = &impl::on_ack;
+    jo.PublishAsync.AckHandlerClosure = this;
     if (create(js, natsConnection_JetStream, nc, &jo) != NATS_OK) {
       js.reset();
       return nullptr;
@@ -188,8 +192,56 @@ struct outbox_relay::impl {
     return js.get();
   }
 
-  publish_outcome publish(jsCtx* ctx, const outbox_row& row,
-                          std::string& error) {
+  /// What became of one publish.
+  struct publish_result {
+    publish_outcome outcome = publish_outcome::nats_failed;
+    std::string error;
+    bool duplicate = false;
+  };
+
+  /// The publishes of the current wave, by event id (Nats-Msg-Id): empty
+  /// until its PubAck or failure arrives. Guarded by acks_mutex: on_ack runs
+  /// on a nats.c thread.
+  std::mutex acks_mutex;
+  std::unordered_map<std::string, std::optional<publish_result>> awaited;
+
+  /// nats.c's callback for the PubAck (or failure) of every asynchronous
+  /// publish.
+  static void on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
+                     void* closure) {
+    auto* self = static_cast<impl*>(closure);
+    const char* id_header = nullptr;
+    std::string id;
+    if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id_header) == NATS_OK
+        && id_header != nullptr)
+      id = id_header;
+    natsMsg_Destroy(msg);
+    publish_result r;
+    if (pa != nullptr) {
+      if (pa->Stream && self->settings.stream != pa->Stream) {
+        // Another stream captured the subject: not where consumers look.
+        r.error = std::string{"acknowledged by stream "} + pa->Stream
+          + " instead of " + self->settings.stream;
+      } else {
+        r.outcome = publish_outcome::ok;
+        r.duplicate = pa->Duplicate;
+      }
+    } else if (pae != nullptr) {
+      r.error = status_text(pae->Err, pae->ErrCode);
+      // The server answered for this message: NATS works, only this
+      // project waits.
+      if (pae->ErrCode != 0 && pae->ErrCode != JSStreamNotFoundErr)
+        r.outcome = publish_outcome::message_failed;
+    }
+    std::lock_guard<std::mutex> guard{self->acks_mutex};
+    auto it = self->awaited.find(id);
+    if (it != self->awaited.end() && !it->second)
+      it->second = std::move(r);
+  }
+
+  /// Sends `row` without waiting for its PubAck. A failure to send is its
+  /// result at once; otherwise on_ack records it.
+  std::optional<publish_result> send(jsCtx* ctx, const outbox_row& row) {
     msg_ptr msg;
     natsStatus s = create(msg, natsMsg_Create, row.subject.c_str(), nullptr,
                           row.body.data(), static_cast<int>(row.body.size()));
@@ -203,34 +255,44 @@ struct outbox_relay::impl {
       s = natsMsgHeader_Set(msg.get(), "Gatehouse-Bulk", "true");
     if (s == NATS_OK && row.commits_unavailable)
       s = natsMsgHeader_Set(msg.get(), "Gatehouse-Commits", "unavailable");
-    if (s != NATS_OK) {
-      error = "building the message: " + status_text(s);
-      return publish_outcome::message_failed;
+    if (s != NATS_OK)
+      return publish_result{publish_outcome::message_failed,
+                            "building the message: " + status_text(s)};
+    {
+      std::lock_guard<std::mutex> guard{acks_mutex};
+      awaited[row.event_id].reset();
     }
+    auto* raw = msg.release();
+    s = js_PublishMsgAsync(ctx, &raw, nullptr);
+    // On success the library owns the message and has cleared `raw`.
+    natsMsg_Destroy(raw);
+    if (s == NATS_OK)
+      return std::nullopt;
+    {
+      std::lock_guard<std::mutex> guard{acks_mutex};
+      awaited.erase(row.event_id);
+    }
+    // The client refused its size: NATS works, only this project waits.
+    return publish_result{s == NATS_MAX_PAYLOAD
+                            ? publish_outcome::message_failed
+                            : publish_outcome::nats_failed,
+                          status_text(s)};
+  }
+
+  /// Waits until every publish sent on `ctx` has its PubAck or failure, at
+  /// most publish_timeout; those still without one are dropped (they time
+  /// out). Afterwards no on_ack runs for any of them.
+  void await_acks(jsCtx* ctx) {
     jsPubOptions opts;
     jsPubOptions_Init(&opts);
     opts.MaxWait = static_cast<int64_t>(settings.publish_timeout.count());
-    pub_ack_ptr ack;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    s = create(ack, js_PublishMsg, ctx, msg.get(), &opts, &jerr);
-    msg.reset();
-    if (s == NATS_OK) {
-      if (ack && ack->Stream && settings.stream != ack->Stream) {
-        // Another stream captured the subject: not where consumers look.
-        error = std::string{"acknowledged by stream "} + ack->Stream
-          + " instead of " + settings.stream;
-        return publish_outcome::nats_failed;
-      }
-      if (ack && ack->Duplicate)
-        ++duplicates;
-      return publish_outcome::ok;
-    }
-    error = status_text(s, jerr);
-    // The server answered for this message (or the client refused its size):
-    // NATS works, only this project waits.
-    if ((jerr != 0 && jerr != JSStreamNotFoundErr) || s == NATS_MAX_PAYLOAD)
-      return publish_outcome::message_failed;
-    return publish_outcome::nats_failed;
+    if (js_PublishAsyncComplete(ctx, &opts) == NATS_OK)
+      return;
+    natsMsgList dropped{};
+    if (js_PublishAsyncGetPendingList(&dropped, ctx) == NATS_OK)
+      natsMsgList_Destroy(&dropped);
+    // A callback already under way still counts as pending: let it end.
+    js_PublishAsyncComplete(ctx, &opts);
   }
 
   void note_nats_down(const std::string& error) {
@@ -281,62 +343,110 @@ struct outbox_relay::impl {
     return limit;
   }
 
-  /// What publishing one project's rows came to.
-  struct project_outcome {
-    /// Rows published and marked.
-    std::size_t published = 0;
-    /// NATS itself failed (every project waits); the error.
-    std::optional<std::string> nats_failure;
-  };
-
-  /// Publishes `rows` (one project's, in seq order) until the first
-  /// failure, marks what JetStream acknowledged and records the failure.
-  caf::expected<project_outcome> relay_project(jsCtx* ctx,
-                                               const outbox_row* rows,
-                                               std::size_t n) {
-    auto project = rows[0].project_id;
-    project_outcome result;
-    std::vector<std::int64_t> done;
+  /// One locked project's rows in a pass, and how far they got.
+  struct project_queue {
+    const outbox_row* rows = nullptr;
+    std::size_t size = 0;
+    /// Rows acknowledged: the first `next`.
+    std::size_t next = 0;
+    /// The row that failed and why; the rest of the project waits.
     std::optional<std::pair<std::int64_t, std::string>> failed;
     bool first_refusal = false;
-    for (std::size_t i = 0; i < n && !stopping; ++i) {
-      std::string error;
-      auto outcome = publish(ctx, rows[i], error);
-      if (outcome == publish_outcome::ok) {
-        done.push_back(rows[i].seq);
-        continue;
-      }
-      failed.emplace(rows[i].seq, error);
-      if (outcome == publish_outcome::nats_failed)
-        result.nats_failure = error;
-      else
-        first_refusal = backoff_project(project);
-      break; // the rest of this project waits: order
+  };
+
+  /// Publishes the locked projects' rows (`rows`: by project, each in seq
+  /// order) in waves: the next row of every project that has one, sent
+  /// together, then all their PubAcks awaited together. A project stops at
+  /// its first failure, so no row goes out before an earlier row of its
+  /// project; a NATS failure or stop() ends the pass, leaving the rest for
+  /// a later one. Then marks every acknowledged row in one update and
+  /// records the failures. Returns the NATS failure, if any.
+  caf::expected<std::optional<std::string>>
+  relay_rows(jsCtx* ctx, const std::vector<outbox_row>& rows) {
+    std::vector<project_queue> queues;
+    for (std::size_t i = 0; i < rows.size();) {
+      auto end = i;
+      while (end < rows.size() && rows[end].project_id == rows[i].project_id)
+        ++end;
+      project_queue q;
+      q.rows = rows.data() + i;
+      q.size = end - i;
+      queues.push_back(std::move(q));
+      i = end;
     }
+    std::optional<std::string> nats_failure;
+    std::vector<project_queue*> wave;
+    std::vector<std::optional<publish_result>> sent;
+    while (!nats_failure && !stopping) {
+      wave.clear();
+      for (auto& q : queues)
+        if (!q.failed && q.next < q.size)
+          wave.push_back(&q);
+      if (wave.empty())
+        break;
+      sent.clear();
+      for (auto* q : wave)
+        sent.push_back(send(ctx, q->rows[q->next]));
+      await_acks(ctx);
+      std::lock_guard<std::mutex> guard{acks_mutex};
+      for (std::size_t k = 0; k < wave.size(); ++k) {
+        auto& q = *wave[k];
+        const auto& row = q.rows[q.next];
+        auto result = std::move(sent[k]);
+        if (!result) {
+          auto it = awaited.find(row.event_id);
+          if (it != awaited.end() && it->second)
+            result = std::move(it->second);
+          else
+            result = publish_result{publish_outcome::nats_failed,
+                                    "no PubAck within the publish timeout"};
+        }
+        if (result->outcome == publish_outcome::ok) {
+          if (result->duplicate)
+            ++duplicates;
+          ++q.next;
+          continue;
+        }
+        q.failed.emplace(row.seq, result->error);
+        if (result->outcome == publish_outcome::nats_failed)
+          nats_failure = result->error;
+        else
+          q.first_refusal = backoff_project(row.project_id);
+      }
+      awaited.clear();
+    }
+
+    std::vector<std::int64_t> done;
+    for (const auto& q : queues)
+      for (std::size_t i = 0; i < q.next; ++i)
+        done.push_back(q.rows[i].seq);
     if (!done.empty()) {
       // Only acknowledged rows.
       if (auto err = outbox->mark_published(done))
         return err;
       published += done.size();
-      result.published = done.size();
     }
-    if (failed) {
-      // Every attempt is in the row (attempts, last_error); the log names a
-      // refused event once, until its project moves again.
-      if (auto err = outbox->record_failure(failed->first, failed->second))
-        return err;
-      ++failures;
-      if (first_refusal)
-        log::warn("outbox relay: JetStream refused an event; its project "
-                  "waits and retries",
-                  {{"project_id", project},
-                   {"seq", failed->first},
-                   {"error", failed->second}});
-    } else if (!done.empty() && retries.erase(project) > 0) {
-      log::info("outbox relay: project publishing again",
-                {{"project_id", project}});
+    for (const auto& q : queues) {
+      auto project = q.rows[0].project_id;
+      if (q.failed) {
+        // Every attempt is in the row (attempts, last_error); the log names
+        // a refused event once, until its project moves again.
+        if (auto err
+            = outbox->record_failure(q.failed->first, q.failed->second))
+          return err;
+        ++failures;
+        if (q.first_refusal)
+          log::warn("outbox relay: JetStream refused an event; its project "
+                    "waits and retries",
+                    {{"project_id", project},
+                     {"seq", q.failed->first},
+                     {"error", q.failed->second}});
+      } else if (q.next > 0 && retries.erase(project) > 0) {
+        log::info("outbox relay: project publishing again",
+                  {{"project_id", project}});
+      }
     }
-    return result;
+    return nats_failure;
   }
 
   pass_result pass() {
@@ -365,24 +475,12 @@ struct outbox_relay::impl {
     auto rows = outbox->unpublished(*locked, settings.batch_size);
     if (!rows)
       return outbox_failed(std::move(rows.error()));
-    bool any_published = false;
-    std::optional<std::string> nats_failure;
-    for (std::size_t i = 0; i < rows->size();) {
-      auto end = i;
-      while (end < rows->size()
-             && (*rows)[end].project_id == (*rows)[i].project_id)
-        ++end;
-      // After a NATS failure or stop(), the rest is left for a later pass,
-      // in order.
-      if (!nats_failure && !stopping) {
-        auto outcome = relay_project(ctx, rows->data() + i, end - i);
-        if (!outcome)
-          return outbox_failed(std::move(outcome.error()));
-        any_published = any_published || outcome->published > 0;
-        nats_failure = outcome->nats_failure;
-      }
-      i = end;
-    }
+    auto published_before = published.load();
+    auto relayed = relay_rows(ctx, *rows);
+    if (!relayed)
+      return outbox_failed(std::move(relayed.error()));
+    bool any_published = published.load() > published_before;
+    const auto& nats_failure = *relayed;
     // After the marks are committed, so the next holder sees them.
     if (auto err = outbox->release(*locked))
       return outbox_failed(std::move(err));
@@ -410,7 +508,15 @@ struct outbox_relay::impl {
     auto grow = [&] {
       backoff = std::min(backoff * 2, settings.max_backoff);
     };
+    clock_type::time_point last_pass{};
     while (!stopping) {
+      auto due = last_pass + settings.min_pass_interval;
+      if (auto now = clock_type::now(); now < due)
+        sleep_for(std::chrono::duration_cast<milliseconds>(due - now)
+                  + milliseconds(1));
+      if (stopping)
+        break;
+      last_pass = clock_type::now();
       auto result = step();
       if (result == pass_result::idle) {
         backoff = settings.min_backoff;
@@ -475,6 +581,11 @@ void outbox_relay::stop() {
   impl_->wake();
   if (impl_->worker.joinable())
     impl_->worker.join();
+}
+
+void outbox_relay::committed() {
+  // Cuts short the idle wait only, not a backoff after a failure.
+  impl_->outbox->interrupt();
 }
 
 outbox_relay_stats outbox_relay::stats() const {

@@ -32,6 +32,12 @@ struct outbox_relay_settings {
   int batch_size = 100;
   /// Projects locked and relayed in one pass.
   int max_projects = 64;
+  /// Passes start at least this far apart. Under a steady stream of
+  /// commits a pass would otherwise start after each one, paying its
+  /// round trips (locks, read, mark, release, the PubAck wave) for a row
+  /// or two; waiting a little lets the rows of many commits share a pass.
+  /// It adds at most this much to an event's way to the stream.
+  std::chrono::milliseconds min_pass_interval{20};
 };
 
 /// What the relay has done since it started, for metrics and readiness.
@@ -81,6 +87,11 @@ public:
   /// Finishes the publish in flight, marks what was acknowledged, releases
   /// the locks and joins the thread. Idempotent.
   void stop();
+
+  /// Events were committed in this process: look at the outbox now (as on
+  /// a NOTIFY, without its round trip through PostgreSQL). Thread-safe,
+  /// never blocks; cheap enough to call after every commit.
+  void committed();
 
   /// A snapshot of the counters; thread-safe.
   outbox_relay_stats stats() const;

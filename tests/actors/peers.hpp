@@ -153,6 +153,7 @@ inline push_store_actor::behavior_type mock_push_store(
       script->written.push_back(w);
       return post_receive_written{true, script->moved_message};
     },
+    [=](atom::flush_pushes) {},
   };
 }
 

@@ -49,7 +49,6 @@ struct push_fixture : deterministic {
     auto second_store_actor = spawn(mock_push_store, &second_store);
     push_processing_settings settings;
     settings.git_timeout = 1s;
-    settings.store_timeout = 1s;
     actor = spawn(push_processing, settings, loader,
                   std::vector<git_actor>{git_actor_},
                   std::vector<push_store_actor>{store_actor,

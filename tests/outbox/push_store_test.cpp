@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <set>
 #include <thread>
+#include <vector>
 
 using namespace gatehouse;
 using namespace gatehouse::test;
@@ -362,6 +364,282 @@ TEST_CASE_METHOD(store_fixture,
               "substr(b.event_id::text, 10, 4) = '1111' AND "
               "substr(a.event_id::text, 14) = substr(b.event_id::text, 14)")
         == "200");
+}
+
+namespace {
+
+/// Holds a push store in one transaction while more post_receives queue
+/// behind it: the first push waits on a row lock this fixture holds; the
+/// pushes sent meanwhile make up the store's next batch, all at once.
+struct batch_fixture : store_fixture {
+  std::unique_ptr<pqxx::connection> blocker_conn
+    = storage::connect(db.url(), 10s);
+  std::optional<pqxx::work> blocker;
+  std::vector<std::thread> callers;
+  std::atomic<int> sent{0};
+
+  ~batch_fixture() {
+    release();
+    for (auto& t : callers)
+      if (t.joinable())
+        t.join();
+  }
+
+  /// Answers land in `out`, an error when the store refused. Returns once
+  /// the request is in the store's mailbox, so sends queue in call order.
+  void send(post_receive_write w, caf::expected<post_receive_written>* out) {
+    int queued = sent + 1;
+    callers.emplace_back([this, w = std::move(w), out] {
+      caf::scoped_actor me{sys};
+      auto pending = me->request(store, 30s, atom::post_receive::value, w);
+      // The request is in the store's mailbox once request() returns.
+      ++sent;
+      pending.receive([&](post_receive_written& x) { *out = std::move(x); },
+                      [&](caf::error& e) { *out = std::move(e); });
+    });
+    REQUIRE(eventually([&] { return sent == queued; }));
+  }
+
+  /// Counts a push; the answer lands in `out`. Returns once the request
+  /// is in the store's mailbox.
+  void send_count(std::string repo, std::string id, std::optional<bool>* out) {
+    int queued = sent + 1;
+    callers.emplace_back([this, repo, id, out] {
+      caf::scoped_actor me{sys};
+      auto pending
+        = id.empty()
+            ? me->request(store, 30s, atom::pre_receive::value, repo)
+            : me->request(store, 30s, atom::pre_receive::value, repo, id);
+      ++sent;
+      pending.receive([&](bool x) { *out = x; }, [&](caf::error&) {});
+    });
+    REQUIRE(eventually([&] { return sent == queued; }));
+  }
+
+  /// Sends `first`, which the store starts writing and then waits on.
+  void occupy(post_receive_write first,
+              caf::expected<post_receive_written>* out) {
+    REQUIRE(pre(first.gl_repository));
+    blocker.emplace(*blocker_conn);
+    blocker->exec("SELECT 1 FROM gatehouse_state.reference_counters WHERE "
+                  "gl_repository = "
+                  + blocker->quote(first.gl_repository) + " FOR UPDATE");
+    send(std::move(first), out);
+    REQUIRE(eventually([&] {
+      return query("SELECT count(*) FROM pg_stat_activity WHERE "
+                   "wait_event_type = 'Lock' AND query LIKE "
+                   "'%post_receive_batch%'")
+        == "1";
+    }));
+  }
+
+
+  void release() {
+    if (blocker) {
+      blocker->commit();
+      blocker.reset();
+    }
+  }
+
+  void join() {
+    for (auto& t : callers)
+      t.join();
+    callers.clear();
+  }
+};
+
+post_receive_write push_with_event(std::int64_t project, std::int64_t user,
+                                   const std::string& event_id) {
+  post_receive_write w;
+  w.gl_repository = "project-" + std::to_string(project);
+  w.project_id = project;
+  w.user_id = user;
+  w.events.push_back(make_event(event_id, project));
+  return w;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(batch_fixture,
+                 "post_receives queued during a commit are written in one "
+                 "transaction, each answered with its own result",
+                 "[.pg]") {
+  exec(*conn,
+       "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
+       "project_id, message, expires_at) SELECT u, 30 + u, 'moved ' || u, "
+       "now() + interval '5 minutes' FROM generate_series(1, 4) AS u");
+  for (int i = 1; i <= 4; ++i)
+    REQUIRE(pre("project-" + std::to_string(30 + i)));
+  REQUIRE(pre("project-31"));
+  std::atomic<int> woken{0};
+  self->send_exit(store, caf::exit_reason::user_shutdown);
+  storage::push_store_settings settings;
+  settings.database_url = db.url();
+  settings.on_events_committed = [&] { ++woken; };
+  store = sys.spawn<caf::detached>(storage::push_store, settings);
+
+  caf::expected<post_receive_written> first = caf::error{};
+  occupy(push_with_event(29, 9, "5d1c2d3e-0000-4000-8000-000000000029"),
+         &first);
+  std::vector<caf::expected<post_receive_written>> answers(4, caf::error{});
+  std::vector<std::string> bodies;
+  for (int i = 1; i <= 4; ++i) {
+    auto w = push_with_event(30 + i, i,
+                             "5d1c2d3e-0000-4000-8000-00000000003"
+                               + std::to_string(i));
+    // Multi-byte UTF-8 and JSON escapes travel byte for byte.
+    w.events.front().body = nlohmann::json{{"message", std::string(i, 'x')
+                                                         + " Grüße 🚀 \"q\" "
+                                                         + "\\ \n"}}
+                              .dump();
+    bodies.push_back(w.events.front().body);
+    send(std::move(w), &answers[i - 1]);
+  }
+  release();
+  join();
+
+  REQUIRE(first);
+  CHECK(first->moved_message.empty());
+  for (int i = 1; i <= 4; ++i) {
+    INFO("push " << i);
+    REQUIRE(answers[i - 1]);
+    CHECK(answers[i - 1]->counter_decreased);
+    CHECK(answers[i - 1]->moved_message == "moved " + std::to_string(i));
+  }
+  // project-31 was counted twice, the others once.
+  CHECK(counter("project-31") == "1");
+  for (int i = 2; i <= 4; ++i)
+    CHECK(counter("project-" + std::to_string(30 + i)) == "0");
+  CHECK(query("SELECT count(*) FROM gatehouse_state.project_moved_messages")
+        == "0");
+  // The four queued pushes: one transaction, events in the order sent.
+  CHECK(query("SELECT count(DISTINCT xmin::text) FROM gatehouse_state.outbox "
+              "WHERE project_id BETWEEN 31 AND 34")
+        == "1");
+  CHECK(query("SELECT string_agg(project_id::text, ',' ORDER BY seq) FROM "
+              "gatehouse_state.outbox WHERE project_id BETWEEN 31 AND 34")
+        == "31,32,33,34");
+  for (int i = 1; i <= 4; ++i)
+    CHECK(query("SELECT body FROM gatehouse_state.outbox WHERE project_id = "
+                + std::to_string(30 + i))
+          == bodies[i - 1]);
+  CHECK(query("SELECT count(DISTINCT xmin::text) FROM gatehouse_state.outbox")
+        == "2");
+  // The relay was woken after each commit.
+  CHECK(eventually([&] { return woken == 2; }));
+}
+
+TEST_CASE_METHOD(batch_fixture,
+                 "a push that fails in a batch fails alone; the others are "
+                 "written one by one",
+                 "[.pg]") {
+  // An event id already in the outbox: its push cannot commit.
+  REQUIRE(
+    post(push_with_event(40, 0, "6e1c2d3e-0000-4000-8000-000000000099")));
+
+  caf::expected<post_receive_written> first = caf::error{};
+  occupy(push_with_event(39, 9, "6e1c2d3e-0000-4000-8000-000000000039"),
+         &first);
+  std::vector<caf::expected<post_receive_written>> answers(5, caf::error{});
+  for (int i = 1; i <= 5; ++i) {
+    auto w = push_with_event(40 + i, i,
+                             "6e1c2d3e-0000-4000-8000-00000000004"
+                               + std::to_string(i));
+    if (i == 2)
+      w.events.push_back(
+        make_event("6e1c2d3e-0000-4000-8000-000000000099", 42));
+    if (i == 3)
+      w.events.push_back(make_event("not-a-uuid", 43));
+    if (i == 5)
+      w.events.front().body = std::string{"{\"nul\": \"a\0b\"}", 14};
+    send(std::move(w), &answers[i - 1]);
+  }
+  release();
+  join();
+
+  REQUIRE(first);
+  CHECK(answers[0]);
+  REQUIRE_FALSE(answers[1]);
+  CHECK(classify(answers[1].error()) == errc::unavailable);
+  REQUIRE_FALSE(answers[2]);
+  CHECK(classify(answers[2].error()) == errc::unavailable);
+  CHECK(answers[3]);
+  REQUIRE_FALSE(answers[4]);
+  CHECK(classify(answers[4].error()) == errc::unavailable);
+  // The failed pushes changed nothing; the others committed.
+  CHECK(query("SELECT string_agg(project_id::text, ',' ORDER BY seq) FROM "
+              "gatehouse_state.outbox WHERE project_id BETWEEN 41 AND 45")
+        == "41,44");
+  CHECK(query("SELECT count(DISTINCT xmin::text) FROM gatehouse_state.outbox "
+              "WHERE project_id IN (41, 44)")
+        == "2");
+}
+
+TEST_CASE_METHOD(batch_fixture,
+                 "two writes with one request id in the same queue: the "
+                 "second answers what the first committed",
+                 "[.pg]") {
+  exec(*conn,
+       "INSERT INTO gatehouse_state.project_moved_messages (user_id, "
+       "project_id, message, expires_at) VALUES (5, 51, 'moved once', "
+       "now() + interval '5 minutes')");
+  REQUIRE(pre("project-51"));
+  REQUIRE(pre("project-51"));
+
+  caf::expected<post_receive_written> first = caf::error{};
+  occupy(push_with_event(50, 9, "7f1c2d3e-0000-4000-8000-000000000050"),
+         &first);
+  auto w = push_with_event(51, 5, "7f1c2d3e-0000-4000-8000-000000000051");
+  w.request_id = "retried-51";
+  auto retry = w;
+  retry.events.front().event_id = "7f1c2d3e-0000-4000-8000-000000000052";
+  caf::expected<post_receive_written> a = caf::error{};
+  caf::expected<post_receive_written> b = caf::error{};
+  send(w, &a);
+  send(retry, &b);
+  release();
+  join();
+
+  REQUIRE(first);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->moved_message == "moved once");
+  CHECK(b->moved_message == "moved once");
+  CHECK(b->counter_decreased);
+  // Counted twice, decreased once; one event.
+  CHECK(counter("project-51") == "1");
+  CHECK(query("SELECT string_agg(event_id::text, ',') FROM "
+              "gatehouse_state.outbox WHERE project_id = 51")
+        == "7f1c2d3e-0000-4000-8000-000000000051");
+}
+
+TEST_CASE_METHOD(batch_fixture,
+                 "pre_receives queued during a commit are counted in one "
+                 "transaction; a repeated request id counts once",
+                 "[.pg]") {
+  caf::expected<post_receive_written> first = caf::error{};
+  occupy(push_with_event(60, 9, "8a1c2d3e-0000-4000-8000-000000000060"),
+         &first);
+  std::vector<std::optional<bool>> counted(5);
+  send_count("project-61", "", &counted[0]);
+  send_count("project-62", "count-62", &counted[1]);
+  send_count("project-61", "", &counted[2]);
+  send_count("project-62", "count-62", &counted[3]);
+  send_count("project-61", "", &counted[4]);
+  release();
+  join();
+
+  REQUIRE(first);
+  for (const auto& c : counted)
+    CHECK(c == std::optional<bool>{true});
+  CHECK(counter("project-61") == "3");
+  CHECK(counter("project-62") == "1");
+  // One transaction counted both; the repeated id, deferred to the next
+  // batch, changed nothing.
+  CHECK(query("SELECT count(DISTINCT xmin::text) FROM "
+              "gatehouse_state.reference_counters WHERE gl_repository IN "
+              "('project-61', 'project-62')")
+        == "1");
 }
 
 TEST_CASE("the push store answers false or unavailable when PostgreSQL is "
