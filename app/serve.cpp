@@ -78,6 +78,11 @@ std::string relay_metrics(const nats::outbox_relay_stats& st) {
   return out;
 }
 
+// Partitions of the access domain; more than the concurrent callers a
+// replica usually serves (bench/http.sh's 16 connections, gitlab-shell's
+// bursts), few enough that the read model's updates reach them all at once.
+constexpr int access_partitions = 16;
+
 caf::actor_system_config& tune(caf::actor_system_config& cfg) {
   // Measured 1.5x for the HTTP-thread-to-actor bridge (toolchain.md §5.1).
   cfg.set("scheduler.policy", caf::atom("sharing"));
@@ -165,8 +170,15 @@ int serve(const config& cfg) {
   access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
   access_cfg.store_timeout = cfg.request_timeout / 2;
   access_cfg.cheap_git_workers = 2;
-  auto access
-    = sys.spawn(access_control, access_cfg, loader, access_gits, access_store);
+  // The access domain in partitions (access::partition_hash): one actor
+  // serialized every HTTP thread, and while the thread running it was
+  // preempted (two cores, dozens of threads) every other call waited.
+  // With more partitions than concurrent callers, a caller mostly finds
+  // its partition idle and runs it on its own thread.
+  std::vector<access_control_actor> access;
+  for (int i = 0; i < access_partitions; ++i)
+    access.push_back(
+      sys.spawn(access_control, access_cfg, loader, access_gits, access_store));
 
   system_status_settings status_cfg;
   status_cfg.revision = GATEHOUSE_REVISION;
@@ -272,7 +284,8 @@ int serve(const config& cfg) {
     caf::anon_send_exit(push_store, caf::exit_reason::user_shutdown);
   // They call relay.committed(): gone before the relay is.
   caf::scoped_actor{sys}->wait_for(push_stores);
-  caf::anon_send_exit(access, caf::exit_reason::user_shutdown);
+  for (auto& partition : access)
+    caf::anon_send_exit(partition, caf::exit_reason::user_shutdown);
   for (auto* lane : {&access_gits, &push_gits})
     for (auto& g : *lane)
       caf::anon_send_exit(g, caf::exit_reason::user_shutdown);

@@ -28,6 +28,9 @@ to the default GET:/api/v4/internal/check):
 wrk and server:
   -t, --threads N         wrk threads           (BENCH_THREADS, default 2)
   -c, --connections N     wrk connections       (BENCH_CONNECTIONS, default 16)
+  --close                 send Connection: close on every request, liveness
+                          included: a connection per request, as gitlab-shell
+                          and Gitaly call (BENCH_CLOSE=1)
   -d, --duration T        each measured run     (BENCH_DURATION, default 10s)
   --timeout T             wrk request timeout   (BENCH_TIMEOUT, default 5s)
   --warmup T              unmeasured run before each measured one
@@ -60,6 +63,7 @@ REPORT=(python3 "$BENCH_DIR/wrk_report.py")
 
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
+CLOSE=${BENCH_CLOSE:-0}
 DURATION=${BENCH_DURATION:-10s}
 TIMEOUT=${BENCH_TIMEOUT:-5s}
 WARMUP=${BENCH_WARMUP:-2s}
@@ -123,6 +127,7 @@ while [ $# -gt 0 ]; do
       R_STATUS[LAST]=$2; shift 2 ;;
     -t|--threads) need_arg "$@"; THREADS=$2; shift 2 ;;
     -c|--connections) need_arg "$@"; CONNECTIONS=$2; shift 2 ;;
+    --close) CLOSE=1; shift ;;
     -d|--duration) need_arg "$@"; DURATION=$2; shift 2 ;;
     --timeout) need_arg "$@"; TIMEOUT=$2; shift 2 ;;
     --warmup) need_arg "$@"; WARMUP=$2; shift 2 ;;
@@ -325,6 +330,7 @@ run_wrk() {
   local label="${R_METHOD[i]} ${R_PATH[i]}${WARM:-}"
   local out="$WORK/runs/$name.wrk" result="$WORK/runs/$name.json"
   local args=(wrk -t "$THREADS" -c "$CONNECTIONS" -d "$duration" --timeout "$TIMEOUT" --latency)
+  if [ "$CLOSE" = 1 ]; then args+=(-H "Connection: close"); fi
   local caller=${R_CALLER[i]} token lua header
   if [ "$caller" != none ]; then
     token=$("$BIN" jwt "$caller") || { gh_log "gatehouse jwt $caller failed"; return 1; }
@@ -362,7 +368,7 @@ bench_route() {
   if [ -f "$result" ]; then RESULTS+=("$result"); fi
 }
 
-gh_log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION per run (warm-up $WARMUP)"
+gh_log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION per run (warm-up $WARMUP)$([ "$CLOSE" = 1 ] && echo ", Connection: close")"
 # The HTTP stack's ceiling first, with the same settings as the routes.
 add_route "GET:/-/liveness"
 LIVE=$((${#R_PATH[@]} - 1))

@@ -161,11 +161,15 @@ std::optional<std::string> hex_decode(std::string_view hex) {
 }
 
 std::string sha256(std::string_view bytes) {
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up
+  // by name on every digest, half of what hashing a key blob cost. Kept
+  // for the process's life (OpenSSL's own cleanup runs at exit).
+  static EVP_MD* const sha256_md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   std::string out(32, '\0');
   unsigned int len = 0;
   if (EVP_Digest(bytes.data(), bytes.size(),
                  reinterpret_cast<unsigned char*>(out.data()), &len,
-                 EVP_sha256(), nullptr)
+                 sha256_md != nullptr ? sha256_md : EVP_sha256(), nullptr)
         != 1
       || len != 32)
     throw std::runtime_error("SHA-256 failed");

@@ -174,17 +174,18 @@ const char* to_string(verdict v) {
 
 // -- verify -------------------------------------------------------------------
 
-verdict verify(caller who, std::string_view token, std::string_view key,
-               std::int64_t now) {
+inspected_token inspect(caller who, std::string_view token,
+                        std::string_view key) {
+  inspected_token out;
   // Structure: exactly three segments of base64url, the first two JSON
   // objects.
   auto dot1 = token.find('.');
   if (dot1 == std::string_view::npos)
-    return verdict::malformed;
+    return out;
   auto dot2 = token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos
       || token.find('.', dot2 + 1) != std::string_view::npos)
-    return verdict::malformed;
+    return out;
   auto header_b64 = token.substr(0, dot1);
   auto payload_b64 = token.substr(dot1 + 1, dot2 - dot1 - 1);
   auto signature_b64 = token.substr(dot2 + 1);
@@ -192,56 +193,111 @@ verdict verify(caller who, std::string_view token, std::string_view key,
   auto payload_text = base64url_decode(payload_b64);
   auto signature = base64url_decode(signature_b64);
   if (!header_text || !payload_text || !signature)
-    return verdict::malformed;
+    return out;
   auto header = parse_object(*header_text);
   auto payload = parse_object(*payload_text);
   if (!header || !payload)
-    return verdict::malformed;
+    return out;
 
   // Algorithm pinned to HS256; this is what stops alg=none.
   auto alg = header->find("alg");
   if (alg == header->end() || !alg->is_string()
-      || alg->get_ref<const std::string&>() != "HS256")
-    return verdict::bad_algorithm;
+      || alg->get_ref<const std::string&>() != "HS256") {
+    out.structure = verdict::bad_algorithm;
+    return out;
+  }
 
   // Signature over the segments exactly as received.
+  out.structure = verdict::bad_signature;
   if (signature->size() != 32)
-    return verdict::bad_signature;
+    return out;
   auto expected = hmac_sha256(key, token.substr(0, dot2));
   if (!expected || CRYPTO_memcmp(expected->data(), signature->data(), 32) != 0)
-    return verdict::bad_signature;
+    return out;
 
   // Claims, only now that they are known to come from the secret's holder.
   auto r = rules_for(who);
   auto iss = payload->find("iss");
   if (iss == payload->end() || !iss->is_string()
-      || iss->get_ref<const std::string&>() != r.iss)
-    return verdict::wrong_issuer;
+      || iss->get_ref<const std::string&>() != r.iss) {
+    out.structure = verdict::wrong_issuer;
+    return out;
+  }
   if (r.check_aud) {
     auto aud = payload->find("aud");
-    if (aud == payload->end() || !names_gitlab(*aud))
-      return verdict::wrong_audience;
+    if (aud == payload->end() || !names_gitlab(*aud)) {
+      out.structure = verdict::wrong_audience;
+      return out;
+    }
   }
-  double exp = 0;
-  double nbf = 0;
-  double iat = 0;
-  auto exp_state = numeric_claim(*payload, "exp", exp);
-  auto nbf_state = numeric_claim(*payload, "nbf", nbf);
-  auto iat_state = numeric_claim(*payload, "iat", iat);
+  auto& t = out.times;
+  auto exp_state = numeric_claim(*payload, "exp", t.exp);
+  auto nbf_state = numeric_claim(*payload, "nbf", t.nbf);
+  auto iat_state = numeric_claim(*payload, "iat", t.iat);
   if (exp_state == claim_state::invalid || nbf_state == claim_state::invalid
-      || iat_state == claim_state::invalid)
-    return verdict::malformed;
+      || iat_state == claim_state::invalid) {
+    out.structure = verdict::malformed;
+    return out;
+  }
+  t.has_exp = exp_state == claim_state::present;
+  t.has_nbf = nbf_state == claim_state::present;
+  t.has_iat = iat_state == claim_state::present;
+  out.structure = verdict::ok;
+  return out;
+}
+
+verdict check_times(caller who, const time_claims& times, std::int64_t now) {
+  auto r = rules_for(who);
   // Doubles keep huge claim values from overflowing; unix times are exact.
   auto t = static_cast<double>(now);
   auto leeway = static_cast<double>(r.leeway);
-  if (exp_state == claim_state::present && !(t < exp + leeway))
+  if (times.has_exp && !(t < times.exp + leeway))
     return verdict::expired;
-  if (nbf_state == claim_state::present && !(t >= nbf - leeway))
+  if (times.has_nbf && !(t >= times.nbf - leeway))
     return verdict::not_yet_valid;
-  if (r.check_iat_age && iat_state == claim_state::present
-      && t - iat > static_cast<double>(workhorse_iat_validity))
+  if (r.check_iat_age && times.has_iat
+      && t - times.iat > static_cast<double>(workhorse_iat_validity))
     return verdict::too_old;
   return verdict::ok;
+}
+
+verdict verify(caller who, std::string_view token, std::string_view key,
+               std::int64_t now) {
+  auto inspected = inspect(who, token, key);
+  if (inspected.structure != verdict::ok)
+    return inspected.structure;
+  return check_times(who, inspected.times, now);
+}
+
+// -- verified_tokens ------------------------------------------------------------
+
+verdict verified_tokens::verify(caller who, std::string_view token,
+                                std::string_view key, std::uint64_t key_id,
+                                std::int64_t now) {
+  if (key_id != key_id_) {
+    entries_ = {};
+    key_id_ = key_id;
+  }
+  // Every entry is compared, in constant time, whatever matched before.
+  const entry* kept = nullptr;
+  for (const auto& e : entries_) {
+    bool same = e.used && e.who == who && e.token.size() == token.size()
+      && CRYPTO_memcmp(e.token.data(), token.data(), token.size()) == 0;
+    if (same)
+      kept = &e;
+  }
+  if (kept != nullptr)
+    return check_times(who, kept->times, now);
+  auto inspected = inspect(who, token, key);
+  if (inspected.structure != verdict::ok)
+    return inspected.structure;
+  auto& slot = entries_[next_];
+  next_ = (next_ + 1) % entries_.size();
+  slot.used = true;
+  slot.who = who;
+  slot.token.assign(token.data(), token.size());
+  slot.times = inspected.times;
+  return check_times(who, inspected.times, now);
 }
 
 // -- signing ------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -47,6 +49,65 @@ const char* to_string(verdict v);
 ///   older than 90 s fails, a missing iat passes (older Workhorse).
 verdict verify(caller who, std::string_view token, std::string_view key,
                std::int64_t now);
+
+/// A token's time claims (NumericDate, truncated to whole seconds); absent
+/// ones are unset.
+struct time_claims {
+  bool has_exp = false, has_nbf = false, has_iat = false;
+  double exp = 0, nbf = 0, iat = 0;
+};
+
+/// What verify() decides before it looks at the clock: `verdict::ok` when
+/// the token is well formed, signed with the key and meets the caller's
+/// rules other than time; then `times` holds its time claims.
+struct inspected_token {
+  verdict structure = verdict::malformed;
+  time_claims times;
+};
+
+/// The clock-free half of verify().
+inspected_token inspect(caller who, std::string_view token,
+                        std::string_view key);
+
+/// The clock half of verify(): the caller's exp, nbf and iat rules at `now`.
+verdict check_times(caller who, const time_claims& times, std::int64_t now);
+
+/// Tokens whose signature verified, kept so that the same token presented
+/// again skips the base64, JSON and HMAC work: a caller signs a token per
+/// request with whole-second claims, so under load many requests carry the
+/// same one. Not thread-safe: one per thread.
+///
+/// - Only tokens that passed inspect() with the key are kept, so only the
+///   key's holders can put one here, and a forged or altered token always
+///   takes the full verification.
+/// - A presented token is compared with every kept one in constant time
+///   over its length (CRYPTO_memcmp), never with an early exit, so timing
+///   cannot reveal a kept token byte by byte. What it can reveal, whether a
+///   token is kept, needs the token itself.
+/// - The clock is checked on every use, kept or not: a kept token expires
+///   exactly when verify() would refuse it.
+/// - Entries are per caller and per key: `key_id` names the key; a
+///   different id forgets everything.
+class verified_tokens {
+public:
+  /// verify(who, token, key, now), from memory when `token` was verified
+  /// with the key `key_id` names.
+  verdict verify(caller who, std::string_view token, std::string_view key,
+                 std::uint64_t key_id, std::int64_t now);
+
+  static constexpr std::size_t capacity = 8;
+
+private:
+  struct entry {
+    bool used = false;
+    caller who = caller::shell;
+    std::string token;
+    time_claims times;
+  };
+  std::array<entry, capacity> entries_;
+  std::size_t next_ = 0;
+  std::uint64_t key_id_ = 0;
+};
 
 /// Mints a token as the real caller would: HS256, its iss (and aud "gitlab"
 /// for KAS), iat = now, exp = now + 60 s (KAS and Pages: 30 s; KAS also

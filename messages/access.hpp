@@ -11,7 +11,9 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -229,6 +231,77 @@ struct lfs_answer {
   std::string repository_http_path;
   std::int64_t expires_in = 7200;
 };
+
+// -- partitions
+// -------------------------------------------------------------------
+
+/// The caller an /allowed decision counts against, GitLab's
+/// gitlab_shell_operation rate-limit scope: "key-<id>", "user-<id>", the
+/// identifier, "username-<name>", or "" (anonymous), in that order.
+inline std::string caller_identity(const allowed_params& p) {
+  if (p.key_id)
+    return "key-" + std::to_string(*p.key_id);
+  if (p.user_id)
+    return "user-" + std::to_string(*p.user_id);
+  if (p.identifier)
+    return *p.identifier;
+  if (p.username)
+    return "username-" + *p.username;
+  return "";
+}
+
+/// The access domain runs in partitions, each an actor with a slice of the
+/// per-caller state: operation counts and the keys marked used today. A
+/// request whose answer touches that state goes to the partition its caller
+/// hashes to, so one caller's calls always meet the same counts, as they
+/// would in one actor; partition_hash gives that hash. nullopt: the answer
+/// depends on the read model alone and any partition may give it.
+inline std::optional<std::size_t> partition_hash(const allowed_params& p) {
+  return std::hash<std::string>{}(caller_identity(p));
+}
+
+/// As the /allowed decision the audit event runs (its scope has no
+/// identifier).
+inline std::optional<std::size_t> partition_hash(const audit_query& q) {
+  allowed_params p;
+  p.key_id = q.key_id;
+  p.user_id = q.user_id;
+  p.username = q.username;
+  return partition_hash(p);
+}
+
+/// A Shell caller: its key, which these calls mark used, else its user; as
+/// /allowed hashes the same caller.
+inline std::optional<std::size_t> partition_hash(const shell_caller& c) {
+  allowed_params p;
+  p.key_id = c.key_id;
+  p.user_id = c.user_id;
+  return partition_hash(p);
+}
+
+inline std::optional<std::size_t> partition_hash(const lfs_query& q) {
+  return partition_hash(q.caller);
+}
+
+inline std::optional<std::size_t> partition_hash(const recovery_query& q) {
+  return partition_hash(q.caller);
+}
+
+inline std::optional<std::size_t> partition_hash(const pat_query& q) {
+  return partition_hash(q.caller);
+}
+
+inline std::optional<std::size_t> partition_hash(const key_query&) {
+  return std::nullopt;
+}
+
+inline std::optional<std::size_t> partition_hash(const discover_query&) {
+  return std::nullopt;
+}
+
+inline std::optional<std::size_t> partition_hash(const otp_query&) {
+  return std::nullopt;
+}
 
 } // namespace gatehouse::access
 

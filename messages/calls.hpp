@@ -12,9 +12,11 @@
 #include "messages/push.hpp"
 #include "messages/types.hpp"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 namespace gatehouse {
 
@@ -38,9 +40,48 @@ enum class domain : std::uint8_t { status, access, push };
 /// The domain actors, as the edges hold them.
 struct domain_actors {
   system_status_actor status;
-  access_control_actor access;
+  /// The access domain's partitions (access::partition_hash); empty when
+  /// absent.
+  std::vector<access_control_actor> access;
   push_processing_actor push;
 };
+
+namespace detail {
+
+/// A partition per calling thread for calls any partition may answer: a
+/// thread then mostly finds its partition idle and runs it itself
+/// (edges/inline_unit.hpp).
+inline std::size_t this_thread_partition() {
+  static std::atomic<std::size_t> next{0};
+  thread_local std::size_t mine = next++;
+  return mine;
+}
+
+template <class Handle, class Request>
+Handle pick(const Handle& owner, const Request&) {
+  return owner;
+}
+
+template <class Request>
+access_control_actor pick(const std::vector<access_control_actor>& partitions,
+                          const Request& request) {
+  if (partitions.empty())
+    return {};
+  auto hash = access::partition_hash(request);
+  return partitions[(hash ? *hash : this_thread_partition())
+                    % partitions.size()];
+}
+
+template <class Handle>
+bool present(const Handle& owner) {
+  return static_cast<bool>(owner);
+}
+
+inline bool present(const std::vector<access_control_actor>& partitions) {
+  return !partitions.empty();
+}
+
+} // namespace detail
 
 // X(id, name, method, path, caller rule, domain, request, answer,
 //   changes_state)
@@ -120,7 +161,7 @@ template <call_id Id>
 using call_tag = std::integral_constant<call_id, Id>;
 
 /// The C++ types of a call: its request, its answer, and the actor that
-/// answers it.
+/// answers a request (for the access domain, the request's partition).
 template <call_id Id>
 struct call_types;
 
@@ -130,8 +171,11 @@ struct call_types;
   struct call_types<call_id::id> {                                             \
     using request = req;                                                       \
     using answer = ans;                                                        \
-    static auto actor(const domain_actors& d) {                                \
-      return d.owner;                                                          \
+    static auto actor(const domain_actors& d, const req& r) {                 \
+      return detail::pick(d.owner, r);                                         \
+    }                                                                          \
+    static bool present(const domain_actors& d) {                              \
+      return detail::present(d.owner);                                         \
     }                                                                          \
   };
 GATEHOUSE_CALLS(GATEHOUSE_CALL_TYPES)

@@ -58,22 +58,10 @@ std::string missing_text(
   return out;
 }
 
-// The actor a rate-limit scope names, from the request as it arrived: GitLab
-// scopes gitlab_shell_operation by [action, project, key-or-user].
-std::string caller_identity(const access::allowed_params& p) {
-  if (p.key_id)
-    return "key-" + std::to_string(*p.key_id);
-  if (p.user_id)
-    return "user-" + std::to_string(*p.user_id);
-  if (p.identifier)
-    return *p.identifier;
-  if (p.username)
-    return "username-" + *p.username;
-  return "";
-}
-
 // Counts one operation; false when the minute's limit is spent. Counting is
-// per replica (in memory): N replicas allow up to N times the limit.
+// per replica (in memory): N replicas allow up to N times the limit. The
+// scope names its caller (access::caller_identity), so a caller's requests
+// all reach one partition (access::partition_hash) and count here.
 bool within_operation_limit(access_control_state& st,
                             const access::allowed_params& p, std::int64_t limit,
                             std::int64_t now) {
@@ -88,7 +76,7 @@ bool within_operation_limit(access_control_state& st,
   }
   auto scope = p.action + '\n'
     + p.project.value_or(p.gl_repository.value_or("")) + '\n'
-    + caller_identity(p);
+    + access::caller_identity(p);
   auto& [start, count] = st.operations[scope];
   if (start != window) {
     start = window;
@@ -98,7 +86,8 @@ bool within_operation_limit(access_control_state& st,
 }
 
 // GitLab writes last_used_at at most once a day per key; remember the day so
-// that repeated use never reaches the store.
+// that repeated use never reaches the store. Per partition: a key's calls
+// reach the one its caller identity hashes to ("key-<id>").
 void touch_key(self_pointer self, std::int64_t key_id, std::int64_t now) {
   auto& st = self->state;
   auto day = now / 86400;

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 namespace gatehouse::http {
 
@@ -68,6 +71,108 @@ json shell_body(const access::shell_answer& a) {
 
 json denial(const std::string& message) {
   return {{"status", false}, {"message", message}};
+}
+
+// Writes JSON text as dump() does (no indent, UTF-8 as is, invalid UTF-8
+// replaced). Keys must come in dump()'s order: nlohmann::json keeps an
+// object's keys sorted bytewise.
+class json_writer {
+public:
+  explicit json_writer(std::size_t reserve) {
+    out_.reserve(reserve);
+  }
+
+  json_writer& open() {
+    out_ += '{';
+    first_ = true;
+    return *this;
+  }
+
+  json_writer& close() {
+    out_ += '}';
+    first_ = false;
+    return *this;
+  }
+
+  /// Starts the member `name` (plain ASCII, nothing to escape).
+  json_writer& key(const char* name) {
+    if (!first_)
+      out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += name;
+    out_ += "\":";
+    first_ = true; // the value that follows takes no comma
+    return *this;
+  }
+
+  json_writer& value(const std::string& text) {
+    comma();
+    // Printable ASCII is written as is, but for '"' and '\\'; anything else
+    // (control characters, UTF-8, invalid bytes) the way dump() writes it.
+    for (unsigned char ch : text)
+      if (ch < 0x20 || ch >= 0x7f) {
+        out_ += dump(json(text));
+        return *this;
+      }
+    out_ += '"';
+    for (char ch : text) {
+      if (ch == '"' || ch == '\\')
+        out_ += '\\';
+      out_ += ch;
+    }
+    out_ += '"';
+    return *this;
+  }
+
+  json_writer& value(const std::optional<std::string>& text) {
+    return text ? value(*text) : raw("null");
+  }
+
+  json_writer& value(std::int64_t number) {
+    return raw(std::to_string(number));
+  }
+
+  json_writer& value(bool flag) {
+    return raw(flag ? "true" : "false");
+  }
+
+  json_writer& value(const std::vector<std::string>& items) {
+    comma();
+    out_ += '[';
+    first_ = true;
+    for (auto& item : items)
+      value(item);
+    out_ += ']';
+    first_ = false;
+    return *this;
+  }
+
+  json_writer& raw(std::string_view text) {
+    comma();
+    out_ += text;
+    return *this;
+  }
+
+  std::string take() {
+    return std::move(out_);
+  }
+
+private:
+  void comma() {
+    if (!first_)
+      out_ += ',';
+    first_ = false;
+  }
+
+  std::string out_;
+  bool first_ = true;
+};
+
+std::string denial_text(const std::string& message) {
+  json_writer w{message.size() + 32};
+  w.open().key("message").value(message).key("status").value(false).close();
+  return w.take();
 }
 
 } // namespace
@@ -152,6 +257,49 @@ reply encode(call_tag<call_id::allowed>, const access::allowed_outcome& o) {
   return {200, std::move(out)};
 }
 
+text_reply encode_text(call_tag<call_id::allowed>,
+                       const access::allowed_outcome& o) {
+  if (o.status != 200 || !o.success)
+    return {o.status, denial_text(o.message)};
+  auto& s = *o.success;
+  json_writer w{1024};
+  w.open().key("git_config_options").value(s.git_config_options);
+  if (s.gitaly) {
+    auto& g = *s.gitaly;
+    w.key("gitaly").open();
+    w.key("address").value(g.address);
+    w.key("features").raw("{}");
+    w.key("repository").open();
+    w.key("git_alternate_object_directories").raw("[]");
+    w.key("git_object_directory").value(std::string{});
+    w.key("gl_project_path").value(g.gl_project_path);
+    w.key("gl_repository").value(g.gl_repository);
+    w.key("relative_path").value(g.relative_path);
+    w.key("storage_name").value(g.storage_name);
+    w.close();
+    w.key("token").value(g.token);
+    w.close();
+  }
+  w.key("gl_console_messages").value(s.gl_console_messages);
+  w.key("gl_id").value(s.gl_id);
+  if (s.gl_key_id)
+    w.key("gl_key_id").value(*s.gl_key_id);
+  if (s.gl_key_type)
+    w.key("gl_key_type").value(*s.gl_key_type);
+  if (s.gl_project_id)
+    w.key("gl_project_id").value(*s.gl_project_id);
+  w.key("gl_project_path").value(s.gl_project_path);
+  w.key("gl_repository").value(s.gl_repository);
+  if (s.gl_root_namespace_id)
+    w.key("gl_root_namespace_id").value(*s.gl_root_namespace_id);
+  if (s.gl_username)
+    w.key("gl_username").value(*s.gl_username);
+  w.key("need_audit").value(false);
+  w.key("status").value(true);
+  w.close();
+  return {200, w.take()};
+}
+
 // -- authorized_keys
 // --------------------------------------------------------------
 
@@ -169,6 +317,20 @@ reply encode(call_tag<call_id::authorized_keys>,
            {"expires_at", k.expires_at ? json(*k.expires_at) : json(nullptr)},
            {"key", k.key},
            {"usage_type", k.usage_type}}};
+}
+
+text_reply encode_text(call_tag<call_id::authorized_keys>,
+                       const access::authorized_key& k) {
+  json_writer w{k.key.size() + k.title.size() + 160};
+  w.open();
+  w.key("created_at").value(k.created_at);
+  w.key("expires_at").value(k.expires_at);
+  w.key("id").value(k.id);
+  w.key("key").value(k.key);
+  w.key("title").value(k.title);
+  w.key("usage_type").value(k.usage_type);
+  w.close();
+  return {200, w.take()};
 }
 
 // -- discover

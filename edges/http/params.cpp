@@ -113,8 +113,13 @@ std::optional<nlohmann::json> merge_params(const std::string& query,
       refusal = status_of(errc::bad_request, "malformed JSON body");
       return std::nullopt;
     }
-    for (auto it = parsed.begin(); it != parsed.end(); ++it)
-      out[it.key()] = it.value();
+    // The body's keys win over the query's; with no query (Shell, Gitaly)
+    // the parsed body is the whole of it.
+    if (out.empty())
+      out = std::move(parsed);
+    else
+      for (auto it = parsed.begin(); it != parsed.end(); ++it)
+        out[it.key()] = std::move(it.value());
   }
   for (auto& [key, value] : out.items())
     if (key.find('\0') != std::string::npos || holds_nul(value, 1)) {

@@ -94,6 +94,17 @@ struct request_scope {
 
 thread_local request_scope current;
 
+// Tokens this thread verified, for the server whose id they carry: a caller
+// signs a token per request, with whole-second claims, so a busy caller's
+// requests mostly carry one this thread has verified (jwt::verified_tokens
+// says why that is safe).
+thread_local jwt::verified_tokens verified_tokens;
+
+std::uint64_t new_server_id() {
+  static std::atomic<std::uint64_t> last{0};
+  return ++last;
+}
+
 // The connection whose request this thread is serving, for the handlers
 // httplib calls (they see only the request and the response).
 thread_local connection* active_connection = nullptr;
@@ -149,6 +160,8 @@ struct server::impl {
   http_settings settings;
   http_deps deps;
   connection_limits limits;
+  // Names this server's keys to each thread's verified_tokens.
+  const std::uint64_t id = new_server_id();
   // Connections between requests; hands each one with a complete head to
   // `queue`, the pool httplib creates when it starts listening.
   waiting_room room;
@@ -199,7 +212,7 @@ struct server::impl {
     if (!key)
       return false;
     auto token = req.get_header_value(jwt::header_name(who));
-    return jwt::verify(who, token, *key, std::time(nullptr))
+    return verified_tokens.verify(who, token, *key, id, std::time(nullptr))
       == jwt::verdict::ok;
   }
 
@@ -229,21 +242,21 @@ struct server::impl {
   template <call_id Id>
   void add_call_route(std::vector<route>& table, call_tag<Id> tag) {
     using types = call_types<Id>;
-    auto dest = types::actor(deps.domains);
-    if (!dest)
+    if (!types::present(deps.domains))
       return;
     const auto& spec = spec_of(Id);
     table.push_back(
-      {spec.method, spec.path, spec.auth, [this, tag, dest](call& c) {
+      {spec.method, spec.path, spec.auth, [this, tag](call& c) {
          auto request = decode(tag, c.params);
          if (!request)
            return send_error(c.res, error_response(request.error()));
+         auto dest = types::actor(deps.domains, *request);
          auto answer = ask<typename types::answer>(*deps.sys, dest,
                                                    settings.request_timeout,
                                                    std::move(*request));
          if (!answer)
            return send_error(c.res, error_response(answer.error()));
-         auto out = encode(tag, *answer);
+         auto out = encode_text(tag, *answer);
          send_json(c.res, out.status, out.body);
        }});
   }

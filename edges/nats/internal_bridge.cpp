@@ -5,7 +5,9 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <array>
+#include <optional>
 #include <sstream>
 
 namespace gatehouse::nats {
@@ -14,12 +16,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Where a reply goes and what it answers.
-struct origin {
-  std::string reply;
-  std::string request_id;
-  clock_type::time_point start;
-};
+using origin = request_origin;
 
 // -- replies kept for retries
 // -------------------------------------------------------
@@ -100,8 +97,63 @@ void finish(bridge_actor_ptr self, const origin& o, const wire_reply& reply,
   log::info("nats request", fields);
 }
 
+// Answers a request whose domain actor failed, or did not answer in time.
+void finish_failed(bridge_actor_ptr self, const origin& o,
+                   const caf::error& err) {
+  auto code = classify(err);
+  if (code == errc::internal || code == errc::unavailable)
+    log::warn("nats request failed",
+              {{"call", call_name(self->state.settings.call)},
+               {"error", render(err)}});
+  finish(self, o, failure_reply(err), false);
+}
+
+// -- deadlines
+// ----------------------------------------------------------------------
+//
+// A request to a domain actor carries no CAF timeout: in CAF 0.17 each one
+// wakes the clock thread to file it, and fires into the bridge's mailbox
+// long after the answer (nothing cancels it), two thread wakeups per call,
+// a fifth of the NATS edge's CPU. The bridge keeps the deadlines itself
+// instead, with one scheduled tick at the earliest.
+
+// Schedules a tick for the earliest deadline, unless one is scheduled.
+void arm_deadline(bridge_actor_ptr self) {
+  auto& st = self->state;
+  if (st.deadline_armed || st.awaited.empty())
+    return;
+  auto due = st.awaited.begin()->second.deadline;
+  auto wait = std::max(due - self->clock().now(), caf::timespan{0});
+  self->delayed_send(self, wait, atom::tick::value);
+  st.deadline_armed = true;
+}
+
+// The request `seq` if it still awaits its answer, which it no longer does.
+std::optional<origin> take_awaited(bridge_actor_ptr self, std::uint64_t seq) {
+  auto& awaited = self->state.awaited;
+  auto it = awaited.find(seq);
+  if (it == awaited.end())
+    return std::nullopt; // answered at its deadline already
+  auto o = std::move(it->second.origin);
+  awaited.erase(it);
+  return o;
+}
+
+// Answers the requests whose time is up, as a CAF request timeout would.
+void expire_awaited(bridge_actor_ptr self) {
+  auto& st = self->state;
+  st.deadline_armed = false;
+  auto now = self->clock().now();
+  while (!st.awaited.empty() && st.awaited.begin()->second.deadline <= now) {
+    auto o = std::move(st.awaited.begin()->second.origin);
+    st.awaited.erase(st.awaited.begin());
+    finish_failed(self, o, caf::make_error(caf::sec::request_timeout));
+  }
+  arm_deadline(self);
+}
+
 // Serves one request of call `Id`: decode, ask the call's domain actor with
-// a finite timeout, encode; every failure answers through the status table
+// a finite deadline, encode; every failure answers through the status table
 // (a timeout is a 503, as on the HTTP edge).
 template <call_id Id>
 void serve(bridge_actor_ptr self, const std::string& payload, const origin& o) {
@@ -111,12 +163,17 @@ void serve(bridge_actor_ptr self, const std::string& payload, const origin& o) {
     return finish(self, o, failure_reply(request.error()), false);
   if constexpr (has_request_id<typename types::request>::value)
     request->request_id = o.request_id;
-  auto dest = types::actor(self->state.deps.domains);
+  auto dest = types::actor(self->state.deps.domains, *request);
   if (!dest)
     return finish(self, o, error_reply(errc::unavailable), false);
-  self->request(dest, self->state.settings.request_timeout, std::move(*request))
+  auto& st = self->state;
+  auto seq = st.next_awaited++;
+  self->request(dest, caf::infinite, std::move(*request))
     .then(
-      [self, o](typename types::answer& answer) {
+      [self, seq](typename types::answer& answer) {
+        auto awaited = take_awaited(self, seq);
+        if (!awaited)
+          return;
         wire_reply reply;
         try {
           reply = encode(call_tag<Id>{}, answer);
@@ -126,15 +183,15 @@ void serve(bridge_actor_ptr self, const std::string& payload, const origin& o) {
             {{"call", call_name(Id)}, {"error", std::string{e.what()}}});
           reply = error_reply(errc::internal);
         }
-        finish(self, o, reply, false);
+        finish(self, *awaited, reply, false);
       },
-      [self, o](caf::error& err) {
-        auto code = classify(err);
-        if (code == errc::internal || code == errc::unavailable)
-          log::warn("nats request failed",
-                    {{"call", call_name(Id)}, {"error", render(err)}});
-        finish(self, o, failure_reply(err), false);
+      [self, seq](caf::error& err) {
+        if (auto awaited = take_awaited(self, seq))
+          finish_failed(self, *awaited, err);
       });
+  st.awaited.emplace(
+    seq, awaited_answer{o, self->clock().now() + st.settings.request_timeout});
+  arm_deadline(self);
 }
 
 using serve_fn = void (*)(bridge_actor_ptr, const std::string&, const origin&);
@@ -268,6 +325,7 @@ caf::behavior internal_bridge(bridge_actor_ptr self, bridge_settings settings,
   st.publish = std::move(publish);
   st.stats = std::move(stats);
   return {
+    [=](atom::tick) { expire_awaited(self); },
     [=](nats_inbound& in) {
       auto replies_before = self->state.replies;
       origin o{in.reply, {}, clock_type::now()};

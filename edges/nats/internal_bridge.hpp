@@ -124,6 +124,20 @@ struct bridge_settings {
   std::size_t replay_capacity = 65536;
 };
 
+/// Where a request's reply goes and what it answers.
+struct request_origin {
+  std::string reply;
+  std::string request_id;
+  std::chrono::steady_clock::time_point start;
+};
+
+/// A request whose domain actor has not answered yet.
+struct awaited_answer {
+  request_origin origin;
+  /// When the request's time is up (the actor clock's).
+  std::chrono::steady_clock::time_point deadline;
+};
+
 /// A reply kept for retries.
 struct kept_reply {
   wire_reply reply;
@@ -144,6 +158,12 @@ struct bridge_state {
   /// Request ids in the order they were kept (expiry and eviction).
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>>
     kept_order;
+  /// Requests awaiting their domain actor, by arrival: with one timeout
+  /// for all, also by deadline.
+  std::map<std::uint64_t, awaited_answer> awaited;
+  std::uint64_t next_awaited = 0;
+  /// A tick is scheduled for the earliest deadline.
+  bool deadline_armed = false;
 };
 
 using bridge_actor_ptr = caf::stateful_actor<bridge_state>*;

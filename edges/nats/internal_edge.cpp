@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "edges/nats/handles.hpp"
 #include "edges/nats/status_text.hpp"
+#include "edges/inline_unit.hpp"
 
 #include <caf/all.hpp>
 
@@ -14,6 +15,17 @@ namespace {
 
 constexpr const char* request_id_header = "Gatehouse-Request-Id";
 constexpr const char* status_header = "Gatehouse-Status";
+
+// The execution unit of this nats.c delivery thread (inline_unit.hpp).
+inline_unit& delivery_unit(caf::actor_system& sys) {
+  thread_local std::unique_ptr<inline_unit> unit;
+  thread_local caf::actor_system* owner = nullptr;
+  if (!unit || owner != &sys) {
+    unit = std::make_unique<inline_unit>(sys);
+    owner = &sys;
+  }
+  return *unit;
+}
 
 } // namespace
 
@@ -137,7 +149,10 @@ std::string internal_edge::metrics() const {
   return stats_->render();
 }
 
-// nats.c's delivery thread of one subscription: copy, hand over, return.
+// nats.c's delivery thread of one subscription: copy, hand over to the
+// bridge, and run the bridge here if that woke it, with the actors it wakes
+// in turn (the domain actor, then the bridge again with the answer): no
+// scheduler worker is woken for a request (inline_unit.hpp).
 void internal_edge::on_message(natsConnection*, natsSubscription*, natsMsg* raw,
                                void* closure) {
   msg_ptr msg{raw};
@@ -157,7 +172,12 @@ void internal_edge::on_message(natsConnection*, natsSubscription*, natsMsg* raw,
   if (s->closed.load())
     return;
   ++s->edge->stats_->in_flight;
-  caf::anon_send(s->bridge, std::move(in));
+  auto& unit = delivery_unit(*s->edge->deps_.sys);
+  caf::actor_cast<caf::abstract_actor*>(s->bridge)
+    ->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                        std::move(in)),
+              &unit);
+  unit.run_kept();
 }
 
 void internal_edge::on_complete(void* closure) {

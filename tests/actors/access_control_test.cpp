@@ -6,6 +6,7 @@
 
 #include "actors/access/access_control.hpp"
 #include "actors/gitlab_paths.hpp"
+#include "messages/calls.hpp"
 #include "tests/access/world.hpp"
 #include "tests/actors/peers.hpp"
 #include "tests/support/deterministic.hpp"
@@ -67,8 +68,22 @@ struct access_fixture : deterministic {
     settings.now = [this] {
       return clock;
     };
-    actor = spawn(access_control, settings, loader, gits, store_actor);
+    for (int i = 0; i < partitions; ++i)
+      domains.access.push_back(
+        spawn(access_control, settings, loader, gits, store_actor));
+    actor = domains.access.front();
     run();
+  }
+
+  /// How many access actors start() spawns; `actor` is the first.
+  int partitions = 1;
+  domain_actors domains;
+
+  /// Asks the partition the request's caller hashes to, as the edges do.
+  template <call_id Id>
+  auto routed(typename call_types<Id>::request r) {
+    auto dest = call_types<Id>::actor(domains, r);
+    return ask<typename call_types<Id>::answer>(dest, std::move(r));
   }
 
   caf::expected<access::allowed_outcome> allowed(access::allowed_params p) {
@@ -415,3 +430,79 @@ TEST_CASE_METHOD(access_fixture,
   CHECK(git.inspected == inspected);
 }
 
+
+// -- partitions ------------------------------------------------------------
+
+TEST_CASE("a caller hashes to one partition whichever way it is named",
+          "[actor][access_control][partitions]") {
+  access::allowed_params by_key;
+  by_key.key_id = 42;
+  access::allowed_params by_identifier;
+  by_identifier.identifier = "key-42";
+  access::audit_query audit;
+  audit.key_id = 42;
+  access::lfs_query lfs;
+  lfs.caller.key_id = 42;
+  access::pat_query pat;
+  pat.caller = {42, 7}; // the key wins, as in /allowed
+  auto h = access::partition_hash(by_key);
+  REQUIRE(h);
+  CHECK(access::partition_hash(by_identifier) == h);
+  CHECK(access::partition_hash(audit) == h);
+  CHECK(access::partition_hash(lfs) == h);
+  CHECK(access::partition_hash(pat) == h);
+  CHECK(access::partition_hash(access::recovery_query{{42, std::nullopt}})
+        == h);
+  access::allowed_params by_user;
+  by_user.user_id = 7;
+  CHECK(access::partition_hash(access::recovery_query{{std::nullopt, 7}})
+        == access::partition_hash(by_user));
+  // Read-model-only answers: any partition.
+  CHECK_FALSE(access::partition_hash(access::key_query{"AAAA"}));
+  CHECK_FALSE(access::partition_hash(access::discover_query{}));
+  CHECK_FALSE(access::partition_hash(access::otp_query{}));
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "across partitions, a caller's operations count in one and "
+                 "its key is marked used once a day",
+                 "[actor][access_control][partitions]") {
+  partitions = 8;
+  auto w = small_world();
+  w.s.settings.gitlab_shell_operation_limit = 3;
+  start(w);
+  clock = 86400 * 20000 + 10;
+  auto by_identifier = [](std::int64_t user) {
+    auto p = clone_by(user);
+    p.identifier = "key-" + std::to_string(*p.key_id);
+    p.key_id.reset();
+    return p;
+  };
+  CHECK(routed<call_id::allowed>(clone_by(dev))->status == 200);
+  CHECK(routed<call_id::allowed>(by_identifier(dev))->status == 200);
+  CHECK(routed<call_id::allowed>(clone_by(dev))->status == 200);
+  auto limited = routed<call_id::allowed>(by_identifier(dev));
+  REQUIRE_FALSE(limited);
+  require_error(limited.error(), errc::rate_limited, rate_text);
+  CHECK(store.touched == std::vector<std::int64_t>{100 + dev});
+  // Another caller, likely another partition, counts on its own.
+  CHECK(routed<call_id::allowed>(clone_by(outsider))->status == 404);
+}
+
+TEST_CASE_METHOD(access_fixture,
+                 "without access partitions the access calls have no actor",
+                 "[actor][access_control][partitions]") {
+  domain_actors none;
+  CHECK_FALSE(call_types<call_id::allowed>::present(none));
+  CHECK_FALSE(call_types<call_id::authorized_keys>::actor(
+    none, access::key_query{"AAAA"}));
+  partitions = 3;
+  start(small_world());
+  CHECK(call_types<call_id::authorized_keys>::present(domains));
+  // A read-model-only call goes to this thread's partition, every time.
+  auto first = call_types<call_id::authorized_keys>::actor(
+    domains, access::key_query{"AAAA"});
+  CHECK(call_types<call_id::authorized_keys>::actor(
+          domains, access::key_query{"BBBB"})
+        == first);
+}

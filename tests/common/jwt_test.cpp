@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace gatehouse;
 using jwt::caller;
@@ -44,8 +45,14 @@ std::string token_with(caller c, const json& claims) {
   return jwt::sign_raw(hs256_header, claims.dump(), key_of(c));
 }
 
+// Every verdict also through a verified_tokens, presented twice: the kept
+// answer must be the verified one.
 verdict check(caller c, const std::string& token) {
-  return jwt::verify(c, token, key_of(c), now);
+  auto direct = jwt::verify(c, token, key_of(c), now);
+  static jwt::verified_tokens memo;
+  CHECK(memo.verify(c, token, key_of(c), 1, now) == direct);
+  CHECK(memo.verify(c, token, key_of(c), 1, now) == direct);
+  return direct;
 }
 
 verdict check_claims(caller c, const json& claims) {
@@ -453,4 +460,84 @@ TEST_CASE("Workhorse tokens must not be older than 90 s", "[unit][jwt]") {
     c["iat"] = now - 3600;
     CHECK(check_claims(who, c) == verdict::ok);
   }
+}
+
+// -- verified_tokens ------------------------------------------------------------
+
+TEST_CASE("a kept token still expires on time", "[unit][jwt]") {
+  auto who = ANY_CALLER();
+  INFO(jwt::to_string(who));
+  jwt::verified_tokens memo;
+  auto claims = good_claims(who);
+  claims["exp"] = now + 10;
+  claims["nbf"] = now - 5;
+  auto token = token_with(who, claims);
+  auto at = [&](std::int64_t t) {
+    auto kept = memo.verify(who, token, key_of(who), 1, t);
+    CHECK(kept == jwt::verify(who, token, key_of(who), t));
+    return kept;
+  };
+  CHECK(at(now) == verdict::ok);
+  auto leeway = who == caller::shell ? 60 : 0;
+  CHECK(at(now + 9 + leeway) == verdict::ok);
+  CHECK(at(now + 10 + leeway) == verdict::expired);
+  CHECK(at(now - 6 - leeway) == verdict::not_yet_valid);
+  if (who == caller::workhorse) {
+    // Without exp, Workhorse's iat age still ends it.
+    claims.erase("exp");
+    token = token_with(who, claims);
+    CHECK(at(now + 90) == verdict::ok);
+    CHECK(at(now + 91) == verdict::too_old);
+  }
+}
+
+TEST_CASE("a kept token is the caller's and the key's only", "[unit][jwt]") {
+  jwt::verified_tokens memo;
+  auto token = token_with(caller::shell, good_claims(caller::shell));
+  CHECK(memo.verify(caller::shell, token, key_of(caller::shell), 1, now)
+        == verdict::ok);
+  // Presented as another caller it is checked against that caller's key.
+  CHECK(memo.verify(caller::pages, token, key_of(caller::pages), 1, now)
+        == verdict::bad_signature);
+  // Another key: what was kept is forgotten.
+  CHECK(memo.verify(caller::shell, token, "another key", 2, now)
+        == verdict::bad_signature);
+  CHECK(memo.verify(caller::shell, token, key_of(caller::shell), 3, now)
+        == verdict::ok);
+}
+
+TEST_CASE("an altered kept token is verified again", "[unit][jwt]") {
+  jwt::verified_tokens memo;
+  auto token = token_with(caller::kas, good_claims(caller::kas));
+  CHECK(memo.verify(caller::kas, token, key_of(caller::kas), 1, now)
+        == verdict::ok);
+  for (std::size_t i : {std::size_t{0}, token.size() / 2, token.size() - 1}) {
+    auto altered = token;
+    altered[i] = altered[i] == 'A' ? 'B' : 'A';
+    INFO("byte " << i);
+    CHECK(memo.verify(caller::kas, altered, key_of(caller::kas), 1, now)
+          != verdict::ok);
+  }
+  CHECK(memo.verify(caller::kas, token + "A", key_of(caller::kas), 1, now)
+        != verdict::ok);
+  CHECK(memo.verify(caller::kas, token.substr(0, token.size() - 1),
+                    key_of(caller::kas), 1, now)
+        != verdict::ok);
+}
+
+TEST_CASE("verified_tokens keeps the latest tokens", "[unit][jwt]") {
+  jwt::verified_tokens memo;
+  std::vector<std::string> tokens;
+  for (std::size_t i = 0; i < 3 * jwt::verified_tokens::capacity; ++i) {
+    auto claims = good_claims(caller::workhorse);
+    claims["jti"] = i;
+    tokens.push_back(token_with(caller::workhorse, claims));
+    CHECK(memo.verify(caller::workhorse, tokens.back(),
+                      key_of(caller::workhorse), 1, now)
+          == verdict::ok);
+  }
+  // Evicted or kept, every one still verifies.
+  for (auto& t : tokens)
+    CHECK(memo.verify(caller::workhorse, t, key_of(caller::workhorse), 1, now)
+          == verdict::ok);
 }

@@ -10,6 +10,9 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
 #include <vector>
 
 using namespace gatehouse;
@@ -93,4 +96,75 @@ TEST_CASE_METHOD(ask_fixture, "ask answers an error for a dead destination",
   auto dead = http::ask<std::string>(sys, dest, 5s, 1);
   REQUIRE_FALSE(dead);
   CHECK(classify(dead.error()) == errc::unavailable);
+}
+
+namespace {
+
+using where_atom = caf::atom_constant<caf::atom("where")>;
+
+// The thread a turn of it runs on, as text.
+std::string thread_text() {
+  std::ostringstream out;
+  out << std::this_thread::get_id();
+  return out.str();
+}
+
+caf::behavior reporter(caf::event_based_actor*) {
+  return {
+    [](where_atom) { return thread_text(); },
+  };
+}
+
+// Asks `next` where it runs and answers that, through a response promise:
+// one actor waking another.
+caf::behavior relay(caf::event_based_actor* self, caf::actor next) {
+  return {
+    [=](where_atom) -> caf::result<std::string> {
+      auto rp = self->make_response_promise<std::string>();
+      self->request(next, caf::infinite, where_atom::value)
+        .then([rp](std::string& where) mutable { rp.deliver(where); });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE_METHOD(ask_fixture,
+                 "an idle actor, and the actors it wakes, run their turns on "
+                 "the asking thread",
+                 "[edge][ask]") {
+  auto here = thread_text();
+  // Lazily: a spawned actor is otherwise scheduled at once, to start.
+  auto direct = sys.spawn<caf::lazy_init>(reporter);
+  auto where = http::ask<std::string>(sys, direct, 5s, where_atom::value);
+  REQUIRE(where);
+  CHECK(*where == here);
+  auto chained = sys.spawn<caf::lazy_init>(relay, direct);
+  where = http::ask<std::string>(sys, chained, 5s, where_atom::value);
+  REQUIRE(where);
+  CHECK(*where == here);
+  caf::anon_send_exit(direct, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(chained, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an inline unit hands what it did not run to the scheduler",
+          "[edge][ask]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto dest = sys.spawn(reporter);
+  caf::scoped_actor self{sys};
+  auto* original = self->context();
+  auto unit = std::make_unique<inline_unit>(sys);
+  self->context(unit.get());
+  self->send(dest, where_atom::value);
+  self->context(original);
+  // Kept and never run: the unit's end schedules it, and a worker answers.
+  unit.reset();
+  std::string answer;
+  self->receive([&](std::string& where) { answer = where; },
+                caf::after(std::chrono::seconds(5)) >> [] {});
+  CHECK_FALSE(answer.empty());
+  CHECK(answer != thread_text());
+  caf::anon_send_exit(dest, caf::exit_reason::user_shutdown);
 }
