@@ -14,9 +14,10 @@ enum class level { debug, info, warn, error };
 void set_format(log_format fmt);
 
 /// Writes one line to stdout: a JSON object with ts, level, msg and `fields`,
-/// or "ts LEVEL msg k=v ..." in text form. Thread-safe; one write per line
-/// so lines from different threads never interleave. Callers must never put
-/// secrets or tokens in `fields`.
+/// or "ts LEVEL msg k=v ..." in text form. Thread-safe: whole lines, in the
+/// order of the calls, written by a thread of the log's own (log.cpp says
+/// why) and flushed at exit. Callers must never put secrets or tokens in
+/// `fields`.
 void write(level lvl, std::string_view msg,
            const nlohmann::json& fields = nlohmann::json::object());
 
