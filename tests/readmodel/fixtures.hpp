@@ -7,6 +7,7 @@
 #include "messages/interfaces.hpp"
 #include "storage/database.hpp"
 #include "storage/migrate.hpp"
+#include "storage/read_model_loader.hpp"
 #include "storage/seed.hpp"
 #include "tests/storage/seed_fixtures.hpp"
 #include "tests/support/scratch_database.hpp"
@@ -26,6 +27,18 @@
 namespace gatehouse::test {
 
 /// The first column of the first row of `sql` ("NULL" for null, "" if none).
+/// A loader that polls and backs off fast, for tests.
+inline storage::read_model_loader_settings
+loader_settings(const std::string& url) {
+  using namespace std::chrono_literals;
+  storage::read_model_loader_settings s;
+  s.database_url = url;
+  s.poll_interval = 20ms;
+  s.min_backoff = 50ms;
+  s.max_backoff = 500ms;
+  return s;
+}
+
 inline std::string query1(pqxx::connection& conn, const std::string& sql) {
   pqxx::nontransaction tx{conn};
   auto r = tx.exec(sql);

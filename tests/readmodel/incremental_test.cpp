@@ -17,15 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-storage::read_model_loader_settings fast_loader(const std::string& url) {
-  storage::read_model_loader_settings s;
-  s.database_url = url;
-  s.poll_interval = 20ms;
-  s.min_backoff = 50ms;
-  s.max_backoff = 500ms;
-  return s;
-}
-
 template <class T>
 std::string opt(const std::optional<T>& v) {
   if (!v)
@@ -299,7 +290,7 @@ TEST_CASE("incremental updates leave the model a full load reads",
                 "'SHA256:bystander')");
   actor_env env;
   auto loader = env.sys.spawn<caf::detached>(storage::read_model_loader,
-                                             fast_loader(m.db.url()));
+                                             loader_settings(m.db.url()));
   env.self->send(loader, atom::subscribe::value, env.subscriber());
   auto first = env.next_snapshot(10s);
   REQUIRE(first);
@@ -346,7 +337,7 @@ TEST_CASE("a change whose transaction commits after a later one's is "
   seeded_database m;
   actor_env env;
   auto loader = env.sys.spawn<caf::detached>(storage::read_model_loader,
-                                             fast_loader(m.db.url()));
+                                             loader_settings(m.db.url()));
   env.self->send(loader, atom::subscribe::value, env.subscriber());
   REQUIRE(env.next_snapshot(10s));
 
@@ -376,7 +367,7 @@ TEST_CASE("a seed and a TRUNCATE load in full; one change copies one shard",
   seeded_database m;
   actor_env env;
   auto loader = env.sys.spawn<caf::detached>(storage::read_model_loader,
-                                             fast_loader(m.db.url()));
+                                             loader_settings(m.db.url()));
   env.self->send(loader, atom::subscribe::value, env.subscriber());
   auto first = env.next_snapshot(10s);
   REQUIRE(first);
@@ -422,7 +413,7 @@ TEST_CASE("a key's last use is no change; the log is pruned and the model "
           "[.pg]") {
   seeded_database m;
   actor_env env;
-  auto settings = fast_loader(m.db.url());
+  auto settings = loader_settings(m.db.url());
   settings.refresh_interval = 50ms;
   // Long enough for the loader (reading every 50 ms) to have read a row
   // before it may go.

@@ -13,15 +13,6 @@ using json = nlohmann::json;
 
 namespace {
 
-storage::read_model_loader_settings loader_settings(const std::string& url) {
-  storage::read_model_loader_settings s;
-  s.database_url = url;
-  s.poll_interval = 20ms;
-  s.min_backoff = 50ms;
-  s.max_backoff = 500ms;
-  return s;
-}
-
 /// A loader over a seeded database, with the test's scoped actor subscribed.
 struct loader_fixture : seeded_database, actor_env {
   read_model_loader_actor loader = sys.spawn<caf::detached>(
