@@ -94,10 +94,16 @@ public:
   /// Writes everything queued, then every later line directly (at exit:
   /// static destructors may still log).
   void finish() {
-    std::unique_lock<std::mutex> lock{mtx_};
-    direct_ = true;
-    ready_.notify_one();
-    idle_.wait(lock, [this] { return pending_.empty() && !writing_; });
+    {
+      std::unique_lock<std::mutex> lock{mtx_};
+      direct_ = true;
+      ready_.notify_one();
+      idle_.wait(lock, [this] { return pending_.empty() && !writing_; });
+    }
+    // The writer has returned or is about to; joined, so that no thread
+    // outlives main unjoined (ThreadSanitizer reports that).
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+      thread_.join();
   }
 
   static line_writer& instance() {
