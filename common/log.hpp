@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string_view>
 
 namespace gatehouse::log {
@@ -20,6 +22,35 @@ void set_format(log_format fmt);
 /// `fields`.
 void write(level lvl, std::string_view msg,
            const nlohmann::json& fields = nlohmann::json::object());
+
+/// One field of write_fields(): text, an integer or a floating-point number.
+struct field {
+  enum class kind { text, integer, number };
+
+  field(std::string_view k, std::string_view v)
+    : key(k), type(kind::text), text(v) {}
+  field(std::string_view k, const char* v)
+    : key(k), type(kind::text), text(v) {}
+  field(std::string_view k, const std::string& v)
+    : key(k), type(kind::text), text(v) {}
+  field(std::string_view k, int v)
+    : key(k), type(kind::integer), integer(v) {}
+  field(std::string_view k, std::int64_t v)
+    : key(k), type(kind::integer), integer(v) {}
+  field(std::string_view k, double v)
+    : key(k), type(kind::number), number(v) {}
+
+  std::string_view key;
+  kind type;
+  std::string_view text;
+  std::int64_t integer = 0;
+  double number = 0;
+};
+
+/// write() for a line per request: the same line, built without a JSON
+/// document. Keys must be distinct and none of ts, level or msg.
+void write_fields(level lvl, std::string_view msg,
+                  std::initializer_list<field> fields);
 
 inline void info(std::string_view msg,
                  const nlohmann::json& fields = nlohmann::json::object()) {

@@ -1,6 +1,7 @@
 #include "edges/http/codec.hpp"
 
 #include "common/ids.hpp"
+#include "common/json_text.hpp"
 
 #include "messages/errors.hpp"
 
@@ -108,20 +109,7 @@ public:
 
   json_writer& value(const std::string& text) {
     comma();
-    // Printable ASCII is written as is, but for '"' and '\\'; anything else
-    // (control characters, UTF-8, invalid bytes) the way dump() writes it.
-    for (unsigned char ch : text)
-      if (ch < 0x20 || ch >= 0x7f) {
-        out_ += dump(json(text));
-        return *this;
-      }
-    out_ += '"';
-    for (char ch : text) {
-      if (ch == '"' || ch == '\\')
-        out_ += '\\';
-      out_ += ch;
-    }
-    out_ += '"';
+    json_text::append_string(out_, text);
     return *this;
   }
 

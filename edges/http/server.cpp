@@ -608,15 +608,16 @@ struct server::impl {
                 .count();
         const char* route = current.route;
         stats.observe(route, res.status, seconds);
-        log::info("request",
-                  {{"correlation_id", res.get_header_value("X-Request-Id")},
-                   {"method", req.method},
-                   {"route", route},
-                   {"path", req.path},
-                   {"status", res.status},
-                   {"duration_ms", seconds * 1000.0},
-                   {"remote_addr", req.remote_addr},
-                   {"remote_port", req.remote_port}});
+        const std::string correlation_id = res.get_header_value("X-Request-Id");
+        log::write_fields(log::level::info, "request",
+                          {{"correlation_id", correlation_id},
+                           {"method", req.method},
+                           {"route", route},
+                           {"path", req.path},
+                           {"status", res.status},
+                           {"duration_ms", seconds * 1000.0},
+                           {"remote_addr", req.remote_addr},
+                           {"remote_port", req.remote_port}});
         current.active = false;
         current.route = "unmatched";
       });

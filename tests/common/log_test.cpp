@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <functional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -79,4 +81,74 @@ TEST_CASE("log lines from many threads arrive whole and in each thread's "
   CHECK(lines == static_cast<std::size_t>(threads * per_thread));
   for (int t = 0; t < threads; ++t)
     CHECK(next[t] == per_thread);
+}
+
+namespace {
+
+// Lines written to stdout while `body` runs, once `expected` have arrived.
+std::vector<std::string> captured_lines(std::size_t expected,
+                                        const std::function<void()>& body) {
+  char path[] = "/tmp/gatehouse-log-test.XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  int saved = ::dup(STDOUT_FILENO);
+  REQUIRE(::dup2(fd, STDOUT_FILENO) == STDOUT_FILENO);
+  body();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (count_lines(path) < expected
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::dup2(saved, STDOUT_FILENO);
+  ::close(saved);
+  ::close(fd);
+  std::vector<std::string> lines;
+  std::ifstream in{path};
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  std::remove(path);
+  return lines;
+}
+
+// The line without its timestamp (the two calls may fall in different
+// milliseconds).
+std::string without_timestamp(std::string line) {
+  return std::regex_replace(line,
+                            std::regex{R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"},
+                            "TS");
+}
+
+} // namespace
+
+TEST_CASE("write_fields writes the line write() writes, in both formats",
+          "[log]") {
+  const std::string awkward = "a \"quoted\" \\ back\x01slash \xff\xfe caf\xc3\xa9";
+  auto log_both = [&] {
+    log::write(log::level::warn, "request",
+               {{"path", awkward},
+                {"status", 404},
+                {"remote_port", std::int64_t{-9000000000}},
+                {"duration_ms", 0.1},
+                {"whole", 2.0},
+                {"addr", "127.0.0.1"}});
+    log::write_fields(log::level::warn, "request",
+                      {{"path", awkward},
+                       {"status", 404},
+                       {"remote_port", std::int64_t{-9000000000}},
+                       {"duration_ms", 0.1},
+                       {"whole", 2.0},
+                       {"addr", "127.0.0.1"}});
+  };
+  SECTION("json") {
+    auto lines = captured_lines(2, log_both);
+    REQUIRE(lines.size() == 2);
+    CHECK(without_timestamp(lines[1]) == without_timestamp(lines[0]));
+    CHECK_FALSE(nlohmann::json::parse(lines[1], nullptr, false).is_discarded());
+  }
+  SECTION("text") {
+    log::set_format(log_format::text);
+    auto lines = captured_lines(2, log_both);
+    log::set_format(log_format::json);
+    REQUIRE(lines.size() == 2);
+    CHECK(without_timestamp(lines[1]) == without_timestamp(lines[0]));
+  }
 }
