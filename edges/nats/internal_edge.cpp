@@ -9,6 +9,8 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
+
 namespace gatehouse::nats {
 
 namespace {
@@ -59,30 +61,38 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
         this->publish(subject, request_id, reply);
       };
   bridge_deps bdeps{deps_.domains, deps_.requests};
+  int per_call = settings_.subscriptions_per_call;
+  if (per_call <= 0)
+    per_call = std::clamp(static_cast<int>(std::thread::hardware_concurrency()),
+                          1, 8);
   for (const auto& spec : call_table) {
-    auto call = spec.id;
-    auto s = std::make_unique<subscription>();
-    s->edge = this;
-    s->call = call;
     bridge_settings bs;
-    bs.call = call;
+    bs.call = spec.id;
     bs.request_timeout = settings_.request_timeout;
     bs.replay_capacity = settings_.replay_capacity;
-    s->bridge = deps_.sys->spawn(internal_bridge, bs, bdeps, publish, stats_);
+    // One bridge per call, whatever the subscriptions: it keeps the call's
+    // replies for retries.
+    auto bridge = deps_.sys->spawn(internal_bridge, bs, bdeps, publish, stats_);
     auto subject = settings_.subject_prefix + spec.name;
-    natsStatus st = natsConnection_QueueSubscribe(
-      &s->sub, nc, subject.c_str(), settings_.queue_group.c_str(),
-      &internal_edge::on_message, s.get());
-    if (st == NATS_OK)
-      st = natsSubscription_SetOnCompleteCB(s->sub, &internal_edge::on_complete,
-                                            s.get());
-    if (st == NATS_OK)
-      st = natsSubscription_SetPendingLimits(
-        s->sub, settings_.pending_msgs_limit, settings_.pending_bytes_limit);
-    subs_.push_back(std::move(s));
-    if (st != NATS_OK) {
-      error = "nats subscribe " + subject + ": " + status_text(st);
-      return false;
+    for (int i = 0; i < per_call; ++i) {
+      auto s = std::make_unique<subscription>();
+      s->edge = this;
+      s->call = spec.id;
+      s->bridge = bridge;
+      natsStatus st = natsConnection_QueueSubscribe(
+        &s->sub, nc, subject.c_str(), settings_.queue_group.c_str(),
+        &internal_edge::on_message, s.get());
+      if (st == NATS_OK)
+        st = natsSubscription_SetOnCompleteCB(
+          s->sub, &internal_edge::on_complete, s.get());
+      if (st == NATS_OK)
+        st = natsSubscription_SetPendingLimits(
+          s->sub, settings_.pending_msgs_limit, settings_.pending_bytes_limit);
+      subs_.push_back(std::move(s));
+      if (st != NATS_OK) {
+        error = "nats subscribe " + subject + ": " + status_text(st);
+        return false;
+      }
     }
   }
   monitor_ = std::thread{[this] {
@@ -91,7 +101,8 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
   log::info("nats internal edge subscribed",
             {{"subjects", settings_.subject_prefix + "*"},
              {"queue_group", settings_.queue_group},
-             {"calls", subs_.size()}});
+             {"calls", call_count},
+             {"subscriptions_per_call", per_call}});
   return true;
 }
 

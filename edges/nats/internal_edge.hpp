@@ -63,6 +63,11 @@ struct internal_edge_settings {
   std::chrono::milliseconds monitor_interval{2000};
   /// Replies kept in memory per call for retries (bridge_settings).
   std::size_t replay_capacity = 65536;
+  /// Queue subscriptions per call, all feeding the call's one bridge: nats.c
+  /// delivers each subscription's messages on one thread, so one
+  /// subscription serializes a call's requests up to the bridge. 0: one per
+  /// core, at most 8.
+  int subscriptions_per_call = 0;
 };
 
 /// The actors the edge needs.
@@ -72,7 +77,7 @@ struct internal_edge_deps {
   request_store_actor requests;
 };
 
-/// The edge: one queue subscription and one bridge actor per call.
+/// The edge: queue subscriptions and one bridge actor per call.
 class internal_edge {
 public:
   internal_edge(internal_edge_settings settings, internal_edge_deps deps);
