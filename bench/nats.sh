@@ -16,7 +16,8 @@ usage() {
 Usage: bench/nats.sh [options]
   -c, --connections N   wrk connections = NATS requests outstanding
                         (BENCH_CONNECTIONS, default 16)
-  -t, --threads N       wrk threads (BENCH_THREADS, default 2)
+  -t, --threads N       wrk threads = NATS client connections, each with its
+                        own threads (BENCH_THREADS, default 2)
   -d, --duration S      seconds per measured run (BENCH_DURATION, default 10)
   --warmup S            unmeasured seconds before each (BENCH_WARMUP, default 2)
   --request-ids         send a unique Gatehouse-Request-Id with every NATS
@@ -177,10 +178,10 @@ run_wrk http "$DURATION" || FAILED=1
 
 # -- NATS: the nats.c client --------------------------------------------------------
 
-gh_log "NATS: gatehouse_nats_bench -c$CONNECTIONS -d${DURATION}s (warm-up ${WARMUP}s)"
+gh_log "NATS: gatehouse_nats_bench -t$THREADS -c$CONNECTIONS -d${DURATION}s (warm-up ${WARMUP}s)"
 NATS_RC=0
 "$CLIENT" --url "$GATEHOUSE_NATS_URL" --body "$BODY" -c "$CONNECTIONS" \
-  -d "$DURATION" --warmup "$WARMUP" --json "${REQUEST_IDS[@]}" \
+  -t "$THREADS" -d "$DURATION" --warmup "$WARMUP" --json "${REQUEST_IDS[@]}" \
   >"$WORK/runs/nats.json" 2>"$WORK/runs/nats.err" || NATS_RC=$?
 if [ "$NATS_RC" -ne 0 ]; then
   gh_log "NATS run failed: $(cat "$WORK/runs/nats.json" "$WORK/runs/nats.err")"

@@ -13,7 +13,11 @@
 //   bench/allowed-body.json
 //     [--subject gatehouse.internal.v1.allowed] [--concurrency 16]
 //     [--duration 10] [--warmup 2] [--timeout-ms 5000] [--status 200]
-//     [--request-ids] [--json]
+//     [--request-ids] [--json] [--threads 1]
+//
+// --threads N opens N connections, each with its own reply subscription (so
+// its own nats.c reader and delivery threads) and an equal share of the
+// outstanding requests, as wrk -t N spreads its connections over N threads.
 //
 // Prints one summary line (or one JSON object with --json); exits 1 when a
 // request failed or timed out, or none completed.
@@ -32,6 +36,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -53,6 +58,7 @@ struct options {
   int status = 200;
   bool request_ids = false;
   bool json = false;
+  int threads = 1;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
@@ -60,7 +66,7 @@ struct options {
             << "\nusage: gatehouse_nats_bench --url URL --body FILE "
                "[--subject S] [--concurrency N] [--duration SECONDS] "
                "[--warmup SECONDS] [--timeout-ms MS] [--status CODE] "
-               "[--request-ids] [--json]\n";
+               "[--request-ids] [--json] [--threads N]\n";
   std::exit(2);
 }
 
@@ -93,13 +99,18 @@ options parse_args(int argc, char** argv) {
       o.request_ids = true;
     else if (a == "--json")
       o.json = true;
+    else if (a == "--threads" || a == "-t")
+      o.threads = std::atoi(value().c_str());
     else
       usage("unknown argument " + a);
   }
   if (o.body_file.empty())
     usage("--body is required");
-  if (o.concurrency < 1 || o.duration_s <= 0 || o.timeout_ms < 1)
-    usage("concurrency, duration and timeout must be positive");
+  if (o.concurrency < 1 || o.duration_s <= 0 || o.timeout_ms < 1
+      || o.threads < 1)
+    usage("concurrency, duration, timeout and threads must be positive");
+  if (o.threads > o.concurrency)
+    o.threads = o.concurrency;
   return o;
 }
 
@@ -130,6 +141,7 @@ struct bench {
   options opt;
   std::string payload;
   natsConnection* nc = nullptr;
+  natsSubscription* sub = nullptr;
   std::string inbox;
   std::mutex mtx;
   std::vector<slot> slots;
@@ -207,29 +219,19 @@ struct bench {
   }
 };
 
-void sleep_checking(bench& b, double seconds) {
+void sleep_checking(std::vector<std::unique_ptr<bench>>& benches,
+                    double seconds) {
   auto until = clock_type::now()
     + std::chrono::microseconds(static_cast<long>(seconds * 1e6));
   while (clock_type::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    b.check_timeouts();
+    for (auto& b : benches)
+      b->check_timeouts();
   }
 }
 
-double percentile_ms(const std::vector<std::uint32_t>& sorted, double p) {
-  if (sorted.empty())
-    return 0;
-  auto idx
-    = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
-  return sorted[idx] / 1000.0;
-}
-
-} // namespace
-
-int main(int argc, char** argv) {
-  bench b;
-  b.opt = parse_args(argc, argv);
-  b.payload = payload_of(b.opt.body_file);
+// Connects `b` and subscribes its reply inbox; false after printing why.
+bool connect(bench& b) {
   natsOptions* nopts = nullptr;
   natsStatus st = natsOptions_Create(&nopts);
   if (st == NATS_OK)
@@ -245,87 +247,118 @@ int main(int argc, char** argv) {
     st = natsOptions_SetSendAsap(nopts, true);
   if (st == NATS_OK)
     st = natsConnection_Connect(&b.nc, nopts);
+  natsOptions_Destroy(nopts);
   if (st != NATS_OK) {
     std::cerr << "gatehouse_nats_bench: connect " << b.opt.url << ": "
               << natsStatus_GetText(st) << '\n';
-    return 1;
+    return false;
   }
   natsInbox* inbox = nullptr;
   if (natsInbox_Create(&inbox) != NATS_OK) {
     std::cerr << "gatehouse_nats_bench: no inbox\n";
-    return 1;
+    return false;
   }
   b.inbox = inbox;
   natsInbox_Destroy(inbox);
-  natsSubscription* sub = nullptr;
-  st = natsConnection_Subscribe(&sub, b.nc, (b.inbox + ".>").c_str(),
+  st = natsConnection_Subscribe(&b.sub, b.nc, (b.inbox + ".>").c_str(),
                                 &bench::on_reply, &b);
   if (st == NATS_OK)
-    st = natsSubscription_SetPendingLimits(sub, -1, -1);
+    st = natsSubscription_SetPendingLimits(b.sub, -1, -1);
   if (st == NATS_OK)
     st = natsConnection_Flush(b.nc);
   if (st != NATS_OK) {
     std::cerr << "gatehouse_nats_bench: subscribe: " << natsStatus_GetText(st)
               << '\n';
-    return 1;
+    return false;
+  }
+  return true;
+}
+
+double percentile_ms(const std::vector<std::uint32_t>& sorted, double p) {
+  if (sorted.empty())
+    return 0;
+  auto idx
+    = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
+  return sorted[idx] / 1000.0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  const options opt = parse_args(argc, argv);
+  const std::string payload = payload_of(opt.body_file);
+  std::vector<std::unique_ptr<bench>> benches;
+  for (int t = 0; t < opt.threads; ++t) {
+    auto b = std::make_unique<bench>();
+    b->opt = opt;
+    // An equal share of the outstanding requests, the first ones one more.
+    b->opt.concurrency
+      = opt.concurrency / opt.threads + (t < opt.concurrency % opt.threads);
+    b->payload = payload;
+    if (!connect(*b))
+      return 1;
+    benches.push_back(std::move(b));
   }
 
-  {
-    std::lock_guard<std::mutex> guard{b.mtx};
-    b.slots.resize(static_cast<std::size_t>(b.opt.concurrency));
-    b.measuring = b.opt.warmup_s <= 0;
-    for (std::size_t i = 0; i < b.slots.size(); ++i)
-      b.send(i);
+  for (auto& b : benches) {
+    std::lock_guard<std::mutex> guard{b->mtx};
+    b->slots.resize(static_cast<std::size_t>(b->opt.concurrency));
+    b->measuring = opt.warmup_s <= 0;
+    for (std::size_t i = 0; i < b->slots.size(); ++i)
+      b->send(i);
   }
-  if (b.opt.warmup_s > 0) {
-    sleep_checking(b, b.opt.warmup_s);
-    std::lock_guard<std::mutex> guard{b.mtx};
-    b.measuring = true;
+  if (opt.warmup_s > 0) {
+    sleep_checking(benches, opt.warmup_s);
+    for (auto& b : benches) {
+      std::lock_guard<std::mutex> guard{b->mtx};
+      b->measuring = true;
+    }
   }
   auto start = clock_type::now();
-  sleep_checking(b, b.opt.duration_s);
+  sleep_checking(benches, opt.duration_s);
   std::vector<std::uint32_t> lat;
   std::map<int, std::uint64_t> statuses;
   std::uint64_t timeouts = 0;
   std::uint64_t publish_errors = 0;
-  double elapsed = 0;
-  {
-    std::lock_guard<std::mutex> guard{b.mtx};
-    b.stopping = true;
-    b.measuring = false;
-    elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-    lat.swap(b.latencies_us);
-    statuses = b.statuses;
-    timeouts = b.timeouts;
-    publish_errors = b.publish_errors;
+  double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+  for (auto& b : benches) {
+    std::lock_guard<std::mutex> guard{b->mtx};
+    b->stopping = true;
+    b->measuring = false;
+    lat.insert(lat.end(), b->latencies_us.begin(), b->latencies_us.end());
+    for (auto& [code, count] : b->statuses)
+      statuses[code] += count;
+    timeouts += b->timeouts;
+    publish_errors += b->publish_errors;
   }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
-  natsConnection_Close(b.nc);
-  natsConnection_Destroy(b.nc);
-  natsOptions_Destroy(nopts);
+  for (auto& b : benches) {
+    natsSubscription_Unsubscribe(b->sub);
+    natsSubscription_Destroy(b->sub);
+    natsConnection_Close(b->nc);
+    natsConnection_Destroy(b->nc);
+  }
 
   std::sort(lat.begin(), lat.end());
-  std::uint64_t ok = statuses[b.opt.status];
+  std::uint64_t ok = statuses[opt.status];
   std::uint64_t other = lat.size() - ok;
   double rps = elapsed > 0 ? static_cast<double>(lat.size()) / elapsed : 0;
   double p50 = percentile_ms(lat, 0.50);
   double p99 = percentile_ms(lat, 0.99);
-  if (b.opt.json) {
+  if (opt.json) {
     std::printf("{\"subject\":\"%s\",\"concurrency\":%d,\"requests\":%zu,"
                 "\"seconds\":%.3f,\"rps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
                 "\"unexpected_status\":%llu,\"timeouts\":%llu,"
                 "\"publish_errors\":%llu}\n",
-                b.opt.subject.c_str(), b.opt.concurrency, lat.size(), elapsed,
+                opt.subject.c_str(), opt.concurrency, lat.size(), elapsed,
                 rps, p50, p99, static_cast<unsigned long long>(other),
                 static_cast<unsigned long long>(timeouts),
                 static_cast<unsigned long long>(publish_errors));
   } else {
     std::printf("%s  concurrency %d: %zu requests in %.2f s, %.0f req/s, "
                 "p50 %.3f ms, p99 %.3f ms, %llu not %d, %llu timeouts\n",
-                b.opt.subject.c_str(), b.opt.concurrency, lat.size(), elapsed,
+                opt.subject.c_str(), opt.concurrency, lat.size(), elapsed,
                 rps, p50, p99, static_cast<unsigned long long>(other),
-                b.opt.status, static_cast<unsigned long long>(timeouts));
+                opt.status, static_cast<unsigned long long>(timeouts));
   }
   nats_Close();
   return (lat.empty() || other > 0 || timeouts > 0) ? 1 : 0;
