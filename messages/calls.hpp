@@ -32,6 +32,13 @@ enum class caller_rule : std::uint8_t {
   /// send the Gitlab-Workhorse header (GitLab's
   /// authenticate_by_gitlab_shell_or_workhorse_token!).
   shell_or_workhorse,
+  /// Workhorse with its Gitlab-Workhorse header (GitLab's
+  /// require_gitlab_workhorse!): the /api/v4 routes only Workhorse calls.
+  workhorse_api,
+  /// Workhorse pre-authorizing an end user's git or LFS request: a refusal
+  /// is plain text for the git client, and HEAD is refused (GitLab's
+  /// Repositories::GitHttpClientController).
+  workhorse_git,
 };
 
 /// The domain actor that owns a call.
@@ -87,8 +94,14 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
 //   changes_state)
 // - name: the NATS subject suffix and the metrics label: the HTTP path after
 //   /api/v4/internal/ with '/' replaced by '.';
+// - path: fixed, or a pattern whose `*name` segment matches one or more
+//   path segments and `:name` one (captured in order, for the codec);
 // - changes_state: retries are guarded in PostgreSQL, not only in memory.
-#define GATEHOUSE_CALLS(X)                                                     \
+//
+// GATEHOUSE_SHARED_CALLS are served over HTTP and NATS;
+// GATEHOUSE_HTTP_CALLS only over HTTP: their requests are an end user's HTTP
+// request that Workhorse forwards (headers, path), which has no NATS form.
+#define GATEHOUSE_SHARED_CALLS(X)                                                     \
   X(check, "check", "GET", "/api/v4/internal/check", shell, status,            \
     check_query, check_view, false)                                            \
   X(allowed, "allowed", "POST", "/api/v4/internal/allowed", shell, access,     \
@@ -121,6 +134,14 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
     "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse, access, \
     access::audit_query, access::audit_answer, false)
 
+#define GATEHOUSE_HTTP_CALLS(X)                                                \
+  X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \
+    geo_query, geo_view, false)
+
+#define GATEHOUSE_CALLS(X)                                                     \
+  GATEHOUSE_SHARED_CALLS(X)                                                    \
+  GATEHOUSE_HTTP_CALLS(X)
+
 /// Every call, in the table's order.
 enum class call_id : std::uint8_t {
 #define GATEHOUSE_CALL_ID(id, ...) id,
@@ -137,19 +158,36 @@ struct call_spec {
   caller_rule auth;
   domain owner;
   bool changes_state;
+  /// Served over NATS too (GATEHOUSE_SHARED_CALLS).
+  bool over_nats;
 };
 
 /// The rows of the call table, in order.
 inline constexpr call_spec call_table[] = {
 #define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,     \
                             changes)                                           \
-  {call_id::id, name, method, path, caller_rule::auth, domain::owner, changes},
-  GATEHOUSE_CALLS(GATEHOUSE_CALL_SPEC)
+  {call_id::id, name,          method,         path,                           \
+   caller_rule::auth, domain::owner, changes, true},
+  GATEHOUSE_SHARED_CALLS(GATEHOUSE_CALL_SPEC)
+#undef GATEHOUSE_CALL_SPEC
+#define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,     \
+                            changes)                                           \
+  {call_id::id, name,          method,         path,                           \
+   caller_rule::auth, domain::owner, changes, false},
+  GATEHOUSE_HTTP_CALLS(GATEHOUSE_CALL_SPEC)
 #undef GATEHOUSE_CALL_SPEC
 };
 
 inline constexpr std::size_t call_count
   = sizeof(call_table) / sizeof(call_table[0]);
+
+/// How many calls are served over NATS.
+constexpr std::size_t nats_call_count() {
+  std::size_t n = 0;
+  for (const auto& spec : call_table)
+    n += spec.over_nats ? 1 : 0;
+  return n;
+}
 
 /// The row of `id`.
 constexpr const call_spec& spec_of(call_id id) {

@@ -31,6 +31,8 @@ using store_actor = caf::typed_actor<
 using system_status_actor = caf::typed_actor<
   // Report what GET /internal/check returns.
   caf::replies_to<check_query>::with<check_view>,
+  // Answer Workhorse's Geo poll: Gatehouse is never a Geo site.
+  caf::replies_to<geo_query>::with<geo_view>,
   // Report each dependency's state.
   caf::replies_to<atom::readiness>::with<readiness_view>,
   // The NATS edge reports a connection state change.

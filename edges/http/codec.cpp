@@ -168,7 +168,7 @@ std::string denial_text(const std::string& message) {
 // -- check
 // ------------------------------------------------------------------------
 
-caf::expected<check_query> decode(call_tag<call_id::check>, const json&) {
+caf::expected<check_query> decode(call_tag<call_id::check>, const request_view&) {
   return check_query{};
 }
 
@@ -184,7 +184,8 @@ reply encode(call_tag<call_id::check>, const check_view& view) {
 // ----------------------------------------------------------------------
 
 caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
-                                             const json& params) {
+                                             const request_view& in) {
+  const json& params = in.params;
   access::allowed_params p;
   p.action = string_param(params, "action").value_or("");
   p.project = string_param(params, "project");
@@ -292,7 +293,8 @@ text_reply encode_text(call_tag<call_id::allowed>,
 // --------------------------------------------------------------
 
 caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
-                                        const json& params) {
+                                        const request_view& in) {
+  const json& params = in.params;
   return access::key_query{string_param(params, "key").value_or("")};
 }
 
@@ -325,7 +327,8 @@ text_reply encode_text(call_tag<call_id::authorized_keys>,
 // ---------------------------------------------------------------------
 
 caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
-                                             const json& params) {
+                                             const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::discover_query q;
   q.key_id = ids("key_id");
@@ -348,7 +351,8 @@ reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
 // -------------------------------------------------------------
 
 caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
-                                        const json& params) {
+                                        const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::lfs_query q;
   q.caller = caller_of(ids);
@@ -371,7 +375,8 @@ reply encode(call_tag<call_id::lfs_authenticate>, const access::lfs_answer& a) {
 // ----------------------------------------------------
 
 caf::expected<access::recovery_query> decode(
-  call_tag<call_id::two_factor_recovery_codes>, const json& params) {
+  call_tag<call_id::two_factor_recovery_codes>, const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::recovery_query q{caller_of(ids)};
   return ids.result(std::move(q));
@@ -386,7 +391,8 @@ reply encode(call_tag<call_id::two_factor_recovery_codes>,
 // ---------------------------------------------------------
 
 caf::expected<access::pat_query> decode(
-  call_tag<call_id::personal_access_token>, const json& params) {
+  call_tag<call_id::personal_access_token>, const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::pat_query q;
   q.caller = caller_of(ids);
@@ -406,7 +412,7 @@ reply encode(call_tag<call_id::personal_access_token>,
 
 // The community edition declares no parameters for these: nothing to read.
 caf::expected<access::otp_query> decode(
-  call_tag<call_id::two_factor_manual_otp_check>, const json&) {
+  call_tag<call_id::two_factor_manual_otp_check>, const request_view&) {
   return access::otp_query{};
 }
 
@@ -416,7 +422,7 @@ reply encode(call_tag<call_id::two_factor_manual_otp_check>,
 }
 
 caf::expected<access::otp_query> decode(
-  call_tag<call_id::two_factor_push_otp_check>, const json&) {
+  call_tag<call_id::two_factor_push_otp_check>, const request_view&) {
   return access::otp_query{};
 }
 
@@ -429,7 +435,8 @@ reply encode(call_tag<call_id::two_factor_push_otp_check>,
 // -----------------------------------------------------
 
 caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
-                                               const json& params) {
+                                               const request_view& in) {
+  const json& params = in.params;
   push::pre_receive_params p;
   p.gl_repository = string_param(params, "gl_repository").value_or("");
   return p;
@@ -442,7 +449,8 @@ reply encode(call_tag<call_id::pre_receive>,
 }
 
 caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
-                                                const json& params) {
+                                                const request_view& in) {
+  const json& params = in.params;
   push::post_receive_params p;
   p.gl_repository = string_param(params, "gl_repository").value_or("");
   p.identifier = string_param(params, "identifier").value_or("");
@@ -467,7 +475,8 @@ reply encode(call_tag<call_id::post_receive>,
 // ----------------------------------------------------
 
 caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
-                                          const json& params) {
+                                          const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::audit_query q;
   q.action = string_param(params, "action");
@@ -486,6 +495,20 @@ caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
 reply encode(call_tag<call_id::git_audit_event>,
              const access::audit_answer& a) {
   return {a.status, denial(a.message)};
+}
+
+// -- geo/proxy
+// ----------------------------------------------------------------------
+
+caf::expected<geo_query> decode(call_tag<call_id::geo_proxy>,
+                                const request_view&) {
+  return geo_query{};
+}
+
+reply encode(call_tag<call_id::geo_proxy>, const geo_view& view) {
+  reply out{200, {{"geo_enabled", view.geo_enabled}}};
+  out.content_type = workhorse_content_type;
+  return out;
 }
 
 } // namespace gatehouse::http

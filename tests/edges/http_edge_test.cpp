@@ -47,6 +47,7 @@ system_status_actor::behavior_type mock_status(
   system_status_actor::stateful_pointer<mock_status_state> self,
   mock_script* script) {
   return {
+    [=](geo_query) { return geo_view{}; },
     [=](check_query) -> caf::result<check_view> {
       check_view view{"18.6.0", "abc123", true};
       auto delay = script->check_delay_ms.load();
