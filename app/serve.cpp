@@ -170,6 +170,7 @@ int serve(const config& cfg) {
   access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
   access_cfg.store_timeout = cfg.request_timeout / 2;
   access_cfg.cheap_git_workers = 2;
+  access_cfg.uploads_dir = cfg.uploads_dir;
   // The access domain in partitions (access::partition_hash): one actor
   // serialized every HTTP thread, and while the thread running it was
   // preempted (two cores, dozens of threads) every other call waited.

@@ -136,7 +136,19 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
 
 #define GATEHOUSE_HTTP_CALLS(X)                                                \
   X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \
-    geo_query, geo_view, false)
+    geo_query, geo_view, false)                                                \
+  X(git_info_refs, "git.info_refs", "GET", "/*repository.git/info/refs",       \
+    workhorse_git, access, access::git_http_query, access::git_http_answer,    \
+    false)                                                                     \
+  X(git_upload_pack, "git.upload_pack", "POST",                                \
+    "/*repository.git/git-upload-pack", workhorse_git, access,                 \
+    access::git_http_query, access::git_http_answer, false)                    \
+  X(git_receive_pack, "git.receive_pack", "POST",                              \
+    "/*repository.git/git-receive-pack", workhorse_git, access,                \
+    access::git_http_query, access::git_http_answer, false)                    \
+  X(workhorse_authorize_upload, "workhorse.authorize_upload", "POST",          \
+    "/api/v4/internal/workhorse/authorize_upload", workhorse, access,          \
+    access::upload_query, access::upload_answer, false)
 
 #define GATEHOUSE_CALLS(X)                                                     \
   GATEHOUSE_SHARED_CALLS(X)                                                    \

@@ -138,6 +138,10 @@ using access_control_actor = caf::typed_actor<
   caf::replies_to<access::discover_query>::with<access::discover_answer>,
   // Mint an LFS token for a project.
   caf::replies_to<access::lfs_query>::with<access::lfs_answer>,
+  // Pre-authorize a git client's smart-HTTP request through Workhorse.
+  caf::replies_to<access::git_http_query>::with<access::git_http_answer>,
+  // Pre-authorize an end user's multipart upload through Workhorse.
+  caf::replies_to<access::upload_query>::with<access::upload_answer>,
   // Regenerate a user's 2FA recovery codes.
   caf::replies_to<access::recovery_query>::with<access::shell_answer>,
   // Create a personal access token.

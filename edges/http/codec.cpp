@@ -1,5 +1,7 @@
 #include "edges/http/codec.hpp"
 
+#include "common/ascii.hpp"
+#include "common/base64.hpp"
 #include "common/ids.hpp"
 #include "common/json_text.hpp"
 
@@ -507,6 +509,152 @@ caf::expected<geo_query> decode(call_tag<call_id::geo_proxy>,
 
 reply encode(call_tag<call_id::geo_proxy>, const geo_view& view) {
   reply out{200, {{"geo_enabled", view.geo_enabled}}};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+// -- git over HTTP (Workhorse's pre-authorization)
+// ---------------------------------------------------------
+
+namespace {
+
+// An Authorization header of the Basic scheme with "login:password";
+// anything else counts as no credentials, as for Rails'
+// has_basic_credentials?.
+access::basic_credentials basic_credentials_of(const request_view& in) {
+  access::basic_credentials out;
+  auto header = in.header("Authorization");
+  if (header.size() < 6 || ascii_lower(header.substr(0, 6)) != "basic ")
+    return out;
+  auto encoded = std::string_view{header}.substr(6);
+  while (!encoded.empty() && encoded.front() == ' ')
+    encoded.remove_prefix(1);
+  auto decoded = base64_decode(encoded);
+  if (!decoded)
+    return out;
+  auto colon = decoded->find(':');
+  if (colon == std::string::npos)
+    return out;
+  out.provided = true;
+  out.login = decoded->substr(0, colon);
+  out.password = decoded->substr(colon + 1);
+  return out;
+}
+
+access::git_http_query git_http_query_of(const request_view& in,
+                                         access::git_http_action action) {
+  access::git_http_query q;
+  q.action = action;
+  q.repository_path = in.capture(0);
+  q.service = string_param(in.params, "service");
+  q.credentials = basic_credentials_of(in);
+  q.workhorse_refusal = in.workhorse_refusal;
+  return q;
+}
+
+// GitLab's git_http_ok: what Workhorse needs to serve the request through
+// Gitaly. Keys are matched case-insensitively by Workhorse.
+reply git_http_reply(const access::git_http_answer& a) {
+  if (a.status != 200 || !a.success) {
+    reply out{a.status, {}, "text/plain; charset=utf-8", a.message};
+    if (a.challenge)
+      out.headers.emplace_back("WWW-Authenticate", "Basic realm=\"GitLab\"");
+    return out;
+  }
+  const auto& s = *a.success;
+  json metadata = json::object();
+  if (!s.gl_id.empty())
+    metadata["user_id"] = s.gl_id;
+  if (s.gl_username && !s.gl_username->empty())
+    metadata["username"] = *s.gl_username;
+  json repository = json::object();
+  json gitaly_server = {{"address", ""}, {"token", ""}};
+  if (s.gitaly) {
+    const auto& g = *s.gitaly;
+    repository = {{"storage_name", g.storage_name},
+                  {"relative_path", g.relative_path},
+                  {"git_object_directory", ""},
+                  {"git_alternate_object_directories", json::array()},
+                  {"gl_repository", g.gl_repository},
+                  {"gl_project_path", g.gl_project_path}};
+    gitaly_server = {{"address", g.address}, {"token", g.token.value_or("")}};
+  }
+  gitaly_server["call_metadata"] = std::move(metadata);
+  json body = {{"GL_ID", s.gl_id},
+               {"GL_USERNAME",
+                s.gl_username ? json(*s.gl_username) : json(nullptr)},
+               {"GL_REPOSITORY", s.gl_repository},
+               {"ShowAllRefs", false},
+               {"NeedAudit", false},
+               {"Repository", std::move(repository)},
+               {"GitConfigOptions", a.git_config_options},
+               {"GitalyServer", std::move(gitaly_server)}};
+  // Projects only: a wiki's answer has neither.
+  if (s.gl_repository.rfind("project-", 0) == 0) {
+    if (s.gl_project_id)
+      body["ProjectID"] = *s.gl_project_id;
+    if (s.gl_root_namespace_id)
+      body["RootNamespaceID"] = *s.gl_root_namespace_id;
+  }
+  reply out{200, std::move(body)};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+} // namespace
+
+caf::expected<access::git_http_query> decode(call_tag<call_id::git_info_refs>,
+                                             const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::info_refs);
+}
+
+reply encode(call_tag<call_id::git_info_refs>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+caf::expected<access::git_http_query>
+decode(call_tag<call_id::git_upload_pack>, const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::upload_pack);
+}
+
+reply encode(call_tag<call_id::git_upload_pack>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+caf::expected<access::git_http_query>
+decode(call_tag<call_id::git_receive_pack>, const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::receive_pack);
+}
+
+reply encode(call_tag<call_id::git_receive_pack>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+// -- workhorse/authorize_upload
+// ---------------------------------------------------
+
+// GitLab's order: the private_token parameter, the PRIVATE-TOKEN header,
+// then an OAuth-style Bearer token.
+caf::expected<access::upload_query>
+decode(call_tag<call_id::workhorse_authorize_upload>, const request_view& in) {
+  access::upload_query q;
+  if (auto token = string_param(in.params, "private_token")) {
+    q.token = std::move(token);
+  } else if (auto header = in.header("PRIVATE-TOKEN"); !header.empty()) {
+    q.token = std::move(header);
+  } else if (auto auth = in.header("Authorization");
+             auth.size() > 7 && ascii_lower(auth.substr(0, 7)) == "bearer ") {
+    q.token = auth.substr(7);
+  }
+  return q;
+}
+
+reply encode(call_tag<call_id::workhorse_authorize_upload>,
+             const access::upload_answer& a) {
+  reply out{200, {{"TempPath", a.temp_path}}};
   out.content_type = workhorse_content_type;
   return out;
 }

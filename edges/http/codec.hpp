@@ -24,6 +24,9 @@ namespace gatehouse::http {
 struct request_view {
   const json& params;
   const httplib::Request& http;
+  /// Why Workhorse's token was refused, on the routes where GitLab checks
+  /// it after the end user's credentials (caller_rule::workhorse_git).
+  std::optional<std::string> workhorse_refusal = std::nullopt;
 
   /// A header's value, "" when absent.
   std::string header(const char* name) const {

@@ -323,13 +323,12 @@ struct server::impl {
       return std::nullopt;
     auto who = caller_for(rule, req);
     if (rule == caller_rule::workhorse_git) {
-      // GitLab's git HTTP controllers answer the git client in plain text
-      // and refuse HEAD outright (deny_head_requests).
+      // GitLab's git HTTP controllers refuse HEAD before anything else
+      // (deny_head_requests), and check Workhorse's token only after the
+      // end user's credentials: the domain orders those answers
+      // (request_view::workhorse_refusal).
       if (req.method == "HEAD")
         return plain_refusal(403, "");
-      auto verdict = verify(req, who);
-      if (verdict != jwt::verdict::ok)
-        return plain_refusal(403, workhorse_jwt_error(verdict, req));
       return std::nullopt;
     }
     if (!authenticated(req, who))
@@ -358,7 +357,13 @@ struct server::impl {
     const auto& spec = spec_of(Id);
     table.push_back(
       {spec.method, spec.path, spec.auth, [this, tag](call& c) {
-         auto request = decode(tag, request_view{c.params, c.req});
+         request_view in{c.params, c.req};
+         if (spec_of(Id).auth == caller_rule::workhorse_git) {
+           auto verdict = verify(c.req, jwt::caller::workhorse);
+           if (verdict != jwt::verdict::ok)
+             in.workhorse_refusal = workhorse_jwt_error(verdict, c.req);
+         }
+         auto request = decode(tag, in);
          if (!request)
            return send_error(c.res, error_response(request.error()));
          auto dest = types::actor(deps.domains, *request);
