@@ -9,6 +9,7 @@
 
 #include "messages/access.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/pages.hpp"
 #include "messages/push.hpp"
 #include "messages/types.hpp"
 
@@ -42,7 +43,7 @@ enum class caller_rule : std::uint8_t {
 };
 
 /// The domain actor that owns a call.
-enum class domain : std::uint8_t { status, access, push };
+enum class domain : std::uint8_t { status, access, push, pages };
 
 /// The domain actors, as the edges hold them.
 struct domain_actors {
@@ -51,6 +52,8 @@ struct domain_actors {
   /// absent.
   std::vector<access_control_actor> access;
   push_processing_actor push;
+  /// GitLab Pages' domain lookups; absent in tests that do not need it.
+  pages_actor pages;
 };
 
 namespace detail {
@@ -136,7 +139,11 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
 
 #define GATEHOUSE_HTTP_CALLS(X)                                                \
   X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \
-    geo_query, geo_view, false)
+    geo_query, geo_view, false)                                                \
+  X(pages, "pages", "GET", "/api/v4/internal/pages", pages, pages,             \
+    pages::domain_query, pages::virtual_domain, false)                         \
+  X(pages_status, "pages.status", "GET", "/api/v4/internal/pages/status",      \
+    pages, pages, pages::status_query, pages::status_answer, false)
 
 #define GATEHOUSE_CALLS(X)                                                     \
   GATEHOUSE_SHARED_CALLS(X)                                                    \
