@@ -472,3 +472,41 @@ TEST_CASE("§3 seed fields are validated with JSON paths",
         "also used by projects[2]"})
     CHECK_THAT(err + out, Catch::Contains(expected));
 }
+
+TEST_CASE("§3 seed --prune removes Pages rows the document no longer lists",
+          "[.integration][pages]") {
+  stack gh;
+  gh.seed(seed_document());
+  gh.start();
+  auto fetch = [&](const std::string& host) {
+    auto key = base64_decode(read_file(gh.secrets().pages));
+    REQUIRE(key);
+    return make_reply(gh.client().Get(
+      ("/api/v4/internal/pages?host=" + host).c_str(),
+      {{"Gitlab-Pages-Api-Request",
+        jwt::sign(jwt::caller::pages, *key, std::time(nullptr))}}));
+  };
+  REQUIRE(fetch("docs.example.org").status == 200);
+
+  auto doc = seed_document();
+  doc["pages_domains"].erase(0); // docs.example.org
+  auto& deployments = doc["pages_deployments"];
+  for (auto it = deployments.begin(); it != deployments.end(); ++it)
+    if ((*it)["project_id"] == 10) {
+      deployments.erase(it);
+      break;
+    }
+  auto path = make_temp_dir("pages-prune") + "/seed.json";
+  write_file(path, doc.dump());
+  std::string out, err;
+  INFO(out << err);
+  REQUIRE(run_cli({"seed", "--prune", path}, gh.env(), &out, &err) == 0);
+  check_no_content(fetch("docs.example.org"));
+  auto acme = fetch("acme.pages.example.com");
+  REQUIRE(acme.status == 200);
+  for (const auto& p : acme.j["lookup_paths"])
+    CHECK(p["project_id"] != 10);
+  // The same document again changes nothing and still succeeds.
+  REQUIRE(run_cli({"seed", "--prune", path}, gh.env(), &out, &err) == 0);
+  CHECK(fetch("acme.pages.example.com").j == acme.j);
+}
