@@ -41,9 +41,7 @@ ALTER TABLE namespaces
 CREATE INDEX IF NOT EXISTS namespaces_top_level_path_lower_idx
   ON namespaces (lower(path)) WHERE parent_id IS NULL;
 
--- GitLab's pages.access_control (gitlab.yml) and the application setting
--- force_pages_access_control; both off by default, as in GitLab.
-INSERT INTO settings (key, value) VALUES
-  ('pages_access_control', 'false'),
-  ('force_pages_access_control', 'false')
-ON CONFLICT (key) DO NOTHING;
+-- settings.pages_access_control (GitLab's pages.access_control) and
+-- settings.force_pages_access_control get no rows here: an absent key reads
+-- as false, GitLab's default, and the settings table keeps only what a seed
+-- or 001 put there.
