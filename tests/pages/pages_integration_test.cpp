@@ -8,6 +8,7 @@
 #include "tests/integration/stack.hpp"
 
 #include <catch2/catch.hpp>
+#include <pqxx/pqxx>
 
 #include <cctype>
 #include <ctime>
@@ -509,4 +510,21 @@ TEST_CASE("§3 seed --prune removes Pages rows the document no longer lists",
   // The same document again changes nothing and still succeeds.
   REQUIRE(run_cli({"seed", "--prune", path}, gh.env(), &out, &err) == 0);
   CHECK(fetch("acme.pages.example.com").j == acme.j);
+}
+
+TEST_CASE("§3 migration 009_pages is harmless when run again",
+          "[.integration][pages]") {
+  // As a database image's init directory might run it before migrate does.
+  auto& gh = shared();
+  auto sql = read_file(env_or_fail("GATEHOUSE_TEST_SOURCE_DIR")
+                       + "/storage/schema/009_pages.sql");
+  REQUIRE_FALSE(sql.empty());
+  pqxx::connection conn{gh.env().at("GATEHOUSE_DATABASE_URL")};
+  for (int run = 0; run < 2; ++run) {
+    pqxx::work tx{conn};
+    CHECK_NOTHROW(tx.exec(sql));
+    tx.commit();
+  }
+  // The rows are untouched: the lookups answer as before.
+  CHECK(domain("docs.example.org")["lookup_paths"].size() == 1);
 }
