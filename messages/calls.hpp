@@ -9,6 +9,7 @@
 
 #include "messages/access.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/pages.hpp"
 #include "messages/push.hpp"
 #include "messages/types.hpp"
 
@@ -42,7 +43,7 @@ enum class caller_rule : std::uint8_t {
 };
 
 /// The domain actor that owns a call.
-enum class domain : std::uint8_t { status, access, push };
+enum class domain : std::uint8_t { status, access, push, pages };
 
 /// The domain actors, as the edges hold them.
 struct domain_actors {
@@ -51,6 +52,8 @@ struct domain_actors {
   /// absent.
   std::vector<access_control_actor> access;
   push_processing_actor push;
+  /// GitLab Pages' domain lookups; absent in tests that do not need it.
+  pages_actor pages;
 };
 
 namespace detail {
@@ -148,7 +151,11 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
     access::git_http_query, access::git_http_answer, false)                    \
   X(workhorse_authorize_upload, "workhorse.authorize_upload", "POST",          \
     "/api/v4/internal/workhorse/authorize_upload", workhorse, access,          \
-    access::upload_query, access::upload_answer, false)
+    access::upload_query, access::upload_answer, false)                        \
+  X(pages, "pages", "GET", "/api/v4/internal/pages", pages, pages,             \
+    pages::domain_query, pages::virtual_domain, false)                         \
+  X(pages_status, "pages.status", "GET", "/api/v4/internal/pages/status",      \
+    pages, pages, pages::status_query, pages::status_answer, false)
 
 #define GATEHOUSE_CALLS(X)                                                     \
   GATEHOUSE_SHARED_CALLS(X)                                                    \

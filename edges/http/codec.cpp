@@ -660,3 +660,68 @@ reply encode(call_tag<call_id::workhorse_authorize_upload>,
 }
 
 } // namespace gatehouse::http
+
+// -- pages, pages/status
+// ----------------------------------------------------------------------
+
+namespace gatehouse::http {
+
+caf::expected<pages::domain_query> decode(call_tag<call_id::pages>,
+                                          const request_view& in) {
+  pages::domain_query q;
+  auto it = in.params.find("host");
+  if (it == in.params.end() || it->is_null())
+    return q; // the actor answers Grape's "host is missing"
+  if (it->is_array() || it->is_object())
+    q.host_invalid = true;
+  else
+    q.host = it->is_string() ? it->get<std::string>() : dump(*it);
+  return q;
+}
+
+// GitLab's entity order (certificate, key, root_namespace_id, lookup_paths;
+// then each LookupPath's expose order), which the sorted json type would
+// not keep: Pages does not care, people reading answers do.
+reply encode(call_tag<call_id::pages>, const pages::virtual_domain& d) {
+  if (!d.found)
+    return reply{204, {}, "", std::string{}};
+  using ordered = nlohmann::ordered_json;
+  auto text_or_null = [](const std::optional<std::string>& s) {
+    return s ? ordered(*s) : ordered(nullptr);
+  };
+  ordered paths = ordered::array();
+  for (const auto& p : d.lookup_paths) {
+    ordered source = {{"type", p.source.type},
+                      {"path", p.source.path},
+                      {"global_id", p.source.global_id},
+                      {"sha256", p.source.sha256},
+                      {"file_size", p.source.file_size},
+                      {"file_count", p.source.file_count}};
+    paths.push_back({{"access_control", p.access_control},
+                     {"https_only", p.https_only},
+                     {"prefix", p.prefix},
+                     {"project_id", p.project_id},
+                     {"source", std::move(source)},
+                     {"unique_host", text_or_null(p.unique_host)},
+                     {"root_directory", p.root_directory},
+                     {"primary_domain", text_or_null(p.primary_domain)}});
+  }
+  ordered body = {{"certificate", text_or_null(d.certificate)},
+                  {"key", text_or_null(d.key)},
+                  {"root_namespace_id", d.root_namespace_id},
+                  {"lookup_paths", std::move(paths)}};
+  // Invalid UTF-8 in seeded text is replaced, as dump() does elsewhere.
+  return reply{200, {}, "application/json",
+               body.dump(-1, ' ', false, ordered::error_handler_t::replace)};
+}
+
+caf::expected<pages::status_query> decode(call_tag<call_id::pages_status>,
+                                          const request_view&) {
+  return pages::status_query{};
+}
+
+reply encode(call_tag<call_id::pages_status>, const pages::status_answer&) {
+  return reply{204, {}, "", std::string{}};
+}
+
+} // namespace gatehouse::http

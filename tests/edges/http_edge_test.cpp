@@ -137,7 +137,7 @@ struct edge_fixture {
     if (tune)
       tune(s);
     srv = std::make_unique<http::server>(
-      s, http::http_deps{&sys, domain_actors{status, {}, push}, {}});
+      s, http::http_deps{&sys, domain_actors{status, {}, push, {}}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] {
