@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <malloc.h>
+#include <filesystem>
 #include <iostream>
 #include <pthread.h>
 #include <thread>
@@ -173,6 +174,16 @@ int serve(const config& cfg) {
   access_cfg.store_timeout = cfg.request_timeout / 2;
   access_cfg.cheap_git_workers = 2;
   access_cfg.uploads_dir = cfg.uploads_dir;
+  access_cfg.workhorse_key
+    = keys[static_cast<std::size_t>(jwt::caller::workhorse)].value_or("");
+  // Workhorse stores uploads below these; it needs them to exist.
+  for (const char* sub : {"/uploads/tmp", "/lfs-objects/tmp/uploads"}) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.uploads_dir + sub, ec);
+    if (ec)
+      log::warn("uploads directory not created",
+                {{"path", cfg.uploads_dir + sub}, {"error", ec.message()}});
+  }
   // The access domain in partitions (access::partition_hash): one actor
   // serialized every HTTP thread, and while the thread running it was
   // preempted (two cores, dozens of threads) every other call waited.

@@ -38,6 +38,10 @@ using signing_key = caf::atom_constant<caf::atom("signingkey")>;
 using new_codes = caf::atom_constant<caf::atom("newcodes")>;
 /// Create a personal access token.
 using create_pat = caf::atom_constant<caf::atom("createpat")>;
+/// Report what is on disk at an uploaded file's path.
+using upload_facts = caf::atom_constant<caf::atom("uploadfact")>;
+/// Move a finalized LFS object into place and record it for a project.
+using keep_lfs = caf::atom_constant<caf::atom("keeplfs")>;
 
 // -- push processing
 // ------------------------------------------------------------

@@ -149,6 +149,12 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
   X(git_receive_pack, "git.receive_pack", "POST",                              \
     "/*repository.git/git-receive-pack", workhorse_git, access,                \
     access::git_http_query, access::git_http_answer, false)                    \
+  X(lfs_upload_authorize, "git.lfs_upload_authorize", "PUT",                  \
+    "/*repository.git/gitlab-lfs/objects/:oid/:size/authorize", workhorse_git, \
+    access, access::lfs_upload_query, access::lfs_upload_answer, false)        \
+  X(lfs_upload_finalize, "git.lfs_upload_finalize", "PUT",                    \
+    "/*repository.git/gitlab-lfs/objects/:oid/:size", workhorse_git, access,   \
+    access::lfs_upload_query, access::lfs_upload_answer, false)                \
   X(workhorse_authorize_upload, "workhorse.authorize_upload", "POST",          \
     "/api/v4/internal/workhorse/authorize_upload", workhorse, access,          \
     access::upload_query, access::upload_answer, false)                        \

@@ -89,7 +89,12 @@ using access_store_actor = caf::typed_actor<
                   std::int64_t>::with<std::vector<std::string>>,
   // Create a personal access token; returns the clear token. Stores only
   // its SHA-256 digest.
-  caf::replies_to<atom::create_pat, pat_request>::with<pat_result>>;
+  caf::replies_to<atom::create_pat, pat_request>::with<pat_result>,
+  // Resolve, measure and hash an uploaded file (path, allowed directory).
+  caf::replies_to<atom::upload_facts, std::string,
+                  std::string>::with<uploaded_file_facts>,
+  // Keep a verified LFS object for a project.
+  caf::replies_to<atom::keep_lfs, lfs_object_request>::with<bool>>;
 
 /// Owns the push-processing writes on one PostgreSQL connection. Spawned
 /// detached: libpqxx blocks.
@@ -141,6 +146,8 @@ using access_control_actor = caf::typed_actor<
   caf::replies_to<access::lfs_query>::with<access::lfs_answer>,
   // Pre-authorize a git client's smart-HTTP request through Workhorse.
   caf::replies_to<access::git_http_query>::with<access::git_http_answer>,
+  // Pre-authorize or finalize an LFS object upload through Workhorse.
+  caf::replies_to<access::lfs_upload_query>::with<access::lfs_upload_answer>,
   // Pre-authorize an end user's multipart upload through Workhorse.
   caf::replies_to<access::upload_query>::with<access::upload_answer>,
   // Regenerate a user's 2FA recovery codes.

@@ -191,4 +191,41 @@ typename Inspector::result_type inspect(Inspector& f, stored_reply& x) {
            x.body);
 }
 
+/// What is on disk at a file Workhorse says it stored (its path resolved
+/// through symlinks), for the access domain to judge an LFS finalize.
+struct uploaded_file_facts {
+  /// The path resolves to a regular file.
+  bool found = false;
+  /// The resolved path lies below the allowed directory.
+  bool inside_allowed = false;
+  std::string real_path;
+  std::int64_t size = 0;
+  /// Lower-case hex SHA-256 of the content.
+  std::string sha256;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, uploaded_file_facts& x) {
+  return f(caf::meta::type_name("gatehouse.uploaded_file_facts"), x.found,
+           x.inside_allowed, x.real_path, x.size, x.sha256);
+}
+
+/// An LFS object to keep: the verified upload moves below `storage_dir`
+/// and the object is linked to the project.
+struct lfs_object_request {
+  std::string oid;
+  std::int64_t size = 0;
+  std::string uploaded_path;
+  std::string storage_dir;
+  std::int64_t project_id = 0;
+  /// project or wiki
+  std::string repository_type = "project";
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lfs_object_request& x) {
+  return f(caf::meta::type_name("gatehouse.lfs_object_request"), x.oid, x.size,
+           x.uploaded_path, x.storage_dir, x.project_id, x.repository_type);
+}
+
 } // namespace gatehouse

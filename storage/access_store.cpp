@@ -8,7 +8,17 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <set>
+#include <stdexcept>
+#include <vector>
 #include <string_view>
 #include <utility>
 
@@ -74,6 +84,70 @@ caf::expected<std::vector<std::string>> replace_recovery_codes(
                  user_id, digests.dump());
   tx.commit();
   return codes;
+}
+
+// The facts of an uploaded file. Hashing reads it once, in blocks: an LFS
+// object may be far larger than memory.
+uploaded_file_facts inspect_upload(const std::string& path,
+                                   const std::string& allowed_dir) {
+  uploaded_file_facts out;
+  char resolved[PATH_MAX];
+  char root[PATH_MAX];
+  if (path.empty() || ::realpath(path.c_str(), resolved) == nullptr)
+    return out;
+  out.real_path = resolved;
+  struct stat st {};
+  if (::stat(resolved, &st) != 0 || !S_ISREG(st.st_mode))
+    return out;
+  out.found = true;
+  out.size = static_cast<std::int64_t>(st.st_size);
+  if (::realpath(allowed_dir.c_str(), root) != nullptr) {
+    std::string prefix = std::string{root} + "/";
+    out.inside_allowed = out.real_path.compare(0, prefix.size(), prefix) == 0;
+  }
+  if (!out.inside_allowed)
+    return out;
+  std::ifstream in{out.real_path, std::ios::binary};
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(),
+                                                             EVP_MD_CTX_free};
+  if (!in || !ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("cannot hash " + out.real_path);
+  std::vector<char> block(1 << 20);
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    if (in.gcount() > 0)
+      EVP_DigestUpdate(ctx.get(), block.data(),
+                       static_cast<std::size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  out.sha256 = hex_encode(
+    std::string_view{reinterpret_cast<const char*>(digest), length});
+  return out;
+}
+
+// Moves a verified upload to <dir>/<oid[0:2]>/<oid[2:4]>/<oid[4:]> (GitLab's
+// layout) and records it; an object already kept stays, and the upload goes.
+bool keep_lfs_object(pqxx::connection& conn, const lfs_object_request& req) {
+  namespace fs = std::filesystem;
+  fs::path dest = fs::path{req.storage_dir} / req.oid.substr(0, 2)
+    / req.oid.substr(2, 2) / req.oid.substr(4);
+  fs::create_directories(dest.parent_path());
+  std::error_code ec;
+  if (fs::exists(dest, ec))
+    fs::remove(req.uploaded_path, ec);
+  else
+    fs::rename(req.uploaded_path, dest);
+  pqxx::work tx{conn, "keep_lfs"};
+  tx.exec_params("INSERT INTO lfs_objects (oid, size, file_path) "
+                 "VALUES ($1, $2, $3) ON CONFLICT (oid) DO NOTHING",
+                 req.oid, req.size, dest.string());
+  tx.exec_params("INSERT INTO lfs_objects_projects (oid, project_id, "
+                 "repository_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                 req.oid, req.project_id, req.repository_type);
+  tx.commit();
+  return true;
 }
 
 caf::expected<pat_result> insert_pat(pqxx::connection& conn,
@@ -184,6 +258,22 @@ access_store_actor::behavior_type access_store(
     [=](atom::create_pat, pat_request& req) -> caf::result<pat_result> {
       return self->state.session.run(
         "create_pat", [&](pqxx::connection& c) { return insert_pat(c, req); });
+    },
+    [=](atom::upload_facts, std::string& path,
+        std::string& allowed_dir) -> caf::result<uploaded_file_facts> {
+      try {
+        return inspect_upload(path, allowed_dir);
+      } catch (const std::exception& e) {
+        return caf::make_error(errc::internal, std::string{e.what()});
+      }
+    },
+    [=](atom::keep_lfs, lfs_object_request& req) -> caf::result<bool> {
+      try {
+        return self->state.session.run(
+          "keep_lfs", [&](pqxx::connection& c) { return keep_lfs_object(c, req); });
+      } catch (const std::exception& e) {
+        return caf::make_error(errc::internal, std::string{e.what()});
+      }
     },
   };
 }

@@ -390,6 +390,196 @@ caf::result<access::git_http_answer> on_git_http(self_pointer self,
     });
 }
 
+// -- LFS uploads (other-callers §4.3) ---------------------------------------
+
+using lfs_shape = access::lfs_upload_answer::shape;
+
+access::lfs_upload_answer lfs_refusal(int status, std::string message,
+                                      lfs_shape shape = lfs_shape::plain,
+                                      bool challenge = false) {
+  access::lfs_upload_answer a;
+  a.status = status;
+  a.message = std::move(message);
+  a.refusal_shape = shape;
+  a.challenge = challenge;
+  return a;
+}
+
+// Git LFS's JSON errors, linking GitLab's help.
+access::lfs_upload_answer lfs_json_refusal(const snapshot& snap, int status,
+                                           std::string message) {
+  auto a = lfs_refusal(status, std::move(message), lfs_shape::lfs_json);
+  a.documentation_url = access::lfs_documentation_url(snap);
+  return a;
+}
+
+bool lower_hex_sha256(const std::string& oid) {
+  return oid.size() == 64
+    && std::all_of(oid.begin(), oid.end(), [](char c) {
+         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+       });
+}
+
+// The signed upload parameters of Workhorse's finalize: the field list of
+// Gitlab-Workhorse-Multipart-Fields must name `file`, and the
+// `file.gitlab-workhorse-upload` token holds its parameters (GitLab's
+// Multipart middleware uses only these signed values).
+std::optional<nlohmann::json> signed_upload(const access::lfs_upload_query& q,
+                                            const std::string& key) {
+  if (key.empty() || !q.multipart_fields_token || !q.upload_token)
+    return std::nullopt;
+  auto fields = jwt::signed_payload(*q.multipart_fields_token, key);
+  auto upload = jwt::signed_payload(*q.upload_token, key);
+  if (!fields || !upload)
+    return std::nullopt;
+  auto f = nlohmann::json::parse(*fields, nullptr, false);
+  auto u = nlohmann::json::parse(*upload, nullptr, false);
+  if (!f.is_object() || !f.contains("rewritten_fields")
+      || !f["rewritten_fields"].is_object()
+      || !f["rewritten_fields"].contains("file") || !u.is_object()
+      || !u.contains("upload") || !u["upload"].is_object())
+    return std::nullopt;
+  return u["upload"];
+}
+
+// The finalize once access is granted: the file's facts from the store,
+// GitLab's checks (LfsObjectUploader's path, size and sha256), then the
+// object kept.
+void finalize_lfs(self_pointer self, access::lfs_upload_query q,
+                  const project_record& project, bool wiki,
+                  caf::typed_response_promise<access::lfs_upload_answer> rp) {
+  auto& st = self->state;
+  auto snap = st.snap;
+  auto upload = signed_upload(q, st.settings.workhorse_key);
+  if (!upload)
+    {
+        rp.deliver(lfs_refusal(422, "Unprocessable entity"));
+        return;
+      }
+  auto text = [&](const char* name) {
+    auto it = upload->find(name);
+    return it != upload->end() && it->is_string() ? it->get<std::string>()
+                                                  : std::string{};
+  };
+  auto path = text("path");
+  auto signed_sha256 = text("sha256");
+  const auto lfs_dir = st.settings.uploads_dir + "/lfs-objects";
+  auto project_id = project.id;
+  self
+    ->request(st.store, st.settings.store_timeout, atom::upload_facts::value,
+              path, lfs_dir + "/tmp/uploads")
+    .then(
+      [self, rp, q, path, signed_sha256, lfs_dir, project_id,
+       wiki](uploaded_file_facts& f) mutable {
+        if (!f.found)
+          {
+        rp.deliver(lfs_refusal(422, "Unprocessable entity"));
+        return;
+      }
+        if (!f.inside_allowed)
+          {
+        rp.deliver(
+            lfs_refusal(400, "insecure path used '" + path + "'"));
+        return;
+      }
+        if (std::to_string(f.size) != q.size || f.sha256 != q.oid
+            || (!signed_sha256.empty() && signed_sha256 != q.oid))
+          {
+        rp.deliver(lfs_refusal(400, "SHA256 or size mismatch"));
+        return;
+      }
+        lfs_object_request keep{q.oid,   f.size,    f.real_path,
+                                lfs_dir, project_id, wiki ? "wiki" : "project"};
+        self
+          ->request(self->state.store, self->state.settings.store_timeout,
+                    atom::keep_lfs::value, keep)
+          .then(
+            [rp, q](bool) mutable {
+              access::lfs_upload_answer a;
+              a.oid = q.oid;
+              rp.deliver(std::move(a));
+            },
+            [rp](caf::error& err) mutable { rp.deliver(store_failure(err)); });
+      },
+      [rp](caf::error& err) mutable { rp.deliver(store_failure(err)); });
+}
+
+// GitLab's LfsRequest order: the end user's credentials (a token, or the
+// LFS token /lfs_authenticate minted), Workhorse's token, LFS enabled for
+// the project, then upload access (403 when the user may at least
+// download, else 404, so a private project stays hidden).
+caf::result<access::lfs_upload_answer>
+on_lfs_upload(self_pointer self, access::lfs_upload_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  const auto& snap = *st.snap;
+  auto now = st.settings.now();
+  access::git_client client;
+  if (q.credentials.provided) {
+    client = access::authenticate_by_token(snap, q.credentials.password, now);
+    if (!client.authenticated)
+      client = access::authenticate_by_lfs_token(
+        snap, q.credentials.login, q.credentials.password, st.lfs_key, now);
+  }
+  if (!client.authenticated)
+    return lfs_refusal(401, access::http_basic_denied(snap), lfs_shape::plain,
+                       true);
+  if (q.workhorse_refusal)
+    return lfs_refusal(403, *q.workhorse_refusal);
+  auto [project, wiki] = access::find_repository_project(
+    snap, q.repository_path + ".git");
+  if (project == nullptr || !project->lfs_enabled || !lower_hex_sha256(q.oid)
+      || q.size.empty() || q.size.size() > 18
+      || !std::all_of(q.size.begin(), q.size.end(),
+                      [](char c) { return c >= '0' && c <= '9'; }))
+    return lfs_json_refusal(snap, 404, "Not found.");
+  access::allowed_params push;
+  push.action = "git-receive-pack";
+  push.project = q.repository_path + ".git";
+  push.protocol = "http";
+  push.user_id = client.user_id;
+  push.key_id = client.deploy_key_id;
+  push.abilities = client.abilities;
+  if (auto err = admit_allowed(self, push))
+    return err;
+  auto rp = self->make_response_promise<access::lfs_upload_answer>();
+  auto snap_ptr = st.snap;
+  const project_record& target = *project;
+  bool is_wiki = wiki;
+  decide_allowed(self, push, [self, rp, q, push, snap_ptr, &target,
+                              is_wiki](access::allowed_outcome o) mutable {
+    if (o.status == 200) {
+      if (q.finalize)
+        {
+        finalize_lfs(self, q, target, is_wiki, rp);
+        return;
+      }
+      access::lfs_upload_answer a;
+      a.temp_path = self->state.settings.uploads_dir + "/lfs-objects/tmp/uploads";
+      a.oid = q.oid;
+      a.size = std::stoll(q.size);
+      {
+        rp.deliver(std::move(a));
+        return;
+      }
+    }
+    auto download = push;
+    download.action = "git-upload-pack";
+    decide_allowed(self, download,
+                   [rp, snap_ptr](access::allowed_outcome d) mutable {
+                     if (d.status == 200)
+                       rp.deliver(lfs_json_refusal(
+                         *snap_ptr, 403,
+                         "Access forbidden. Check your access level."));
+                     else
+                       rp.deliver(
+                         lfs_json_refusal(*snap_ptr, 404, "Not found."));
+                   });
+  });
+  return rp;
+}
+
 // -- workhorse/authorize_upload (other-callers §4.4) ------------------------
 
 caf::result<access::upload_answer> on_upload(self_pointer self,
@@ -502,6 +692,7 @@ access_control_actor::behavior_type access_control(
     [=](access::lfs_query& q) { return on_lfs(self, q); },
     [=](access::git_http_query& q) { return on_git_http(self, q); },
     [=](access::upload_query& q) { return on_upload(self, q); },
+    [=](access::lfs_upload_query& q) { return on_lfs_upload(self, q); },
     [=](access::recovery_query& q) { return on_recovery(self, q); },
     [=](access::pat_query& q) { return on_pat(self, q); },
     [=](access::otp_query&) -> caf::result<access::shell_answer> {
@@ -510,6 +701,17 @@ access_control_actor::behavior_type access_control(
     },
     [=](atom::snapshot, snapshot_ptr& snap) {
       self->state.snap = std::move(snap);
+      // LFS uploads verify the LFS tokens /lfs_authenticate mints: fetch
+      // their key once, ahead of the first upload.
+      auto& st = self->state;
+      if (st.lfs_key.empty() && !st.lfs_key_requested) {
+        st.lfs_key_requested = true;
+        self
+          ->request(st.store, st.settings.store_timeout,
+                    atom::signing_key::value, std::string{"lfs"})
+          .then([self](std::string& key) { self->state.lfs_key = key; },
+                [self](caf::error&) { self->state.lfs_key_requested = false; });
+      }
     },
   };
 }

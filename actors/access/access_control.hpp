@@ -42,6 +42,8 @@ struct access_control_settings {
   /// Where Workhorse stores uploads (GATEHOUSE_UPLOADS_DIR): what
   /// authorize_upload answers lives below it.
   std::string uploads_dir = "/var/lib/gatehouse/uploads";
+  /// Workhorse's HS256 key: it signs the upload fields of an LFS finalize.
+  std::string workhorse_key;
   /// The clock of rate-limit windows, key expiry and token dates.
   clock_fn now = system_now;
 };
@@ -56,6 +58,7 @@ struct access_control_state {
   access_store_actor store;
   /// The HS256 key of LFS tokens, fetched from the store once.
   std::string lfs_key;
+  bool lfs_key_requested = false;
   /// gitlab_shell_operation counters: scope -> (window start, count).
   std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>>
     operations;

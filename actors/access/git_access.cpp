@@ -716,4 +716,12 @@ bool http_download_allowed(const snapshot& snap, const std::string& project) {
     && can_download(snap, anonymous, *t.project, t.type == repo_type::wiki);
 }
 
+std::pair<const project_record*, bool>
+find_repository_project(const snapshot& snap, const std::string& path) {
+  allowed_params p;
+  p.project = path;
+  const repo_target t = resolve_repo(snap, p);
+  return {t.project, t.type == repo_type::wiki};
+}
+
 } // namespace gatehouse::access

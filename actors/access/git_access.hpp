@@ -43,6 +43,11 @@ int access_level(const snapshot& snap, std::int64_t user_id,
 /// clone `project` (a repository path as a client names it) over HTTP.
 bool http_download_allowed(const snapshot& snap, const std::string& project);
 
+/// The project a repository path names (redirects and the wiki suffix
+/// followed), and whether it is the wiki; nullptr when none.
+std::pair<const project_record*, bool>
+find_repository_project(const snapshot& snap, const std::string& path);
+
 /// The top-level namespace id of `project`.
 std::int64_t root_namespace_id(const snapshot& snap,
                                const project_record& project);

@@ -633,6 +633,78 @@ reply encode(call_tag<call_id::git_receive_pack>,
   return git_http_reply(a);
 }
 
+// -- LFS uploads
+// -----------------------------------------------------------------
+
+namespace {
+
+access::lfs_upload_query lfs_upload_query_of(const request_view& in,
+                                             bool finalize) {
+  access::lfs_upload_query q;
+  q.finalize = finalize;
+  q.repository_path = in.capture(0);
+  q.oid = in.capture(1);
+  q.size = in.capture(2);
+  q.credentials = basic_credentials_of(in);
+  q.workhorse_refusal = in.workhorse_refusal;
+  if (finalize) {
+    q.upload_token = string_param(in.params, "file.gitlab-workhorse-upload");
+    if (auto fields = in.header("Gitlab-Workhorse-Multipart-Fields");
+        !fields.empty())
+      q.multipart_fields_token = std::move(fields);
+  }
+  return q;
+}
+
+constexpr const char* lfs_content_type = "application/vnd.git-lfs+json";
+
+reply lfs_refusal_reply(const access::lfs_upload_answer& a) {
+  if (a.refusal_shape == access::lfs_upload_answer::shape::lfs_json)
+    return {a.status,
+            {{"message", a.message},
+             {"documentation_url", a.documentation_url}},
+            lfs_content_type};
+  reply out{a.status, {}, "text/plain; charset=utf-8", a.message};
+  if (a.challenge)
+    out.headers.emplace_back("WWW-Authenticate", "Basic realm=\"GitLab\"");
+  return out;
+}
+
+} // namespace
+
+caf::expected<access::lfs_upload_query>
+decode(call_tag<call_id::lfs_upload_authorize>, const request_view& in) {
+  return lfs_upload_query_of(in, false);
+}
+
+// Local storage: Workhorse stores the body under TempPath (never with
+// RemoteObject too), at most the announced size.
+reply encode(call_tag<call_id::lfs_upload_authorize>,
+             const access::lfs_upload_answer& a) {
+  if (a.status != 200)
+    return lfs_refusal_reply(a);
+  reply out{200,
+            {{"TempPath", a.temp_path},
+             {"MaximumSize", a.size},
+             {"LfsOid", a.oid},
+             {"LfsSize", a.size}}};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+caf::expected<access::lfs_upload_query>
+decode(call_tag<call_id::lfs_upload_finalize>, const request_view& in) {
+  return lfs_upload_query_of(in, true);
+}
+
+// GitLab answers a kept object 200 with an empty body.
+reply encode(call_tag<call_id::lfs_upload_finalize>,
+             const access::lfs_upload_answer& a) {
+  if (a.status != 200)
+    return lfs_refusal_reply(a);
+  return {200, {}, lfs_content_type, std::string{}};
+}
+
 // -- workhorse/authorize_upload
 // ---------------------------------------------------
 

@@ -119,6 +119,17 @@ inline access_store_actor::behavior_type mock_access_store(
       script->pats.push_back(req);
       return pat_result{"glpat-test"};
     },
+    [=](atom::upload_facts, std::string&,
+        std::string&) -> caf::result<uploaded_file_facts> {
+      if (script->fail)
+        return failure();
+      return uploaded_file_facts{};
+    },
+    [=](atom::keep_lfs, lfs_object_request&) -> caf::result<bool> {
+      if (script->fail)
+        return failure();
+      return true;
+    },
   };
 }
 
