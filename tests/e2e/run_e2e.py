@@ -28,13 +28,15 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 
-from e2e_support import (CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe,
-                         has_block, lines_of, log, require_env, reserved_port, run, run_main,
-                         tcp_open, wait_for)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from e2e_support import (  # noqa: E402
+    CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe, has_block, lines_of,
+    log, require_env, reserved_port, run, run_main, tcp_open, wait_for)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fixtures")
 FIXTURE_FILES = ("gitlab_api.py", "gitlab-shell", "authorized-keys-check",

@@ -40,8 +40,10 @@ import sys
 import tempfile
 import time
 
-from e2e_support import (CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe,
-                         has_block, lines_of, log, require_env, run, run_main, wait_for)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from e2e_support import (  # noqa: E402
+    CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe, has_block, lines_of,
+    log, require_env, run, run_main, wait_for)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fixtures")
 FIXTURE_FILES = ("gitlab_api.py", "pre-receive", "post-receive", "workhorse-standin")
