@@ -50,6 +50,9 @@ system_status_actor::behavior_type system_status(
       auto& st = self->state;
       return {st.gitlab_version, st.settings.revision, st.postgres_up};
     },
+    [=](geo_query) -> geo_view {
+      return geo_view{false};
+    },
     [=](atom::readiness) -> readiness_view {
       auto& st = self->state;
       return {st.postgres_up, st.postgres_error, st.nats_state,

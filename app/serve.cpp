@@ -1,6 +1,7 @@
 #include "app/serve.hpp"
 
 #include "actors/access/access_control.hpp"
+#include "actors/pages/pages_domain.hpp"
 #include "actors/push/push_processing.hpp"
 #include "actors/system_status.hpp"
 #include "common/log.hpp"
@@ -12,6 +13,7 @@
 #include "storage/access_store.hpp"
 #include "storage/git_actor.hpp"
 #include "storage/outbox_store.hpp"
+#include "storage/pages_store.hpp"
 #include "storage/push_store.hpp"
 #include "storage/read_model_loader.hpp"
 #include "storage/request_store.hpp"
@@ -170,6 +172,7 @@ int serve(const config& cfg) {
   access_cfg.git_timeout = cfg.request_timeout * 3 / 4;
   access_cfg.store_timeout = cfg.request_timeout / 2;
   access_cfg.cheap_git_workers = 2;
+  access_cfg.uploads_dir = cfg.uploads_dir;
   // The access domain in partitions (access::partition_hash): one actor
   // serialized every HTTP thread, and while the thread running it was
   // preempted (two cores, dozens of threads) every other call waited.
@@ -226,7 +229,18 @@ int serve(const config& cfg) {
     = sys.spawn<caf::detached>(storage::request_store, requests_cfg);
   nats::internal_edge_settings internal_cfg;
   internal_cfg.request_timeout = cfg.request_timeout;
-  domain_actors domains{status, access, push};
+  // GitLab Pages' lookups: rows read per request (Pages caches answers for
+  // minutes), on a detached store of their own.
+  storage::pages_store_settings pages_store_cfg;
+  pages_store_cfg.database_url = cfg.database_url;
+  pages_store_cfg.statement_timeout = cfg.request_timeout / 2;
+  auto pages_store
+    = sys.spawn<caf::detached>(storage::pages_store, pages_store_cfg);
+  pages_settings pages_cfg;
+  pages_cfg.store_timeout = cfg.request_timeout / 2;
+  auto pages = sys.spawn(pages_domain, pages_cfg, pages_store);
+
+  domain_actors domains{status, access, push, pages};
   nats::internal_edge internal_edge{internal_cfg, {&sys, domains, requests}};
 
   http::http_settings http_cfg;
@@ -289,6 +303,8 @@ int serve(const config& cfg) {
   for (auto* lane : {&access_gits, &push_gits})
     for (auto& g : *lane)
       caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(pages, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(pages_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(access_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(status, caf::exit_reason::user_shutdown);

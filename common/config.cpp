@@ -80,6 +80,14 @@ config config_from_env() {
   if (auto v = env("GATEHOUSE_PUSH_SESSIONS"))
     cfg.push_sessions
       = static_cast<int>(to_integer("GATEHOUSE_PUSH_SESSIONS", *v, 1, 64));
+  if (auto v = env("GATEHOUSE_UPLOADS_DIR")) {
+    if (v->empty() || v->front() != '/')
+      throw config_error{"GATEHOUSE_UPLOADS_DIR: expected an absolute path, "
+                         "got \"" + *v + "\""};
+    cfg.uploads_dir = *v;
+    while (cfg.uploads_dir.size() > 1 && cfg.uploads_dir.back() == '/')
+      cfg.uploads_dir.pop_back();
+  }
   if (auto v = env("GATEHOUSE_RELATIVE_URL_ROOT")) {
     std::string root = *v;
     while (!root.empty() && root.back() == '/')

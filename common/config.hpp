@@ -41,6 +41,10 @@ struct config {
   /// A path prefix such as "/gitlab"; empty or starting with '/' and without
   /// a trailing slash.
   std::string relative_url_root;
+  /// Where Workhorse stores uploaded files before Gatehouse finalizes them
+  /// (TempPath of authorize_upload and of LFS uploads); GitLab's
+  /// uploads.storage_path and lfs.storage_path live below it.
+  std::string uploads_dir = "/var/lib/gatehouse/uploads";
   log_format log = log_format::json;
   /// Replicas of the GATEHOUSE_EVENTS stream (3 on a NATS cluster).
   int events_replicas = 1;

@@ -246,6 +246,31 @@ inspected_token inspect(caller who, std::string_view token,
   return out;
 }
 
+std::optional<std::string> signed_payload(std::string_view token,
+                                          std::string_view key) {
+  auto dot1 = token.find('.');
+  auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos
+      || token.find('.', dot2 + 1) != std::string_view::npos)
+    return std::nullopt;
+  auto header_text = base64url_decode(token.substr(0, dot1));
+  auto payload_text = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  auto signature = base64url_decode(token.substr(dot2 + 1));
+  if (!header_text || !payload_text || !signature || signature->size() != 32)
+    return std::nullopt;
+  auto header = parse_object(*header_text);
+  if (!header || !parse_object(*payload_text))
+    return std::nullopt;
+  auto alg = header->find("alg");
+  if (alg == header->end() || !alg->is_string()
+      || alg->get_ref<const std::string&>() != "HS256")
+    return std::nullopt;
+  auto expected = hmac_sha256(key, token.substr(0, dot2));
+  if (!expected || CRYPTO_memcmp(expected->data(), signature->data(), 32) != 0)
+    return std::nullopt;
+  return std::move(*payload_text);
+}
+
 verdict check_times(caller who, const time_claims& times, std::int64_t now) {
   auto r = rules_for(who);
   // Doubles keep huge claim values from overflowing; unix times are exact.

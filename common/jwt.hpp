@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -108,6 +109,13 @@ private:
   std::size_t next_ = 0;
   std::uint64_t key_id_ = 0;
 };
+
+/// The payload (JSON text) of an HS256 token signed with `key`; nullopt
+/// when it is malformed, of another algorithm or not signed with `key`.
+/// Checks no claim: for tokens whose claims the caller interprets itself
+/// (Gatehouse's LFS tokens, Workhorse's signed upload fields).
+std::optional<std::string> signed_payload(std::string_view token,
+                                          std::string_view key);
 
 /// Mints a token as the real caller would: HS256, its iss (and aud "gitlab"
 /// for KAS), iat = now, exp = now + 60 s (KAS and Pages: 30 s; KAS also

@@ -23,6 +23,13 @@ namespace gatehouse::access {
 // -- /allowed
 // -------------------------------------------------------------------
 
+/// GitLab's authentication abilities that bear on git (Gitlab::Auth's
+/// abilities_for_scopes): what a credential may do at most.
+struct git_abilities {
+  bool download_code = false;
+  bool push_code = false;
+};
+
 /// The /allowed request (§2.1). Ids arrive as JSON strings or numbers; the
 /// HTTP codec turns them into integers and refuses non-numeric ones.
 struct allowed_params {
@@ -52,6 +59,9 @@ struct allowed_params {
   /// Base64 of a JSON object (Gitaly's client context); validated by the
   /// domain, 400 when malformed.
   std::optional<std::string> gitaly_client_context_bin;
+  /// What the credential allows (a personal access token's scopes); nullopt
+  /// for Shell's callers, whose keys and users carry no such limit.
+  std::optional<git_abilities> abilities;
 };
 
 /// The Gitaly part of a success answer.
@@ -232,6 +242,100 @@ struct lfs_answer {
   std::int64_t expires_in = 7200;
 };
 
+// -- git over HTTP and LFS uploads, through Workhorse's pre-authorization
+// ---
+
+/// An end user's HTTP Basic credentials as the git client sent them.
+struct basic_credentials {
+  /// An Authorization header with the Basic scheme was sent.
+  bool provided = false;
+  std::string login;
+  std::string password;
+};
+
+/// The smart-HTTP request Workhorse pre-authorizes (other-callers §4.2).
+enum class git_http_action : std::uint8_t {
+  info_refs,
+  upload_pack,
+  receive_pack
+};
+
+/// A git client's request as Workhorse forwards it for pre-authorization.
+struct git_http_query {
+  git_http_action action = git_http_action::info_refs;
+  /// The repository path of the URL without ".git": "group/project",
+  /// "group/project.wiki".
+  std::string repository_path;
+  /// info/refs' `service` parameter; nullopt when absent.
+  std::optional<std::string> service;
+  basic_credentials credentials;
+  /// Why Workhorse's own token was refused (ruby-jwt's text); GitLab checks
+  /// it after the end user's credentials.
+  std::optional<std::string> workhorse_refusal;
+};
+
+/// The answer to a git client's pre-authorization: the Workhorse response
+/// on success, else a status and GitLab's plain text for the git client.
+struct git_http_answer {
+  int status = 200;
+  /// The plain-text body of a refusal.
+  std::string message;
+  /// A 401 that carries GitLab's Basic challenge.
+  bool challenge = false;
+  /// Set on success.
+  std::optional<allowed_success> success;
+  /// Workhorse's GitConfigOptions.
+  std::vector<std::string> git_config_options;
+};
+
+/// An LFS object upload's pre-authorization or its finalization, which
+/// Workhorse sends once it has stored the body (other-callers §4.3).
+struct lfs_upload_query {
+  /// false: PUT …/authorize; true: the re-sent PUT with the stored file.
+  bool finalize = false;
+  std::string repository_path;
+  /// The URL's oid and size as given.
+  std::string oid;
+  std::string size;
+  basic_credentials credentials;
+  std::optional<std::string> workhorse_refusal;
+  /// Finalize: Workhorse's signed upload parameters (the
+  /// `file.gitlab-workhorse-upload` JWT) and the signed list of rewritten
+  /// fields (the Gitlab-Workhorse-Multipart-Fields header).
+  std::optional<std::string> upload_token;
+  std::optional<std::string> multipart_fields_token;
+};
+
+/// The answer to an LFS upload's pre-authorization or finalization.
+struct lfs_upload_answer {
+  int status = 200;
+  /// How a refusal is shaped: plain text, or Git LFS's JSON error
+  /// ({"message", "documentation_url"}).
+  enum class shape : std::uint8_t { plain, lfs_json };
+  shape refusal_shape = shape::plain;
+  std::string message;
+  std::string documentation_url;
+  bool challenge = false;
+  /// Authorize's success: where Workhorse stores the body.
+  std::string temp_path;
+  std::string oid;
+  std::int64_t size = 0;
+};
+
+/// Workhorse's lazy pre-authorization of a multipart upload
+/// (POST /api/v4/internal/workhorse/authorize_upload, other-callers §4.4):
+/// the end user's API token from the forwarded request.
+struct upload_query {
+  /// PRIVATE-TOKEN header, private_token parameter or Bearer token, in the
+  /// order GitLab reads them; nullopt when none.
+  std::optional<std::string> token;
+};
+
+/// Where Workhorse stores the upload's file parts.
+struct upload_answer {
+  std::string temp_path;
+};
+
 // -- partitions
 // -------------------------------------------------------------------
 
@@ -303,6 +407,26 @@ inline std::optional<std::size_t> partition_hash(const otp_query&) {
   return std::nullopt;
 }
 
+/// A git client's requests count in one partition per credential (the
+/// /allowed rate limit runs there); anonymous ones anywhere.
+inline std::optional<std::size_t> partition_hash(const basic_credentials& c) {
+  if (!c.provided)
+    return std::nullopt;
+  return std::hash<std::string>{}(c.password);
+}
+
+inline std::optional<std::size_t> partition_hash(const git_http_query& q) {
+  return partition_hash(q.credentials);
+}
+
+inline std::optional<std::size_t> partition_hash(const lfs_upload_query& q) {
+  return partition_hash(q.credentials);
+}
+
+inline std::optional<std::size_t> partition_hash(const upload_query&) {
+  return std::nullopt;
+}
+
 } // namespace gatehouse::access
 
 // Local messages between the edges and the access-control actor, never
@@ -321,3 +445,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::otp_query)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::shell_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_query)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::git_http_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::git_http_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_upload_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::lfs_upload_answer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::upload_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gatehouse::access::upload_answer)

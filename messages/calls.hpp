@@ -9,6 +9,7 @@
 
 #include "messages/access.hpp"
 #include "messages/interfaces.hpp"
+#include "messages/pages.hpp"
 #include "messages/push.hpp"
 #include "messages/types.hpp"
 
@@ -32,10 +33,17 @@ enum class caller_rule : std::uint8_t {
   /// send the Gitlab-Workhorse header (GitLab's
   /// authenticate_by_gitlab_shell_or_workhorse_token!).
   shell_or_workhorse,
+  /// Workhorse with its Gitlab-Workhorse header (GitLab's
+  /// require_gitlab_workhorse!): the /api/v4 routes only Workhorse calls.
+  workhorse_api,
+  /// Workhorse pre-authorizing an end user's git or LFS request: a refusal
+  /// is plain text for the git client, and HEAD is refused (GitLab's
+  /// Repositories::GitHttpClientController).
+  workhorse_git,
 };
 
 /// The domain actor that owns a call.
-enum class domain : std::uint8_t { status, access, push };
+enum class domain : std::uint8_t { status, access, push, pages };
 
 /// The domain actors, as the edges hold them.
 struct domain_actors {
@@ -44,6 +52,8 @@ struct domain_actors {
   /// absent.
   std::vector<access_control_actor> access;
   push_processing_actor push;
+  /// GitLab Pages' domain lookups; absent in tests that do not need it.
+  pages_actor pages;
 };
 
 namespace detail {
@@ -87,8 +97,14 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
 //   changes_state)
 // - name: the NATS subject suffix and the metrics label: the HTTP path after
 //   /api/v4/internal/ with '/' replaced by '.';
+// - path: fixed, or a pattern whose `*name` segment matches one or more
+//   path segments and `:name` one (captured in order, for the codec);
 // - changes_state: retries are guarded in PostgreSQL, not only in memory.
-#define GATEHOUSE_CALLS(X)                                                     \
+//
+// GATEHOUSE_SHARED_CALLS are served over HTTP and NATS;
+// GATEHOUSE_HTTP_CALLS only over HTTP: their requests are an end user's HTTP
+// request that Workhorse forwards (headers, path), which has no NATS form.
+#define GATEHOUSE_SHARED_CALLS(X)                                                     \
   X(check, "check", "GET", "/api/v4/internal/check", shell, status,            \
     check_query, check_view, false)                                            \
   X(allowed, "allowed", "POST", "/api/v4/internal/allowed", shell, access,     \
@@ -121,6 +137,30 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
     "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse, access, \
     access::audit_query, access::audit_answer, false)
 
+#define GATEHOUSE_HTTP_CALLS(X)                                                \
+  X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \
+    geo_query, geo_view, false)                                                \
+  X(git_info_refs, "git.info_refs", "GET", "/*repository.git/info/refs",       \
+    workhorse_git, access, access::git_http_query, access::git_http_answer,    \
+    false)                                                                     \
+  X(git_upload_pack, "git.upload_pack", "POST",                                \
+    "/*repository.git/git-upload-pack", workhorse_git, access,                 \
+    access::git_http_query, access::git_http_answer, false)                    \
+  X(git_receive_pack, "git.receive_pack", "POST",                              \
+    "/*repository.git/git-receive-pack", workhorse_git, access,                \
+    access::git_http_query, access::git_http_answer, false)                    \
+  X(workhorse_authorize_upload, "workhorse.authorize_upload", "POST",          \
+    "/api/v4/internal/workhorse/authorize_upload", workhorse, access,          \
+    access::upload_query, access::upload_answer, false)                        \
+  X(pages, "pages", "GET", "/api/v4/internal/pages", pages, pages,             \
+    pages::domain_query, pages::virtual_domain, false)                         \
+  X(pages_status, "pages.status", "GET", "/api/v4/internal/pages/status",      \
+    pages, pages, pages::status_query, pages::status_answer, false)
+
+#define GATEHOUSE_CALLS(X)                                                     \
+  GATEHOUSE_SHARED_CALLS(X)                                                    \
+  GATEHOUSE_HTTP_CALLS(X)
+
 /// Every call, in the table's order.
 enum class call_id : std::uint8_t {
 #define GATEHOUSE_CALL_ID(id, ...) id,
@@ -137,19 +177,36 @@ struct call_spec {
   caller_rule auth;
   domain owner;
   bool changes_state;
+  /// Served over NATS too (GATEHOUSE_SHARED_CALLS).
+  bool over_nats;
 };
 
 /// The rows of the call table, in order.
 inline constexpr call_spec call_table[] = {
 #define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,     \
                             changes)                                           \
-  {call_id::id, name, method, path, caller_rule::auth, domain::owner, changes},
-  GATEHOUSE_CALLS(GATEHOUSE_CALL_SPEC)
+  {call_id::id, name,          method,         path,                           \
+   caller_rule::auth, domain::owner, changes, true},
+  GATEHOUSE_SHARED_CALLS(GATEHOUSE_CALL_SPEC)
+#undef GATEHOUSE_CALL_SPEC
+#define GATEHOUSE_CALL_SPEC(id, name, method, path, auth, owner, req, ans,     \
+                            changes)                                           \
+  {call_id::id, name,          method,         path,                           \
+   caller_rule::auth, domain::owner, changes, false},
+  GATEHOUSE_HTTP_CALLS(GATEHOUSE_CALL_SPEC)
 #undef GATEHOUSE_CALL_SPEC
 };
 
 inline constexpr std::size_t call_count
   = sizeof(call_table) / sizeof(call_table[0]);
+
+/// How many calls are served over NATS.
+constexpr std::size_t nats_call_count() {
+  std::size_t n = 0;
+  for (const auto& spec : call_table)
+    n += spec.over_nats ? 1 : 0;
+  return n;
+}
 
 /// The row of `id`.
 constexpr const call_spec& spec_of(call_id id) {

@@ -3,6 +3,7 @@
 #include "messages/access.hpp"
 #include "messages/atoms.hpp"
 #include "messages/git.hpp"
+#include "messages/pages.hpp"
 #include "messages/push.hpp"
 #include "messages/read_model.hpp"
 #include "messages/types.hpp"
@@ -31,6 +32,8 @@ using store_actor = caf::typed_actor<
 using system_status_actor = caf::typed_actor<
   // Report what GET /internal/check returns.
   caf::replies_to<check_query>::with<check_view>,
+  // Answer Workhorse's Geo poll: Gatehouse is never a Geo site.
+  caf::replies_to<geo_query>::with<geo_view>,
   // Report each dependency's state.
   caf::replies_to<atom::readiness>::with<readiness_view>,
   // The NATS edge reports a connection state change.
@@ -136,6 +139,10 @@ using access_control_actor = caf::typed_actor<
   caf::replies_to<access::discover_query>::with<access::discover_answer>,
   // Mint an LFS token for a project.
   caf::replies_to<access::lfs_query>::with<access::lfs_answer>,
+  // Pre-authorize a git client's smart-HTTP request through Workhorse.
+  caf::replies_to<access::git_http_query>::with<access::git_http_answer>,
+  // Pre-authorize an end user's multipart upload through Workhorse.
+  caf::replies_to<access::upload_query>::with<access::upload_answer>,
   // Regenerate a user's 2FA recovery codes.
   caf::replies_to<access::recovery_query>::with<access::shell_answer>,
   // Create a personal access token.
@@ -154,6 +161,26 @@ using push_processing_actor = caf::typed_actor<
   caf::replies_to<push::post_receive_params>::with<push::post_receive_answer>,
   // The read-model loader delivers a new snapshot.
   caf::reacts_to<atom::snapshot, snapshot_ptr>>;
+
+// -- GitLab Pages --------------------------------------------------------------
+
+/// Reads the rows of GitLab Pages' lookups, by key, in one read-only
+/// transaction; decides nothing. Owns one PostgreSQL connection; spawned
+/// detached: libpqxx blocks. Failures are errc::unavailable.
+using pages_store_actor = caf::typed_actor<
+  // The instance settings the rules need (pages host, access control).
+  caf::replies_to<pages::settings_query>::with<pages::settings_row>,
+  // The projects, namespaces, deployments and domain rows of the keys.
+  caf::replies_to<pages::rows_query>::with<pages::rows>>;
+
+/// Answers GitLab Pages (contract other-callers §3): resolves a host to the
+/// VirtualDomain Pages serves, from rows the pages store reads per request.
+/// A missing host is errc::invalid_params "host is missing".
+using pages_actor = caf::typed_actor<
+  // Resolve a host: a VirtualDomain, or none (found = false, a 204).
+  caf::replies_to<pages::domain_query>::with<pages::virtual_domain>,
+  // GET /internal/pages/status: always 204.
+  caf::replies_to<pages::status_query>::with<pages::status_answer>>;
 
 } // namespace gatehouse
 

@@ -122,6 +122,18 @@ struct protected_tag_record {
   int create_access_level = 40;
 };
 
+/// A personal access token that is not revoked (a revoked one is never
+/// found, as GitLab finds only active tokens). Its secret is known only by
+/// its digest, the key it is found by.
+struct personal_access_token_record {
+  std::int64_t id = 0;
+  std::int64_t user_id = 0;
+  std::vector<std::string> scopes;
+  /// The first day it is no longer valid (00:00 UTC of its expires_at date);
+  /// nullopt: never expires.
+  std::optional<unix_time> expires_at;
+};
+
 struct broadcast_message_record {
   std::int64_t id = 0;
   std::string message;
@@ -175,6 +187,8 @@ struct snapshot {
   /// Project id -> its protected branches and tags.
   map<std::int64_t, std::vector<protected_branch_record>> protected_branches;
   map<std::int64_t, std::vector<protected_tag_record>> protected_tags;
+  /// Token digest (common/base64.hpp token_digest) -> active token.
+  map<std::string, personal_access_token_record> tokens_by_digest;
   /// When this snapshot was loaded (unix seconds), for metrics.
   unix_time loaded_at = 0;
   /// PostgreSQL's snapshot (pg_snapshot as text) this model is exact for:

@@ -36,6 +36,25 @@ typename Inspector::result_type inspect(Inspector& f, check_view& x) {
            x.gitlab_rev, x.state_store_reachable);
 }
 
+/// GET /api/v4/geo/proxy (Workhorse's Geo poll): no fields.
+struct geo_query {};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, geo_query&) {
+  return f(caf::meta::type_name("gatehouse.geo_query"));
+}
+
+/// What Workhorse's Geo poll learns: this is no Geo site, so Workhorse
+/// stops polling (contract other-callers §4.5).
+struct geo_view {
+  bool geo_enabled = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, geo_view& x) {
+  return f(caf::meta::type_name("gatehouse.geo_view"), x.geo_enabled);
+}
+
 /// What one probe of the state store found.
 struct store_probe {
   std::string gitlab_version;

@@ -297,6 +297,23 @@ void add_protected_tag(snapshot& snap, const pqxx::row& row) {
   snap.protected_tags[t.project_id].push_back(std::move(t));
 }
 
+const std::string tokens_query
+  = "SELECT id, user_id, token_digest, array_to_json(scopes)::text, "
+    + epoch("expires_at::timestamp AT TIME ZONE 'UTC'")
+    + " FROM personal_access_tokens WHERE NOT revoked";
+
+void add_token(snapshot& snap, const pqxx::row& row) {
+  personal_access_token_record t;
+  t.id = row[0].as<std::int64_t>();
+  t.user_id = row[1].as<std::int64_t>();
+  auto digest = row[2].as<std::string>();
+  for (const auto& scope : json::parse(row[3].c_str()))
+    if (scope.is_string())
+      t.scopes.push_back(scope.get<std::string>());
+  t.expires_at = optional_int(row[4]);
+  snap.tokens_by_digest.insert_or_assign(std::move(digest), std::move(t));
+}
+
 /// Loads every table but the keys (load_snapshot may read those on a
 /// second connection).
 void load_all_but_keys(read_tx& tx, snapshot& snap) {
@@ -326,6 +343,8 @@ void load_all_but_keys(read_tx& tx, snapshot& snap) {
   for (const auto& row :
        tx.exec(protected_tags_query + " ORDER BY project_id, id"))
     add_protected_tag(snap, row);
+  for (const auto& row : tx.exec(tokens_query))
+    add_token(snap, row);
 }
 
 // -- changes
@@ -348,6 +367,9 @@ struct change_set {
   std::set<snapshot::id_pair> namespace_members;
   std::set<std::int64_t> protected_branches;
   std::set<std::int64_t> protected_tags;
+  std::set<std::int64_t> tokens;
+  /// Digests the changed tokens had, whose entries go.
+  std::set<std::string> token_digests;
   std::size_t rows = 0;
 };
 
@@ -423,7 +445,11 @@ change_set read_changes(read_tx& tx, const std::string& as_of) {
       out.protected_branches.insert(id1);
     else if (kind == "protected_tags")
       out.protected_tags.insert(id1);
-    else if (kind == "settings")
+    else if (kind == "personal_access_tokens") {
+      out.tokens.insert(id1);
+      if (!row[3].is_null())
+        out.token_digests.insert(row[3].as<std::string>());
+    } else if (kind == "settings")
       out.settings = true;
     else if (kind == "storages")
       out.storages = true;
@@ -548,6 +574,16 @@ void apply_changes(read_tx& tx, const change_set& changes, snapshot& snap) {
              + " WHERE project_id = ANY($1::bigint[]) ORDER BY project_id, id",
            int_array(changes.protected_tags)))
       add_protected_tag(snap, row);
+
+  for (const auto& digest : changes.token_digests)
+    if (auto it = snap.tokens_by_digest.find(digest);
+        it != snap.tokens_by_digest.end() && changes.tokens.count(it->second.id))
+      snap.tokens_by_digest.erase(digest);
+  if (!changes.tokens.empty())
+    for (const auto& row : tx.exec_params(
+           tokens_query + " AND id = ANY($1::bigint[])",
+           int_array(changes.tokens)))
+      add_token(snap, row);
 }
 
 /// Whether a change notification's payload ({"kinds":[...]}) may concern
@@ -870,8 +906,8 @@ snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper,
 
 bool kind_concerns_read_model(std::string_view kind) {
   static const std::set<std::string_view> outside{
-    "personal_access_tokens", "cluster_agents", "pages_domains",
-    "pages_deployments",      "zoekt_nodes",    "webhooks"};
+    "cluster_agents", "pages_domains", "pages_deployments", "zoekt_nodes",
+    "webhooks"};
   return outside.count(kind) == 0;
 }
 

@@ -609,6 +609,10 @@ private:
       f.count("gitlab_shell_operation_limit", 0);
     if (f.find("allow_local_requests_from_web_hooks_and_services"))
       f.flag("allow_local_requests_from_web_hooks_and_services", false);
+    // GitLab's pages.access_control and force_pages_access_control.
+    for (const char* key : {"pages_access_control", "force_pages_access_control"})
+      if (f.find(key))
+        f.flag(key, false);
     if (auto messages = f.list("broadcast_messages")) {
       out_.broadcast_present = true;
       each_in(*messages, "settings.broadcast_messages", [this](fields& m) {
@@ -726,6 +730,7 @@ private:
     if (parent && kind == std::string("user"))
       f.problem("parent_id", "a user namespace cannot have a parent");
     refer(f, "parent_id", "namespaces", parent);
+    f.flag("force_pages_access_control", false);
     if (id
         && namespace_info_
              .emplace(*id,
@@ -829,6 +834,7 @@ private:
     f.flag("merge_requests_enabled", true);
     f.flag("lfs_enabled", true);
     f.flag("repository_exists", true);
+    project_pages(f);
     if (auto redirects = f.list("redirects")) {
       for (std::size_t i = 0; i < redirects->size(); ++i) {
         auto at = index_path(f.at("redirects"), i);
@@ -850,6 +856,40 @@ private:
       }
     }
     out_.projects.push_back(std::move(f.row));
+  }
+
+  /// A project's Pages fields (GitLab's project_setting and
+  /// project_feature), with GitLab's defaults.
+  void project_pages(fields& f) {
+    f.flag("pages_https_only", true);
+    f.one_of("pages_access_level", {"enabled", "private", "public", "disabled"},
+             "enabled");
+    auto enabled = f.flag("pages_unique_domain_enabled", false);
+    auto unique = f.nullable_text("pages_unique_domain");
+    if (unique) {
+      // One DNS label: it becomes "<label>.<pages_host>".
+      bool label = !unique->empty() && unique->size() <= 63
+        && unique->front() != '-' && unique->back() != '-'
+        && std::all_of(unique->begin(), unique->end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '-';
+           });
+      if (!label)
+        f.problem("pages_unique_domain",
+                  "must be a DNS label of letters, digits and '-'");
+      else if (auto earlier = unique_domains_.claim(ascii_lower(*unique),
+                                                    f.path()))
+        f.problem("pages_unique_domain",
+                  "unique domain " + in_quotes(*unique) + " is also used by "
+                    + *earlier);
+    } else if (enabled) {
+      f.problem("pages_unique_domain_enabled",
+                "needs a pages_unique_domain");
+    }
+    if (auto primary = f.nullable_text("pages_primary_domain");
+        primary && !is_http_url(*primary))
+      f.problem("pages_primary_domain", "must be an http:// or https:// URL");
+    f.flag("pages_multiple_versions_enabled", false);
   }
 
   void member(fields& f) {
@@ -1046,7 +1086,7 @@ private:
   std::map<std::string, first_use> ids_;
   first_use usernames_, fingerprints_, project_paths_, redirects_, members_,
     branch_names_, tag_names_, pat_digests_, agent_digests_, agent_names_,
-    domains_, uuids_;
+    domains_, uuids_, unique_domains_;
   std::map<std::int64_t, namespace_info> namespace_info_;
   std::vector<std::int64_t> namespace_order_;
 };

@@ -1,6 +1,7 @@
 #include "actors/access/access_control.hpp"
 
 #include "actors/access/git_access.hpp"
+#include "actors/access/http_auth.hpp"
 #include "actors/access/shell_calls.hpp"
 #include "actors/gitlab_paths.hpp"
 #include "common/base64.hpp"
@@ -309,6 +310,108 @@ caf::result<access::lfs_answer> on_lfs(self_pointer self,
   return rp;
 }
 
+// -- git over HTTP (Workhorse's pre-authorization, other-callers §4.2) ---------
+
+// The command a git HTTP request runs, as GitLab's git_command names it.
+std::string git_command(const access::git_http_query& q) {
+  switch (q.action) {
+    case access::git_http_action::info_refs:
+      return q.service.value_or("");
+    case access::git_http_action::upload_pack:
+      return "git-upload-pack";
+    case access::git_http_action::receive_pack:
+      break;
+  }
+  return "git-receive-pack";
+}
+
+// A refusal for the git client: plain text, a 401 with GitLab's challenge.
+access::git_http_answer git_http_refusal(int status, std::string message,
+                                         bool challenge = false) {
+  access::git_http_answer a;
+  a.status = status;
+  a.message = std::move(message);
+  a.challenge = challenge;
+  return a;
+}
+
+// The /allowed outcome as the git client sees it: GitLab's git HTTP
+// controller answers a forbidden access 403 where /allowed answers 401.
+access::git_http_answer git_http_answer_of(const snapshot& snap,
+                                           access::allowed_outcome o) {
+  if (o.status != 200 || !o.success)
+    return git_http_refusal(o.status == 401 ? 403 : o.status,
+                            std::move(o.message));
+  access::git_http_answer a;
+  // Workhorse's GitConfigOptions (GitLab's git_http_ok): only the push
+  // size limit, whatever the command.
+  if (snap.settings.receive_max_input_size_mb > 0)
+    a.git_config_options.push_back(
+      "receive.maxInputSize="
+      + std::to_string(snap.settings.receive_max_input_size_mb * 1048576));
+  a.success = std::move(o.success);
+  return a;
+}
+
+// GitLab's order: the end user's credentials (401), then Workhorse's own
+// token (403), then the access decision /allowed makes, for protocol http
+// and what the credential allows.
+caf::result<access::git_http_answer> on_git_http(self_pointer self,
+                                                 access::git_http_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  const auto& snap = *st.snap;
+  const auto command = git_command(q);
+  const auto project = q.repository_path + ".git";
+  access::allowed_params p;
+  p.action = command;
+  p.project = project;
+  p.protocol = "http";
+  if (q.credentials.provided) {
+    auto client = access::authenticate_by_token(snap, q.credentials.password,
+                                                st.settings.now());
+    if (!client.authenticated)
+      return git_http_refusal(401, access::http_basic_denied(snap), true);
+    p.user_id = client.user_id;
+    p.abilities = client.abilities;
+  } else if (command == "git-upload-pack"
+             && access::http_download_allowed(snap, project)) {
+    p.abilities = access::git_abilities{true, false};
+  } else {
+    return git_http_refusal(401, access::http_basic_denied(snap), true);
+  }
+  if (q.workhorse_refusal)
+    return git_http_refusal(403, *q.workhorse_refusal);
+  auto snap_ptr = st.snap;
+  return answer_allowed<access::git_http_answer>(
+    self, p, [snap_ptr](access::allowed_outcome o) {
+      return git_http_answer_of(*snap_ptr, std::move(o));
+    });
+}
+
+// -- workhorse/authorize_upload (other-callers §4.4) ------------------------
+
+caf::result<access::upload_answer> on_upload(self_pointer self,
+                                             access::upload_query& q) {
+  auto& st = self->state;
+  if (!st.snap)
+    return not_loaded();
+  // GitLab's request_authenticated?: an API token with the api scope.
+  auto client = access::authenticate_by_token(*st.snap, q.token.value_or(""),
+                                              st.settings.now());
+  auto token = client.authenticated
+    ? st.snap->tokens_by_digest.find(token_digest(*q.token))
+    : st.snap->tokens_by_digest.end();
+  bool api_scope = token != st.snap->tokens_by_digest.end()
+    && std::find(token->second.scopes.begin(), token->second.scopes.end(),
+                 "api")
+         != token->second.scopes.end();
+  if (!api_scope)
+    return caf::make_error(errc::unauthenticated);
+  return access::upload_answer{st.settings.uploads_dir + "/uploads/tmp"};
+}
+
 caf::result<access::shell_answer> on_recovery(self_pointer self,
                                               access::recovery_query& q) {
   auto& st = self->state;
@@ -397,6 +500,8 @@ access_control_actor::behavior_type access_control(
         access::discover(*self->state.snap, q.key_id, q.user_id, q.username)};
     },
     [=](access::lfs_query& q) { return on_lfs(self, q); },
+    [=](access::git_http_query& q) { return on_git_http(self, q); },
+    [=](access::upload_query& q) { return on_upload(self, q); },
     [=](access::recovery_query& q) { return on_recovery(self, q); },
     [=](access::pat_query& q) { return on_pat(self, q); },
     [=](access::otp_query&) -> caf::result<access::shell_answer> {

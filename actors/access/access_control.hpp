@@ -39,6 +39,9 @@ struct access_control_settings {
   std::size_t cheap_git_questions = 4;
   /// How long one write to the access store may take.
   std::chrono::milliseconds store_timeout{5000};
+  /// Where Workhorse stores uploads (GATEHOUSE_UPLOADS_DIR): what
+  /// authorize_upload answers lives below it.
+  std::string uploads_dir = "/var/lib/gatehouse/uploads";
   /// The clock of rate-limit windows, key expiry and token dates.
   clock_fn now = system_now;
 };

@@ -18,6 +18,10 @@ inline constexpr const char* msg_namespace_not_found
   = "The namespace you were looking for could not be found.";
 inline constexpr const char* msg_command_not_allowed
   = "The command you're trying to execute is not allowed.";
+inline constexpr const char* msg_auth_download
+  = "You are not allowed to download code.";
+inline constexpr const char* msg_auth_upload
+  = "You are not allowed to upload code.";
 inline constexpr const char* msg_key_expired = "Your SSH key has expired.";
 inline constexpr const char* msg_auth_mechanism
   = "The authentication mechanism is not supported.";

@@ -605,6 +605,16 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
     return deny(std::move(o), 401, msg_blocked);
   }
 
+  // 4. what the credential allows (a token's scopes).
+  if (p.abilities) {
+    if (p.action == git_receive_pack) {
+      if (!p.abilities->push_code)
+        return deny(std::move(o), 401, msg_auth_upload);
+    } else if (is_git_command(p.action) && !p.abilities->download_code) {
+      return deny(std::move(o), 401, msg_auth_download);
+    }
+  }
+
   // 6. command known.
   if (!is_git_command(p.action)) {
     return deny(std::move(o), 401, msg_command_not_allowed);
@@ -688,6 +698,22 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
   o.message.clear();
   o.success = success_body(snap, p, a, t, now);
   return o;
+}
+
+bool http_download_allowed(const snapshot& snap, const std::string& project) {
+  const std::string& allowed_protocol
+    = snap.settings.enabled_git_access_protocol;
+  if (!allowed_protocol.empty() && allowed_protocol != "all"
+      && allowed_protocol != "http")
+    return false;
+  allowed_params p;
+  p.action = "git-upload-pack";
+  p.project = project;
+  p.protocol = "http";
+  const actor_info anonymous = resolve_actor(snap, p);
+  const repo_target t = resolve_repo(snap, p);
+  return t.project != nullptr && readable(snap, anonymous, *t.project)
+    && can_download(snap, anonymous, *t.project, t.type == repo_type::wiki);
 }
 
 } // namespace gatehouse::access

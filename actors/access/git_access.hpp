@@ -39,6 +39,10 @@ allowed_outcome check_allowed(const snapshot& snap, const allowed_params& p,
 int access_level(const snapshot& snap, std::int64_t user_id,
                  const project_record& project);
 
+/// GitLab's http_download_allowed?: whether an anonymous git client may
+/// clone `project` (a repository path as a client names it) over HTTP.
+bool http_download_allowed(const snapshot& snap, const std::string& project);
+
 /// The top-level namespace id of `project`.
 std::int64_t root_namespace_id(const snapshot& snap,
                                const project_record& project);

@@ -1,5 +1,7 @@
 #include "edges/http/codec.hpp"
 
+#include "common/ascii.hpp"
+#include "common/base64.hpp"
 #include "common/ids.hpp"
 #include "common/json_text.hpp"
 
@@ -168,7 +170,7 @@ std::string denial_text(const std::string& message) {
 // -- check
 // ------------------------------------------------------------------------
 
-caf::expected<check_query> decode(call_tag<call_id::check>, const json&) {
+caf::expected<check_query> decode(call_tag<call_id::check>, const request_view&) {
   return check_query{};
 }
 
@@ -184,7 +186,8 @@ reply encode(call_tag<call_id::check>, const check_view& view) {
 // ----------------------------------------------------------------------
 
 caf::expected<access::allowed_params> decode(call_tag<call_id::allowed>,
-                                             const json& params) {
+                                             const request_view& in) {
+  const json& params = in.params;
   access::allowed_params p;
   p.action = string_param(params, "action").value_or("");
   p.project = string_param(params, "project");
@@ -292,7 +295,8 @@ text_reply encode_text(call_tag<call_id::allowed>,
 // --------------------------------------------------------------
 
 caf::expected<access::key_query> decode(call_tag<call_id::authorized_keys>,
-                                        const json& params) {
+                                        const request_view& in) {
+  const json& params = in.params;
   return access::key_query{string_param(params, "key").value_or("")};
 }
 
@@ -325,7 +329,8 @@ text_reply encode_text(call_tag<call_id::authorized_keys>,
 // ---------------------------------------------------------------------
 
 caf::expected<access::discover_query> decode(call_tag<call_id::discover>,
-                                             const json& params) {
+                                             const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::discover_query q;
   q.key_id = ids("key_id");
@@ -348,7 +353,8 @@ reply encode(call_tag<call_id::discover>, const access::discover_answer& a) {
 // -------------------------------------------------------------
 
 caf::expected<access::lfs_query> decode(call_tag<call_id::lfs_authenticate>,
-                                        const json& params) {
+                                        const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::lfs_query q;
   q.caller = caller_of(ids);
@@ -371,7 +377,8 @@ reply encode(call_tag<call_id::lfs_authenticate>, const access::lfs_answer& a) {
 // ----------------------------------------------------
 
 caf::expected<access::recovery_query> decode(
-  call_tag<call_id::two_factor_recovery_codes>, const json& params) {
+  call_tag<call_id::two_factor_recovery_codes>, const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::recovery_query q{caller_of(ids)};
   return ids.result(std::move(q));
@@ -386,7 +393,8 @@ reply encode(call_tag<call_id::two_factor_recovery_codes>,
 // ---------------------------------------------------------
 
 caf::expected<access::pat_query> decode(
-  call_tag<call_id::personal_access_token>, const json& params) {
+  call_tag<call_id::personal_access_token>, const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::pat_query q;
   q.caller = caller_of(ids);
@@ -406,7 +414,7 @@ reply encode(call_tag<call_id::personal_access_token>,
 
 // The community edition declares no parameters for these: nothing to read.
 caf::expected<access::otp_query> decode(
-  call_tag<call_id::two_factor_manual_otp_check>, const json&) {
+  call_tag<call_id::two_factor_manual_otp_check>, const request_view&) {
   return access::otp_query{};
 }
 
@@ -416,7 +424,7 @@ reply encode(call_tag<call_id::two_factor_manual_otp_check>,
 }
 
 caf::expected<access::otp_query> decode(
-  call_tag<call_id::two_factor_push_otp_check>, const json&) {
+  call_tag<call_id::two_factor_push_otp_check>, const request_view&) {
   return access::otp_query{};
 }
 
@@ -429,7 +437,8 @@ reply encode(call_tag<call_id::two_factor_push_otp_check>,
 // -----------------------------------------------------
 
 caf::expected<push::pre_receive_params> decode(call_tag<call_id::pre_receive>,
-                                               const json& params) {
+                                               const request_view& in) {
+  const json& params = in.params;
   push::pre_receive_params p;
   p.gl_repository = string_param(params, "gl_repository").value_or("");
   return p;
@@ -442,7 +451,8 @@ reply encode(call_tag<call_id::pre_receive>,
 }
 
 caf::expected<push::post_receive_params> decode(call_tag<call_id::post_receive>,
-                                                const json& params) {
+                                                const request_view& in) {
+  const json& params = in.params;
   push::post_receive_params p;
   p.gl_repository = string_param(params, "gl_repository").value_or("");
   p.identifier = string_param(params, "identifier").value_or("");
@@ -467,7 +477,8 @@ reply encode(call_tag<call_id::post_receive>,
 // ----------------------------------------------------
 
 caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
-                                          const json& params) {
+                                          const request_view& in) {
+  const json& params = in.params;
   id_reader ids{params, {}};
   access::audit_query q;
   q.action = string_param(params, "action");
@@ -486,6 +497,231 @@ caf::expected<access::audit_query> decode(call_tag<call_id::git_audit_event>,
 reply encode(call_tag<call_id::git_audit_event>,
              const access::audit_answer& a) {
   return {a.status, denial(a.message)};
+}
+
+// -- geo/proxy
+// ----------------------------------------------------------------------
+
+caf::expected<geo_query> decode(call_tag<call_id::geo_proxy>,
+                                const request_view&) {
+  return geo_query{};
+}
+
+reply encode(call_tag<call_id::geo_proxy>, const geo_view& view) {
+  reply out{200, {{"geo_enabled", view.geo_enabled}}};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+// -- git over HTTP (Workhorse's pre-authorization)
+// ---------------------------------------------------------
+
+namespace {
+
+// An Authorization header of the Basic scheme with "login:password";
+// anything else counts as no credentials, as for Rails'
+// has_basic_credentials?.
+access::basic_credentials basic_credentials_of(const request_view& in) {
+  access::basic_credentials out;
+  auto header = in.header("Authorization");
+  if (header.size() < 6 || ascii_lower(header.substr(0, 6)) != "basic ")
+    return out;
+  auto encoded = std::string_view{header}.substr(6);
+  while (!encoded.empty() && encoded.front() == ' ')
+    encoded.remove_prefix(1);
+  auto decoded = base64_decode(encoded);
+  if (!decoded)
+    return out;
+  auto colon = decoded->find(':');
+  if (colon == std::string::npos)
+    return out;
+  out.provided = true;
+  out.login = decoded->substr(0, colon);
+  out.password = decoded->substr(colon + 1);
+  return out;
+}
+
+access::git_http_query git_http_query_of(const request_view& in,
+                                         access::git_http_action action) {
+  access::git_http_query q;
+  q.action = action;
+  q.repository_path = in.capture(0);
+  q.service = string_param(in.params, "service");
+  q.credentials = basic_credentials_of(in);
+  q.workhorse_refusal = in.workhorse_refusal;
+  return q;
+}
+
+// GitLab's git_http_ok: what Workhorse needs to serve the request through
+// Gitaly. Keys are matched case-insensitively by Workhorse.
+reply git_http_reply(const access::git_http_answer& a) {
+  if (a.status != 200 || !a.success) {
+    reply out{a.status, {}, "text/plain; charset=utf-8", a.message};
+    if (a.challenge)
+      out.headers.emplace_back("WWW-Authenticate", "Basic realm=\"GitLab\"");
+    return out;
+  }
+  const auto& s = *a.success;
+  json metadata = json::object();
+  if (!s.gl_id.empty())
+    metadata["user_id"] = s.gl_id;
+  if (s.gl_username && !s.gl_username->empty())
+    metadata["username"] = *s.gl_username;
+  json repository = json::object();
+  json gitaly_server = {{"address", ""}, {"token", ""}};
+  if (s.gitaly) {
+    const auto& g = *s.gitaly;
+    repository = {{"storage_name", g.storage_name},
+                  {"relative_path", g.relative_path},
+                  {"git_object_directory", ""},
+                  {"git_alternate_object_directories", json::array()},
+                  {"gl_repository", g.gl_repository},
+                  {"gl_project_path", g.gl_project_path}};
+    gitaly_server = {{"address", g.address}, {"token", g.token.value_or("")}};
+  }
+  gitaly_server["call_metadata"] = std::move(metadata);
+  json body = {{"GL_ID", s.gl_id},
+               {"GL_USERNAME",
+                s.gl_username ? json(*s.gl_username) : json(nullptr)},
+               {"GL_REPOSITORY", s.gl_repository},
+               {"ShowAllRefs", false},
+               {"NeedAudit", false},
+               {"Repository", std::move(repository)},
+               {"GitConfigOptions", a.git_config_options},
+               {"GitalyServer", std::move(gitaly_server)}};
+  // Projects only: a wiki's answer has neither.
+  if (s.gl_repository.rfind("project-", 0) == 0) {
+    if (s.gl_project_id)
+      body["ProjectID"] = *s.gl_project_id;
+    if (s.gl_root_namespace_id)
+      body["RootNamespaceID"] = *s.gl_root_namespace_id;
+  }
+  reply out{200, std::move(body)};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+} // namespace
+
+caf::expected<access::git_http_query> decode(call_tag<call_id::git_info_refs>,
+                                             const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::info_refs);
+}
+
+reply encode(call_tag<call_id::git_info_refs>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+caf::expected<access::git_http_query>
+decode(call_tag<call_id::git_upload_pack>, const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::upload_pack);
+}
+
+reply encode(call_tag<call_id::git_upload_pack>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+caf::expected<access::git_http_query>
+decode(call_tag<call_id::git_receive_pack>, const request_view& in) {
+  return git_http_query_of(in, access::git_http_action::receive_pack);
+}
+
+reply encode(call_tag<call_id::git_receive_pack>,
+             const access::git_http_answer& a) {
+  return git_http_reply(a);
+}
+
+// -- workhorse/authorize_upload
+// ---------------------------------------------------
+
+// GitLab's order: the private_token parameter, the PRIVATE-TOKEN header,
+// then an OAuth-style Bearer token.
+caf::expected<access::upload_query>
+decode(call_tag<call_id::workhorse_authorize_upload>, const request_view& in) {
+  access::upload_query q;
+  if (auto token = string_param(in.params, "private_token")) {
+    q.token = std::move(token);
+  } else if (auto header = in.header("PRIVATE-TOKEN"); !header.empty()) {
+    q.token = std::move(header);
+  } else if (auto auth = in.header("Authorization");
+             auth.size() > 7 && ascii_lower(auth.substr(0, 7)) == "bearer ") {
+    q.token = auth.substr(7);
+  }
+  return q;
+}
+
+reply encode(call_tag<call_id::workhorse_authorize_upload>,
+             const access::upload_answer& a) {
+  reply out{200, {{"TempPath", a.temp_path}}};
+  out.content_type = workhorse_content_type;
+  return out;
+}
+
+} // namespace gatehouse::http
+
+// -- pages, pages/status
+// ----------------------------------------------------------------------
+
+namespace gatehouse::http {
+
+caf::expected<pages::domain_query> decode(call_tag<call_id::pages>,
+                                          const request_view& in) {
+  pages::domain_query q;
+  auto it = in.params.find("host");
+  if (it == in.params.end() || it->is_null())
+    return q; // the actor answers Grape's "host is missing"
+  if (it->is_array() || it->is_object())
+    q.host_invalid = true;
+  else
+    q.host = it->is_string() ? it->get<std::string>() : dump(*it);
+  return q;
+}
+
+// GitLab's entity order (certificate, key, root_namespace_id, lookup_paths;
+// then each LookupPath's expose order), which the sorted json type would
+// not keep: Pages does not care, people reading answers do.
+reply encode(call_tag<call_id::pages>, const pages::virtual_domain& d) {
+  if (!d.found)
+    return reply{204, {}, "", std::string{}};
+  using ordered = nlohmann::ordered_json;
+  auto text_or_null = [](const std::optional<std::string>& s) {
+    return s ? ordered(*s) : ordered(nullptr);
+  };
+  ordered paths = ordered::array();
+  for (const auto& p : d.lookup_paths) {
+    ordered source = {{"type", p.source.type},
+                      {"path", p.source.path},
+                      {"global_id", p.source.global_id},
+                      {"sha256", p.source.sha256},
+                      {"file_size", p.source.file_size},
+                      {"file_count", p.source.file_count}};
+    paths.push_back({{"access_control", p.access_control},
+                     {"https_only", p.https_only},
+                     {"prefix", p.prefix},
+                     {"project_id", p.project_id},
+                     {"source", std::move(source)},
+                     {"unique_host", text_or_null(p.unique_host)},
+                     {"root_directory", p.root_directory},
+                     {"primary_domain", text_or_null(p.primary_domain)}});
+  }
+  ordered body = {{"certificate", text_or_null(d.certificate)},
+                  {"key", text_or_null(d.key)},
+                  {"root_namespace_id", d.root_namespace_id},
+                  {"lookup_paths", std::move(paths)}};
+  // Invalid UTF-8 in seeded text is replaced, as dump() does elsewhere.
+  return reply{200, {}, "application/json",
+               body.dump(-1, ' ', false, ordered::error_handler_t::replace)};
+}
+
+caf::expected<pages::status_query> decode(call_tag<call_id::pages_status>,
+                                          const request_view&) {
+  return pages::status_query{};
+}
+
+reply encode(call_tag<call_id::pages_status>, const pages::status_answer&) {
+  return reply{204, {}, "", std::string{}};
 }
 
 } // namespace gatehouse::http

@@ -12,23 +12,64 @@
 
 #include <caf/expected.hpp>
 
+#include <optional>
+#include <utility>
+#include <vector>
+
 namespace gatehouse::http {
 
-/// A status and a JSON body.
+/// What a codec reads of a request: its merged parameters and, for the
+/// calls that forward an end user's HTTP request (Workhorse's), its method,
+/// headers and the captures of the route's path pattern.
+struct request_view {
+  const json& params;
+  const httplib::Request& http;
+  /// Why Workhorse's token was refused, on the routes where GitLab checks
+  /// it after the end user's credentials (caller_rule::workhorse_git).
+  std::optional<std::string> workhorse_refusal = std::nullopt;
+
+  /// A header's value, "" when absent.
+  std::string header(const char* name) const {
+    return http.get_header_value(name);
+  }
+
+  /// The `i`th capture of the route's path pattern, "" when absent.
+  std::string capture(std::size_t i) const {
+    return i + 1 < http.matches.size() ? http.matches[i + 1].str()
+                                       : std::string{};
+  }
+};
+
+/// Extra answer headers (WWW-Authenticate).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// A status and a body: JSON unless `text` is set, which goes out as it
+/// is (plain-text answers to a git client; "" with an empty content type
+/// for 204).
 struct reply {
   int status = 200;
   json body;
+  std::string content_type = "application/json";
+  std::optional<std::string> text = std::nullopt;
+  header_list headers = {};
 };
 
-/// A status and a JSON body as it goes on the wire.
+/// The vendor type that tells Workhorse a pre-authorization succeeded
+/// (contract other-callers §4.1).
+inline constexpr const char* workhorse_content_type
+  = "application/vnd.gitlab-workhorse+json";
+
+/// A status and a body as it goes on the wire.
 struct text_reply {
   int status = 200;
   std::string body;
+  std::string content_type = "application/json";
+  header_list headers = {};
 };
 
 #define GATEHOUSE_HTTP_CODEC(id, name, method, path, auth, owner, req, ans,    \
                              changes)                                          \
-  caf::expected<req> decode(call_tag<call_id::id>, const json& params);        \
+  caf::expected<req> decode(call_tag<call_id::id>, const request_view& in);    \
   reply encode(call_tag<call_id::id>, const ans& answer);
 GATEHOUSE_CALLS(GATEHOUSE_HTTP_CODEC)
 #undef GATEHOUSE_HTTP_CODEC
@@ -37,7 +78,8 @@ GATEHOUSE_CALLS(GATEHOUSE_HTTP_CODEC)
 template <call_id Id, class Answer>
 text_reply encode_text(call_tag<Id> tag, const Answer& answer) {
   auto out = encode(tag, answer);
-  return {out.status, dump(out.body)};
+  return {out.status, out.text ? std::move(*out.text) : dump(out.body),
+          std::move(out.content_type), std::move(out.headers)};
 }
 
 /// The busiest answers, written straight to text without building a JSON

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <regex>
 #include <unordered_map>
 #include <vector>
 
@@ -154,6 +155,79 @@ std::string new_correlation_id() {
   return hex_encode(random_bytes(16));
 }
 
+// Whether a route path is a pattern (calls.hpp: `*name`, `:name`).
+bool is_pattern(const std::string& path) {
+  return path.find('*') != std::string::npos
+    || path.find(':') != std::string::npos;
+}
+
+// The regex of `root` + `path`: fixed text escaped (a relative root may
+// hold anything), `*name` one or more segments, `:name` one segment.
+std::string path_regex(const std::string& root, const std::string& path) {
+  static const std::string special = ".^$|()[]{}*+?\\";
+  std::string rx;
+  auto literal = [&](char ch) {
+    if (special.find(ch) != std::string::npos)
+      rx += '\\';
+    rx += ch;
+  };
+  for (char ch : root)
+    literal(ch);
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    char ch = path[i];
+    if (ch != '*' && ch != ':') {
+      literal(ch);
+      continue;
+    }
+    auto end = i + 1;
+    while (end < path.size()
+           && (std::isalnum(static_cast<unsigned char>(path[end]))
+               || path[end] == '_'))
+      ++end;
+    rx += ch == '*' ? "(.+)" : "([^/]+)";
+    i = end - 1;
+  }
+  return rx;
+}
+
+// A refusal in plain text, as GitLab's git HTTP controllers answer the git
+// client.
+http_error plain_refusal(int status, std::string text) {
+  return {status, std::move(text), "text/plain; charset=utf-8"};
+}
+
+// ruby-jwt's message for a Workhorse token GitLab refuses; the git HTTP
+// controllers show it to the git client (rescue_from JWT::DecodeError).
+std::string workhorse_jwt_error(jwt::verdict v, const httplib::Request& req) {
+  switch (v) {
+    case jwt::verdict::malformed:
+      return req.has_header(jwt::header_name(jwt::caller::workhorse))
+        ? "Not enough or too many segments"
+        : "Nil JSON web token";
+    case jwt::verdict::bad_algorithm:
+      return "Expected a different algorithm";
+    case jwt::verdict::wrong_issuer:
+      return "Invalid issuer. Expected gitlab-workhorse";
+    case jwt::verdict::expired:
+    case jwt::verdict::too_old:
+      return "Token has expired";
+    case jwt::verdict::not_yet_valid:
+      return "Signature nbf has not been reached";
+    default:
+      return "Signature verification failed";
+  }
+}
+
+// Writes an answer of the call table; a 204's empty content type sends no
+// body and no Content-Type.
+void send_text(httplib::Response& res, const text_reply& out) {
+  res.status = out.status;
+  for (const auto& [name, value] : out.headers)
+    res.set_header(name, value);
+  if (!out.content_type.empty())
+    res.set_content(out.body, out.content_type.c_str());
+}
+
 } // namespace
 
 struct server::impl {
@@ -175,6 +249,26 @@ struct server::impl {
     caller_rule auth;
   };
   std::unordered_map<std::string, route_key> route_index;
+  // The routes whose path is a pattern, tried in order when no fixed path
+  // matches.
+  struct pattern_route {
+    std::string method;
+    std::regex rx;
+    route_key key;
+  };
+  std::vector<pattern_route> pattern_index;
+
+  // The route of `method` and `path` (below nothing: the full path).
+  const route_key* find_route(const std::string& method,
+                              const std::string& path) const {
+    if (auto it = route_index.find(method + ' ' + path);
+        it != route_index.end())
+      return &it->second;
+    for (const auto& p : pattern_index)
+      if (p.method == method && std::regex_match(path, p.rx))
+        return &p.key;
+    return nullptr;
+  }
 
   impl(http_settings s, http_deps d)
     : settings(std::move(s)), deps(std::move(d)), limits(limits_of(settings)),
@@ -193,6 +287,8 @@ struct server::impl {
   static jwt::caller caller_for(caller_rule rule, const httplib::Request& req) {
     switch (rule) {
       case caller_rule::workhorse:
+      case caller_rule::workhorse_api:
+      case caller_rule::workhorse_git:
         return jwt::caller::workhorse;
       case caller_rule::kas:
         return jwt::caller::kas;
@@ -207,13 +303,16 @@ struct server::impl {
     }
   }
 
-  bool authenticated(const httplib::Request& req, jwt::caller who) const {
+  jwt::verdict verify(const httplib::Request& req, jwt::caller who) const {
     const auto& key = settings.keys[static_cast<std::size_t>(who)];
     if (!key)
-      return false;
+      return jwt::verdict::bad_signature;
     auto token = req.get_header_value(jwt::header_name(who));
-    return verified_tokens.verify(who, token, *key, id, std::time(nullptr))
-      == jwt::verdict::ok;
+    return verified_tokens.verify(who, token, *key, id, std::time(nullptr));
+  }
+
+  bool authenticated(const httplib::Request& req, jwt::caller who) const {
+    return verify(req, who) == jwt::verdict::ok;
   }
 
   // Why `req` may not call a route of `rule`; nullopt when it may. GitLab
@@ -223,12 +322,23 @@ struct server::impl {
     if (rule == caller_rule::none)
       return std::nullopt;
     auto who = caller_for(rule, req);
+    if (rule == caller_rule::workhorse_git) {
+      // GitLab's git HTTP controllers refuse HEAD before anything else
+      // (deny_head_requests), and check Workhorse's token only after the
+      // end user's credentials: the domain orders those answers
+      // (request_view::workhorse_refusal).
+      if (req.method == "HEAD")
+        return plain_refusal(403, "");
+      return std::nullopt;
+    }
     if (!authenticated(req, who))
       return error_response(errc::unauthenticated, {}, who);
     // Workhorse signs the request and also names itself (GitLab's
     // require_gitlab_workhorse!).
-    if (rule == caller_rule::shell_or_workhorse && who == jwt::caller::workhorse
-        && req.get_header_value("Gitlab-Workhorse").empty())
+    bool names_itself = rule == caller_rule::workhorse_api
+      || (rule == caller_rule::shell_or_workhorse
+          && who == jwt::caller::workhorse);
+    if (names_itself && req.get_header_value("Gitlab-Workhorse").empty())
       return error_response(errc::unauthenticated,
                             "Request should be executed via GitLab Workhorse",
                             who);
@@ -247,7 +357,13 @@ struct server::impl {
     const auto& spec = spec_of(Id);
     table.push_back(
       {spec.method, spec.path, spec.auth, [this, tag](call& c) {
-         auto request = decode(tag, c.params);
+         request_view in{c.params, c.req};
+         if (spec_of(Id).auth == caller_rule::workhorse_git) {
+           auto verdict = verify(c.req, jwt::caller::workhorse);
+           if (verdict != jwt::verdict::ok)
+             in.workhorse_refusal = workhorse_jwt_error(verdict, c.req);
+         }
+         auto request = decode(tag, in);
          if (!request)
            return send_error(c.res, error_response(request.error()));
          auto dest = types::actor(deps.domains, *request);
@@ -256,8 +372,7 @@ struct server::impl {
                                                    std::move(*request));
          if (!answer)
            return send_error(c.res, error_response(answer.error()));
-         auto out = encode_text(tag, *answer);
-         send_json(c.res, out.status, out.body);
+         send_text(c.res, encode_text(tag, *answer));
        }});
   }
 
@@ -283,19 +398,15 @@ struct server::impl {
   void register_routes() {
     for (auto& r : routes()) {
       auto full = settings.relative_url_root + r.path;
-      route_index[std::string{r.method} + ' ' + full] = {r.path, r.auth};
+      if (!is_pattern(r.path))
+        route_index[std::string{r.method} + ' ' + full] = {r.path, r.auth};
       auto wrapped
         = [this, r](const httplib::Request& req, httplib::Response& res) {
             dispatch(r, req, res);
           };
-      // Paths are fixed strings; escape regex metacharacters ('.' in none yet,
-      // but a relative root could hold any).
-      std::string rx;
-      for (char ch : full) {
-        if (std::string{".^$|()[]{}*+?\\"}.find(ch) != std::string::npos)
-          rx += '\\';
-        rx += ch;
-      }
+      auto rx = path_regex(settings.relative_url_root, r.path);
+      if (is_pattern(r.path))
+        pattern_index.push_back({r.method, std::regex{rx}, {r.path, r.auth}});
       if (std::string{r.method} == "GET")
         svr.Get(rx, wrapped);
       else if (std::string{r.method} == "POST")
@@ -400,11 +511,11 @@ struct server::impl {
     if (framing->length > settings.max_body)
       return payload_too_large();
     auto method = req.method == "HEAD" ? std::string{"GET"} : req.method;
-    auto it = route_index.find(method + ' ' + req.path);
-    if (it == route_index.end())
+    const auto* found = find_route(method, req.path);
+    if (!found)
       return route_not_found();
-    current.route = it->second.path.c_str();
-    if (auto refused = refusal(it->second.auth, req))
+    current.route = found->path.c_str();
+    if (auto refused = refusal(found->auth, req))
       return refused;
     if (conn && (framing->chunked || framing->length >= large_body))
       conn->large_body = true;

@@ -201,8 +201,9 @@ const std::array<serve_fn, call_count>& servers() {
   static const auto table = [] {
     std::array<serve_fn, call_count> out{};
     for_each_call([&](auto tag) {
-      out[static_cast<std::size_t>(decltype(tag)::value)]
-        = &serve<decltype(tag)::value>;
+      constexpr auto id = decltype(tag)::value;
+      if constexpr (spec_of(id).over_nats)
+        out[static_cast<std::size_t>(id)] = &serve<id>;
     });
     return out;
   }();

@@ -47,7 +47,7 @@ wire_reply failure_reply(const caf::error& err);
   caf::expected<req> decode(call_tag<call_id::id>,                             \
                             const std::string& payload);                       \
   wire_reply encode(call_tag<call_id::id>, const ans& answer);
-GATEHOUSE_CALLS(GATEHOUSE_NATS_CODEC)
+GATEHOUSE_SHARED_CALLS(GATEHOUSE_NATS_CODEC)
 #undef GATEHOUSE_NATS_CODEC
 
 } // namespace gatehouse::nats

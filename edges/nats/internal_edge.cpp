@@ -66,6 +66,8 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
     per_call = std::clamp(static_cast<int>(std::thread::hardware_concurrency()),
                           1, 8);
   for (const auto& spec : call_table) {
+    if (!spec.over_nats)
+      continue;
     bridge_settings bs;
     bs.call = spec.id;
     bs.request_timeout = settings_.request_timeout;
@@ -101,7 +103,7 @@ bool internal_edge::start(natsConnection* nc, std::string& error) {
   log::info("nats internal edge subscribed",
             {{"subjects", settings_.subject_prefix + "*"},
              {"queue_group", settings_.queue_group},
-             {"calls", call_count},
+             {"calls", nats_call_count()},
              {"subscriptions_per_call", per_call}});
   return true;
 }

@@ -410,6 +410,7 @@ public:
             {"path", "text"},
             {"name", "text"},
             {"kind", "text"},
+            {"force_pages_access_control", "boolean"},
             {"full_path", "text",
              "coalesce((SELECT r.full_path || '/' FROM namespaces r WHERE "
              "r.id = x.root_parent), '') || x.rel_path"},
@@ -469,6 +470,12 @@ public:
             {"merge_requests_enabled", "boolean"},
             {"lfs_enabled", "boolean"},
             {"repository_exists", "boolean"},
+            {"pages_https_only", "boolean"},
+            {"pages_access_level", "text"},
+            {"pages_unique_domain_enabled", "boolean"},
+            {"pages_unique_domain", "text"},
+            {"pages_primary_domain", "text"},
+            {"pages_multiple_versions_enabled", "boolean"},
             {"full_path", "text",
              "(SELECT n.full_path FROM namespaces n WHERE n.id = "
              "x.namespace_id) || '/' || x.path"}},

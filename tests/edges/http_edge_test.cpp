@@ -47,6 +47,7 @@ system_status_actor::behavior_type mock_status(
   system_status_actor::stateful_pointer<mock_status_state> self,
   mock_script* script) {
   return {
+    [=](geo_query) { return geo_view{}; },
     [=](check_query) -> caf::result<check_view> {
       check_view view{"18.6.0", "abc123", true};
       auto delay = script->check_delay_ms.load();
@@ -136,7 +137,7 @@ struct edge_fixture {
     if (tune)
       tune(s);
     srv = std::make_unique<http::server>(
-      s, http::http_deps{&sys, domain_actors{status, {}, push}, {}});
+      s, http::http_deps{&sys, domain_actors{status, {}, push, {}}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] {

@@ -37,6 +37,7 @@ struct domain_script {
 system_status_actor::behavior_type mock_status(
   system_status_actor::pointer self, domain_script* script) {
   return {
+    [=](geo_query) { return geo_view{}; },
     [=](check_query) -> caf::result<check_view> {
       ++script->checks;
       if (script->silent) {

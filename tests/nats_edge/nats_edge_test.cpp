@@ -710,7 +710,7 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
     std::set<gatehouse::call_id> covered;
     for (auto& c : cases)
       covered.insert(c.call);
-    CHECK(covered.size() == gatehouse::call_count);
+    CHECK(covered.size() == gatehouse::nats_call_count());
     for (auto& c : cases)
       run_case(c, http, nats);
   }
