@@ -18,25 +18,25 @@ Prints one line per check and `N passed, M failed`; exits non-zero on any
 failure. Everything it starts or creates is stopped or removed at exit.
 """
 
-import ctypes
 import datetime
 import fcntl
 import grp
 import json
 import os
 import pwd
-import re
 import secrets
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from e2e_support import (  # noqa: E402
+    CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe, has_block, lines_of,
+    log, require_env, reserved_port, run, run_main, tcp_open, wait_for)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fixtures")
 FIXTURE_FILES = ("gitlab_api.py", "gitlab-shell", "authorized-keys-check",
@@ -49,164 +49,8 @@ BANNER = ("Scheduled maintenance on Saturday from 22:00 to 23:00 UTC. "
           "Pushes will be refused during the window.")
 RULER = "=" * 72
 
-VERBOSE = os.environ.get("GATEHOUSE_E2E_VERBOSE") == "1"  # print every detail
-PASSED, FAILED = [], []
-CLEANUPS = []
-
-
-# -- plumbing ---------------------------------------------------------------
-
-def log(msg):
-    print("[e2e %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
-
-
-def check(name, ok, detail=""):
-    (PASSED if ok else FAILED).append(name)
-    print("%s: %s" % ("PASS" if ok else "FAIL", name), flush=True)
-    if detail and (not ok or VERBOSE):
-        print("  " + str(detail).replace("\n", "\n  "), flush=True)
-    return ok
-
-
-class SetupError(Exception):
-    pass
-
-
-def require_env(name):
-    value = os.environ.get(name, "")
-    if not value:
-        raise SetupError("environment variable %s must be set (scripts/test exports it)" % name)
-    return value
-
-
-def run(argv, env=None, check_rc=True, input=None, timeout=60):
-    res = subprocess.run(argv, env=env, input=input, capture_output=True, text=True,
-                         timeout=timeout)
-    if check_rc and res.returncode != 0:
-        raise SetupError("%s failed (%d): %s%s" % (" ".join(argv), res.returncode,
-                                                   res.stdout, res.stderr))
-    return res
-
-
-def reserved_port():
-    """A port on 127.0.0.1 that nobody else gets until the run ends: held by a
-    socket bound with SO_REUSEADDR that never listens (as in
-    tests/support/ports.hpp), for a server that cannot bind port 0 and tell
-    which port it got (sshd). sshd sets SO_REUSEADDR too and listens on it."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    CLEANUPS.append(s.close)
-    return s.getsockname()[1]
-
-
-def serving_port(gatehouse):
-    """The HTTP port in `gatehouse serve`'s "gatehouse serving" line (text log
-    format); None before it. Gatehouse binds port 0 and logs what it got."""
-    for line in gatehouse.out().splitlines():
-        if "gatehouse serving" in line:
-            m = re.search(r" listen=\S*:(\d+)", line)
-            if m:
-                return int(m.group(1))
-    return None
-
-
-def nats_ports(nats, ports_dir):
-    """(client port, monitoring port) of a nats-server started with -p -1 -m -1
-    --ports_file_dir ports_dir, from its ports file; None before it is
-    written."""
-    path = os.path.join(ports_dir, "%s_%d.ports" % (os.path.basename(nats.p.args[0]),
-                                                    nats.p.pid))
-    try:
-        with open(path) as f:
-            ports = json.load(f)
-        return (int(ports["nats"][0].rsplit(":", 1)[1]),
-                int(ports["monitoring"][0].rsplit(":", 1)[1]))
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
-
-
-def _die_with_parent():
-    # The children go away even if this driver is killed without cleanup.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Proc:
-    """A background child with its output in files; stopped at exit."""
-
-    def __init__(self, name, argv, env, workdir, stop_signal=signal.SIGTERM):
-        self.name, self.stop_signal = name, stop_signal
-        self.out_path = os.path.join(workdir, name + ".out")
-        self.err_path = os.path.join(workdir, name + ".err")
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                      stderr=err, preexec_fn=_die_with_parent)
-        CLEANUPS.append(self.stop)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self):
-        if self.alive():
-            self.p.send_signal(self.stop_signal)
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-    def out(self):
-        with open(self.out_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def err(self):
-        with open(self.err_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-
-def wait_for(what, predicate, proc=None, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and not proc.alive():
-            raise SetupError("%s exited (%s):\n%s" % (proc.name, proc.p.returncode,
-                                                     proc.err()[-3000:]))
-        time.sleep(0.05)
-    raise SetupError("timed out waiting for " + what
-                     + ("" if proc is None else ":\n" + proc.err()[-3000:]))
-
-
-def http_ok(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as res:
-            return 200 <= res.status < 300
-    except OSError:
-        return False
-
-
-def tcp_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 # -- set-up -----------------------------------------------------------------
-
-def scratch_database(server_url):
-    """A fresh database on the test server, dropped at exit."""
-    name = "gatehouse_e2e_%d_%s" % (os.getpid(), secrets.token_hex(4))
-    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", server_url, "-c"]
-    run(psql + ['CREATE DATABASE "%s"' % name])
-    CLEANUPS.append(lambda: run(psql + ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name],
-                                check_rc=False))
-    if "://" not in server_url:
-        return server_url + " dbname=" + name
-    parts = urllib.parse.urlsplit(server_url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
-
 
 def host_lock():
     """One e2e run per host at a time: the runs share the login user `git`
@@ -398,16 +242,6 @@ class Git:
 
 # -- assertions ---------------------------------------------------------------
 
-def lines_of(text):
-    # git pads sideband lines with spaces when stderr is not a terminal.
-    return [line.rstrip() for line in text.splitlines()]
-
-
-def has_block(text, block):
-    lines, block = lines_of(text), [b.rstrip() for b in block]
-    return any(lines[i:i + len(block)] == block for i in range(len(lines) - len(block) + 1))
-
-
 def shell_error_block(message):
     """gitlab-shell's warning block (contract §5.2)."""
     return ["remote: ", "remote: " + RULER, "remote: ", "remote: " + message,
@@ -425,44 +259,11 @@ def banner_block():
             "remote: ", "remote: " + RULER]
 
 
-def events(tail):
-    out = []
-    for line in tail.out().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
-def stream_last_seq(monitor_port, stream):
-    """The sequence of the last message in `stream`, from nats-server's
-    monitoring endpoint; None when unknown."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % monitor_port,
-                                    timeout=2) as r:
-            jsz = json.load(r)
-    except (OSError, ValueError):
-        return None
-    for account in jsz.get("account_details", []):
-        for detail in account.get("stream_detail", []):
-            if detail.get("name") == stream:
-                return detail.get("state", {}).get("last_seq")
-    return None
-
-
-def describe(res):
-    return "exit %d\nstdout:\n%s\nstderr:\n%s" % (res.returncode, res.stdout, res.stderr)
-
-
 # -- the run ------------------------------------------------------------------
 
 def main():
     if os.geteuid() != 0:
         raise SetupError("must run as root: sshd switches to the login user git")
-    server_url = require_env("GATEHOUSE_TEST_DATABASE_URL")
-    binary = require_env("GATEHOUSE_TEST_BINARY")
-    nats_server = require_env("GATEHOUSE_TEST_NATS_SERVER")
     host_lock()
     work = tempfile.mkdtemp(prefix="e2e-", dir=require_env("GATEHOUSE_TEST_WORK_DIR"))
     os.chmod(work, 0o755)
@@ -473,40 +274,17 @@ def main():
     root, secret, storage = fixture_dir(user)
     log("fixture directory " + root)
 
-    # PostgreSQL, NATS, Gatehouse. nats-server and Gatehouse bind port 0 and
-    # tell which port they got.
-    db_url = scratch_database(server_url)
-    nats = Proc("nats-server", [nats_server, "-a", "127.0.0.1", "-p", "-1", "-m", "-1",
-                                "--ports_file_dir", work, "-js", "-sd",
-                                os.path.join(work, "jetstream")], None, work)
-    wait_for("nats-server ports file", lambda: nats_ports(nats, work), nats)
-    nats_port, monitor_port = nats_ports(nats, work)
-    wait_for("nats-server", lambda: http_ok(
-        "http://127.0.0.1:%d/healthz?js-enabled-only=true" % monitor_port), nats)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
-    env.update({"GATEHOUSE_DATABASE_URL": db_url,
-                "GATEHOUSE_NATS_URL": "nats://127.0.0.1:%d" % nats_port,
-                "GATEHOUSE_HTTP_LISTEN": "127.0.0.1:0",
-                "GATEHOUSE_SHELL_SECRET_FILE": secret,
-                "GATEHOUSE_LOG_FORMAT": "text"})
     keys_dir = os.path.join(work, "keys")
     os.mkdir(keys_dir, 0o700)
     key, pub = {}, {}
     for name in ("rita", "dev", "maya", "bob", "deploy", "stranger"):
         key[name], pub[name] = client_key(keys_dir, name)
-    seed_path = os.path.join(work, "seed.json")
-    with open(seed_path, "w") as f:
-        json.dump(seed_document(storage, pub), f, indent=1)
-    run([binary, "migrate"], env=env)
-    run([binary, "seed", seed_path], env=env)
-    gatehouse = Proc("gatehouse", [binary, "serve"], env, work)
-    wait_for("gatehouse serving", lambda: serving_port(gatehouse), gatehouse)
-    gitlab_url = "http://127.0.0.1:%d" % serving_port(gatehouse)
-    fixture_config(root, gitlab_url, secret, storage)
-    wait_for("gatehouse liveness", lambda: http_ok(gitlab_url + "/-/liveness"), gatehouse)
-    tail = Proc("events-tail", [binary, "events", "tail", "--from-start"], env, work,
-                stop_signal=signal.SIGINT)
-    wait_for("events tail", lambda: "tailing stream" in tail.err(), tail)
+
+    # PostgreSQL, NATS, Gatehouse; the fixtures learn Gatehouse's URL as soon
+    # as it is known.
+    stack = Stack(work, seed_document(storage, pub), {"GATEHOUSE_SHELL_SECRET_FILE": secret},
+                  on_served=lambda url: fixture_config(root, url, secret, storage))
+    gatehouse, gitlab_url = stack.gatehouse, stack.url
 
     # The bare repository with two commits on main, then Gitaly's hooks.
     ssh_port = reserved_port()
@@ -678,18 +456,7 @@ def main():
     # is complete once every outbox row is published (Gatehouse marks a row
     # only on its PubAck), and the tail has printed all of it once it
     # printed the stream's last message.
-    def settled():
-        res = run(["psql", "-X", "-qtA", "-d", db_url, "-c", "SELECT count(*) FROM "
-                   "gatehouse_state.outbox WHERE published_at IS NULL"], check_rc=False)
-        if res.stdout.strip() != "0":
-            return False
-        last = stream_last_seq(monitor_port, "GATEHOUSE_EVENTS")
-        return bool(last) and any(e.get("sequence") == last for e in events(tail))
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not settled():
-        time.sleep(0.1)
-    got = events(tail)
+    got = stack.wait_events()
     pushes = [e for e in got if e.get("data", {}).get("ref") == "refs/heads/topic-e2e"]
     check("exactly one event reached NATS (the new branch)", len(got) == 1 and len(pushes) == 1,
           json.dumps(got, indent=1)[:4000])
@@ -723,24 +490,5 @@ def main():
         CLEANUPS.append(lambda: shutil.rmtree(work, ignore_errors=True))
 
 
-def cleanup():
-    while CLEANUPS:
-        try:
-            CLEANUPS.pop()()
-        except Exception as e:  # keep cleaning
-            print("cleanup: %s" % e, file=sys.stderr)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    try:
-        main()
-    except SetupError as e:
-        check("set-up", False, e)
-    except subprocess.TimeoutExpired as e:
-        check("no command hangs", False, e)
-    finally:
-        cleanup()
-    print("%d passed, %d failed" % (len(PASSED), len(FAILED)), flush=True)
-    sys.exit(1 if FAILED else 0)
+    run_main(main)
