@@ -44,17 +44,19 @@ caf::result<pages::virtual_domain> on_lookup(self_pointer self,
   auto host = ascii_lower(std::move(*q.host));
   auto deadline = clock_type::now() + self->state.settings.store_timeout;
   auto rp = self->make_response_promise<pages::virtual_domain>();
+  auto& st = self->state;
+  auto store = st.stores[st.next_store++ % st.stores.size()];
   self
-    ->request(self->state.store, left_until(deadline),
+    ->request(store, left_until(deadline),
               pages::settings_query{})
     .then(
-      [self, rp, host, deadline](pages::settings_row& settings) mutable {
+      [self, rp, host, deadline, store](pages::settings_row& settings) mutable {
         auto keys = pages::keys_for(host, settings);
         if (!keys) {
           rp.deliver(pages::virtual_domain{});
           return;
         }
-        self->request(self->state.store, left_until(deadline), *keys)
+        self->request(store, left_until(deadline), *keys)
           .then(
             [rp, host, settings](pages::rows& found) mutable {
               rp.deliver(pages::resolve(host, settings, found));
@@ -69,9 +71,9 @@ caf::result<pages::virtual_domain> on_lookup(self_pointer self,
 
 pages_actor::behavior_type pages_domain(self_pointer self,
                                         pages_settings settings,
-                                        pages_store_actor store) {
+                                        std::vector<pages_store_actor> stores) {
   self->state.settings = settings;
-  self->state.store = std::move(store);
+  self->state.stores = std::move(stores);
   return {
     [self](pages::domain_query& q) { return on_lookup(self, q); },
     [](pages::status_query) { return pages::status_answer{}; },

@@ -9,6 +9,8 @@
 #include "messages/interfaces.hpp"
 
 #include <chrono>
+#include <cstddef>
+#include <vector>
 
 namespace gatehouse {
 
@@ -22,12 +24,15 @@ struct pages_settings {
 struct pages_state {
   static inline constexpr const char* name = "pages";
   pages_settings settings;
-  pages_store_actor store;
+  /// Each store owns one PostgreSQL connection; lookups take turns, both
+  /// reads of one lookup on the same store.
+  std::vector<pages_store_actor> stores;
+  std::size_t next_store = 0;
 };
 
-/// The actor; `store` reads the rows.
+/// The actor; `stores` (at least one) read the rows.
 pages_actor::behavior_type pages_domain(
   pages_actor::stateful_pointer<pages_state> self, pages_settings settings,
-  pages_store_actor store);
+  std::vector<pages_store_actor> stores);
 
 } // namespace gatehouse

@@ -88,7 +88,7 @@ struct fixture {
   fixture() {
     pages_settings s;
     s.store_timeout = 300ms;
-    pages = sys.spawn(pages_domain, s, store);
+    pages = sys.spawn(pages_domain, s, std::vector<pages_store_actor>{store});
   }
 
   ~fixture() {
