@@ -55,6 +55,8 @@ const std::string blocky_api = "glpat-blocky-api-gggggggggggg";
 const std::string nora_api = "glpat-nora-api-hhhhhhhhhhhhh";
 const std::string alice_write_repo = "glpat-alice-writerepo-iiiiiiii";
 const std::string alice_to_revoke = "glpat-alice-torevoke-jjjjjjjj";
+const std::string alice_two_scopes = "glpat-alice-twoscopes-kkkkkkkk";
+const std::string gina_api = "glpat-gina-api-llllllllllllll";
 
 json user(int id, const std::string& username, const std::string& state = "active") {
   return {{"id", id},
@@ -116,7 +118,8 @@ json seed_document(const std::string& protocol = "all", int max_input_mb = 0) {
                     {"gitaly_address", "tcp://gitaly.internal:8075"},
                     {"gitaly_token", "gitaly-token"}}});
   doc["users"] = json::array({user(2, "alice"), user(3, "bob"),
-                              user(5, "nora"), user(6, "blocky", "blocked")});
+                              user(5, "nora"), user(6, "blocky", "blocked"),
+                              user(7, "gina")});
   doc["namespaces"] = json::array({{{"id", 5},
                                     {"path", "acme"},
                                     {"name", "Acme"},
@@ -127,15 +130,33 @@ json seed_document(const std::string& protocol = "all", int max_input_mb = 0) {
                                     {"name", "Platform"},
                                     {"kind", "group"},
                                     {"parent_id", 5}}});
+  auto widgets = project(10, 5, "widgets", widgets_disk_path);
+  widgets["redirects"] = json::array({"acme/old-widgets"});
+  auto archive = project(15, 5, "archive", "@hashed/e6/29/archive");
+  archive["archived"] = true;
+  auto empty = project(16, 5, "empty", "@hashed/b1/7e/empty");
+  empty["repository_exists"] = false;
+  // Public projects whose repository is for members only, or off.
+  auto code_private = project(17, 5, "membercode", "@hashed/4e/c9/membercode",
+                              "public");
+  code_private["repository_access_level"] = "private";
+  auto code_disabled = project(18, 5, "nocode", "@hashed/4a/c5/nocode", "public");
+  code_disabled["repository_access_level"] = "disabled";
   doc["projects"] = json::array(
-    {project(10, 5, "widgets", widgets_disk_path),
-     project(11, 5, "open", "@hashed/6b/86/open", "public"),
-     project(13, 6, "api", "@hashed/6b/51/api")});
+    {widgets, project(11, 5, "open", "@hashed/6b/86/open", "public"),
+     project(13, 6, "api", "@hashed/6b/51/api"),
+     project(14, 5, "inside", "@hashed/8b/94/inside", "internal"), archive,
+     empty, code_private, code_disabled});
   doc["members"] = json::array(
     {{{"user_id", 2}, {"project_id", 10}, {"access_level", 30}},
      {{"user_id", 3}, {"project_id", 10}, {"access_level", 20}},
      {{"user_id", 6}, {"project_id", 10}, {"access_level", 30}},
-     {{"user_id", 2}, {"project_id", 13}, {"access_level", 30}}});
+     {{"user_id", 2}, {"project_id", 13}, {"access_level", 30}},
+     {{"user_id", 2}, {"project_id", 15}, {"access_level", 30}},
+     {{"user_id", 2}, {"project_id", 16}, {"access_level", 30}},
+     {{"user_id", 2}, {"project_id", 17}, {"access_level", 30}},
+     {{"user_id", 2}, {"project_id", 18}, {"access_level", 30}},
+     {{"user_id", 7}, {"project_id", 10}, {"access_level", 10}}});
   doc["personal_access_tokens"] = json::array(
     {pat(1, 2, alice_api, {"api"}),
      pat(2, 2, alice_read_repo, {"read_repository"}),
@@ -146,7 +167,9 @@ json seed_document(const std::string& protocol = "all", int max_input_mb = 0) {
      pat(7, 6, blocky_api, {"api"}),
      pat(8, 5, nora_api, {"api"}),
      pat(9, 2, alice_write_repo, {"write_repository"}),
-     pat(10, 2, alice_to_revoke, {"api"})});
+     pat(10, 2, alice_to_revoke, {"api"}),
+     pat(11, 2, alice_two_scopes, {"read_user", "read_repository"}),
+     pat(12, 7, gina_api, {"api"})});
   return doc;
 }
 
@@ -537,6 +560,35 @@ TEST_CASE("§1.1 §4.2 Workhorse's JWT is checked after the end user's "
     check_plain(ask(gh, "GET", info_refs("acme/widgets"), {alice_api, stale}), 403,
                 "Token has expired");
   }
+  SECTION("§1.1 alg none is refused") {
+    auto unsigned_token
+      = base64_encode(R"({"alg":"none","typ":"JWT"})") + "."
+        + base64_encode(R"({"iss":"gitlab-workhorse"})") + ".";
+    auto a = ask(gh, "GET", info_refs("acme/widgets"), {alice_api, unsigned_token});
+    CHECK(a.status == 403);
+    CHECK(media_type(a.content_type) == "text/plain");
+  }
+}
+
+// KNOWN FAILING (server bug, see the report of branch wh-tests): GitLab
+// answers these JWT refusals with ruby-jwt's own texts, and refuses an iat
+// in the future (decode_jwt passes verify_iat: true); Gatehouse answers
+// "Token has expired", drops ", received <iss>", and accepts a future iat.
+TEST_CASE("§1.1 §4.2 ruby-jwt's refusals of Workhorse's JWT: exp, iss, "
+          "future iat",
+          "[.integration][workhorse][server-bug]") {
+  auto& gh = shared();
+  SECTION("§1.1 an exp in the past is checked (ruby-jwt: Signature has "
+          "expired)") {
+    auto now = std::time(nullptr);
+    auto expired = jwt::sign_raw(
+      R"({"alg":"HS256","typ":"JWT"})",
+      R"({"iss":"gitlab-workhorse","iat":)" + std::to_string(now)
+        + R"(,"exp":)" + std::to_string(now - 10) + "}",
+      workhorse_key(gh));
+    check_plain(ask(gh, "GET", info_refs("acme/widgets"), {alice_api, expired}), 403,
+                "Signature has expired");
+  }
   SECTION("§1.1 another issuer is refused with 403 plain text") {
     auto other = jwt::sign_raw(
       R"({"alg":"HS256","typ":"JWT"})",
@@ -545,15 +597,20 @@ TEST_CASE("§1.1 §4.2 Workhorse's JWT is checked after the end user's "
     auto a = ask(gh, "GET", info_refs("acme/widgets"), {alice_api, other});
     CHECK(a.status == 403);
     CHECK(media_type(a.content_type) == "text/plain");
-    CHECK_THAT(a.body, Catch::StartsWith("Invalid issuer"));
+    // ruby-jwt's InvalidIssuerError names what it got, in every version:
+    // "Invalid issuer. Expected <expected>, received <iss or <none>>" (the
+    // expected part is ["gitlab-workhorse"] in jwt 2.8+, plain before).
+    CHECK_THAT(a.body, Catch::StartsWith("Invalid issuer. Expected "));
+    CHECK_THAT(a.body, Catch::EndsWith(", received gitlab-shell"));
   }
-  SECTION("§1.1 alg none is refused") {
-    auto unsigned_token
-      = base64_encode(R"({"alg":"none","typ":"JWT"})") + "."
-        + base64_encode(R"({"iss":"gitlab-workhorse"})") + ".";
-    auto a = ask(gh, "GET", info_refs("acme/widgets"), {alice_api, unsigned_token});
-    CHECK(a.status == 403);
-    CHECK(media_type(a.content_type) == "text/plain");
+  SECTION("§1.1 an iat in the future is refused (verify_iat: Invalid iat)") {
+    auto future = jwt::sign_raw(
+      R"({"alg":"HS256","typ":"JWT"})",
+      R"({"iss":"gitlab-workhorse","iat":)"
+        + std::to_string(std::time(nullptr) + 60) + "}",
+      workhorse_key(gh));
+    check_plain(ask(gh, "GET", info_refs("acme/widgets"), {alice_api, future}), 403,
+                "Invalid iat");
   }
 }
 
@@ -606,6 +663,88 @@ TEST_CASE("§4.2 the access decision for protocol http: GitLab's 403 and 404 "
     check_plain(ask(gh, "GET", info_refs("acme/widgets", "git-foo"), {alice_api}), 403,
                 text);
     check_plain(ask(gh, "GET", "/acme/widgets.git/info/refs", {alice_api}), 403, text);
+  }
+}
+
+TEST_CASE("§4.2 how GitLab resolves the repository path",
+          "[.integration][workhorse]") {
+  auto& gh = shared();
+  SECTION("§4.2 a path in other case finds the project (GitLab's "
+          "case-insensitive route lookup)") {
+    auto b = check_ok(ask(gh, "GET", info_refs("ACME/Widgets"), {alice_api}));
+    CHECK(b["GL_REPOSITORY"] == "project-10");
+    CHECK(b["Repository"]["gl_project_path"] == "acme/widgets");
+  }
+  SECTION("§4.2 a former path (redirect route) still serves the project") {
+    auto b = check_ok(ask(gh, "GET", info_refs("acme/old-widgets"), {alice_api}));
+    CHECK(b["GL_REPOSITORY"] == "project-10");
+    CHECK(b["Repository"]["gl_project_path"] == "acme/widgets");
+  }
+  SECTION("§4.2 a sub-group project's wiki") {
+    auto b = check_ok(ask(gh, "GET", info_refs("acme/platform/api.wiki"), {alice_api}),
+                      false);
+    CHECK(b["GL_REPOSITORY"] == "wiki-13");
+  }
+  SECTION("§4.2 a public project's wiki is cloned anonymously") {
+    auto b = check_ok(ask(gh, "GET", info_refs("acme/open.wiki")), false);
+    CHECK(b["GL_REPOSITORY"] == "wiki-11");
+    CHECK(b["GL_ID"] == "");
+    CHECK(b["GL_USERNAME"].is_null());
+  }
+}
+
+TEST_CASE("§4.2 more access decisions over HTTP", "[.integration][workhorse]") {
+  auto& gh = shared();
+  SECTION("§4.2 an internal project: any signed-in user clones, nobody "
+          "anonymous") {
+    auto b = check_ok(ask(gh, "GET", info_refs("acme/inside"), {nora_api}));
+    CHECK(b["GL_USERNAME"] == "nora");
+    check_plain(ask(gh, "POST", "/acme/inside.git/git-receive-pack", {nora_api}), 403,
+                "You are not allowed to push code to this project.");
+    check_denied(ask(gh, "GET", info_refs("acme/inside")));
+  }
+  SECTION("§4.2 an archived project is cloned but not pushed") {
+    check_ok(ask(gh, "GET", info_refs("acme/archive"), {alice_api}));
+    check_plain(ask(gh, "POST", "/acme/archive.git/git-receive-pack", {alice_api}), 403,
+                "You can't push code to an archived project.");
+  }
+  SECTION("§4.2 a project without a repository: 404 with GitLab's text") {
+    check_plain(ask(gh, "GET", info_refs("acme/empty"), {alice_api}), 404,
+                "A repository for this project does not exist yet.");
+  }
+  SECTION("§4.2 a token with read_user and read_repository clones, does not "
+          "push") {
+    check_ok(ask(gh, "GET", info_refs("acme/widgets"), {alice_two_scopes}));
+    check_plain(ask(gh, "POST", "/acme/widgets.git/git-receive-pack",
+                    {alice_two_scopes}),
+                403, "You are not allowed to upload code.");
+  }
+}
+
+TEST_CASE("§4.2 repository feature levels and roles over HTTP",
+          "[.integration][workhorse]") {
+  auto& gh = shared();
+  SECTION("§4.2 a public project whose repository is for members: no "
+          "anonymous clone, members clone") {
+    check_denied(ask(gh, "GET", info_refs("acme/membercode")));
+    check_ok(ask(gh, "GET", info_refs("acme/membercode"), {alice_api}));
+  }
+  SECTION("§4.2 a public project whose repository is disabled: 403 for a "
+          "member") {
+    check_denied(ask(gh, "GET", info_refs("acme/nocode")));
+    check_plain(ask(gh, "GET", info_refs("acme/nocode"), {alice_api}), 403,
+                "You are not allowed to download code from this project.");
+  }
+  SECTION("§4.2 a Guest of a private project may not clone") {
+    check_plain(ask(gh, "GET", info_refs("acme/widgets"), {gina_api}), 403,
+                "You are not allowed to download code from this project.");
+  }
+  SECTION("§4.2 a Reporter may clone a wiki, not push to it") {
+    check_ok(ask(gh, "GET", info_refs("acme/widgets.wiki"), {bob_api}), false);
+    check_plain(ask(gh, "POST", "/acme/widgets.wiki.git/git-receive-pack", {bob_api}),
+                403, "You are not allowed to write to this project's wiki.");
+    check_ok(ask(gh, "POST", "/acme/widgets.wiki.git/git-receive-pack", {alice_api}),
+             false);
   }
 }
 
@@ -719,6 +858,16 @@ TEST_CASE("§4.5 geo/proxy: {\"geo_enabled\":false} for Workhorse only",
     CHECK(a.status == 403);
     CHECK(media_type(a.content_type) == "application/json");
   }
+  SECTION("§4.5 §1.1 a JWT whose iat is older than 90 s: 403") {
+    auto stale = jwt::sign_raw(
+      R"({"alg":"HS256","typ":"JWT"})",
+      R"({"iss":"gitlab-workhorse","iat":)"
+        + std::to_string(std::time(nullptr) - 120) + "}",
+      workhorse_key(gh));
+    auto a = ask(gh, "GET", "/api/v4/geo/proxy", {{}, stale});
+    CHECK(a.status == 403);
+    CHECK(a.j == json{{"message", "403 Forbidden"}});
+  }
   SECTION("§4.5 §1.1 a JWT signed with another secret: 403") {
     auto forged = jwt::sign(jwt::caller::workhorse, std::string(32, 'x'),
                             std::time(nullptr));
@@ -758,6 +907,20 @@ TEST_CASE("§4.4 authorize_upload: Workhorse's JWT, then an api-scoped user "
     auto b = post({{}, forged, {{"PRIVATE-TOKEN", alice_api}}});
     CHECK(b.status == 403);
     CHECK(b.j == json{{"message", "403 Forbidden"}});
+  }
+  SECTION("§4.4 §1.1 a JWT whose iat is older than 90 s: 403") {
+    auto stale = jwt::sign_raw(
+      R"({"alg":"HS256","typ":"JWT"})",
+      R"({"iss":"gitlab-workhorse","iat":)"
+        + std::to_string(std::time(nullptr) - 120) + "}",
+      workhorse_key(gh));
+    auto a = post({{}, stale, {{"PRIVATE-TOKEN", alice_api}}});
+    CHECK(a.status == 403);
+    CHECK(a.j == json{{"message", "403 Forbidden"}});
+  }
+  SECTION("§4.4 a token with api among other scopes") {
+    check_unauthorized(post({{}, {}, {{"PRIVATE-TOKEN", alice_two_scopes}}}));
+    check_ok_upload(post({{}, {}, {{"PRIVATE-TOKEN", bob_api}}}));
   }
   SECTION("§4.4 §1.3 JWT but no user: 401 Unauthorized") {
     check_unauthorized(post({}));
