@@ -778,6 +778,82 @@ TEST_CASE("§4.2 a token revoked in PostgreSQL stops working within seconds",
   check_ok(ask(gh, "GET", info_refs("acme/widgets"), {alice_api}));
 }
 
+TEST_CASE("§4.2 token and user changes made in PostgreSQL reach the "
+          "decision within seconds, both ways",
+          "[.integration][workhorse]") {
+  // A stack of its own: these cases change rows the shared one relies on.
+  auto gh = started(seed_document());
+  auto sql = [&](const std::string& statement) {
+    pqxx::connection conn{gh->database_url()};
+    pqxx::work tx{conn};
+    tx.exec(statement);
+    tx.commit();
+  };
+  // Polls (no fixed sleep) until `target` answers `status` to `token`.
+  auto reaches = [&](const std::string& method, const std::string& target,
+                     const std::string& token, int status) {
+    answer last;
+    bool ok = eventually(
+      [&] {
+        last = ask(*gh, method, target, {token});
+        return last.status == status;
+      },
+      std::chrono::seconds(10));
+    INFO(method << " " << target << ": " << last.status << " " << last.body);
+    CHECK(ok);
+    return last;
+  };
+  const auto clone = info_refs("acme/widgets");
+  const auto push = info_refs("acme/widgets", "git-receive-pack");
+  check_ok(ask(*gh, "GET", push, {alice_to_revoke}));
+
+  SECTION("§4.2 scopes narrowed to read_repository, then widened again") {
+    sql("UPDATE personal_access_tokens SET scopes = '{read_repository}' "
+        "WHERE id = 10");
+    check_plain(reaches("GET", push, alice_to_revoke, 403), 403,
+                "You are not allowed to upload code.");
+    check_ok(ask(*gh, "GET", clone, {alice_to_revoke}));
+    sql("UPDATE personal_access_tokens SET scopes = '{api}' WHERE id = 10");
+    check_ok(reaches("GET", push, alice_to_revoke, 200));
+  }
+  SECTION("§4.2 revoked, then un-revoked") {
+    sql("UPDATE personal_access_tokens SET revoked = true WHERE id = 10");
+    check_denied(reaches("GET", clone, alice_to_revoke, 401));
+    sql("UPDATE personal_access_tokens SET revoked = false WHERE id = 10");
+    check_ok(reaches("GET", clone, alice_to_revoke, 200));
+  }
+  SECTION("§4.2 expired, then without expiry") {
+    sql("UPDATE personal_access_tokens SET expires_at = '2020-01-01' "
+        "WHERE id = 10");
+    check_denied(reaches("GET", clone, alice_to_revoke, 401));
+    sql("UPDATE personal_access_tokens SET expires_at = NULL WHERE id = 10");
+    check_ok(reaches("GET", clone, alice_to_revoke, 200));
+  }
+  SECTION("§4.2 deleted") {
+    sql("DELETE FROM personal_access_tokens WHERE id = 10");
+    check_denied(reaches("GET", clone, alice_to_revoke, 401));
+    check_ok(ask(*gh, "GET", clone, {alice_api}));
+  }
+  SECTION("§4.2 the token's user blocked, then unblocked") {
+    sql("UPDATE users SET state = 'blocked' WHERE id = 3");
+    check_denied(reaches("GET", clone, bob_api, 401));
+    sql("UPDATE users SET state = 'active' WHERE id = 3");
+    check_ok(reaches("GET", clone, bob_api, 200));
+  }
+  SECTION("§4.4 authorize_upload follows a revocation too") {
+    sql("UPDATE personal_access_tokens SET revoked = true WHERE id = 10");
+    answer last;
+    CHECK(eventually(
+      [&] {
+        last = ask(*gh, "POST", "/api/v4/internal/workhorse/authorize_upload",
+                   {{}, {}, {{"PRIVATE-TOKEN", alice_to_revoke}}});
+        return last.status == 401;
+      },
+      std::chrono::seconds(10)));
+    CHECK(last.j == json{{"message", "401 Unauthorized"}});
+  }
+}
+
 TEST_CASE("§4.2 enabled_git_access_protocol ssh: Git access over HTTP is not "
           "allowed",
           "[.integration][workhorse]") {
