@@ -685,6 +685,15 @@ TEST_CASE("§4.2 how GitLab resolves the repository path",
                       false);
     CHECK(b["GL_REPOSITORY"] == "wiki-13");
   }
+  SECTION("§4.2 an unknown wiki: GitLab's RepoPath falls back to the "
+          "project type, so the project text") {
+    check_plain(ask(gh, "GET", info_refs("acme/nothing-here.wiki"), {alice_api}), 404,
+                not_found);
+  }
+  SECTION("§4.2 a private project's wiki for a non-member: the wiki text") {
+    check_plain(ask(gh, "GET", info_refs("acme/widgets.wiki"), {nora_api}), 404,
+                "The wiki you were looking for could not be found.");
+  }
   SECTION("§4.2 a public project's wiki is cloned anonymously") {
     auto b = check_ok(ask(gh, "GET", info_refs("acme/open.wiki")), false);
     CHECK(b["GL_REPOSITORY"] == "wiki-11");
