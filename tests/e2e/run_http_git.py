@@ -15,6 +15,14 @@ records what reaches NATS.
 Credentials are personal access tokens in the URL
 (http://<user>:<token>@host/acme/widgets.git), as people clone from GitLab.
 
+Git LFS uploads (§4.3) are checked by playing Workhorse directly against
+Gatehouse with urllib: the body-less PUT …/gitlab-lfs/objects/<oid>/<size>/
+authorize, the body stored under the TempPath it answers (below
+GATEHOUSE_UPLOADS_DIR, in the work directory), and the re-sent form-encoded PUT
+with Workhorse's signed upload token and Gitlab-Workhorse-Multipart-Fields;
+the kept file and the lfs_objects / lfs_objects_projects rows are checked in
+the scratch database.
+
 REQUIRES (a missing one fails the run): GATEHOUSE_TEST_DATABASE_URL (a
 superuser URL), GATEHOUSE_TEST_BINARY, GATEHOUSE_TEST_NATS_SERVER,
 GATEHOUSE_TEST_WORK_DIR. Root is not needed.
@@ -39,6 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from e2e_support import (  # noqa: E402
@@ -258,6 +269,46 @@ def workhorse_jwt(secret):
             + b64(hmac.new(secret, signing_input, hashlib.sha256).digest())).decode()
 
 
+def hs256_jwt(secret, claims):
+    """A compact HS256 token, as Workhorse's secret.JWTTokenString and the Go
+    Shell client make them."""
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    signing_input = (b64(json.dumps({"alg": "HS256", "typ": "JWT"},
+                                    separators=(",", ":")).encode()) + b"."
+                     + b64(json.dumps(claims, separators=(",", ":")).encode()))
+    return (signing_input + b"."
+            + b64(hmac.new(secret, signing_input, hashlib.sha256).digest())).decode()
+
+
+def read_workhorse_secret(path):
+    """Workhorse's key: the base64 text of -secretPath decoded (32 bytes)."""
+    with open(path, "rb") as f:
+        return base64.b64decode(f.read().strip(), validate=True)
+
+
+def shell_jwt(secret_path):
+    """gitlab-shell's Gitlab-Shell-Api-Request: the secret file's text, trimmed,
+    is the key; iss gitlab-shell, iat now, exp now + 60 s."""
+    with open(secret_path, "rb") as f:
+        key = f.read().strip()
+    now = int(time.time())
+    return hs256_jwt(key, {"iss": "gitlab-shell", "iat": now, "exp": now + 60})
+
+
+def urllib_request(port, method, path, headers=None, body=None):
+    """One request with urllib, as an Answer (an HTTP error status is an
+    answer, not an exception)."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
+                                 headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return Answer(res.status, res.getheaders(), res.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return Answer(e.code, e.headers.items(), e.read())
+
+
 # -- assertions -----------------------------------------------------------------
 
 class Trace:
@@ -297,9 +348,13 @@ def main():
 
     root, shell_secret, workhorse_secret, storage = fixture_dir(work)
     tokens = new_tokens()
+    # Where Workhorse stores LFS bodies and Gatehouse keeps the objects
+    # (GitLab's lfs.storage_path): below the work directory, removed with it.
+    uploads = os.path.join(work, "uploads")
     stack = Stack(work, seed_document(storage, tokens),
                   {"GATEHOUSE_SHELL_SECRET_FILE": shell_secret,
-                   "GATEHOUSE_WORKHORSE_SECRET_FILE": workhorse_secret},
+                   "GATEHOUSE_WORKHORSE_SECRET_FILE": workhorse_secret,
+                   "GATEHOUSE_UPLOADS_DIR": uploads},
                   on_served=lambda url: fixture_config(root, url, shell_secret, storage))
     gatehouse, gitlab_url = stack.gatehouse, stack.url
     gatehouse_port = int(gitlab_url.rsplit(":", 1)[1])
@@ -543,6 +598,272 @@ def main():
         check("%s: 404 plain text, the not-found text" % name,
               a.status == 404 and a.media() == "text/plain" and a.text().strip() == NOT_FOUND,
               raw_detail("GET %s (Basic %s) via the stand-in" % (path, user), a))
+
+    # 11. Git LFS uploads through Workhorse's pre-authorization (contract
+    # other-callers.md §4.3, research git_http.md §5). This driver plays
+    # Workhorse itself, straight to Gatehouse: PUT …/<oid>/<size>/authorize
+    # with no body, then the body stored in a file under TempPath, then the
+    # PUT re-sent with the form fields and signed tokens Workhorse's body
+    # uploader sends (upload/body_uploader.go, destination.GitLabFinalizeFields).
+    wh_key = read_workhorse_secret(workhorse_secret)
+    lfs_media = "application/vnd.git-lfs+json"
+    temp_path = os.path.join(uploads, "lfs-objects", "tmp", "uploads")
+    help_url = EXTERNAL_URL + "/help"
+
+    def psql(sql):
+        return run(["psql", "-X", "-qtA", "-F", "|", "-d", stack.db_url, "-c", sql],
+                   check_rc=False).stdout.strip()
+
+    def lfs_path(oid, size, authorize=False, project="widgets"):
+        return "/acme/%s.git/gitlab-lfs/objects/%s/%d%s" % (
+            project, oid, size, "/authorize" if authorize else "")
+
+    def workhorse_headers(cred):
+        """What Workhorse forwards of git-lfs's PUT, plus its own headers."""
+        h = {"User-Agent": "git-lfs/3.6.1 (GitHub; linux amd64; go 1.23.4)",
+             "Gitlab-Workhorse": "v18.6.0-standin",
+             "Gitlab-Workhorse-Api-Request": hs256_jwt(
+                 wh_key, {"iss": "gitlab-workhorse", "iat": int(time.time())})}
+        h.update(cred or {})
+        return h
+
+    def lfs_authorize(oid, size, cred, project="widgets"):
+        trace.mark()
+        return urllib_request(gatehouse_port, "PUT", lfs_path(oid, size, True, project),
+                              workhorse_headers(cred), b"")
+
+    def stored_body(content):
+        """The body as Workhorse stores it: a fresh file under TempPath
+        (os.CreateTemp(TempPath, "upload")), mode 0600."""
+        fd, path = tempfile.mkstemp(prefix="upload", dir=temp_path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        return path
+
+    def finalize_form(path, content, upload_key=wh_key, signed=True, fields_path=None):
+        """(form body, Gitlab-Workhorse-Multipart-Fields) as Workhorse sends
+        them for the stored file at `path`: every value as a string, the
+        signed copy in file.gitlab-workhorse-upload."""
+        upload = {"name": "upload", "path": path, "remote_url": "", "remote_id": "",
+                  "size": str(len(content)), "upload_duration": "0.001",
+                  "md5": hashlib.md5(content).hexdigest(),
+                  "sha1": hashlib.sha1(content).hexdigest(),
+                  "sha256": hashlib.sha256(content).hexdigest(),
+                  "sha512": hashlib.sha512(content).hexdigest()}
+        form = {"file." + k: v for k, v in upload.items()}
+        if signed:
+            form["file.gitlab-workhorse-upload"] = hs256_jwt(
+                upload_key, {"upload": dict(sorted(upload.items())),
+                             "iss": "gitlab-workhorse"})
+        fields = hs256_jwt(wh_key, {"rewritten_fields": {"file": fields_path or path},
+                                    "iss": "gitlab-workhorse"})
+        # Go's url.Values.Encode sorts by key.
+        return urllib.parse.urlencode(sorted(form.items())).encode(), fields
+
+    def lfs_finalize(oid, size, cred, form, fields, project="widgets"):
+        h = workhorse_headers(cred)
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+        if fields is not None:
+            h["Gitlab-Workhorse-Multipart-Fields"] = fields
+        trace.mark()
+        return urllib_request(gatehouse_port, "PUT", lfs_path(oid, size, False, project), h,
+                              form)
+
+    def lfs_json(a):
+        try:
+            return json.loads(a.body) if a.body else None
+        except ValueError:
+            return None
+
+    def kept_path(oid):
+        return os.path.join(uploads, "lfs-objects", oid[0:2], oid[2:4], oid[4:])
+
+    def rows(oid):
+        return (psql("SELECT oid, size, file_path FROM lfs_objects WHERE oid = '%s'" % oid),
+                psql("SELECT oid, project_id, repository_type FROM lfs_objects_projects "
+                     "WHERE oid = '%s' ORDER BY project_id" % oid))
+
+    def lfs_detail(what, a, extra=""):
+        return Lazy(lambda: "%s\n%s%s\n%s" % (what, a, extra and "\n" + extra, trace.since()))
+
+    check("seed: acme/widgets has lfs_enabled true",
+          psql("SELECT lfs_enabled FROM projects WHERE id = %d" % WIDGETS) == "t",
+          "projects.lfs_enabled = %r" % psql("SELECT lfs_enabled FROM projects WHERE id = %d"
+                                             % WIDGETS))
+
+    # 11a. A developer uploads an object.
+    content = b"LFS object of this run " + secrets.token_hex(16).encode() + b"\n"
+    oid, size = hashlib.sha256(content).hexdigest(), len(content)
+    dev_cred = basic("dev", tokens["dev-write"])
+    a = lfs_authorize(oid, size, dev_cred)
+    doc = lfs_json(a) if a.media() == WORKHORSE_MEDIA else None
+    want = {"TempPath": temp_path, "LfsOid": oid, "LfsSize": size, "MaximumSize": size}
+    check("LFS authorize by a developer: 200 %s" % WORKHORSE_MEDIA,
+          a.status == 200 and a.media() == WORKHORSE_MEDIA,
+          lfs_detail("PUT %s (Basic dev, no body)" % lfs_path(oid, size, True), a))
+    check("LFS authorize answer is {TempPath, LfsOid, LfsSize, MaximumSize}",
+          doc == want, lfs_detail("expected %s" % json.dumps(want), a))
+    check("LFS authorize's TempPath exists (Workhorse stores the body there)",
+          os.path.isdir(temp_path), "no directory " + temp_path)
+    os.makedirs(temp_path, exist_ok=True)  # the checks below need it either way
+    tmp = stored_body(content)
+    form, fields = finalize_form(tmp, content)
+    a = lfs_finalize(oid, size, dev_cred, form, fields)
+    check("LFS finalize by a developer: 200, empty body, %s" % lfs_media,
+          a.status == 200 and a.body == b"" and a.media() == lfs_media,
+          lfs_detail("PUT %s (form-encoded, file.path=%s)" % (lfs_path(oid, size), tmp), a,
+                     "form: " + form.decode()[:600]))
+    kept = kept_path(oid)
+    on_disk = open(kept, "rb").read() if os.path.isfile(kept) else None
+    check("the object moved to lfs-objects/<oid[0:2]>/<oid[2:4]>/<oid[4:]>",
+          on_disk == content and not os.path.exists(tmp),
+          "kept file %s: %r; temp file %s still there: %s"
+          % (kept, on_disk, tmp, os.path.exists(tmp)))
+    objects, links = rows(oid)
+    check("lfs_objects has the object (oid, size, file path)",
+          objects == "%s|%d|%s" % (oid, size, kept), "lfs_objects: %r" % objects)
+    check("lfs_objects_projects links it to acme/widgets",
+          links == "%s|%d|project" % (oid, WIDGETS), "lfs_objects_projects: %r" % links)
+
+    # 11b. Finalize refusals (GitLab's Multipart middleware and
+    # Lfs::FinalizeUploadService). Each uses a fresh oid: no rows may appear.
+    def refused_finalize(name, status, text, oid, size, form, fields, what):
+        a = lfs_finalize(oid, size, dev_cred, form, fields)
+        check("LFS finalize %s: %d text/plain `%s`" % (name, status, text),
+              a.status == status and a.media() == "text/plain" and a.text() == text,
+              lfs_detail("PUT %s (%s)" % (lfs_path(oid, size), what), a,
+                         "form: " + form.decode()[:600]))
+        objects, links = rows(oid)
+        check("LFS finalize %s: no lfs_objects rows, nothing kept" % name,
+              objects == "" and links == "" and not os.path.exists(kept_path(oid)),
+              "lfs_objects %r, lfs_objects_projects %r, kept file %s"
+              % (objects, links, os.path.exists(kept_path(oid))))
+
+    # The URL names an object never uploaded; the body has its size but
+    # other bytes (Workhorse signs the sha256 of what it got).
+    claimed = b"claimed object " + secrets.token_hex(16).encode()
+    other = bytes(b ^ 0x20 for b in claimed)
+    tmp = stored_body(other)
+    form, fields = finalize_form(tmp, other)
+    refused_finalize("with the wrong sha256", 400, "SHA256 or size mismatch",
+                     hashlib.sha256(claimed).hexdigest(), len(claimed), form, fields,
+                     "body of the URL's size, other sha256")
+    # A shorter body than the URL's size, its own sha256 as the oid.
+    short = content[:-5]
+    short_oid = hashlib.sha256(short).hexdigest()
+    tmp = stored_body(short)
+    form, fields = finalize_form(tmp, short)
+    refused_finalize("with the wrong size", 400, "SHA256 or size mismatch", short_oid,
+                     len(content), form, fields, "URL size %d, body %d bytes"
+                     % (len(content), len(short)))
+    # A path outside TempPath, signed by Workhorse's secret all the same.
+    passwd = open("/etc/passwd", "rb").read()
+    passwd_oid = hashlib.sha256(passwd).hexdigest()
+    form, fields = finalize_form("/etc/passwd", passwd)
+    refused_finalize("of /etc/passwd", 400, "insecure path used '/etc/passwd'", passwd_oid,
+                     len(passwd), form, fields, "file.path=/etc/passwd, signed")
+    # No file.gitlab-workhorse-upload, or one signed with another secret:
+    # GitLab finds no uploaded file.
+    fresh = b"unsigned upload " + secrets.token_hex(16).encode()
+    fresh_oid = hashlib.sha256(fresh).hexdigest()
+    tmp = stored_body(fresh)
+    form, fields = finalize_form(tmp, fresh, signed=False)
+    refused_finalize("without the upload token", 422, "Unprocessable entity", fresh_oid,
+                     len(fresh), form, fields, "no file.gitlab-workhorse-upload")
+    form, fields = finalize_form(tmp, fresh, upload_key=secrets.token_bytes(32))
+    refused_finalize("with an upload token of another secret", 422, "Unprocessable entity",
+                     fresh_oid, len(fresh), form, fields,
+                     "file.gitlab-workhorse-upload signed with a wrong secret")
+    form, _ = finalize_form(tmp, fresh)
+    refused_finalize("without Gitlab-Workhorse-Multipart-Fields", 422,
+                     "Unprocessable entity", fresh_oid, len(fresh), form, None,
+                     "no Gitlab-Workhorse-Multipart-Fields header")
+
+    # 11c. Who may upload: GitLab's lfs_check_access! (403 when the user can
+    # download, else 404), both as Git LFS JSON.
+    forbidden = {"message": "Access forbidden. Check your access level.",
+                 "documentation_url": help_url}
+    not_found = {"message": "Not found.", "documentation_url": help_url}
+    rita_cred = basic("rita", tokens["rita-write"])
+    a = lfs_authorize(fresh_oid, len(fresh), rita_cred)
+    check("LFS authorize by a reporter: 403 %s, Access forbidden" % lfs_media,
+          a.status == 403 and a.media() == lfs_media and lfs_json(a) == forbidden,
+          lfs_detail("PUT %s (Basic rita, write_repository)"
+                     % lfs_path(fresh_oid, len(fresh), True), a))
+    form, fields = finalize_form(tmp, fresh)
+    a = lfs_finalize(fresh_oid, len(fresh), rita_cred, form, fields)
+    check("LFS finalize by a reporter: 403 %s, nothing kept" % lfs_media,
+          a.status == 403 and a.media() == lfs_media and lfs_json(a) == forbidden
+          and rows(fresh_oid) == ("", "") and os.path.exists(tmp),
+          lfs_detail("PUT %s (Basic rita, signed form)" % lfs_path(fresh_oid, len(fresh)),
+                     a, "rows %r" % (rows(fresh_oid),)))
+    olga_cred = basic("olga", tokens["olga-read"])
+    a = lfs_authorize(fresh_oid, len(fresh), olga_cred)
+    check("LFS authorize by a non-member of the private project: 404 %s, Not found."
+          % lfs_media,
+          a.status == 404 and a.media() == lfs_media and lfs_json(a) == not_found,
+          lfs_detail("PUT %s (Basic olga)" % lfs_path(fresh_oid, len(fresh), True), a))
+    a = lfs_finalize(fresh_oid, len(fresh), olga_cred, form, fields)
+    check("LFS finalize by a non-member of the private project: 404, nothing kept",
+          a.status == 404 and a.media() == lfs_media and lfs_json(a) == not_found
+          and rows(fresh_oid) == ("", ""),
+          lfs_detail("PUT %s (Basic olga, signed form)" % lfs_path(fresh_oid, len(fresh)), a))
+    a = lfs_authorize(fresh_oid, len(fresh), None)
+    check("LFS authorize without credentials: 401, WWW-Authenticate: Basic realm=\"GitLab\"",
+          a.status == 401 and 'Basic realm="GitLab"' in a.header("WWW-Authenticate")
+          and a.text().startswith(BASIC_DENIED),
+          lfs_detail("PUT %s (no Authorization)" % lfs_path(fresh_oid, len(fresh), True), a))
+    a = lfs_finalize(fresh_oid, len(fresh), None, form, fields)
+    check("LFS finalize without credentials: 401 with the Basic challenge, nothing kept",
+          a.status == 401 and 'Basic realm="GitLab"' in a.header("WWW-Authenticate")
+          and rows(fresh_oid) == ("", ""),
+          lfs_detail("PUT %s (no Authorization)" % lfs_path(fresh_oid, len(fresh)), a))
+
+    # 11d. The LFS token gitlab-shell gets from /lfs_authenticate (git-lfs
+    # over SSH), used as the Basic password with the answer's username.
+    trace.mark()
+    a = urllib_request(gatehouse_port, "POST", "/api/v4/internal/lfs_authenticate",
+                       {"Gitlab-Shell-Api-Request": shell_jwt(shell_secret),
+                        "Content-Type": "application/json", "User-Agent": "GitLab-Shell"},
+                       json.dumps({"user_id": 3, "project": "acme/widgets.git",
+                                   "operation": "upload"}).encode())
+    auth = lfs_json(a) if a.status == 200 else None
+    check("lfs_authenticate (Shell JWT, user_id, operation upload): 200 with username dev "
+          "and an lfs_token",
+          isinstance(auth, dict) and auth.get("username") == "dev"
+          and isinstance(auth.get("lfs_token"), str) and auth.get("lfs_token"),
+          lfs_detail("POST /api/v4/internal/lfs_authenticate", a))
+    lfs_token = (auth or {}).get("lfs_token") or "none"
+    token_cred = basic((auth or {}).get("username") or "dev", lfs_token)
+    a = lfs_authorize(fresh_oid, len(fresh), token_cred)
+    check("LFS authorize with the LFS token: 200 %s" % WORKHORSE_MEDIA,
+          a.status == 200 and a.media() == WORKHORSE_MEDIA and lfs_json(a) == {
+              "TempPath": temp_path, "LfsOid": fresh_oid, "LfsSize": len(fresh),
+              "MaximumSize": len(fresh)},
+          lfs_detail("PUT %s (Basic dev:<lfs_token>)" % lfs_path(fresh_oid, len(fresh), True),
+                     a))
+    a = lfs_finalize(fresh_oid, len(fresh), token_cred, form, fields)
+    kept = kept_path(fresh_oid)
+    check("LFS finalize with the LFS token: 200, empty body, %s" % lfs_media,
+          a.status == 200 and a.body == b"" and a.media() == lfs_media,
+          lfs_detail("PUT %s (Basic dev:<lfs_token>)" % lfs_path(fresh_oid, len(fresh)), a))
+    objects, links = rows(fresh_oid)
+    check("the LFS token's upload is kept and linked to acme/widgets",
+          os.path.isfile(kept) and open(kept, "rb").read() == fresh
+          and objects == "%s|%d|%s" % (fresh_oid, len(fresh), kept)
+          and links == "%s|%d|project" % (fresh_oid, WIDGETS),
+          "kept file %s exists: %s\nlfs_objects %r\nlfs_objects_projects %r"
+          % (kept, os.path.isfile(kept), objects, links))
+    a = lfs_authorize(fresh_oid, len(fresh), basic("rita", lfs_token))
+    check("dev's LFS token with another login: 401",
+          a.status == 401 and 'Basic realm="GitLab"' in a.header("WWW-Authenticate"),
+          lfs_detail("PUT %s (Basic rita:<dev's lfs_token>)"
+                     % lfs_path(fresh_oid, len(fresh), True), a))
+    check("lfs_objects holds only the two accepted uploads",
+          psql("SELECT count(*) FROM lfs_objects") == "2"
+          and psql("SELECT count(*) FROM lfs_objects_projects") == "2",
+          "lfs_objects:\n%s\nlfs_objects_projects:\n%s"
+          % (psql("SELECT * FROM lfs_objects"), psql("SELECT * FROM lfs_objects_projects")))
 
     # What reached NATS: the two accepted pushes, nothing for refused ones.
     got = stack.wait_events()
