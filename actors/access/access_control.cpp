@@ -68,6 +68,10 @@ bool within_operation_limit(access_control_state& st,
                             std::int64_t now) {
   if (limit <= 0)
     return true;
+  // Anonymous git clients over HTTP share no identity: one bucket per
+  // project would throttle a public project's every anonymous clone.
+  if (p.protocol == "http" && access::caller_identity(p).empty())
+    return true;
   auto window = now / 60;
   if (st.operations_swept_at != window) {
     // Forget the previous minutes' scopes so the map stays small.
