@@ -168,6 +168,8 @@ const char* to_string(verdict v) {
       return "not_yet_valid";
     case verdict::too_old:
       return "too_old";
+    case verdict::future_iat:
+      return "future_iat";
   }
   return "unknown";
 }
@@ -283,6 +285,8 @@ verdict check_times(caller who, const time_claims& times, std::int64_t now) {
   if (r.check_iat_age && times.has_iat
       && t - times.iat > static_cast<double>(workhorse_iat_validity))
     return verdict::too_old;
+  if (r.check_iat_age && times.has_iat && times.iat > t)
+    return verdict::future_iat;
   return verdict::ok;
 }
 

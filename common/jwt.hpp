@@ -34,6 +34,7 @@ enum class verdict {
   expired,
   not_yet_valid, // nbf in the future
   too_old,       // Workhorse iat older than 90 s
+  future_iat,    // Workhorse iat after now (ruby-jwt's verify_iat)
 };
 
 const char* to_string(verdict v);
@@ -47,7 +48,8 @@ const char* to_string(verdict v);
 ///   exp/nbf without leeway.
 /// - pages: iss gitlab-pages; exp/nbf without leeway.
 /// - workhorse: iss gitlab-workhorse; exp/nbf without leeway; a present iat
-///   older than 90 s fails, a missing iat passes (older Workhorse).
+///   older than 90 s or in the future fails, a missing iat passes (older
+///   Workhorse).
 verdict verify(caller who, std::string_view token, std::string_view key,
                std::int64_t now);
 

@@ -196,6 +196,24 @@ http_error plain_refusal(int status, std::string text) {
   return {status, std::move(text), "text/plain; charset=utf-8"};
 }
 
+// The `iss` a token names, or ruby-jwt's "<none>"; read only to word a
+// refusal of a token whose signature verified.
+std::string token_issuer(const std::string& token) {
+  auto dot1 = token.find('.');
+  auto dot2 = dot1 == std::string::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string::npos)
+    return "<none>";
+  auto payload = base64url_decode(
+    std::string_view{token}.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload)
+    return "<none>";
+  auto claims = nlohmann::json::parse(*payload, nullptr, false);
+  if (!claims.is_object() || !claims.contains("iss"))
+    return "<none>";
+  const auto& iss = claims["iss"];
+  return iss.is_string() ? iss.get<std::string>() : iss.dump();
+}
+
 // ruby-jwt's message for a Workhorse token GitLab refuses; the git HTTP
 // controllers show it to the git client (rescue_from JWT::DecodeError).
 std::string workhorse_jwt_error(jwt::verdict v, const httplib::Request& req) {
@@ -207,10 +225,15 @@ std::string workhorse_jwt_error(jwt::verdict v, const httplib::Request& req) {
     case jwt::verdict::bad_algorithm:
       return "Expected a different algorithm";
     case jwt::verdict::wrong_issuer:
-      return "Invalid issuer. Expected gitlab-workhorse";
+      return "Invalid issuer. Expected [\"gitlab-workhorse\"], received "
+        + token_issuer(req.get_header_value(
+          jwt::header_name(jwt::caller::workhorse)));
     case jwt::verdict::expired:
+      return "Signature has expired";
     case jwt::verdict::too_old:
       return "Token has expired";
+    case jwt::verdict::future_iat:
+      return "Invalid iat";
     case jwt::verdict::not_yet_valid:
       return "Signature nbf has not been reached";
     default:
