@@ -709,7 +709,8 @@ reply encode(call_tag<call_id::lfs_upload_finalize>,
 // ---------------------------------------------------
 
 // GitLab's order: the private_token parameter, the PRIVATE-TOKEN header,
-// then an OAuth-style Bearer token.
+// then an OAuth-style token (Doorkeeper's access_token parameter, Bearer
+// header, bearer_token parameter).
 caf::expected<access::upload_query>
 decode(call_tag<call_id::workhorse_authorize_upload>, const request_view& in) {
   access::upload_query q;
@@ -717,9 +718,13 @@ decode(call_tag<call_id::workhorse_authorize_upload>, const request_view& in) {
     q.token = std::move(token);
   } else if (auto header = in.header("PRIVATE-TOKEN"); !header.empty()) {
     q.token = std::move(header);
+  } else if (auto token = string_param(in.params, "access_token")) {
+    q.token = std::move(token);
   } else if (auto auth = in.header("Authorization");
              auth.size() > 7 && ascii_lower(auth.substr(0, 7)) == "bearer ") {
     q.token = auth.substr(7);
+  } else if (auto bearer = string_param(in.params, "bearer_token")) {
+    q.token = std::move(bearer);
   }
   return q;
 }
