@@ -90,12 +90,20 @@ TEST_CASE_METHOD(store_fixture,
         == "t");
   CHECK(query("SELECT updated_at FROM keys WHERE id = 1") == updated_at);
 
-  // An unknown key is no error; neither it nor a new token (a kind the read
-  // model does not hold) makes the loader reload.
+  // An unknown key is no error and changes nothing the loader reads.
   self->send(store, atom::touch_key::value, std::int64_t{999});
-  REQUIRE(request<pat_result>(store, atom::create_pat::value,
-                              pat_request{1, "cli", {"api"}, ""}));
-  CHECK_FALSE(next_snapshot(2s));
+  sync();
+  CHECK_FALSE(next_snapshot(1s));
+  // A new token does: git over HTTP finds tokens in the read model.
+  auto pat = request<pat_result>(store, atom::create_pat::value,
+                                 pat_request{1, "cli", {"api"}, ""});
+  REQUIRE(pat);
+  auto updated = next_snapshot(10s);
+  REQUIRE(updated);
+  auto found = updated->tokens_by_digest.find(token_digest(pat->token));
+  REQUIRE(found != updated->tokens_by_digest.end());
+  CHECK(found->second.user_id == 1);
+  CHECK(found->second.scopes == std::vector<std::string>{"api"});
   self->send_exit(loader, caf::exit_reason::user_shutdown);
 }
 

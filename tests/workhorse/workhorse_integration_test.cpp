@@ -570,13 +570,11 @@ TEST_CASE("§1.1 §4.2 Workhorse's JWT is checked after the end user's "
   }
 }
 
-// KNOWN FAILING (server bug, see the report of branch wh-tests): GitLab
-// answers these JWT refusals with ruby-jwt's own texts, and refuses an iat
-// in the future (decode_jwt passes verify_iat: true); Gatehouse answers
-// "Token has expired", drops ", received <iss>", and accepts a future iat.
+// GitLab answers these JWT refusals with ruby-jwt's own texts, and refuses
+// an iat in the future (decode_jwt passes verify_iat: true).
 TEST_CASE("§1.1 §4.2 ruby-jwt's refusals of Workhorse's JWT: exp, iss, "
           "future iat",
-          "[.integration][workhorse][server-bug]") {
+          "[.integration][workhorse]") {
   auto& gh = shared();
   SECTION("§1.1 an exp in the past is checked (ruby-jwt: Signature has "
           "expired)") {
@@ -1038,16 +1036,14 @@ TEST_CASE("§4.4 authorize_upload: Workhorse's JWT, then an api-scoped user "
   }
 }
 
-// KNOWN FAILING if the server reads only private_token, PRIVATE-TOKEN and
-// Authorization: Bearer (see the report of branch wh-tests): GitLab's
-// find_personal_access_token falls back to parsed_oauth_token, i.e.
+// GitLab's find_personal_access_token falls back to parsed_oauth_token, i.e.
 // Doorkeeper's access_token_methods, which GitLab configures as
 // from_access_token_param, from_bearer_authorization, from_bearer_param.
 // So an api-scoped personal access token in the access_token (or
 // bearer_token) query parameter authenticates authorize_upload.
 TEST_CASE("§4.4 authorize_upload takes the token from the access_token and "
           "bearer_token parameters too",
-          "[.integration][workhorse][server-bug]") {
+          "[.integration][workhorse]") {
   auto& gh = shared();
   const std::string target = "/api/v4/internal/workhorse/authorize_upload";
   for (const char* param : {"access_token", "bearer_token"}) {
