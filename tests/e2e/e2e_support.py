@@ -241,6 +241,24 @@ class Stack:
 
 # -- assertions ---------------------------------------------------------------
 
+def git_env(work):
+    """The environment every git client of the end-to-end tests runs with:
+    no system or user configuration, no prompts, fixed identities."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.path.join(work, "home"),
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "E2E Author", "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "E2E Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.com",
+    }
+    os.makedirs(env["HOME"], exist_ok=True)
+    return env
+
+
 def lines_of(text):
     # git pads sideband lines with spaces when stderr is not a terminal.
     return [line.rstrip() for line in text.splitlines()]

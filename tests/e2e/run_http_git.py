@@ -53,8 +53,8 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from e2e_support import (  # noqa: E402
-    CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe, has_block, lines_of,
-    log, require_env, run, run_main, wait_for)
+    CLEANUPS, FAILED, SetupError, Proc, Stack, check, describe, git_env, has_block,
+    lines_of, log, require_env, run, run_main, wait_for)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fixtures")
 FIXTURE_FILES = ("gitlab_api.py", "pre-receive", "post-receive", "workhorse-standin")
@@ -174,18 +174,7 @@ class Git:
     helper, no prompts."""
 
     def __init__(self, work):
-        self.base = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.path.join(work, "home"),
-            "LC_ALL": "C",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": "/dev/null",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "E2E Author", "GIT_AUTHOR_EMAIL": "author@example.com",
-            "GIT_COMMITTER_NAME": "E2E Committer",
-            "GIT_COMMITTER_EMAIL": "committer@example.com",
-        }
-        os.makedirs(self.base["HOME"], exist_ok=True)
+        self.base = git_env(work)
 
     def __call__(self, args, cwd=None):
         return subprocess.run(["git", "-c", "credential.helper="] + args, env=self.base,
