@@ -65,6 +65,17 @@ using reply_get = caf::atom_constant<caf::atom("replyget")>;
 /// Record the reply given to (request id, call).
 using reply_put = caf::atom_constant<caf::atom("replyput")>;
 
+// -- agent registry
+// ------------------------------------------------------------
+
+/// Record that an agent token was used (its last_used_at).
+using touch_agent_token = caf::atom_constant<caf::atom("touchagent")>;
+/// Write a notice for KAS-side consumers that an agent's configuration
+/// file was pushed, unless written already.
+using config_push = caf::atom_constant<caf::atom("cfgpush")>;
+/// Read the usage counters /metrics exports.
+using usage_totals = caf::atom_constant<caf::atom("usagetot")>;
+
 // -- events -------------------------------------------------------------------
 
 /// The NATS connection changed state.

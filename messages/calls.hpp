@@ -8,6 +8,7 @@
 // its domain actor, and one field mapping per edge (README "Adding a call").
 
 #include "messages/access.hpp"
+#include "messages/agents.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/pages.hpp"
 #include "messages/push.hpp"
@@ -43,7 +44,7 @@ enum class caller_rule : std::uint8_t {
 };
 
 /// The domain actor that owns a call.
-enum class domain : std::uint8_t { status, access, push, pages };
+enum class domain : std::uint8_t { status, access, push, pages, agents };
 
 /// The domain actors, as the edges hold them.
 struct domain_actors {
@@ -54,6 +55,8 @@ struct domain_actors {
   push_processing_actor push;
   /// GitLab Pages' domain lookups; absent in tests that do not need it.
   pages_actor pages;
+  /// KAS's calls; absent in tests that do not need it.
+  agent_registry_actor agents;
 };
 
 namespace detail {
@@ -135,7 +138,37 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
     shell, push, push::post_receive_params, push::post_receive_answer, true)   \
   X(git_audit_event, "shellhorse.git_audit_event", "POST",                     \
     "/api/v4/internal/shellhorse/git_audit_event", shell_or_workhorse, access, \
-    access::audit_query, access::audit_answer, false)
+    access::audit_query, access::audit_answer, false)                          \
+  X(agentk_agent_info, "agents.agentk.agent_info", "GET",                      \
+    "/api/v4/internal/agents/agentk/agent_info", kas, agents,                  \
+    agents::agent_info_query, agents::agent_info_answer, false)                \
+  X(kubernetes_agent_info, "kubernetes.agent_info", "GET",                     \
+    "/api/v4/internal/kubernetes/agent_info", kas, agents,                     \
+    agents::agent_info_query, agents::agent_info_answer, false)                \
+  X(kubernetes_project_info, "kubernetes.project_info", "GET",                 \
+    "/api/v4/internal/kubernetes/project_info", kas, agents,                   \
+    agents::project_query, agents::project_answer, false)                      \
+  X(kubernetes_verify_project_access, "kubernetes.verify_project_access",      \
+    "GET", "/api/v4/internal/kubernetes/verify_project_access", kas, agents,   \
+    agents::project_query, agents::project_answer, false)                      \
+  X(kubernetes_agent_configuration, "kubernetes.agent_configuration", "POST",  \
+    "/api/v4/internal/kubernetes/agent_configuration", kas, agents,            \
+    agents::configuration_query, agents::no_content, true)                     \
+  X(kubernetes_authorize_proxy_user, "kubernetes.authorize_proxy_user",        \
+    "POST", "/api/v4/internal/kubernetes/authorize_proxy_user", kas, agents,   \
+    agents::proxy_user_query, agents::proxy_user_answer, false)                \
+  X(kubernetes_usage_metrics, "kubernetes.usage_metrics", "POST",              \
+    "/api/v4/internal/kubernetes/usage_metrics", kas, agents,                  \
+    agents::usage_query, agents::no_content, true)                             \
+  X(kubernetes_agent_events, "kubernetes.agent_events", "POST",                \
+    "/api/v4/internal/kubernetes/agent_events", kas, agents,                   \
+    agents::events_query, agents::no_content, true)                            \
+  X(autoflow_repository_info, "autoflow.repository_info", "GET",               \
+    "/api/v4/internal/autoflow/repository_info", kas, agents,                  \
+    agents::project_query, agents::project_answer, false)                      \
+  X(ci_runner_info, "ci.agents.runner.info", "GET",                            \
+    "/api/v4/internal/ci/agents/runner/info", kas, agents,                     \
+    agents::runner_query, agents::runner_answer, false)
 
 #define GATEHOUSE_HTTP_CALLS(X)                                                \
   X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "messages/access.hpp"
+#include "messages/agents.hpp"
 #include "messages/atoms.hpp"
 #include "messages/git.hpp"
 #include "messages/pages.hpp"
@@ -188,6 +189,46 @@ using pages_actor = caf::typed_actor<
   caf::replies_to<pages::domain_query>::with<pages::virtual_domain>,
   // GET /internal/pages/status: always 204.
   caf::replies_to<pages::status_query>::with<pages::status_answer>>;
+
+// -- the GitLab agent server (KAS) -------------------------------------------
+
+/// The agent registry's writes, each in one transaction on its own
+/// PostgreSQL connection; spawned detached: libpqxx blocks. Events go to
+/// the outbox in the transaction of what they report. Failures are
+/// errc::unavailable (errc::bad_request for a value PostgreSQL rejects).
+using agent_store_actor = caf::typed_actor<
+  // Set an agent token's last_used_at to now; no reply, no NOTIFY.
+  caf::reacts_to<atom::touch_agent_token, std::int64_t>,
+  // Store a configuration and its authorizations (agent_configuration).
+  caf::replies_to<agents::configuration_write>::with<
+    agents::configuration_written>,
+  // Add usage counters and record connections (usage_metrics,
+  // agent_events).
+  caf::replies_to<agents::usage_write>::with<agents::usage_written>,
+  // Write a configuration-push notice; false when its event id is in the
+  // outbox already (a redelivered push event).
+  caf::replies_to<atom::config_push, agents::outbox_event>::with<bool>,
+  // The counters /metrics exports.
+  caf::replies_to<atom::usage_totals>::with<agents::usage_totals>>;
+
+/// Answers KAS (contract other-callers §2): agents, their tokens and
+/// user_access authorizations from the read-model snapshot; reports and
+/// configurations through the agent store. Turns push events of agent
+/// configuration projects into notices for KAS-side consumers.
+using agent_registry_actor = caf::typed_actor<
+  caf::replies_to<agents::agent_info_query>::with<agents::agent_info_answer>,
+  caf::replies_to<agents::project_query>::with<agents::project_answer>,
+  caf::replies_to<agents::configuration_query>::with<agents::no_content>,
+  caf::replies_to<agents::proxy_user_query>::with<agents::proxy_user_answer>,
+  caf::replies_to<agents::usage_query>::with<agents::no_content>,
+  caf::replies_to<agents::events_query>::with<agents::no_content>,
+  caf::replies_to<agents::runner_query>::with<agents::runner_answer>,
+  // A push event from the feed; answered once its notices are durable.
+  caf::replies_to<agents::pushed_paths>::with<agents::pushed_paths_done>,
+  // The read-model loader delivers a new snapshot.
+  caf::reacts_to<atom::snapshot, snapshot_ptr>,
+  // Refresh the usage totals /metrics exports (self-scheduled).
+  caf::reacts_to<atom::tick>>;
 
 } // namespace gatehouse
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace gatehouse {
@@ -134,6 +135,25 @@ struct personal_access_token_record {
   std::optional<unix_time> expires_at;
 };
 
+/// A GitLab agent for Kubernetes, with the user_access authorizations
+/// its configuration last granted (agent_configuration).
+struct cluster_agent_record {
+  std::int64_t id = 0;
+  /// The agent's configuration project.
+  std::int64_t project_id = 0;
+  std::string name;
+  /// user_access: (project id, the row's config JSON: {"access_as":...}).
+  std::vector<std::pair<std::int64_t, std::string>> user_access_projects;
+  /// user_access: (namespace id, the row's config JSON).
+  std::vector<std::pair<std::int64_t, std::string>> user_access_groups;
+};
+
+/// An agent token that is not revoked (a revoked one is never found).
+struct agent_token_record {
+  std::int64_t id = 0;
+  std::int64_t agent_id = 0;
+};
+
 struct broadcast_message_record {
   std::int64_t id = 0;
   std::string message;
@@ -189,6 +209,13 @@ struct snapshot {
   map<std::int64_t, std::vector<protected_tag_record>> protected_tags;
   /// Token digest (common/base64.hpp token_digest) -> active token.
   map<std::string, personal_access_token_record> tokens_by_digest;
+  map<std::int64_t, cluster_agent_record> agents;
+  /// Project id -> the ids of its agents.
+  map<std::int64_t, std::vector<std::int64_t>> agents_by_project;
+  /// Agent token digest (token_digest) -> active agent token.
+  map<std::string, agent_token_record> agent_tokens_by_digest;
+  /// CI runner token digest -> runner id (KAS's runner info call).
+  map<std::string, std::int64_t> runner_by_digest;
   /// When this snapshot was loaded (unix seconds), for metrics.
   unix_time loaded_at = 0;
   /// PostgreSQL's snapshot (pg_snapshot as text) this model is exact for:
