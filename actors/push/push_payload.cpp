@@ -5,11 +5,10 @@
 
 #include "actors/gitlab_paths.hpp"
 #include "actors/push/push_internals.hpp"
+#include "common/uuid.hpp"
 
 #include <algorithm>
-#include <array>
 #include <map>
-#include <random>
 #include <utility>
 
 namespace gatehouse::push {
@@ -269,25 +268,7 @@ std::vector<push_event> build_events(const snapshot& snap,
 }
 
 std::string random_uuid() {
-  thread_local std::random_device device;
-  std::array<unsigned char, 16> bytes{};
-  for (std::size_t i = 0; i < bytes.size(); i += 4) {
-    auto word = device();
-    for (std::size_t j = 0; j < 4; ++j)
-      bytes[i + j] = static_cast<unsigned char>(word >> (8 * j));
-  }
-  bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0F) | 0x40);
-  bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3F) | 0x80);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out += '-';
-    out += hex[bytes[i] >> 4];
-    out += hex[bytes[i] & 0x0F];
-  }
-  return out;
+  return gatehouse::random_uuid();
 }
 
 } // namespace gatehouse::push
