@@ -24,7 +24,7 @@ namespace {
 
 using ordered = nlohmann::ordered_json;
 
-// -- Grape's coercion ----------------------------------------------------------
+// -- Grape's coercion ---------------------------------------------------------
 
 // Grape's validation errors of one request: grouped by parameter in the
 // order each parameter first failed, duplicates dropped, joined with ", "
@@ -85,7 +85,7 @@ struct coerced {
 std::optional<std::int64_t> ruby_integer(std::string_view text) {
   auto blank = [](char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f'
-           || c == '\r';
+      || c == '\r';
   };
   while (!text.empty() && blank(text.front()))
     text.remove_prefix(1);
@@ -131,7 +131,8 @@ coerced<std::int64_t> integer_of(const json& v) {
     return {};
   if (v.is_number_unsigned()) {
     auto u = v.get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    if (u
+        > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       return {std::nullopt, false};
     return {static_cast<std::int64_t>(u)};
   }
@@ -276,7 +277,7 @@ coerced<std::string> json_of(const json& v) {
   return {dump(v)};
 }
 
-// -- the agent token -----------------------------------------------------------
+// -- the agent token ----------------------------------------------------------
 
 // The first present of Gitlab-Agentk-Api-Request, Gitlab-Agent-Api-Request
 // and Authorization: Bearer (§1.2): newest Rails reads the first two, KAS up
@@ -292,11 +293,13 @@ std::optional<std::string> agent_token_of(const request_view& in) {
   return std::nullopt;
 }
 
-// -- answers -------------------------------------------------------------------
+// -- answers ------------------------------------------------------------------
 
 reply json_reply(int status, const ordered& body) {
   // Invalid UTF-8 in seeded text is replaced, as dump() does elsewhere.
-  return reply{status, {}, "application/json",
+  return reply{status,
+               {},
+               "application/json",
                body.dump(-1, ' ', false, ordered::error_handler_t::replace)};
 }
 
@@ -334,9 +337,9 @@ reply refusal_reply(const agents::refusal& r) {
 // gitaly_info (connection data, then the feature flags) and
 // gitaly_repository (Gitaly's Repository message in field order).
 void put_repository(ordered& body, const agents::repository_view& r) {
-  ordered info = {{"address", r.gitaly_address},
-                  {"token", r.gitaly_token ? ordered(*r.gitaly_token)
-                                           : ordered(nullptr)}};
+  ordered info
+    = {{"address", r.gitaly_address},
+       {"token", r.gitaly_token ? ordered(*r.gitaly_token) : ordered(nullptr)}};
   if (r.with_features) {
     ordered features = ordered::object();
     for (auto& [name, value] : r.gitaly_features)
@@ -394,10 +397,10 @@ reply agent_info_reply(const agents::agent_info_answer& a) {
 
 } // namespace
 
-// -- K1, K2: agent_info --------------------------------------------------------
+// -- K1, K2: agent_info -------------------------------------------------------
 
-caf::expected<agents::agent_info_query>
-decode(call_tag<call_id::agentk_agent_info>, const request_view& in) {
+caf::expected<agents::agent_info_query> decode(
+  call_tag<call_id::agentk_agent_info>, const request_view& in) {
   return agent_info_query_of(in);
 }
 
@@ -406,8 +409,8 @@ reply encode(call_tag<call_id::agentk_agent_info>,
   return agent_info_reply(a);
 }
 
-caf::expected<agents::agent_info_query>
-decode(call_tag<call_id::kubernetes_agent_info>, const request_view& in) {
+caf::expected<agents::agent_info_query> decode(
+  call_tag<call_id::kubernetes_agent_info>, const request_view& in) {
   return agent_info_query_of(in);
 }
 
@@ -416,10 +419,10 @@ reply encode(call_tag<call_id::kubernetes_agent_info>,
   return agent_info_reply(a);
 }
 
-// -- K3, K4: project_info, verify_project_access -------------------------------
+// -- K3, K4: project_info, verify_project_access ------------------------------
 
-caf::expected<agents::project_query>
-decode(call_tag<call_id::kubernetes_project_info>, const request_view& in) {
+caf::expected<agents::project_query> decode(
+  call_tag<call_id::kubernetes_project_info>, const request_view& in) {
   return project_query_of(in);
 }
 
@@ -428,9 +431,8 @@ reply encode(call_tag<call_id::kubernetes_project_info>,
   return project_reply(a);
 }
 
-caf::expected<agents::project_query>
-decode(call_tag<call_id::kubernetes_verify_project_access>,
-       const request_view& in) {
+caf::expected<agents::project_query> decode(
+  call_tag<call_id::kubernetes_verify_project_access>, const request_view& in) {
   return project_query_of(in);
 }
 
@@ -441,17 +443,16 @@ reply encode(call_tag<call_id::kubernetes_verify_project_access>,
   return empty_reply(204);
 }
 
-// -- K5: agent_configuration ---------------------------------------------------
+// -- K5: agent_configuration --------------------------------------------------
 
 // requires :agent_id, type: Integer; requires :agent_config, type: JSON. A
 // null agent_id passes Grape and finds no agent (0 is no agent's id).
-caf::expected<agents::configuration_query>
-decode(call_tag<call_id::kubernetes_agent_configuration>,
-       const request_view& in) {
+caf::expected<agents::configuration_query> decode(
+  call_tag<call_id::kubernetes_agent_configuration>, const request_view& in) {
   grape_errors errors;
   agents::configuration_query q;
-  q.agent_id
-    = integer_param(in.params, "agent_id", "agent_id", true, errors).value_or(0);
+  q.agent_id = integer_param(in.params, "agent_id", "agent_id", true, errors)
+                 .value_or(0);
   if (auto* v = member(in.params, "agent_config")) {
     auto config = json_of(*v);
     if (config.ok)
@@ -469,16 +470,15 @@ reply encode(call_tag<call_id::kubernetes_agent_configuration>,
   return no_content_reply(a);
 }
 
-// -- K6: authorize_proxy_user --------------------------------------------------
+// -- K6: authorize_proxy_user -------------------------------------------------
 
 // requires agent_id (Integer), access_type (String, one of two values),
 // access_key (String); given access_type == "session_cookie", requires
 // csrf_token (String, allow_blank: false). Grape runs every validator of a
 // parameter, so a missing access_type is also not a valid value, and a
 // missing csrf_token also empty.
-caf::expected<agents::proxy_user_query>
-decode(call_tag<call_id::kubernetes_authorize_proxy_user>,
-       const request_view& in) {
+caf::expected<agents::proxy_user_query> decode(
+  call_tag<call_id::kubernetes_authorize_proxy_user>, const request_view& in) {
   const json& params = in.params;
   grape_errors errors;
   agents::proxy_user_query q;
@@ -517,9 +517,8 @@ decode(call_tag<call_id::kubernetes_authorize_proxy_user>,
     auto* raw = member(params, "csrf_token");
     bool blank = !raw || raw->is_null()
       || (raw->is_string()
-          && raw->get_ref<const std::string&>().find_first_not_of(
-               " \t\r\n\v\f")
-               == std::string::npos)
+          && raw->get_ref<const std::string&>().find_first_not_of(" \t\r\n\v\f")
+            == std::string::npos)
       || (raw->is_array() && raw->empty())
       || (raw->is_object() && raw->empty());
     if (blank)
@@ -533,22 +532,22 @@ reply encode(call_tag<call_id::kubernetes_authorize_proxy_user>,
              const agents::proxy_user_answer& a) {
   if (a.refused)
     return refusal_reply(*a.refused);
-  ordered body
-    = {{"agent",
-        {{"id", a.agent_id}, {"config_project", {{"id", a.config_project_id}}}}},
-       {"user", {{"id", a.user_id}, {"username", a.username}}},
-       {"access_as", {{"agent", ordered::object()}}}};
+  ordered body = {
+    {"agent",
+     {{"id", a.agent_id}, {"config_project", {{"id", a.config_project_id}}}}},
+    {"user", {{"id", a.user_id}, {"username", a.username}}},
+    {"access_as", {{"agent", ordered::object()}}}};
   return json_reply(200, body);
 }
 
-// -- K7: usage_metrics ---------------------------------------------------------
+// -- K7: usage_metrics --------------------------------------------------------
 
 // Grape validates the counters it declares (every known one but the legacy
 // gitops_sync, which GitLab slices without declaring: coerced here the same
 // way, and left out when it is not an integer). Unknown names are ignored,
 // nil values are left out.
-caf::expected<agents::usage_query>
-decode(call_tag<call_id::kubernetes_usage_metrics>, const request_view& in) {
+caf::expected<agents::usage_query> decode(
+  call_tag<call_id::kubernetes_usage_metrics>, const request_view& in) {
   grape_errors errors;
   agents::usage_query q;
   if (auto* counters = hash_param(in.params, "counters", "counters", errors)) {
@@ -603,7 +602,7 @@ reply encode(call_tag<call_id::kubernetes_usage_metrics>,
   return no_content_reply(a);
 }
 
-// -- K8: agent_events ----------------------------------------------------------
+// -- K8: agent_events ---------------------------------------------------------
 
 // events (Hash): three lists of {user_id, project_id} (Integer) and
 // register_agent_at_kas, a list of {project_id (Integer), agent_version,
@@ -611,8 +610,8 @@ reply encode(call_tag<call_id::kubernetes_usage_metrics>,
 // extra_telemetry_data (Hash) {installation_method, helm_chart_version
 // (String)}}. Grape checks one declared field at a time across every
 // element, in declaration order.
-caf::expected<agents::events_query>
-decode(call_tag<call_id::kubernetes_agent_events>, const request_view& in) {
+caf::expected<agents::events_query> decode(
+  call_tag<call_id::kubernetes_agent_events>, const request_view& in) {
   grape_errors errors;
   agents::events_query q;
   auto* events = hash_param(in.params, "events", "events", errors);
@@ -628,13 +627,12 @@ decode(call_tag<call_id::kubernetes_agent_events>, const request_view& in) {
       continue;
     std::vector<agents::user_event> out(list->size());
     for (std::size_t i = 0; i < list->size(); ++i)
-      out[i].user_id = integer_param((*list)[i], "user_id",
-                                     element(list_name, i, "user_id"), false,
-                                     errors);
+      out[i].user_id = integer_param(
+        (*list)[i], "user_id", element(list_name, i, "user_id"), false, errors);
     for (std::size_t i = 0; i < list->size(); ++i)
-      out[i].project_id = integer_param((*list)[i], "project_id",
-                                        element(list_name, i, "project_id"),
-                                        false, errors);
+      out[i].project_id
+        = integer_param((*list)[i], "project_id",
+                        element(list_name, i, "project_id"), false, errors);
     q.user_events.emplace_back(name, std::move(out));
   }
   auto list_name = nested("events", "register_agent_at_kas");
@@ -642,47 +640,47 @@ decode(call_tag<call_id::kubernetes_agent_events>, const request_view& in) {
       = array_of_hashes(*events, "register_agent_at_kas", list_name, errors)) {
     auto n = list->size();
     std::vector<agents::kas_registration> out(n);
-    auto at = [&](std::size_t i) -> const json& { return (*list)[i]; };
+    auto at = [&](std::size_t i) -> const json& {
+      return (*list)[i];
+    };
     for (std::size_t i = 0; i < n; ++i)
-      out[i].project_id = integer_param(at(i), "project_id",
-                                        element(list_name, i, "project_id"),
-                                        false, errors);
+      out[i].project_id
+        = integer_param(at(i), "project_id",
+                        element(list_name, i, "project_id"), false, errors);
     for (std::size_t i = 0; i < n; ++i)
-      out[i].agent_version = text_param(at(i), "agent_version",
-                                        element(list_name, i, "agent_version"),
-                                        false, errors);
+      out[i].agent_version
+        = text_param(at(i), "agent_version",
+                     element(list_name, i, "agent_version"), false, errors);
     for (std::size_t i = 0; i < n; ++i)
-      out[i].architecture = text_param(at(i), "architecture",
-                                       element(list_name, i, "architecture"),
-                                       false, errors);
+      out[i].architecture
+        = text_param(at(i), "architecture",
+                     element(list_name, i, "architecture"), false, errors);
     for (std::size_t i = 0; i < n; ++i)
-      out[i].agent_id = integer_param(at(i), "agent_id",
-                                      element(list_name, i, "agent_id"), false,
-                                      errors);
+      out[i].agent_id = integer_param(
+        at(i), "agent_id", element(list_name, i, "agent_id"), false, errors);
     for (std::size_t i = 0; i < n; ++i)
-      out[i].kubernetes_version
-        = text_param(at(i), "kubernetes_version",
-                     element(list_name, i, "kubernetes_version"), false,
-                     errors);
+      out[i].kubernetes_version = text_param(
+        at(i), "kubernetes_version",
+        element(list_name, i, "kubernetes_version"), false, errors);
     std::vector<const json*> extra(n, nullptr);
     for (std::size_t i = 0; i < n; ++i)
-      extra[i] = hash_param(at(i), "extra_telemetry_data",
-                            element(list_name, i, "extra_telemetry_data"),
-                            errors);
+      extra[i]
+        = hash_param(at(i), "extra_telemetry_data",
+                     element(list_name, i, "extra_telemetry_data"), errors);
     for (std::size_t i = 0; i < n; ++i)
       if (extra[i])
-        out[i].installation_method = text_param(
-          *extra[i], "installation_method",
-          nested(element(list_name, i, "extra_telemetry_data"),
-                 "installation_method"),
-          false, errors);
+        out[i].installation_method
+          = text_param(*extra[i], "installation_method",
+                       nested(element(list_name, i, "extra_telemetry_data"),
+                              "installation_method"),
+                       false, errors);
     for (std::size_t i = 0; i < n; ++i)
       if (extra[i])
-        out[i].helm_chart_version = text_param(
-          *extra[i], "helm_chart_version",
-          nested(element(list_name, i, "extra_telemetry_data"),
-                 "helm_chart_version"),
-          false, errors);
+        out[i].helm_chart_version
+          = text_param(*extra[i], "helm_chart_version",
+                       nested(element(list_name, i, "extra_telemetry_data"),
+                              "helm_chart_version"),
+                       false, errors);
     q.registrations = std::move(out);
   }
   return errors.result(std::move(q));
@@ -693,11 +691,11 @@ reply encode(call_tag<call_id::kubernetes_agent_events>,
   return no_content_reply(a);
 }
 
-// -- K9: autoflow/repository_info ----------------------------------------------
+// -- K9: autoflow/repository_info ---------------------------------------------
 
 // requires :id, type: String; no agent token.
-caf::expected<agents::project_query>
-decode(call_tag<call_id::autoflow_repository_info>, const request_view& in) {
+caf::expected<agents::project_query> decode(
+  call_tag<call_id::autoflow_repository_info>, const request_view& in) {
   grape_errors errors;
   agents::project_query q;
   q.autoflow = true;
@@ -714,7 +712,7 @@ reply encode(call_tag<call_id::autoflow_repository_info>,
   return project_reply(a);
 }
 
-// -- K10: ci/agents/runner/info ------------------------------------------------
+// -- K10: ci/agents/runner/info -----------------------------------------------
 
 // GitLab reads the runner token from Gitlab-Agent-Api-Request only.
 caf::expected<agents::runner_query> decode(call_tag<call_id::ci_runner_info>,

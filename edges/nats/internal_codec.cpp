@@ -458,7 +458,7 @@ wire_reply encode(call_tag<call_id::git_audit_event>,
   return ok(r);
 }
 
-// -- KAS's calls ------------------------------------------------------------------
+// -- KAS's calls --------------------------------------------------------------
 
 namespace {
 

@@ -70,8 +70,8 @@ agents::repository_view repository() {
   r.project_id = 7;
   r.gitaly_address = "tcp://gitaly:8075";
   r.gitaly_token = "";
-  r.gitaly_features = {{"gitaly-feature-b", "true"},
-                       {"gitaly-feature-a", "false"}};
+  r.gitaly_features
+    = {{"gitaly-feature-b", "true"}, {"gitaly-feature-a", "false"}};
   r.storage_name = "default";
   r.relative_path = "@hashed/7f/6f/7f6f.git";
   r.gl_repository = "project-7";
@@ -90,7 +90,7 @@ const std::string gitaly_json
 
 } // namespace
 
-// -- the agent token -----------------------------------------------------------
+// -- the agent token ----------------------------------------------------------
 
 TEST_CASE("agent token: Gitlab-Agentk-Api-Request, Gitlab-Agent-Api-Request, "
           "then Authorization: Bearer",
@@ -144,14 +144,14 @@ TEST_CASE("runner info reads only Gitlab-Agent-Api-Request",
     REQUIRE(q);
     return q->token;
   };
-  CHECK(token({{"Authorization", "Bearer r"},
-               {"Gitlab-Agentk-Api-Request", "r"}})
-        == std::nullopt);
+  CHECK(
+    token({{"Authorization", "Bearer r"}, {"Gitlab-Agentk-Api-Request", "r"}})
+    == std::nullopt);
   CHECK(token({{"Gitlab-Agent-Api-Request", "glrt-1"}}) == "glrt-1");
   CHECK(token({{"Gitlab-Agent-Api-Request", ""}}) == "");
 }
 
-// -- Grape's validation --------------------------------------------------------
+// -- Grape's validation -------------------------------------------------------
 
 TEST_CASE("agent_configuration: Grape's texts", "[agents][codec]") {
   constexpr auto id = call_id::kubernetes_agent_configuration;
@@ -168,8 +168,8 @@ TEST_CASE("agent_configuration: Grape's texts", "[agents][codec]") {
   CHECK(http_refusal<id>(json{{"agent_id", 1}, {"agent_config", "\"s\""}})
         == "agent_config is invalid");
   // An object, an array of objects, or a string holding one.
-  auto q = http_decode<id>(json{{"agent_id", "12"},
-                                {"agent_config", {{"gitops", nullptr}}}});
+  auto q = http_decode<id>(
+    json{{"agent_id", "12"}, {"agent_config", {{"gitops", nullptr}}}});
   REQUIRE(q);
   CHECK(q->agent_id == 12);
   CHECK(q->config == R"({"gitops":null})");
@@ -189,9 +189,9 @@ TEST_CASE("agent_configuration: Grape's texts", "[agents][codec]") {
   CHECK(http_decode<id>(json{{"agent_id", " 1_000 "}, {"agent_config", "{}"}})
           ->agent_id
         == 1000);
-  CHECK(http_decode<id>(json{{"agent_id", 4.7}, {"agent_config", "{}"}})
-          ->agent_id
-        == 4);
+  CHECK(
+    http_decode<id>(json{{"agent_id", 4.7}, {"agent_config", "{}"}})->agent_id
+    == 4);
   CHECK(http_refusal<id>(json{{"agent_id", "1__0"}, {"agent_config", "{}"}})
         == "agent_id is invalid");
   CHECK(http_refusal<id>(
@@ -232,7 +232,8 @@ TEST_CASE("authorize_proxy_user: Grape's texts", "[agents][codec]") {
   CHECK(http_decode<id>(with("access_key", ""))->access_key.empty());
 
   json cookie = with("access_type", "session_cookie");
-  CHECK(http_refusal<id>(cookie) == "csrf_token is missing, csrf_token is empty");
+  CHECK(http_refusal<id>(cookie)
+        == "csrf_token is missing, csrf_token is empty");
   cookie["csrf_token"] = "  ";
   CHECK(http_refusal<id>(cookie) == "csrf_token is empty");
   cookie["csrf_token"] = nullptr;
@@ -284,7 +285,8 @@ TEST_CASE("usage_metrics: Grape's texts and the known names",
       {"bogus", "x"}}}});
   REQUIRE(q);
   using counters = std::vector<std::pair<std::string, std::int64_t>>;
-  CHECK(q->counters == counters{{"gitops_sync", 3}, {"k8s_api_proxy_request", 0}});
+  CHECK(q->counters
+        == counters{{"gitops_sync", 3}, {"k8s_api_proxy_request", 0}});
   using uniques
     = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
   CHECK(q->unique_counters
@@ -302,14 +304,13 @@ TEST_CASE("agent_events: Grape's nested names", "[agents][codec]") {
   CHECK(http_refusal<id>(json{{"events", {{ci, {1}}}}})
         == "events[" + ci + "] is invalid");
   // One declared field at a time, across the elements.
-  CHECK(http_refusal<id>(json{
-          {"events",
-           {{ci,
-             {{{"user_id", "a"}, {"project_id", "b"}},
-              {{"user_id", "c"}, {"project_id", 2}}}}}}})
+  CHECK(http_refusal<id>(json{{"events",
+                               {{ci,
+                                 {{{"user_id", "a"}, {"project_id", "b"}},
+                                  {{"user_id", "c"}, {"project_id", 2}}}}}}})
         == "events[" + ci + "][0][user_id] is invalid, events[" + ci
-             + "][1][user_id] is invalid, events[" + ci
-             + "][0][project_id] is invalid");
+          + "][1][user_id] is invalid, events[" + ci
+          + "][0][project_id] is invalid");
   CHECK(http_refusal<id>(json{
           {"events",
            {{"register_agent_at_kas",
@@ -323,20 +324,20 @@ TEST_CASE("agent_events: Grape's nested names", "[agents][codec]") {
            "invalid, "
            "events[register_agent_at_kas][0][extra_telemetry_data][helm_"
            "chart_version] is invalid");
-  auto q = http_decode<id>(json{
-    {"events",
-     {{"register_agent_at_kas",
-       {{{"project_id", 7},
-         {"agent_id", "3"},
-         {"agent_version", "v17.0.0"},
-         {"architecture", "arm64"},
-         {"kubernetes_version", "v1.30"},
-         {"extra_telemetry_data",
-          {{"installation_method", "helm"}, {"helm_chart_version", 2}}}},
-        json::object()}},
-      {"k8s_api_proxy_requests_unique_users_via_pat_access",
-       {{{"user_id", 5}, {"project_id", nullptr}}}},
-      {"unknown", "x"}}}});
+  auto q = http_decode<id>(
+    json{{"events",
+          {{"register_agent_at_kas",
+            {{{"project_id", 7},
+              {"agent_id", "3"},
+              {"agent_version", "v17.0.0"},
+              {"architecture", "arm64"},
+              {"kubernetes_version", "v1.30"},
+              {"extra_telemetry_data",
+               {{"installation_method", "helm"}, {"helm_chart_version", 2}}}},
+             json::object()}},
+           {"k8s_api_proxy_requests_unique_users_via_pat_access",
+            {{{"user_id", 5}, {"project_id", nullptr}}}},
+           {"unknown", "x"}}}});
   REQUIRE(q);
   REQUIRE(q->user_events.size() == 1);
   CHECK(q->user_events[0].first
@@ -371,7 +372,7 @@ TEST_CASE("autoflow: id is required, no agent token", "[agents][codec]") {
   CHECK(q->id == "");
 }
 
-// -- answers -------------------------------------------------------------------
+// -- answers ------------------------------------------------------------------
 
 TEST_CASE("agent_info and project_info answer GitLab's body in its order",
           "[agents][codec]") {
@@ -385,7 +386,7 @@ TEST_CASE("agent_info and project_info answer GitLab's body in its order",
     CHECK(out.content_type == "application/json");
     CHECK(out.body
           == R"({"project_id":7,"agent_id":3,"agent_name":"prod",)"
-               + gitaly_json + "}");
+            + gitaly_json + "}");
   }
   agents::project_answer p{std::nullopt, repository()};
   p.repository.gitaly_token = std::nullopt;
@@ -482,16 +483,18 @@ TEST_CASE("authorize_proxy_user: payload and refusals", "[agents][codec]") {
     400, "400 Bad request - Unable to get user from request data", {}, {}};
   out = http_encode<id>(a);
   CHECK(out.status == 400);
-  CHECK(out.body
-        == R"({"message":"400 Bad request - Unable to get user from request data"})");
+  CHECK(
+    out.body
+    == R"({"message":"400 Bad request - Unable to get user from request data"})");
 
   // Rack::OAuth2's bearer-token errors: 401 with its challenge, 403 without.
   a.refused = agents::refusal{401, "Token has expired.", "invalid_token", {}};
   out = http_encode<id>(a);
   CHECK(out.status == 401);
   CHECK(out.content_type == "application/json");
-  CHECK(out.body
-        == R"({"error":"invalid_token","error_description":"Token has expired."})");
+  CHECK(
+    out.body
+    == R"({"error":"invalid_token","error_description":"Token has expired."})");
   REQUIRE(out.headers.size() == 1);
   CHECK(out.headers[0].first == "WWW-Authenticate");
   CHECK(out.headers[0].second
@@ -519,7 +522,7 @@ TEST_CASE("authorize_proxy_user: payload and refusals", "[agents][codec]") {
   CHECK(out.headers[0].second == R"(Bearer realm="Protected by OAuth 2.0")");
 }
 
-// -- NATS ------------------------------------------------------------------------
+// -- NATS ---------------------------------------------------------------------
 
 TEST_CASE("NATS: tokens are request fields", "[agents][codec][nats]") {
   pb::AgentInfoRequest info;
@@ -545,8 +548,9 @@ TEST_CASE("NATS: tokens are request fields", "[agents][codec][nats]") {
   REQUIRE(pq);
   CHECK(pq->autoflow);
   CHECK(pq->token == std::nullopt);
-  CHECK(nats_refusal<call_id::autoflow_repository_info>(pb::ProjectInfoRequest{})
-        == "id is missing");
+  CHECK(
+    nats_refusal<call_id::autoflow_repository_info>(pb::ProjectInfoRequest{})
+    == "id is missing");
 
   pb::RunnerInfoRequest runner;
   runner.set_runner_token("glrt-1");
@@ -565,7 +569,8 @@ TEST_CASE("NATS: tokens are request fields", "[agents][codec][nats]") {
 TEST_CASE("NATS: the HTTP edge's validation texts", "[agents][codec][nats]") {
   constexpr auto conf = call_id::kubernetes_agent_configuration;
   pb::AgentConfigurationRequest c;
-  CHECK(nats_refusal<conf>(c) == "agent_id is missing, agent_config is missing");
+  CHECK(nats_refusal<conf>(c)
+        == "agent_id is missing, agent_config is missing");
   c.set_agent_id(1);
   c.set_agent_config("[1]");
   CHECK(nats_refusal<conf>(c) == "agent_config is invalid");
@@ -603,7 +608,8 @@ TEST_CASE("NATS: the HTTP edge's validation texts", "[agents][codec][nats]") {
   auto mq = nats_decode<call_id::kubernetes_usage_metrics>(m);
   REQUIRE(mq);
   using counters = std::vector<std::pair<std::string, std::int64_t>>;
-  CHECK(mq->counters == counters{{"gitops_sync", 0}, {"k8s_api_proxy_request", 2}});
+  CHECK(mq->counters
+        == counters{{"gitops_sync", 0}, {"k8s_api_proxy_request", 2}});
   REQUIRE(mq->unique_counters.size() == 1);
   CHECK(mq->unique_counters[0].second == std::vector<std::int64_t>{4});
 
