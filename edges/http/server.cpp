@@ -375,11 +375,13 @@ struct server::impl {
   template <call_id Id>
   void add_call_route(std::vector<route>& table, call_tag<Id> tag) {
     using types = call_types<Id>;
-    if (!types::present(deps.domains))
-      return;
+    // A call whose domain actor this process lacks keeps its route and
+    // answers 503, as the NATS edge does: the caller retries instead of
+    // taking Grape's unknown-route 404 for "no such call".
+    const bool present = types::present(deps.domains);
     const auto& spec = spec_of(Id);
     table.push_back(
-      {spec.method, spec.path, spec.auth, [this, tag](call& c) {
+      {spec.method, spec.path, spec.auth, [this, tag, present](call& c) {
          request_view in{c.params, c.req};
          if (spec_of(Id).auth == caller_rule::workhorse_git) {
            auto verdict = verify(c.req, jwt::caller::workhorse);
@@ -389,6 +391,8 @@ struct server::impl {
          auto request = decode(tag, in);
          if (!request)
            return send_error(c.res, error_response(request.error()));
+         if (!present)
+           return send_error(c.res, error_response(errc::unavailable));
          auto dest = types::actor(deps.domains, *request);
          auto answer = ask<typename types::answer>(*deps.sys, dest,
                                                    settings.request_timeout,

@@ -3,14 +3,17 @@
 #include "edges/error_status.hpp"
 
 #include "gatehouse/internal/v1/access.pb.h"
+#include "gatehouse/internal/v1/agents.pb.h"
 #include "gatehouse/internal/v1/check.pb.h"
 #include "gatehouse/internal/v1/error.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <nlohmann/json.hpp>
 
 #include <optional>
+#include <string_view>
 #include <vector>
 
 namespace gatehouse::nats {
@@ -452,6 +455,345 @@ wire_reply encode(call_tag<call_id::git_audit_event>,
   pb::GitAuditEventResponse r;
   r.set_status(false);
   r.set_message(a.message);
+  return ok(r);
+}
+
+// -- KAS's calls --------------------------------------------------------------
+
+namespace {
+
+// Grape's validation texts of one request, in the order the HTTP edge
+// gives them (declaration order).
+struct grape_texts {
+  std::string text;
+
+  void add(const std::string& name, const char* what) {
+    if (!text.empty())
+      text += ", ";
+    text += name + ' ' + what;
+  }
+
+  template <class T>
+  caf::expected<T> result(T value) const {
+    if (!text.empty())
+      return caf::make_error(errc::invalid_params, text);
+    return value;
+  }
+};
+
+wire_reply refusal_reply(const agents::refusal& r) {
+  // A bearer-token refusal's text is its error_description.
+  if (r.oauth_error && r.message.empty())
+    return error_reply(r.status, *r.oauth_error);
+  return error_reply(r.status, r.message);
+}
+
+wire_reply no_content_reply(const agents::no_content& a) {
+  if (a.refused)
+    return refusal_reply(*a.refused);
+  wire_reply out = ok(pb::NoContentResponse{});
+  out.status = 204;
+  return out;
+}
+
+std::optional<std::string> token(bool has, const std::string& value) {
+  if (!has)
+    return std::nullopt;
+  return value;
+}
+
+template <class Out>
+void put_repository(Out& r, const agents::repository_view& v) {
+  auto* info = r.mutable_gitaly_info();
+  info->set_address(v.gitaly_address);
+  if (v.gitaly_token)
+    info->set_token(*v.gitaly_token);
+  if (v.with_features)
+    for (auto& [name, value] : v.gitaly_features)
+      (*info->mutable_features())[name] = value;
+  auto* repo = r.mutable_gitaly_repository();
+  repo->set_storage_name(v.storage_name);
+  repo->set_relative_path(v.relative_path);
+  repo->set_gl_repository(v.gl_repository);
+  repo->set_gl_project_path(v.gl_project_path);
+  r.set_project_id(v.project_id);
+  r.set_default_branch(v.default_branch);
+}
+
+caf::expected<agents::agent_info_query>
+agent_info_query_of(const std::string& payload) {
+  auto r = parse<pb::AgentInfoRequest>(payload);
+  if (!r)
+    return r.error();
+  return agents::agent_info_query{token(r->has_agent_token(), r->agent_token())};
+}
+
+wire_reply agent_info_reply(const agents::agent_info_answer& a) {
+  if (a.refused)
+    return refusal_reply(*a.refused);
+  pb::AgentInfoResponse r;
+  put_repository(r, a.repository);
+  r.set_agent_id(a.agent_id);
+  r.set_agent_name(a.agent_name);
+  return ok(r);
+}
+
+caf::expected<agents::project_query>
+project_query_of(const std::string& payload, bool autoflow) {
+  auto r = parse<pb::ProjectInfoRequest>(payload);
+  if (!r)
+    return r.error();
+  agents::project_query q;
+  q.autoflow = autoflow;
+  if (!autoflow)
+    q.token = token(r->has_agent_token(), r->agent_token());
+  grape_texts errors;
+  if (r->has_id())
+    q.id = r->id();
+  else if (autoflow)
+    errors.add("id", "is missing");
+  return errors.result(std::move(q));
+}
+
+wire_reply project_reply(const agents::project_answer& a) {
+  if (a.refused)
+    return refusal_reply(*a.refused);
+  pb::ProjectInfoResponse r;
+  put_repository(r, a.repository);
+  return ok(r);
+}
+
+// Grape's JSON type: an object or an array of objects.
+bool acceptable_config(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded())
+    return false;
+  if (j.is_object())
+    return true;
+  if (!j.is_array())
+    return false;
+  for (auto& item : j)
+    if (!item.is_object())
+      return false;
+  return true;
+}
+
+} // namespace
+
+caf::expected<agents::agent_info_query>
+decode(call_tag<call_id::agentk_agent_info>, const std::string& payload) {
+  return agent_info_query_of(payload);
+}
+
+wire_reply encode(call_tag<call_id::agentk_agent_info>,
+                  const agents::agent_info_answer& a) {
+  return agent_info_reply(a);
+}
+
+caf::expected<agents::agent_info_query>
+decode(call_tag<call_id::kubernetes_agent_info>, const std::string& payload) {
+  return agent_info_query_of(payload);
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_agent_info>,
+                  const agents::agent_info_answer& a) {
+  return agent_info_reply(a);
+}
+
+caf::expected<agents::project_query>
+decode(call_tag<call_id::kubernetes_project_info>, const std::string& payload) {
+  return project_query_of(payload, false);
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_project_info>,
+                  const agents::project_answer& a) {
+  return project_reply(a);
+}
+
+caf::expected<agents::project_query>
+decode(call_tag<call_id::kubernetes_verify_project_access>,
+       const std::string& payload) {
+  return project_query_of(payload, false);
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_verify_project_access>,
+                  const agents::project_answer& a) {
+  return no_content_reply(agents::no_content{a.refused});
+}
+
+caf::expected<agents::configuration_query>
+decode(call_tag<call_id::kubernetes_agent_configuration>,
+       const std::string& payload) {
+  auto r = parse<pb::AgentConfigurationRequest>(payload);
+  if (!r)
+    return r.error();
+  grape_texts errors;
+  agents::configuration_query q;
+  if (r->has_agent_id())
+    q.agent_id = r->agent_id();
+  else
+    errors.add("agent_id", "is missing");
+  if (r->agent_config().empty())
+    errors.add("agent_config", "is missing");
+  else if (!acceptable_config(r->agent_config()))
+    errors.add("agent_config", "is invalid");
+  else
+    q.config = r->agent_config();
+  return errors.result(std::move(q));
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_agent_configuration>,
+                  const agents::no_content& a) {
+  return no_content_reply(a);
+}
+
+caf::expected<agents::proxy_user_query>
+decode(call_tag<call_id::kubernetes_authorize_proxy_user>,
+       const std::string& payload) {
+  auto r = parse<pb::AuthorizeProxyUserRequest>(payload);
+  if (!r)
+    return r.error();
+  grape_texts errors;
+  agents::proxy_user_query q;
+  if (r->has_agent_id())
+    q.agent_id = r->agent_id();
+  else
+    errors.add("agent_id", "is missing");
+  q.access_type = r->access_type();
+  if (q.access_type.empty())
+    errors.add("access_type", "is missing");
+  if (q.access_type != "session_cookie"
+      && q.access_type != "personal_access_token")
+    errors.add("access_type", "does not have a valid value");
+  if (r->has_access_key())
+    q.access_key = r->access_key();
+  else
+    errors.add("access_key", "is missing");
+  if (q.access_type == "session_cookie") {
+    if (!r->has_csrf_token())
+      errors.add("csrf_token", "is missing");
+    const auto& csrf = r->csrf_token();
+    if (csrf.find_first_not_of(" \t\r\n\v\f") == std::string::npos)
+      errors.add("csrf_token", "is empty");
+    if (r->has_csrf_token())
+      q.csrf_token = csrf;
+  }
+  return errors.result(std::move(q));
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_authorize_proxy_user>,
+                  const agents::proxy_user_answer& a) {
+  if (a.refused)
+    return refusal_reply(*a.refused);
+  pb::AuthorizeProxyUserResponse r;
+  r.mutable_agent()->set_id(a.agent_id);
+  r.mutable_agent()->mutable_config_project()->set_id(a.config_project_id);
+  r.mutable_user()->set_id(a.user_id);
+  r.mutable_user()->set_username(a.username);
+  r.mutable_access_as()->mutable_agent();
+  return ok(r);
+}
+
+// Known names only, in the order GitLab declares them, as over HTTP.
+caf::expected<agents::usage_query>
+decode(call_tag<call_id::kubernetes_usage_metrics>,
+       const std::string& payload) {
+  auto r = parse<pb::UsageMetricsRequest>(payload);
+  if (!r)
+    return r.error();
+  agents::usage_query q;
+  for (const char* name : agents::known_counters)
+    if (auto it = r->counters().find(name); it != r->counters().end())
+      q.counters.emplace_back(name, it->second);
+  for (const char* name : agents::known_unique_counters)
+    if (auto it = r->unique_counters().find(name);
+        it != r->unique_counters().end())
+      q.unique_counters.emplace_back(
+        name, std::vector<std::int64_t>(it->second.ids().begin(),
+                                        it->second.ids().end()));
+  return q;
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_usage_metrics>,
+                  const agents::no_content& a) {
+  return no_content_reply(a);
+}
+
+caf::expected<agents::events_query>
+decode(call_tag<call_id::kubernetes_agent_events>, const std::string& payload) {
+  auto r = parse<pb::AgentEventsRequest>(payload);
+  if (!r)
+    return r.error();
+  agents::events_query q;
+  auto users = [&](const char* name, const auto& list) {
+    if (list.empty())
+      return;
+    std::vector<agents::user_event> out;
+    for (auto& e : list)
+      out.push_back({id(e.has_user_id(), e.user_id()),
+                     id(e.has_project_id(), e.project_id())});
+    q.user_events.emplace_back(name, std::move(out));
+  };
+  // agents::known_user_events' order.
+  users("k8s_api_proxy_requests_unique_users_via_ci_access",
+        r->k8s_api_proxy_requests_unique_users_via_ci_access());
+  users("k8s_api_proxy_requests_unique_users_via_user_access",
+        r->k8s_api_proxy_requests_unique_users_via_user_access());
+  users("k8s_api_proxy_requests_unique_users_via_pat_access",
+        r->k8s_api_proxy_requests_unique_users_via_pat_access());
+  auto text = [](bool has, const std::string& v) {
+    return has ? std::optional<std::string>{v} : std::nullopt;
+  };
+  for (auto& e : r->register_agent_at_kas()) {
+    agents::kas_registration k;
+    k.project_id = id(e.has_project_id(), e.project_id());
+    k.agent_version = text(e.has_agent_version(), e.agent_version());
+    k.architecture = text(e.has_architecture(), e.architecture());
+    k.agent_id = id(e.has_agent_id(), e.agent_id());
+    k.kubernetes_version
+      = text(e.has_kubernetes_version(), e.kubernetes_version());
+    if (e.has_extra_telemetry_data()) {
+      auto& x = e.extra_telemetry_data();
+      k.installation_method
+        = text(x.has_installation_method(), x.installation_method());
+      k.helm_chart_version
+        = text(x.has_helm_chart_version(), x.helm_chart_version());
+    }
+    q.registrations.push_back(std::move(k));
+  }
+  return q;
+}
+
+wire_reply encode(call_tag<call_id::kubernetes_agent_events>,
+                  const agents::no_content& a) {
+  return no_content_reply(a);
+}
+
+caf::expected<agents::project_query>
+decode(call_tag<call_id::autoflow_repository_info>,
+       const std::string& payload) {
+  return project_query_of(payload, true);
+}
+
+wire_reply encode(call_tag<call_id::autoflow_repository_info>,
+                  const agents::project_answer& a) {
+  return project_reply(a);
+}
+
+caf::expected<agents::runner_query> decode(call_tag<call_id::ci_runner_info>,
+                                           const std::string& payload) {
+  auto r = parse<pb::RunnerInfoRequest>(payload);
+  if (!r)
+    return r.error();
+  return agents::runner_query{token(r->has_runner_token(), r->runner_token())};
+}
+
+wire_reply encode(call_tag<call_id::ci_runner_info>,
+                  const agents::runner_answer& a) {
+  if (a.refused)
+    return refusal_reply(*a.refused);
+  pb::RunnerInfoResponse r;
+  r.set_runner_id(a.runner_id);
   return ok(r);
 }
 

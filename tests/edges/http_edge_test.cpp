@@ -107,6 +107,7 @@ push_processing_actor::behavior_type mock_push(push_processing_actor::pointer,
 
 const std::string shell_key = "0123456789abcdef0123456789abcdef";
 const std::string pages_key(32, 'p');
+const std::string kas_key(32, 'k');
 
 // A running HTTP edge on a free port with the mock behind it.
 struct edge_fixture {
@@ -134,10 +135,11 @@ struct edge_fixture {
     s.relative_url_root = root;
     s.keys[static_cast<size_t>(jwt::caller::shell)] = shell_key;
     s.keys[static_cast<size_t>(jwt::caller::pages)] = pages_key;
+    s.keys[static_cast<size_t>(jwt::caller::kas)] = kas_key;
     if (tune)
       tune(s);
     srv = std::make_unique<http::server>(
-      s, http::http_deps{&sys, domain_actors{status, {}, push, {}}, {}});
+      s, http::http_deps{&sys, domain_actors{status, {}, push, {}, {}}, {}});
     std::string error;
     REQUIRE(srv->bind(error));
     runner = std::thread{[this] {
@@ -441,6 +443,59 @@ TEST_CASE("check refuses requests that are not signed by GitLab Shell",
   SECTION("the plain secret, as older Rails accepted") {
     expect_401({{"Gitlab-Shared-Secret", shell_key}});
   }
+}
+
+TEST_CASE("KAS's calls refuse a bad KAS JWT and answer 503 without an agent "
+          "registry",
+          "[http][server][agents]") {
+  // The fixture has no agent registry: every KAS route still exists.
+  edge_fixture fx;
+  auto cli = fx.client();
+  auto kas = [](const std::string& key) {
+    return httplib::Headers{
+      {"Gitlab-Kas-Api-Request",
+       jwt::sign(jwt::caller::kas, key, std::time(nullptr))},
+      {"Gitlab-Agentk-Api-Request", "agent-token"}};
+  };
+  int routes = 0;
+  for (const auto& spec : call_table) {
+    if (spec.owner != domain::agents)
+      continue;
+    ++routes;
+    auto send = [&](const httplib::Headers& headers) {
+      return std::string{spec.method} == "GET"
+        ? cli.Get(spec.path, headers)
+        : cli.Post(spec.path, headers, "{}", "application/json");
+    };
+    INFO(spec.path);
+    for (const auto& headers :
+         {httplib::Headers{}, kas("another-secret-of-32-characters!"),
+          edge_fixture::shell_auth()}) {
+      auto res = send(headers);
+      REQUIRE(res);
+      CHECK(res->status == 401);
+      CHECK(res->body == R"({"message":"KAS JWT authentication invalid"})");
+      CHECK(res->get_header_value("Content-Type") == "application/json");
+    }
+    // Past the JWT: Grape's 400s are the codec's, the rest is the
+    // registry's, which this process lacks.
+    auto res = send(kas(kas_key));
+    REQUIRE(res);
+    if (spec.id == call_id::kubernetes_agent_configuration) {
+      CHECK(res->status == 400);
+      CHECK(res->body
+            == R"({"error":"agent_id is missing, agent_config is missing"})");
+    } else if (spec.id == call_id::kubernetes_authorize_proxy_user) {
+      CHECK(res->status == 400);
+    } else if (spec.id == call_id::autoflow_repository_info) {
+      CHECK(res->status == 400);
+      CHECK(res->body == R"({"error":"id is missing"})");
+    } else {
+      CHECK(res->status == 503);
+      CHECK(res->body == R"({"message":"503 Service Unavailable"})");
+    }
+  }
+  CHECK(routes == 10);
 }
 
 void short_request_timeout(http::http_settings& s) {
