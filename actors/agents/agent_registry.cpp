@@ -95,6 +95,10 @@ caf::result<agents::no_content> on_configuration(self_pointer self,
   auto agent = snap->agents.find(q.agent_id);
   if (agent == snap->agents.end())
     return agents::no_content{record_not_found()};
+  // GitLab fails with a 500 on a configuration that is not an object (null,
+  // an array) and keeps the authorizations: refuse it, change nothing.
+  if (!agents::is_json_object(q.config))
+    return caf::make_error(errc::invalid_params, "agent_config is invalid");
   auto write = agents::authorizations_for(*snap, agent->second, q.config);
   write.changed_event = agents::configuration_event(*snap, agent->second,
                                                     write, now_of(st));

@@ -443,6 +443,10 @@ configuration_write authorizations_for(const snapshot& snap,
   return out;
 }
 
+bool is_json_object(const std::string& text) {
+  return json::parse(text, nullptr, false).is_object();
+}
+
 std::string config_path(const cluster_agent_record& agent) {
   return ".gitlab/agents/" + agent.name + "/config.yaml";
 }

@@ -78,6 +78,9 @@ configuration_write authorizations_for(const snapshot& snap,
 std::vector<const cluster_agent_record*>
 agents_configured_by(const snapshot& snap, const pushed_paths& push);
 
+/// Whether `text` is a JSON object.
+bool is_json_object(const std::string& text);
+
 /// The path of an agent's configuration file.
 std::string config_path(const cluster_agent_record& agent);
 

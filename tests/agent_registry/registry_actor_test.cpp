@@ -245,6 +245,15 @@ TEST_CASE("§2.2 K5 agent_configuration") {
     REQUIRE(a->refused);
     CHECK(a->refused->status == 404);
   }
+  SECTION("a configuration that is not an object changes nothing") {
+    for (const char* config : {"null", "[1]", "\"x\""}) {
+      auto a = f.ask<agents::no_content>(agents::configuration_query{3, config});
+      REQUIRE_FALSE(a);
+      CHECK(classify(a.error()) == errc::invalid_params);
+      CHECK(error_detail(a.error()) == "agent_config is invalid");
+    }
+    CHECK(f.script.count(f.script.configurations) == 0);
+  }
   SECTION("a failing store is 503") {
     f.script.fail = true;
     auto a = f.ask<agents::no_content>(agents::configuration_query{3, "{}"});
