@@ -56,36 +56,6 @@ void check_distinct_ids(const std::vector<stream_message>& msgs) {
   CHECK(ids.size() == msgs.size());
 }
 
-/// A work clone of project 211's bare repository, for commits on branches.
-struct flux_clone {
-  std::string dir = make_temp_dir("flux-clone");
-
-  flux_clone() {
-    git({"clone", "--quiet", shared().flux.path(), dir});
-  }
-
-  std::string commit(const std::string& file, const std::string& content,
-                     const std::string& message) {
-    auto full = dir + "/" + file;
-    auto slash = full.find_last_of('/');
-    std::filesystem::create_directories(full.substr(0, slash));
-    write_file(full, content, 0644);
-    git({"-C", dir, "add", "--", file});
-    git({"-C", dir, "commit", "--quiet", "-m", message});
-    return git({"-C", dir, "rev-parse", "HEAD"});
-  }
-
-  void checkout(const std::vector<std::string>& args) {
-    std::vector<std::string> argv{"-C", dir, "checkout", "--quiet"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    git(argv);
-  }
-
-  void push(const std::string& refspec) {
-    git({"-C", dir, "push", "--quiet", "origin", refspec});
-  }
-};
-
 /// Gitaly's post-receive hook for project 211.
 reply post_receive(const std::string& changes) {
   auto& w = shared();
@@ -191,8 +161,8 @@ TEST_CASE("events: a push that changes an agent's config.yaml on the default "
   const std::string config = ".gitlab/agents/pushy/config.yaml";
   js_reader reader;
   REQUIRE(reader.read(subject).empty());
-  flux_clone work;
-  auto base = git({"-C", work.dir, "rev-parse", "HEAD"});
+  work_clone work{shared().flux.path()};
+  auto base = work.head();
 
   // 1. The configuration file on another branch: no notice.
   work.checkout({"-b", "feature"});

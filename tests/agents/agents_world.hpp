@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -249,6 +250,42 @@ inline json seed_document(const std::string& storage_dir) {
 
 // -- the served world ---------------------------------------------------------------
 
+/// A work repository cloned from a bare one, for commits on any branch
+/// and in subdirectories.
+struct work_clone {
+  std::string dir = make_temp_dir("work-clone");
+
+  explicit work_clone(const std::string& bare) {
+    git({"clone", "--quiet", bare, dir});
+  }
+
+  std::string commit(const std::string& file, const std::string& content,
+                     const std::string& message) {
+    auto full = std::filesystem::path(dir) / file;
+    std::filesystem::create_directories(full.parent_path());
+    write_file(full.string(), content, 0644);
+    git({"-C", dir, "add", "--", file});
+    git({"-C", dir, "commit", "--quiet", "-m", message});
+    return head();
+  }
+
+  std::string head() const {
+    return git({"-C", dir, "rev-parse", "HEAD"});
+  }
+
+  void checkout(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"-C", dir, "checkout", "--quiet"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    git(argv);
+  }
+
+  /// Pushes into the bare repository (it has no hooks: this only moves
+  /// objects and refs; tests call post_receive themselves).
+  void push(const std::string& refspec) {
+    git({"-C", dir, "push", "--quiet", "origin", refspec});
+  }
+};
+
 /// A private nats-server, the "local" storage with project 211's bare
 /// repository (one commit on main with the agent's configuration file),
 /// and a Gatehouse seeded and started on them.
@@ -260,9 +297,11 @@ struct world {
   std::string kas_key;
 
   world() {
-    flux.commit(".gitlab/agents/pushy/config.yaml", "gitops: {}\n",
+    work_clone work{flux.path()};
+    git({"-C", work.dir, "symbolic-ref", "HEAD", "refs/heads/main"});
+    work.commit(".gitlab/agents/pushy/config.yaml", "gitops: {}\n",
                 "the agent's first configuration");
-    flux.push("main:main");
+    work.push("main:refs/heads/main");
     nats.start();
     gh = std::make_unique<stack>(nats.url());
     gh->seed(seed_document(storage_dir));
