@@ -373,8 +373,13 @@ struct push_feed::impl {
         ++handled;
         notices += static_cast<std::uint64_t>(std::max(reply.notices, 0));
         registry_problem.resolved("push feed: the agent registry answers again");
+        // Confirmed, so that a lost ack shows in the counters; bounded like
+        // every other call, for stop().
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = static_cast<int64_t>(settings.api_timeout.count());
         jsErrCode jerr = static_cast<jsErrCode>(0);
-        natsStatus s = natsMsg_AckSync(m, nullptr, &jerr);
+        natsStatus s = natsMsg_AckSync(m, &jo, &jerr);
         if (s != NATS_OK) {
           // Redelivered later; the registry absorbs a repeated event id.
           ++nats_failures;
