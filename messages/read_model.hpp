@@ -209,6 +209,8 @@ struct snapshot {
   map<std::int64_t, std::vector<protected_tag_record>> protected_tags;
   /// Token digest (common/base64.hpp token_digest) -> active token.
   map<std::string, personal_access_token_record> tokens_by_digest;
+  /// Token digest -> id of a revoked personal access token.
+  map<std::string, std::int64_t> revoked_tokens_by_digest;
   map<std::int64_t, cluster_agent_record> agents;
   /// Project id -> the ids of its agents.
   map<std::int64_t, std::vector<std::int64_t>> agents_by_project;

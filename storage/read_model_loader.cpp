@@ -302,6 +302,16 @@ const std::string tokens_query
     + epoch("expires_at::timestamp AT TIME ZONE 'UTC'")
     + " FROM personal_access_tokens WHERE NOT revoked";
 
+// Revoked tokens are kept by digest only: GitLab tells a revoked token
+// from an unknown one on some calls (KAS's authorize_proxy_user).
+const std::string revoked_tokens_query
+  = "SELECT id, token_digest FROM personal_access_tokens WHERE revoked";
+
+void add_revoked_token(snapshot& snap, const pqxx::row& row) {
+  snap.revoked_tokens_by_digest.insert_or_assign(
+    row[1].as<std::string>(), row[0].as<std::int64_t>());
+}
+
 void add_token(snapshot& snap, const pqxx::row& row) {
   personal_access_token_record t;
   t.id = row[0].as<std::int64_t>();
@@ -436,6 +446,8 @@ void load_all_but_keys(read_tx& tx, snapshot& snap) {
     add_protected_tag(snap, row);
   for (const auto& row : tx.exec(tokens_query))
     add_token(snap, row);
+  for (const auto& row : tx.exec(revoked_tokens_query))
+    add_revoked_token(snap, row);
   load_agents(tx, snap);
 }
 
@@ -687,11 +699,20 @@ void apply_changes(read_tx& tx, const change_set& changes, snapshot& snap) {
     if (auto it = snap.tokens_by_digest.find(digest);
         it != snap.tokens_by_digest.end() && changes.tokens.count(it->second.id))
       snap.tokens_by_digest.erase(digest);
-  if (!changes.tokens.empty())
+  for (const auto& digest : changes.token_digests)
+    if (auto it = snap.revoked_tokens_by_digest.find(digest);
+        it != snap.revoked_tokens_by_digest.end()
+        && changes.tokens.count(it->second))
+      snap.revoked_tokens_by_digest.erase(digest);
+  if (!changes.tokens.empty()) {
+    auto ids = int_array(changes.tokens);
     for (const auto& row : tx.exec_params(
-           tokens_query + " AND id = ANY($1::bigint[])",
-           int_array(changes.tokens)))
+           tokens_query + " AND id = ANY($1::bigint[])", ids))
       add_token(snap, row);
+    for (const auto& row : tx.exec_params(
+           revoked_tokens_query + " AND id = ANY($1::bigint[])", ids))
+      add_revoked_token(snap, row);
+  }
 
   for (auto id : changes.agents)
     drop_agent(snap, id);

@@ -342,7 +342,8 @@ proxy_user_answer authorize_proxy_user(const snapshot& snap,
     auto token = snap.tokens_by_digest.find(token_digest(q.access_key));
     if (token != snap.tokens_by_digest.end()) {
       const auto& t = token->second;
-      // AccessTokenValidationService's order: expiry, then scopes.
+      // AccessTokenValidationService's order: expiry, revocation (found
+      // below), then scopes.
       if (t.expires_at && *t.expires_at <= now) {
         out.refused = refusal{401,
                               "Token is expired. You can either do "
@@ -360,6 +361,13 @@ proxy_user_answer authorize_proxy_user(const snapshot& snap,
       }
       if (auto u = snap.users.find(t.user_id); u != snap.users.end())
         user = &u->second;
+    } else if (snap.revoked_tokens_by_digest.count(
+                 token_digest(q.access_key))) {
+      out.refused = refusal{401,
+                            "Token was revoked. You have to re-authorize from "
+                            "the user.",
+                            "invalid_token", std::nullopt};
+      return out;
     }
   }
   if (user == nullptr) {

@@ -210,6 +210,14 @@ TEST_CASE("§2.4 authorize_proxy_user with a personal access token") {
     CHECK(a.refused->status == 401);
     CHECK(a.refused->oauth_error == std::optional<std::string>{"invalid_token"});
   }
+  SECTION("a revoked token is an OAuth invalid_token") {
+    w.s.revoked_tokens_by_digest[token_digest("glpat-revoked")] = 9;
+    auto a
+      = agents::authorize_proxy_user(w.s, proxy_by_pat(3, "glpat-revoked"), now);
+    REQUIRE(a.refused);
+    CHECK(a.refused->status == 401);
+    CHECK(a.refused->oauth_error == std::optional<std::string>{"invalid_token"});
+  }
   SECTION("an unknown or blank token names no user, before the agent") {
     for (const char* token : {"glpat-unknown", ""}) {
       auto a = agents::authorize_proxy_user(w.s, proxy_by_pat(999, token), now);
