@@ -6,14 +6,29 @@
 
 #include <nats/nats.h>
 
-#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <mutex>
 #include <pthread.h>
 #include <thread>
 
 namespace gatehouse {
+
+namespace {
+
+/// From SIGTERM (or SIGINT) to the exit at the latest: within Kubernetes'
+/// and systemd's grace periods, and 1 s short of the 5 s README promises.
+constexpr std::chrono::milliseconds stop_deadline{4000};
+
+/// How long nats.c's threads may take to let go of the library once the
+/// consumer closed its connection.
+constexpr std::chrono::milliseconds close_wait{2000};
+
+} // namespace
 
 int webhooks_command(const config& cfg, const std::vector<std::string>& args) {
   if (!args.empty()) {
@@ -40,26 +55,68 @@ int webhooks_command(const config& cfg, const std::vector<std::string>& args) {
   settings.backoff_base = cfg.webhook_backoff_base;
 
   webhooks::stop_flag stop;
-  std::atomic<bool> done{false};
+  // The signal waiter, and the stop's deadline: the consumer normally stops
+  // within a second or two, but a call to PostgreSQL or NATS that hangs
+  // (statement timeout 30 s, JetStream requests 5 s, a delivery attempt up
+  // to its timeout) must not keep the process past its grace period. What
+  // such an exit leaves is at-least-once safe: an outcome is stored in one
+  // transaction (uncommitted means not stored), and a message is
+  // acknowledged only after its outcomes are stored, so JetStream redelivers
+  // the rest.
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool finished = false;
   std::thread waiter{[&] {
     const timespec tick{0, 200 * 1000 * 1000};
-    while (!done) {
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        if (finished)
+          return;
+      }
       int sig = sigtimedwait(&stop_signals, nullptr, &tick);
       if (sig == SIGINT || sig == SIGTERM) {
         log::info("webhooks: stop requested", {{"signal", sig}});
         stop.request();
-        return;
+        break;
       }
     }
+    std::unique_lock<std::mutex> lock{mtx};
+    if (cv.wait_for(lock, stop_deadline, [&] { return finished; }))
+      return;
+    log::warn("webhooks: not stopped in time; exiting, unacknowledged "
+              "events are redelivered",
+              {{"deadline_ms", stop_deadline.count()}});
+    log::flush();
+    std::_Exit(0);
   }};
   log::info("webhooks: starting",
             {{"retries", settings.policy.retries},
              {"timeout_ms", settings.policy.timeout.count()},
              {"backoff_base_ms", settings.backoff_base.count()}});
   int rc = webhooks::run_consumer(settings, stop);
-  done = true;
+  // natsConnection_Destroy returns before every thread of the connection
+  // has let go of the library: the delivery thread of its request/reply
+  // subscription (JetStream API calls) ends on its own, and the last thread
+  // to let go frees the library. nats_Close does not wait for that, and
+  // exit() then ran nats.c's atexit handler, which destroys the library's
+  // lock, while that thread was still freeing the library: it locked the
+  // null mutex (ASan: SEGV on address 0x10 in pthread_mutex_trylock, on a
+  // nats.c thread, after SIGTERM). Wait until the library is gone.
+  natsStatus closed = nats_CloseAndWait(close_wait.count());
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    finished = true;
+  }
+  cv.notify_all();
   waiter.join();
-  nats_Close();
+  if (closed != NATS_OK && closed != NATS_NOT_INITIALIZED) {
+    // A nats.c thread still runs: exit() would race it as above.
+    log::warn("webhooks: nats.c did not finish closing; exiting without it",
+              {{"error", natsStatus_GetText(closed)}});
+    log::flush();
+    std::_Exit(rc);
+  }
   log::info("webhooks: stopped");
   return rc;
 }

@@ -184,6 +184,10 @@ private:
 
 } // namespace
 
+void flush() {
+  line_writer::instance().finish();
+}
+
 void set_format(log_format fmt) {
   current_format = fmt;
 }

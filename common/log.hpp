@@ -52,6 +52,10 @@ struct field {
 void write_fields(level lvl, std::string_view msg,
                   std::initializer_list<field> fields);
 
+/// Writes every queued line now and every later one directly, as at exit:
+/// for a process that leaves with std::_Exit, which skips atexit.
+void flush();
+
 inline void info(std::string_view msg,
                  const nlohmann::json& fields = nlohmann::json::object()) {
   write(level::info, msg, fields);

@@ -162,8 +162,11 @@ public:
 private:
   enum class handled { acked, unfinished };
 
-  static void on_disconnected(natsConnection*, void* self) {
-    if (!static_cast<consumer*>(self)->closing_)
+  // nats.c runs these on its own thread, possibly after close() and this
+  // object are gone: they take no closure. A disconnect of our own close()
+  // is seen closed.
+  static void on_disconnected(natsConnection* nc, void*) {
+    if (!natsConnection_IsClosed(nc))
       log::warn("webhooks: nats disconnected; reconnecting");
   }
 
@@ -192,7 +195,7 @@ private:
                     opts_.get(), true, &consumer::on_reconnected, nullptr),
                   "nats retry")
         || !check(natsOptions_SetDisconnectedCB(
-                    opts_.get(), &consumer::on_disconnected, this),
+                    opts_.get(), &consumer::on_disconnected, nullptr),
                   "nats callbacks")
         || !check(natsOptions_SetReconnectedCB(
                     opts_.get(), &consumer::on_reconnected, nullptr),
@@ -273,7 +276,6 @@ private:
   void close() {
     drop_subscription();
     if (nc_) {
-      closing_ = true;
       natsConnection_FlushTimeout(nc_.get(), 1000);
       nc_.reset();
     }
@@ -412,7 +414,6 @@ private:
   nats::connection_ptr nc_;
   nats::jetstream_ptr js_;
   nats::subscription_ptr sub_;
-  std::atomic<bool> closing_{false};
   problem_log nats_problem_{"webhooks: jetstream not ready; retrying"};
   problem_log db_problem_{"webhooks: postgresql unavailable; retrying"};
 };

@@ -12,9 +12,12 @@
 // receiver's 2xx and the commit of its outcome repeats that delivery, with
 // the same Idempotency-Key. A stop lets the HTTP attempt in flight finish,
 // stores its outcome if it settled the delivery, and leaves the rest of the
-// message unacknowledged (Nak) for a later run. A new durable consumer
-// starts at the beginning of the stream (DeliverAll), so events published
-// before its first start are delivered too.
+// message unacknowledged (Nak) for a later run. `gatehouse webhooks` exits at
+// the latest 4 s after the stop signal, whatever this still waits for (NATS,
+// PostgreSQL, a receiver): an outcome's transaction then never commits, the
+// message is never acknowledged, and JetStream delivers it again. A new
+// durable consumer starts at the beginning of the stream (DeliverAll), so
+// events published before its first start are delivered too.
 
 #include "webhooks/delivery.hpp"
 
