@@ -1,6 +1,7 @@
 #include "app/serve.hpp"
 
 #include "actors/access/access_control.hpp"
+#include "actors/agents/agent_registry.hpp"
 #include "actors/pages/pages_domain.hpp"
 #include "actors/push/push_processing.hpp"
 #include "actors/system_status.hpp"
@@ -10,7 +11,9 @@
 #include "edges/nats/connection.hpp"
 #include "edges/nats/internal_edge.hpp"
 #include "edges/nats/outbox_relay.hpp"
+#include "edges/nats/push_feed.hpp"
 #include "storage/access_store.hpp"
+#include "storage/agent_store.hpp"
 #include "storage/git_actor.hpp"
 #include "storage/outbox_store.hpp"
 #include "storage/pages_store.hpp"
@@ -56,13 +59,19 @@ std::array<std::optional<std::string>, 4> load_keys(const config& cfg) {
   return keys;
 }
 
+// One metric with its HELP and TYPE lines, in Prometheus text.
+void append_metric(std::string& out, const char* name, const char* type,
+                   const char* help, const std::string& value) {
+  out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " "
+    + type + "\n" + name + " " + value + "\n";
+}
+
 // The outbox relay's counters in Prometheus text.
 std::string relay_metrics(const nats::outbox_relay_stats& st) {
   std::string out;
-  auto line = [&](const char* name, const char* type, const char* help,
-                  const std::string& value) {
-    out += std::string{"# HELP "} + name + " " + help + "\n# TYPE " + name + " "
-      + type + "\n" + name + " " + value + "\n";
+  auto line = [&out](const char* name, const char* type, const char* help,
+                     const std::string& value) {
+    append_metric(out, name, type, help, value);
   };
   line("gatehouse_outbox_published_total", "counter",
        "Push events this replica published to JetStream and marked.",
@@ -78,6 +87,26 @@ std::string relay_metrics(const nats::outbox_relay_stats& st) {
   line("gatehouse_outbox_oldest_pending_seconds", "gauge",
        "Age of the oldest unpublished push event.",
        std::to_string(st.oldest_pending_seconds));
+  return out;
+}
+
+// The agent registry's push feed in Prometheus text.
+std::string feed_metrics(const nats::push_feed_stats& st) {
+  std::string out;
+  auto line = [&out](const char* name, const char* type, const char* help,
+                     const std::string& value) {
+    append_metric(out, name, type, help, value);
+  };
+  line("gatehouse_agent_feed_handled_total", "counter",
+       "Push events the agent registry handled.", std::to_string(st.handled));
+  line("gatehouse_agent_feed_notices_total", "counter",
+       "Configuration-push notices written.", std::to_string(st.notices));
+  line("gatehouse_agent_feed_retried_total", "counter",
+       "Push events handed back for redelivery.", std::to_string(st.retried));
+  line("gatehouse_agent_feed_terminated_total", "counter",
+       "Unusable messages terminated.", std::to_string(st.terminated));
+  line("gatehouse_agent_feed_consuming", "gauge",
+       "1 while bound to the durable consumer.", st.consuming ? "1" : "0");
   return out;
 }
 
@@ -255,7 +284,33 @@ int serve(const config& cfg) {
   pages_cfg.store_timeout = cfg.request_timeout / 2;
   auto pages = sys.spawn(pages_domain, pages_cfg, pages_stores);
 
-  domain_actors domains{status, access, push, pages};
+  // KAS's calls: tokens and authorizations from the read model, writes
+  // (configurations, usage, connections, notices) on a store of their own,
+  // whose events wake the relay like post_receive's.
+  storage::agent_store_settings agent_store_cfg;
+  agent_store_cfg.database_url = cfg.database_url;
+  agent_store_cfg.statement_timeout = cfg.request_timeout / 2;
+  agent_store_cfg.on_events_committed = [&relay] { relay.committed(); };
+  auto agent_store
+    = sys.spawn<caf::detached>(storage::agent_store, agent_store_cfg);
+  auto usage_board = std::make_shared<agents::usage_board>();
+  agent_registry_settings agents_cfg;
+  agents_cfg.store_timeout = cfg.request_timeout / 2;
+  auto agent_registry_actor_handle = sys.spawn(
+    agent_registry, agents_cfg, loader, agent_store, usage_board);
+
+  // Push events of agent configuration projects, read back from the
+  // stream through a durable consumer every replica shares.
+  nats::push_feed_settings feed_cfg;
+  feed_cfg.stream.name = nats_cfg.stream;
+  feed_cfg.stream.subjects = nats_cfg.stream_subjects;
+  feed_cfg.stream.duplicate_window = nats_cfg.duplicate_window;
+  feed_cfg.stream.replicas = nats_cfg.replicas;
+  feed_cfg.request_timeout = cfg.request_timeout;
+  nats::push_feed feed{feed_cfg, sys, agent_registry_actor_handle, nats_conn};
+
+  domain_actors domains{status, access, push, pages,
+                        agent_registry_actor_handle};
   nats::internal_edge internal_edge{internal_cfg, {&sys, domains, requests}};
 
   http::http_settings http_cfg;
@@ -266,9 +321,11 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, domains, [&relay, &internal_edge] {
+  http::server http_srv{http_cfg, {&sys, domains, [&relay, &internal_edge, &feed, usage_board] {
                                      return relay_metrics(relay.stats())
-                                       + internal_edge.metrics();
+                                       + internal_edge.metrics()
+                                       + feed_metrics(feed.stats())
+                                       + usage_board->render();
                                    }}};
 
   int rc = 0;
@@ -285,6 +342,7 @@ int serve(const config& cfg) {
     rc = 2;
   } else {
     relay.start();
+    feed.start();
     http_thread = std::thread{[&] {
       http_srv.run();
     }};
@@ -304,6 +362,7 @@ int serve(const config& cfg) {
   if (http_thread.joinable())
     http_thread.join();
   relay.stop();
+  feed.stop();
   // Answers still in flight go out before the connection closes.
   internal_edge.stop();
   nats_conn.stop();
@@ -318,6 +377,9 @@ int serve(const config& cfg) {
   for (auto* lane : {&access_gits, &push_gits})
     for (auto& g : *lane)
       caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(agent_registry_actor_handle,
+                      caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(agent_store, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(pages, caf::exit_reason::user_shutdown);
   for (auto& store : pages_stores)
     caf::anon_send_exit(store, caf::exit_reason::user_shutdown);

@@ -314,6 +314,97 @@ void add_token(snapshot& snap, const pqxx::row& row) {
   snap.tokens_by_digest.insert_or_assign(std::move(digest), std::move(t));
 }
 
+const std::string agents_query
+  = "SELECT id, project_id, name FROM cluster_agents";
+
+/// (agent id, target id, config JSON) of a user_access table.
+std::string user_access_query(const char* table, const char* target) {
+  return std::string("SELECT agent_id, ") + target + ", config::text FROM "
+    + table;
+}
+
+const std::string user_access_projects_query = user_access_query(
+  "agent_user_access_project_authorizations", "project_id");
+const std::string user_access_groups_query
+  = user_access_query("agent_user_access_group_authorizations", "group_id");
+
+void add_agent(snapshot& snap, const pqxx::row& row) {
+  cluster_agent_record a;
+  a.id = row[0].as<std::int64_t>();
+  a.project_id = row[1].as<std::int64_t>();
+  a.name = row[2].as<std::string>();
+  auto& ids = snap.agents_by_project[a.project_id];
+  ids.insert(std::lower_bound(ids.begin(), ids.end(), a.id), a.id);
+  snap.agents.insert_or_assign(a.id, std::move(a));
+}
+
+/// Removes an agent and its entry in agents_by_project.
+void drop_agent(snapshot& snap, std::int64_t id) {
+  auto it = snap.agents.find(id);
+  if (it == snap.agents.end())
+    return;
+  auto project = it->second.project_id;
+  snap.agents.erase(id);
+  if (auto p = snap.agents_by_project.find(project);
+      p != snap.agents_by_project.end()) {
+    auto ids = p->second;
+    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+    if (ids.empty())
+      snap.agents_by_project.erase(project);
+    else
+      snap.agents_by_project.insert_or_assign(project, std::move(ids));
+  }
+}
+
+/// Adds user_access rows (ordered by agent, then target) to their agents.
+void add_user_access(snapshot& snap, const pqxx::result& rows,
+                     bool projects) {
+  for (const auto& row : rows) {
+    auto agent = row[0].as<std::int64_t>();
+    if (!snap.agents.count(agent))
+      continue; // cannot happen within one transaction; a guard
+    auto& a = snap.agents[agent];
+    (projects ? a.user_access_projects : a.user_access_groups)
+      .emplace_back(row[1].as<std::int64_t>(), row[2].as<std::string>());
+  }
+}
+
+const std::string agent_tokens_query
+  = "SELECT id, agent_id, token_digest FROM cluster_agent_tokens WHERE NOT "
+    "revoked";
+
+void add_agent_token(snapshot& snap, const pqxx::row& row) {
+  agent_token_record t;
+  t.id = row[0].as<std::int64_t>();
+  t.agent_id = row[1].as<std::int64_t>();
+  snap.agent_tokens_by_digest.insert_or_assign(row[2].as<std::string>(), t);
+}
+
+const std::string runners_query
+  = "SELECT id, token_digest FROM ci_runners WHERE active";
+
+void add_runner(snapshot& snap, const pqxx::row& row) {
+  snap.runner_by_digest.insert_or_assign(row[1].as<std::string>(),
+                                         row[0].as<std::int64_t>());
+}
+
+void load_agents(read_tx& tx, snapshot& snap) {
+  for (const auto& row : tx.exec(agents_query))
+    add_agent(snap, row);
+  add_user_access(snap,
+                  tx.exec(user_access_projects_query
+                          + " ORDER BY agent_id, project_id"),
+                  true);
+  add_user_access(snap,
+                  tx.exec(user_access_groups_query
+                          + " ORDER BY agent_id, group_id"),
+                  false);
+  for (const auto& row : tx.exec(agent_tokens_query))
+    add_agent_token(snap, row);
+  for (const auto& row : tx.exec(runners_query))
+    add_runner(snap, row);
+}
+
 /// Loads every table but the keys (load_snapshot may read those on a
 /// second connection).
 void load_all_but_keys(read_tx& tx, snapshot& snap) {
@@ -345,6 +436,7 @@ void load_all_but_keys(read_tx& tx, snapshot& snap) {
     add_protected_tag(snap, row);
   for (const auto& row : tx.exec(tokens_query))
     add_token(snap, row);
+  load_agents(tx, snap);
 }
 
 // -- changes
@@ -370,6 +462,12 @@ struct change_set {
   std::set<std::int64_t> tokens;
   /// Digests the changed tokens had, whose entries go.
   std::set<std::string> token_digests;
+  /// Agents whose row or user_access authorizations changed.
+  std::set<std::int64_t> agents;
+  std::set<std::int64_t> agent_tokens;
+  std::set<std::string> agent_token_digests;
+  std::set<std::int64_t> runners;
+  std::set<std::string> runner_digests;
   std::size_t rows = 0;
 };
 
@@ -449,6 +547,16 @@ change_set read_changes(read_tx& tx, const std::string& as_of) {
       out.tokens.insert(id1);
       if (!row[3].is_null())
         out.token_digests.insert(row[3].as<std::string>());
+    } else if (kind == "cluster_agents")
+      out.agents.insert(id1);
+    else if (kind == "cluster_agent_tokens") {
+      out.agent_tokens.insert(id1);
+      if (!row[3].is_null())
+        out.agent_token_digests.insert(row[3].as<std::string>());
+    } else if (kind == "ci_runners") {
+      out.runners.insert(id1);
+      if (!row[3].is_null())
+        out.runner_digests.insert(row[3].as<std::string>());
     } else if (kind == "settings")
       out.settings = true;
     else if (kind == "storages")
@@ -584,6 +692,50 @@ void apply_changes(read_tx& tx, const change_set& changes, snapshot& snap) {
            tokens_query + " AND id = ANY($1::bigint[])",
            int_array(changes.tokens)))
       add_token(snap, row);
+
+  for (auto id : changes.agents)
+    drop_agent(snap, id);
+  if (!changes.agents.empty()) {
+    auto ids = int_array(changes.agents);
+    for (const auto& row :
+         tx.exec_params(agents_query + " WHERE id = ANY($1::bigint[])", ids))
+      add_agent(snap, row);
+    add_user_access(snap,
+                    tx.exec_params(user_access_projects_query
+                                     + " WHERE agent_id = ANY($1::bigint[]) "
+                                       "ORDER BY agent_id, project_id",
+                                   ids),
+                    true);
+    add_user_access(snap,
+                    tx.exec_params(user_access_groups_query
+                                     + " WHERE agent_id = ANY($1::bigint[]) "
+                                       "ORDER BY agent_id, group_id",
+                                   ids),
+                    false);
+  }
+
+  // A digest's entry goes only while a changed row still owns it: another
+  // row may have taken the digest since.
+  for (const auto& digest : changes.agent_token_digests)
+    if (auto it = snap.agent_tokens_by_digest.find(digest);
+        it != snap.agent_tokens_by_digest.end()
+        && changes.agent_tokens.count(it->second.id))
+      snap.agent_tokens_by_digest.erase(digest);
+  if (!changes.agent_tokens.empty())
+    for (const auto& row : tx.exec_params(
+           agent_tokens_query + " AND id = ANY($1::bigint[])",
+           int_array(changes.agent_tokens)))
+      add_agent_token(snap, row);
+
+  for (const auto& digest : changes.runner_digests)
+    if (auto it = snap.runner_by_digest.find(digest);
+        it != snap.runner_by_digest.end() && changes.runners.count(it->second))
+      snap.runner_by_digest.erase(digest);
+  if (!changes.runners.empty())
+    for (const auto& row : tx.exec_params(
+           runners_query + " AND id = ANY($1::bigint[])",
+           int_array(changes.runners)))
+      add_runner(snap, row);
 }
 
 /// Whether a change notification's payload ({"kinds":[...]}) may concern
@@ -906,8 +1058,7 @@ snapshot load_snapshot(pqxx::connection& conn, pqxx::connection* helper,
 
 bool kind_concerns_read_model(std::string_view kind) {
   static const std::set<std::string_view> outside{
-    "cluster_agents", "pages_domains", "pages_deployments", "zoekt_nodes",
-    "webhooks"};
+    "pages_domains", "pages_deployments", "zoekt_nodes", "webhooks"};
   return outside.count(kind) == 0;
 }
 

@@ -432,6 +432,7 @@ const std::vector<std::string>& seed_kinds() {
                                               "protected_tags",
                                               "personal_access_tokens",
                                               "cluster_agents",
+                                              "runners",
                                               "pages_domains",
                                               "pages_deployments",
                                               "zoekt_nodes",
@@ -526,6 +527,7 @@ private:
       {"protected_tags", &parser::tag},
       {"personal_access_tokens", &parser::token},
       {"cluster_agents", &parser::agent},
+      {"runners", &parser::runner},
       {"pages_domains", &parser::domain},
       {"pages_deployments", &parser::deployment},
       {"zoekt_nodes", &parser::zoekt_node},
@@ -1014,7 +1016,93 @@ private:
         out_.cluster_agent_tokens.push_back(std::move(t.row));
       });
     }
+    // Both optional: absent, what KAS last stored (agent_configuration)
+    // stays.
+    if (const json* config = f.find("configuration")) {
+      if (!config->is_object())
+        f.problem("configuration", "must be an object");
+      else if (id)
+        out_.agent_configs.push_back({{"agent_id", *id}, {"config", *config}});
+    }
+    if (const json* auth = f.find("authorizations"))
+      agent_authorizations(f, *auth, id);
     out_.cluster_agents.push_back(std::move(f.row));
+  }
+
+  /// cluster_agents[].authorizations: {ci_access, user_access}, each with
+  /// optional lists of projects and groups; a list left out is empty.
+  void agent_authorizations(fields& f, const json& value,
+                            std::optional<std::int64_t> agent) {
+    if (!value.is_object()) {
+      f.problem("authorizations", "must be an object");
+      return;
+    }
+    if (agent)
+      out_.agents_with_authorizations.push_back(*agent);
+    fields a{value, f.at("authorizations"), problems_};
+    for (const char* access : {"ci_access", "user_access"}) {
+      const json* v = a.find(access);
+      if (!v)
+        continue;
+      if (!v->is_object()) {
+        a.problem(access, "must be an object");
+        continue;
+      }
+      bool user = std::string_view(access) == "user_access";
+      fields lists{*v, a.at(access), problems_};
+      if (auto projects = lists.list("projects"))
+        authorization_list(*projects, lists.at("projects"), "project_id",
+                           "projects", agent,
+                           user ? out_.user_access_projects
+                                : out_.ci_access_projects);
+      if (auto groups = lists.list("groups"))
+        authorization_list(*groups, lists.at("groups"), "namespace_id",
+                           "namespaces", agent,
+                           user ? out_.user_access_groups
+                                : out_.ci_access_groups);
+      lists.finish();
+    }
+    a.finish();
+  }
+
+  /// One authorization list: {<key>: id, config: object (default {})}.
+  void authorization_list(const json& list, const std::string& path,
+                          const char* key, const char* kind,
+                          std::optional<std::int64_t> agent,
+                          seeding::row_list& out) {
+    first_use listed;
+    each_in(list, path, [&](fields& e) {
+      auto target = e.id(key);
+      refer(e, key, kind, target);
+      if (target) {
+        if (auto earlier = listed.claim(std::to_string(*target), e.path()))
+          e.problem(key,
+                    std::string(std::string_view(kind) == "projects"
+                                  ? "project "
+                                  : "namespace ")
+                      + std::to_string(*target) + " is also listed by "
+                      + *earlier);
+      }
+      json config = json::object();
+      if (const json* c = e.find("config")) {
+        if (!c->is_object())
+          e.problem("config", "must be an object");
+        else
+          config = *c;
+      }
+      if (agent && target)
+        out.push_back(
+          {{"agent_id", *agent}, {"target_id", *target}, {"config", config}});
+    });
+  }
+
+  /// runners[]: a CI runner known by its token (KAS's runner info call).
+  void runner(fields& f) {
+    object_id(f, "runners");
+    digest_token(f, runner_digests_);
+    f.text("description", "");
+    f.flag("active", true);
+    out_.runners.push_back(std::move(f.row));
   }
 
   void domain(fields& f) {
@@ -1085,7 +1173,7 @@ private:
   problem_list& problems_;
   std::map<std::string, first_use> ids_;
   first_use usernames_, fingerprints_, project_paths_, redirects_, members_,
-    branch_names_, tag_names_, pat_digests_, agent_digests_, agent_names_,
+    branch_names_, tag_names_, pat_digests_, agent_digests_, agent_names_, runner_digests_,
     domains_, uuids_, unique_domains_;
   std::map<std::int64_t, namespace_info> namespace_info_;
   std::vector<std::int64_t> namespace_order_;

@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "edges/nats/auth.hpp"
 #include "edges/nats/handles.hpp"
+#include "edges/nats/pull_consumer.hpp"
 #include "edges/nats/status_text.hpp"
 #include "edges/nats/stream.hpp"
 #include "storage/database.hpp"
@@ -31,39 +32,7 @@ constexpr auto consumer_check_interval = std::chrono::seconds(30);
 using nats::create;
 using nats::status_text;
 
-int64_t to_ns(milliseconds d) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-}
-
-/// A recurring problem (NATS or PostgreSQL away) is logged when it starts,
-/// when its text changes and every 30 s, not on every retry.
-class problem_log {
-public:
-  explicit problem_log(const char* what) : what_(what) {}
-
-  void report(const std::string& error) {
-    auto now = steady_clock::now();
-    if (error != last_ || now - logged_ > std::chrono::seconds(30)) {
-      log::warn(what_, {{"error", error}});
-      last_ = error;
-      logged_ = now;
-    }
-    active_ = true;
-  }
-
-  void resolved(const char* message) {
-    if (active_)
-      log::info(message);
-    active_ = false;
-    last_.clear();
-  }
-
-private:
-  const char* what_;
-  std::string last_;
-  steady_clock::time_point logged_{};
-  bool active_ = false;
-};
+using nats::problem_log;
 
 struct push_event {
   event_kind kind = event_kind::push;
@@ -90,7 +59,6 @@ std::optional<push_event> parse_event(natsMsg* m, std::string& why) {
     return std::nullopt;
   }
   push_event ev;
-  auto kind_text = subject.substr(prefix.size(), dot - prefix.size());
   auto id_text = subject.substr(dot + 1);
   if (id_text.empty() || id_text.size() > 18
       || !std::all_of(id_text.begin(), id_text.end(),
@@ -99,9 +67,7 @@ std::optional<push_event> parse_event(natsMsg* m, std::string& why) {
     return std::nullopt;
   }
   ev.project_id = std::stoll(id_text);
-  auto kind = parse_event_kind(header(m, "Gatehouse-Event").value_or(""));
-  if (!kind)
-    kind = parse_event_kind(kind_text);
+  auto kind = webhook_event_kind(subject, header(m, "Gatehouse-Event"));
   if (!kind) {
     why = "unknown event kind";
     return std::nullopt;
@@ -256,7 +222,6 @@ private:
   /// The stream (created with `gatehouse serve`'s configuration when
   /// missing), the durable consumer, and a subscription bound to it.
   bool ensure(std::string& error) {
-    jsErrCode jerr = static_cast<jsErrCode>(0);
     if (!js_) {
       jsOptions jo;
       jsOptions_Init(&jo);
@@ -268,94 +233,27 @@ private:
         return false;
       }
     }
-    nats::stream_info_ptr si;
-    natsStatus s = create(si, js_GetStreamInfo, js_.get(),
-                          settings_.stream.c_str(), nullptr, &jerr);
-    if (s != NATS_OK) {
-      if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-        error = "stream " + settings_.stream + ": " + status_text(s, jerr);
-        return false;
-      }
-      if (!add_stream(error))
-        return false;
-    }
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = settings_.durable.c_str();
-    cc.Description = "gatehouse webhooks: delivers push events to webhooks";
-    cc.DeliverPolicy = js_DeliverAll;
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = to_ns(ack_wait());
-    cc.MaxDeliver = -1;
-    cc.FilterSubject = settings_.stream_subjects.c_str();
-    cc.Replicas = settings_.replicas;
-    nats::consumer_info_ptr ci;
-    s = create(ci, js_AddConsumer, js_.get(), settings_.stream.c_str(), &cc,
-               nullptr, &jerr);
-    if (s != NATS_OK) {
-      // It exists with another configuration (e.g. another AckWait).
-      auto add_error = status_text(s, jerr);
-      jerr = static_cast<jsErrCode>(0);
-      s = create(ci, js_UpdateConsumer, js_.get(), settings_.stream.c_str(),
-                 &cc, nullptr, &jerr);
-      if (s != NATS_OK) {
-        if (!consumer_exists(error)) {
-          error = "consumer " + settings_.durable + ": " + add_error;
-          return false;
-        }
-        log::warn("webhooks: using the existing consumer as configured",
-                  {{"consumer", settings_.durable}, {"error", add_error}});
-      }
-    }
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = settings_.stream.c_str();
-    so.Consumer = settings_.durable.c_str();
-    jerr = static_cast<jsErrCode>(0);
-    s = create(sub_, js_PullSubscribe, js_.get(),
-               settings_.stream_subjects.c_str(), settings_.durable.c_str(),
-               nullptr, &so, &jerr);
-    if (s != NATS_OK) {
-      sub_.reset();
-      error = "subscribe: " + status_text(s, jerr);
-      return false;
-    }
-    return true;
-  }
-
-  bool add_stream(std::string& error) {
     nats::events_stream_config stream;
     stream.name = settings_.stream;
     stream.subjects = settings_.stream_subjects;
     stream.duplicate_window = settings_.duplicate_window;
     stream.replicas = settings_.replicas;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    // serve owns the stream's configuration: never change an existing one.
-    natsStatus s = nats::ensure_events_stream(js_.get(), stream, false, jerr);
-    if (s == NATS_OK)
-      return true;
-    error = "creating stream " + settings_.stream + ": " + status_text(s, jerr);
-    return false;
+    nats::durable_consumer_config consumer;
+    consumer.durable = settings_.durable;
+    consumer.description
+      = "gatehouse webhooks: delivers push events to webhooks";
+    // Push and tag push events: two subjects, and a consumer has one filter.
+    consumer.filter_subject = settings_.stream_subjects;
+    consumer.ack_wait = ack_wait();
+    return nats::subscribe_durable(js_.get(), stream, consumer, sub_, error);
   }
 
   bool consumer_exists(std::string& error) {
-    if (!js_)
-      return false;
-    nats::consumer_info_ptr ci;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s
-      = create(ci, js_GetConsumerInfo, js_.get(), settings_.stream.c_str(),
-               settings_.durable.c_str(), nullptr, &jerr);
-    if (s == NATS_OK)
-      return true;
-    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr
-        || jerr == JSStreamNotFoundErr) {
-      error
-        = "consumer " + settings_.durable + " is gone: " + status_text(s, jerr);
-      return false;
-    }
-    // NATS away: keep the subscription, which resumes after a reconnect.
-    return true;
+    // NATS away (unknown): keep the subscription, which resumes after a
+    // reconnect.
+    return nats::check_durable(js_.get(), settings_.stream, settings_.durable,
+                               error)
+      != nats::durable_state::gone;
   }
 
   milliseconds ack_wait() const {
@@ -403,6 +301,15 @@ private:
   }
 
   handled handle(natsMsg* m) {
+    const char* subject = natsMsg_GetSubject(m);
+    if (!webhook_event_kind(subject ? subject : "",
+                            header(m, "Gatehouse-Event"))) {
+      // Another kind of event on the shared stream (the agent registry's):
+      // not for webhooks, and no problem either. Acknowledged unlogged, so
+      // that it is neither redelivered nor noise at the rate agents report.
+      natsMsg_Ack(m, nullptr);
+      return handled::acked;
+    }
     std::string why;
     auto ev = parse_event(m, why);
     if (!ev) {
@@ -511,6 +418,19 @@ private:
 };
 
 } // namespace
+
+std::optional<event_kind> webhook_event_kind(
+  std::string_view subject, const std::optional<std::string>& kind_header) {
+  if (kind_header)
+    if (auto kind = parse_event_kind(*kind_header))
+      return kind;
+  constexpr std::string_view prefix = "gitlab.events.";
+  if (subject.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  auto rest = subject.substr(prefix.size());
+  auto dot = rest.find('.');
+  return parse_event_kind(rest.substr(0, dot));
+}
 
 int run_consumer(const consumer_settings& settings, const stop_flag& stop) {
   consumer c{settings, stop};

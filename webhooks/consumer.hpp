@@ -22,7 +22,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace gatehouse::webhooks {
 
@@ -70,6 +72,15 @@ struct consumer_settings {
   delivery_policy policy;
   std::chrono::milliseconds backoff_base{60000};
 };
+
+/// The kind of a message of the event stream for webhooks: its
+/// Gatehouse-Event header, else the <kind> of gitlab.events.<kind>.<id>, when
+/// that is push or tag_push; nullopt for every other message. Other kinds
+/// share the stream (the agent registry's gitlab.events.agent_configuration,
+/// agent_connection and agent_config_push): the consumer acknowledges them
+/// without a word.
+std::optional<event_kind> webhook_event_kind(
+  std::string_view subject, const std::optional<std::string>& kind_header);
 
 /// Runs until `stop` is requested: connects to NATS (retrying forever),
 /// ensures the stream and the durable consumer, and handles messages one at

@@ -124,6 +124,16 @@ struct parsed_seed {
   row_list personal_access_tokens;
   row_list cluster_agents;
   row_list cluster_agent_tokens;
+  /// {agent_id, config}: agents whose document gives a configuration.
+  row_list agent_configs;
+  /// Agents whose document gives authorizations: their four lists are
+  /// replaced by the rows below ({agent_id, target_id, config} each).
+  json agents_with_authorizations = json::array();
+  row_list ci_access_projects;
+  row_list ci_access_groups;
+  row_list user_access_projects;
+  row_list user_access_groups;
+  row_list runners;
   row_list pages_domains;
   row_list pages_deployments;
   row_list zoekt_nodes;

@@ -169,6 +169,8 @@ public:
                   seed_.cluster_agent_tokens, "", "cluster_agent_tokens");
       prune_by_id("cluster_agents", "cluster_agents", seed_.cluster_agents);
     }
+    if (present("runners"))
+      prune_by_id("runners", "ci_runners", seed_.runners);
     if (present("personal_access_tokens"))
       prune_by_id("personal_access_tokens", "personal_access_tokens",
                   seed_.personal_access_tokens);
@@ -355,7 +357,18 @@ public:
             {"token_digest", "text"},
             {"revoked", "boolean"}},
            1, seed_.cluster_agent_tokens);
+    upsert("cluster_agents", "cluster_agent_configs", "(agent_id)",
+           {{"agent_id", "bigint"}, {"config", "jsonb"}}, 1,
+           seed_.agent_configs);
+    replace_authorizations();
     count("cluster_agents", seed_.cluster_agents.size());
+    upsert("runners", "ci_runners", "(id)",
+           {{"id", "bigint"},
+            {"token_digest", "text"},
+            {"description", "text"},
+            {"active", "boolean"}},
+           1, seed_.runners);
+    count("runners", seed_.runners.size());
     upsert("pages_domains", "pages_domains", "(id)",
            {{"id", "bigint"},
             {"project_id", "bigint"},
@@ -395,6 +408,57 @@ public:
     count("webhooks", seed_.webhooks.size());
     if (seed_.broadcast_present)
       sync_broadcast_setting();
+  }
+
+  /// The four authorization lists of each agent whose document gives
+  /// `authorizations` become exactly what it lists; other agents' rows
+  /// stay as KAS last set them.
+  void replace_authorizations() {
+    if (seed_.agents_with_authorizations.empty())
+      return;
+    struct list {
+      const char* table;
+      const char* target;
+      const row_list* rows;
+    };
+    const list lists[] = {
+      {"agent_project_authorizations", "project_id", &seed_.ci_access_projects},
+      {"agent_group_authorizations", "group_id", &seed_.ci_access_groups},
+      {"agent_user_access_project_authorizations", "project_id",
+       &seed_.user_access_projects},
+      {"agent_user_access_group_authorizations", "group_id",
+       &seed_.user_access_groups}};
+    auto agents = seed_.agents_with_authorizations.dump();
+    for (const auto& l : lists) {
+      std::string table = l.table;
+      std::string target = l.target;
+      changed("cluster_agents",
+              static_cast<std::int64_t>(
+                tx_
+                  .exec_params(
+                    "DELETE FROM " + table
+                      + " a WHERE a.agent_id IN (SELECT v::bigint FROM "
+                        "jsonb_array_elements_text($1::jsonb) AS v) AND NOT "
+                        "EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) "
+                        "AS x(agent_id bigint, target_id bigint) WHERE "
+                        "x.agent_id = a.agent_id AND x.target_id = a."
+                      + target + ")",
+                    agents, l.rows->array())
+                  .affected_rows()));
+      auto sql = "INSERT INTO " + table + " AS a (agent_id, " + target
+        + ", config) SELECT x.agent_id, x.target_id, x.config FROM "
+          "jsonb_to_recordset($1::jsonb) AS x(agent_id bigint, target_id "
+          "bigint, config jsonb) ON CONFLICT (agent_id, "
+        + target
+        + ") DO UPDATE SET config = EXCLUDED.config WHERE a.config IS "
+          "DISTINCT FROM EXCLUDED.config";
+      for (std::size_t begin = 0; begin < l.rows->size();
+           begin += rows_per_statement)
+        changed("cluster_agents",
+                run(sql, l.rows->array(begin, std::min(l.rows->size(),
+                                                       begin
+                                                         + rows_per_statement))));
+    }
   }
 
   void upsert_namespaces(problem_list& problems) {

@@ -247,9 +247,10 @@ TEST_CASE("the demo document seeds every table", "[.pg]") {
   CHECK(report.upserted.at("users") == 3);
   CHECK(report.upserted.at("members") == 2);
   CHECK(report.pruned.empty());
-  // LFS objects come from uploads, never from a seed.
-  const std::set<std::string> not_seeded{"lfs_objects",
-                                         "lfs_objects_projects"};
+  // LFS objects come from uploads, never from a seed; agent connections
+  // from KAS (agent_events).
+  const std::set<std::string> not_seeded{
+    "lfs_objects", "lfs_objects_projects", "cluster_agent_connections"};
   for (const auto& table : table_names(conn))
     if (not_seeded.count(table) == 0)
       CHECK_FALSE(query1(conn, "SELECT count(*) FROM " + table) == "0");
@@ -388,7 +389,7 @@ TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed",
   REQUIRE(first.size() == 1);
   auto kinds = json::parse(first[0]).at("kinds");
   CHECK(kinds.size()
-        == 17); // every kind in the demo, settings and messages apart
+        == 18); // every kind in the demo, settings and messages apart
   CHECK(std::find(kinds.begin(), kinds.end(), "keys") != kinds.end());
 
   seed_ok(*m.conn, demo_seed());

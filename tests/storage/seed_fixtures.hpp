@@ -55,6 +55,7 @@ inline const std::string key_ecdsa_fingerprint
 
 inline const std::string demo_pat = "glpat-demo0123456789abcdef";
 inline const std::string demo_agent_token = "glagent-demo0123456789abcdefghij";
+inline const std::string demo_runner_token = "glrt-demo0123456789abcdefgh";
 
 /// The example of shared/seed-format.md with real keys, plus the users 2
 /// and 3 that its members refer to.
@@ -124,7 +125,16 @@ inline nlohmann::json demo_seed() {
   ],
   "cluster_agents": [
     {"id": 3, "project_id": 10, "name": "prod",
-     "tokens": [{"id": 1, "token": "AGENT_TOKEN", "revoked": false}]}
+     "tokens": [{"id": 1, "token": "AGENT_TOKEN", "revoked": false}],
+     "configuration": {"ci_access": {"projects": [{"id": "acme/widgets"}]}},
+     "authorizations": {
+       "ci_access": {"projects": [{"project_id": 10, "config": {"default_namespace": "prod"}}],
+                     "groups": [{"namespace_id": 5, "config": {}}]},
+       "user_access": {"projects": [{"project_id": 10, "config": {"access_as": {"agent": {}}}}],
+                       "groups": [{"namespace_id": 5, "config": {"access_as": {"agent": {}}}}]}}}
+  ],
+  "runners": [
+    {"id": 1, "token": "RUNNER_TOKEN", "description": "", "active": true}
   ],
   "pages_domains": [
     {"id": 1, "project_id": 10, "domain": "docs.acme.example", "enabled": true,
@@ -149,6 +159,7 @@ inline nlohmann::json demo_seed() {
   doc["deploy_keys"][0]["key"] = key_b;
   doc["personal_access_tokens"][0]["token"] = demo_pat;
   doc["cluster_agents"][0]["tokens"][0]["token"] = demo_agent_token;
+  doc["runners"][0]["token"] = demo_runner_token;
   return doc;
 }
 

@@ -26,7 +26,7 @@ std::string text_in_kind_order(const json& doc) {
     "settings",       "storages",           "users",
     "keys",           "deploy_keys",        "namespaces",
     "projects",       "members",            "protected_branches",
-    "protected_tags", "personal_access_tokens", "cluster_agents",
+    "protected_tags", "personal_access_tokens", "cluster_agents", "runners",
     "pages_domains",  "pages_deployments",  "zoekt_nodes",
     "webhooks"};
   if (!doc.is_object())

@@ -112,15 +112,17 @@ public:
   }
 
   void publish(const std::string& kind, long project_id, const std::string& id,
-               const std::string& body, bool bulk = false) {
+               const std::string& body, bool bulk = false,
+               const std::string& event_header = {}) {
     auto subject = "gitlab.events." + kind + "." + std::to_string(project_id);
+    const auto& header_kind = event_header.empty() ? kind : event_header;
     natsMsg* msg = nullptr;
     REQUIRE(natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
                            static_cast<int>(body.size()))
             == NATS_OK);
     natsMsgHeader_Set(msg, "Nats-Msg-Id", id.c_str());
     natsMsgHeader_Set(msg, "Content-Type", "application/json");
-    natsMsgHeader_Set(msg, "Gatehouse-Event", kind.c_str());
+    natsMsgHeader_Set(msg, "Gatehouse-Event", header_kind.c_str());
     if (bulk)
       natsMsgHeader_Set(msg, "Gatehouse-Bulk", "true");
     jsPubAck* pa = nullptr;
@@ -141,6 +143,7 @@ public:
     if (s != NATS_OK)
       return false;
     bool done = ci->NumAckPending == 0 && ci->NumPending == 0;
+    redelivered_ = ci->NumRedelivered;
     last_state_ = "ack pending " + std::to_string(ci->NumAckPending)
       + ", pending " + std::to_string(ci->NumPending) + ", redelivered "
       + std::to_string(ci->NumRedelivered) + ", delivered "
@@ -164,6 +167,7 @@ public:
 
   /// The consumer's counters at the last all_acked().
   std::string last_state_;
+  std::int64_t redelivered_ = 0;
 
 private:
   natsConnection* nc_ = nullptr;
@@ -651,4 +655,30 @@ TEST_CASE("the consumer rides out a nats-server restart and a PostgreSQL "
   auto log = w.log();
   CHECK_THAT(log, Catch::Contains("postgresql unavailable"));
   CHECK(log.find(secret_token) == std::string::npos);
+}
+
+TEST_CASE("the agent registry's events on the stream are acknowledged and "
+          "skipped without a warning",
+          "[.integration][webhooks]") {
+  receiver rx;
+  world w{true, json::array({hook(1, 10, rx.url("/hook"), secret_token)})};
+  const auto a1 = new_uuid(), a2 = new_uuid(), a3 = new_uuid(),
+             e1 = new_uuid();
+  const std::string agent_body = R"({"agent_id":7,"project_id":10})";
+  w.pub().publish("agent_configuration", 7, a1, agent_body);
+  w.pub().publish("agent_connection", 7, a2, agent_body, false,
+                  "agent_registered");
+  w.pub().publish("agent_config_push", 7, a3, agent_body);
+  w.pub().publish("push", 10, e1, push_body("refs/heads/main", 1));
+  CHECK(w.wait_delivery(e1, 1).outcome == "delivered");
+  REQUIRE(w.acked());
+  CHECK(w.pub().redelivered_ == 0);
+  // Only the push event reached a hook or left a trace.
+  CHECK(rx.count() == 1);
+  CHECK(w.count_deliveries() == 1);
+  CHECK(w.stop() == 0);
+  auto log = w.log();
+  CHECK(log.find("agent_config") == std::string::npos);
+  CHECK(log.find("unusable event") == std::string::npos);
+  CHECK(log.find("\"level\":\"warn\"") == std::string::npos);
 }

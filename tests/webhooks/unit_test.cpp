@@ -1,6 +1,7 @@
 // Unit tests of the webhook consumer's pure parts and of one delivery
 // against an in-process receiver.
 #include "webhooks/address.hpp"
+#include "webhooks/consumer.hpp"
 #include "webhooks/delivery.hpp"
 #include "webhooks/hook_state.hpp"
 
@@ -536,4 +537,33 @@ TEST_CASE("https to the pinned address keeps SNI and certificate checks on "
   t.join();
   ::unsetenv("SSL_CERT_FILE");
   std::system(("rm -rf " + dir).c_str());
+}
+
+TEST_CASE("only push and tag push events are for webhooks; the agent "
+          "registry's events on the same stream are not",
+          "[webhooks][consumer]") {
+  using kind = std::optional<event_kind>;
+  CHECK(webhook_event_kind("gitlab.events.push.10", std::string{"push"})
+        == kind{event_kind::push});
+  CHECK(webhook_event_kind("gitlab.events.tag_push.10",
+                           std::string{"tag_push"})
+        == kind{event_kind::tag_push});
+  // Without the header, the subject says it.
+  CHECK(webhook_event_kind("gitlab.events.push.10", std::nullopt)
+        == kind{event_kind::push});
+  CHECK(webhook_event_kind("gitlab.events.tag_push.10", std::nullopt)
+        == kind{event_kind::tag_push});
+  // The agent registry's events (subject kind, header kind).
+  CHECK_FALSE(webhook_event_kind("gitlab.events.agent_configuration.7",
+                                 std::string{"agent_configuration"}));
+  CHECK_FALSE(webhook_event_kind("gitlab.events.agent_connection.7",
+                                 std::string{"agent_registered"}));
+  CHECK_FALSE(webhook_event_kind("gitlab.events.agent_connection.7",
+                                 std::string{"agent_upgraded"}));
+  CHECK_FALSE(webhook_event_kind("gitlab.events.agent_config_push.7",
+                                 std::string{"agent_config_push"}));
+  CHECK_FALSE(
+    webhook_event_kind("gitlab.events.agent_config_push.7", std::nullopt));
+  CHECK_FALSE(webhook_event_kind("other.subject", std::nullopt));
+  CHECK_FALSE(webhook_event_kind("gitlab.events.pushy.7", std::nullopt));
 }
