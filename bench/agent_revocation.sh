@@ -20,9 +20,13 @@ Usage: bench/agent_revocation.sh [options]
   --mode MODE       remove: the revoked token is left out of the document,
                     so --prune deletes it (default); revoke: it stays,
                     marked "revoked": true
+  --document D      full: each seed --prune loads the whole document, bulk
+                    included (default); agents: a document of only the
+                    cluster_agents, which --prune limits to that kind
   --limit S         seconds a revocation may take on the slower replica
                     (default 1.0)
-  --timeout S       give up on a replica after S seconds (default 10)
+  --timeout S       give up on a replica S seconds after the seed command
+                    ended (default 10)
   --no-build        use the existing $BUILD_DIR/gatehouse
   --keep            keep the work directory
   -h, --help
@@ -42,7 +46,7 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../scripts/lib.sh"
 BENCH_DIR="$GH_ROOT/bench"
 HELPER=(python3 "$BENCH_DIR/agent_revocation.py")
 
-AGENTS=1000 KEYS=1000 TRIALS=5 MODE=remove LIMIT=1.0 TIMEOUT=10
+AGENTS=1000 KEYS=1000 TRIALS=5 MODE=remove DOCUMENT=full LIMIT=1.0 TIMEOUT=10
 DO_BUILD=1 KEEP=0
 BUILD_DIR=${BUILD_DIR:-$GH_ROOT/build}
 
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --keys) need_arg "$@"; KEYS=$2; shift 2 ;;
     --trials) need_arg "$@"; TRIALS=$2; shift 2 ;;
     --mode) need_arg "$@"; MODE=$2; shift 2 ;;
+    --document) need_arg "$@"; DOCUMENT=$2; shift 2 ;;
     --limit) need_arg "$@"; LIMIT=$2; shift 2 ;;
     --timeout) need_arg "$@"; TIMEOUT=$2; shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
@@ -69,11 +74,11 @@ if ! [[ $TRIALS =~ ^[0-9]+$ ]] || [ "$TRIALS" -lt 1 ]; then
   die_usage "--trials must be a number >= 1"
 fi
 case $MODE in remove|revoke) ;; *) die_usage "--mode is remove or revoke" ;; esac
+case $DOCUMENT in full|agents) ;; *) die_usage "--document is full or agents" ;; esac
 [[ $LIMIT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--limit must be seconds"
 [[ $TIMEOUT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--timeout must be seconds"
-# A KAS JWT lives 30 s and one is minted per timed phase.
-python3 -c 'import sys; sys.exit(0 if 0 < float(sys.argv[1]) <= 25 else 1)' "$TIMEOUT" \
-  || die_usage "--timeout must be more than 0 and at most 25 (a KAS JWT lives 30 s)"
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$TIMEOUT" \
+  || die_usage "--timeout must be more than 0"
 
 # -- build -------------------------------------------------------------------------
 
@@ -148,10 +153,10 @@ gh_log "replicas ready: ${BASES[*]}"
 
 # -- trials --------------------------------------------------------------------------
 
-gh_log "$TRIALS trials: gatehouse seed --prune ($MODE), polling agent_info every 5 ms"
+gh_log "$TRIALS trials: gatehouse seed --prune ($MODE, $DOCUMENT document), polling agent_info every 5 ms"
 RC=0
 "${HELPER[@]}" run --bin "$BIN" --data "$WORK/data" --agents "$AGENTS" \
-  --trials "$TRIALS" --mode "$MODE" --limit "$LIMIT" --timeout "$TIMEOUT" \
+  --trials "$TRIALS" --mode "$MODE" --document "$DOCUMENT" --limit "$LIMIT" --timeout "$TIMEOUT" \
   "${BASES[@]}" || RC=$?
 
 for n in 0 1; do
