@@ -12,9 +12,12 @@
 #include "tests/integration/stack.hpp"
 #include "tests/nats_edge/nats_client.hpp"
 
+#include "common/base64.hpp"
+#include "common/jwt.hpp"
 #include "messages/calls.hpp"
 
 #include "gatehouse/internal/v1/access.pb.h"
+#include "gatehouse/internal/v1/agents.pb.h"
 #include "gatehouse/internal/v1/check.pb.h"
 #include "gatehouse/internal/v1/error.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
@@ -25,6 +28,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <ctime>
 #include <set>
 #include <cctype>
 #include <csignal>
@@ -92,10 +96,19 @@ json user(int id, const std::string& username, const std::string& name,
           {"two_factor_enabled", false}};
 }
 
+// KAS's credentials in the seed: agent 1 "prod" (configuration project
+// acme/widgets) with its token, and alice's personal access token with the
+// k8s_proxy scope; agent 2 "configured" is the one agent_configuration
+// rewrites, so that agent 1's user_access stays as seeded; runner 1.
+const std::string agent_token = "glagent-natsconf-prod-0123456789abcdef";
+const std::string proxy_pat = "glpat-natsconf-k8s-proxy-0001";
+const std::string runner_token = "glrt-natsconf-runner-active-0001";
+
 // Users: 1 root (admin), 2 alice (developer), 3 bob (reporter), 4 gina
 // (guest), 5 nora (no membership), 6 blocky (blocked developer), 7 mo
 // (maintainer of group acme). Key n belongs to user n; deploy key 100
-// (created by mo) is read-only on acme/widgets.
+// (created by mo) is read-only on acme/widgets. Agent 1 lets Developers of
+// acme/widgets (alice) through the Kubernetes proxy as the agent.
 json seed() {
   json doc;
   doc["settings"] = {{"external_url", "https://gitlab.example.com"},
@@ -155,6 +168,31 @@ json seed() {
      {{"user_id", 4}, {"project_id", 10}, {"access_level", 10}},
      {{"user_id", 6}, {"project_id", 10}, {"access_level", 30}},
      {{"user_id", 7}, {"namespace_id", 5}, {"access_level", 40}}});
+  doc["personal_access_tokens"]
+    = json::array({{{"id", 900},
+                    {"user_id", 2},
+                    {"name", "kas"},
+                    {"token", proxy_pat},
+                    {"scopes", json::array({"k8s_proxy"})},
+                    {"expires_at", "2099-12-31"},
+                    {"revoked", false}}});
+  json access_as_agent = {{"access_as", {{"agent", json::object()}}}};
+  doc["cluster_agents"] = json::array(
+    {{{"id", 1},
+      {"project_id", 10},
+      {"name", "prod"},
+      {"tokens", json::array({{{"id", 1},
+                               {"token", agent_token},
+                               {"revoked", false}}})},
+      {"authorizations",
+       {{"user_access",
+         {{"projects", json::array({{{"project_id", 10},
+                                     {"config", access_as_agent}}})}}}}}},
+     {{"id", 2}, {"project_id", 10}, {"name", "configured"}}});
+  doc["runners"] = json::array({{{"id", 1},
+                                 {"token", runner_token},
+                                 {"description", "nats conformance"},
+                                 {"active", true}}});
   return doc;
 }
 
@@ -182,9 +220,22 @@ std::string url_encode(const std::string& s) {
   return out;
 }
 
+// The internal API's callers over HTTP: GitLab Shell by default, KAS for
+// the calls whose caller rule is `kas`.
 struct shell_http {
   const stack& gh;
   std::string token = gh.shell_token();
+  std::string kas_key = *gatehouse::base64_decode(read_file(gh.secrets().kas));
+
+  /// The caller's JWT header of a call with caller rule `rule`. A KAS JWT
+  /// lives 30 s, so each request gets a fresh one, as KAS signs them.
+  httplib::Headers caller_headers(gatehouse::caller_rule rule) const {
+    if (rule == gatehouse::caller_rule::kas)
+      return {{"Gitlab-Kas-Api-Request",
+               gatehouse::jwt::sign(gatehouse::jwt::caller::kas, kas_key,
+                                    std::time(nullptr))}};
+    return {{"Gitlab-Shell-Api-Request", token}};
+  }
 
   http_reply make(const httplib::Result& res) const {
     REQUIRE(res);
@@ -195,17 +246,26 @@ struct shell_http {
     return r;
   }
 
-  http_reply post(const std::string& call, const json& body) const {
+  http_reply post(const std::string& call, const json& body,
+                  const httplib::Headers& headers) const {
     auto cli = gh.client();
     auto path = "/api/v4/internal/" + call;
-    return make(cli.Post(path.c_str(), {{"Gitlab-Shell-Api-Request", token}},
-                         body.dump(), "application/json"));
+    return make(cli.Post(path.c_str(), headers, body.dump(), "application/json"));
+  }
+
+  http_reply post(const std::string& call, const json& body) const {
+    return post(call, body, caller_headers(gatehouse::caller_rule::shell));
+  }
+
+  http_reply get(const std::string& call, const std::string& query,
+                 const httplib::Headers& headers) const {
+    auto cli = gh.client();
+    auto path = "/api/v4/internal/" + call + (query.empty() ? "" : "?" + query);
+    return make(cli.Get(path.c_str(), headers));
   }
 
   http_reply get(const std::string& call, const std::string& query = {}) const {
-    auto cli = gh.client();
-    auto path = "/api/v4/internal/" + call + (query.empty() ? "" : "?" + query);
-    return make(cli.Get(path.c_str(), {{"Gitlab-Shell-Api-Request", token}}));
+    return get(call, query, caller_headers(gatehouse::caller_rule::shell));
   }
 };
 
@@ -290,7 +350,13 @@ void check_same(const std::string& what, const http_reply& http,
   INFO(what << ": HTTP " << http.status << " " << http.body);
   REQUIRE(nats.answered);
   CHECK(nats.status == http.status);
-  if (http.status >= 200 && http.status < 300) {
+  if (http.status == 204) {
+    // No body over HTTP; a NoContentResponse, no fields, over NATS.
+    CHECK(http.body.empty());
+    auto j = nats_json<Response>(nats.body);
+    INFO("NATS " << nats.status << " " << j.dump());
+    CHECK(j == json::object());
+  } else if (http.status >= 200 && http.status < 300) {
     auto j = nats_json<Response>(nats.body);
     INFO("NATS " << nats.status << " " << j.dump());
     CHECK(same_value(http.j, &j));
@@ -454,6 +520,13 @@ private:
 // message), the status both edges must answer, and GitLab's text where it
 // is the point of the case. The runner checks HTTP against the expectation
 // and NATS against HTTP. Adding a call means adding its cases here.
+//
+// KAS's tokens are request fields over NATS (`agent_token`,
+// `runner_token`); over HTTP the runner sends them where KAS does, in
+// Gitlab-Agentk-Api-Request and Gitlab-Agent-Api-Request, beside the KAS
+// JWT. Where GitLab's JSON and the Protobuf message are shaped differently,
+// nats_fields() says how (agent_config as JSON text, unique counters' ids,
+// the agent_events `events` object).
 
 struct conformance_case {
   std::string what;
@@ -583,8 +656,166 @@ std::vector<conformance_case> conformance_cases() {
       {"changes", "_any"}},
      500,
      "500 Internal Server Error"},
+    // -- KAS
+    {"agentk agent_info",
+     call_id::agentk_agent_info,
+     {{"agent_token", agent_token}},
+     200},
+    {"agentk agent_info with an unknown token",
+     call_id::agentk_agent_info,
+     {{"agent_token", "glagent-natsconf-unknown-00000000"}},
+     401,
+     "401 Unauthorized"},
+    {"legacy agent_info", call_id::kubernetes_agent_info,
+     {{"agent_token", agent_token}}, 200},
+    {"legacy agent_info without a token", call_id::kubernetes_agent_info,
+     json::object(), 401, "401 Unauthorized"},
+    {"project_info of the agent's project by path",
+     call_id::kubernetes_project_info,
+     {{"agent_token", agent_token}, {"id", "acme/widgets"}},
+     200},
+    {"project_info of the agent's project by id",
+     call_id::kubernetes_project_info,
+     {{"agent_token", agent_token}, {"id", "10"}},
+     200},
+    {"project_info of an unknown project",
+     call_id::kubernetes_project_info,
+     {{"agent_token", agent_token}, {"id", "acme/nothing"}},
+     404,
+     "404 Not Found"},
+    {"project_info with an unknown token",
+     call_id::kubernetes_project_info,
+     {{"agent_token", "glagent-natsconf-unknown-00000000"},
+      {"id", "acme/widgets"}},
+     401,
+     "401 Unauthorized"},
+    {"verify_project_access of the agent's project",
+     call_id::kubernetes_verify_project_access,
+     {{"agent_token", agent_token}, {"id", "acme/widgets"}},
+     204},
+    {"verify_project_access of an unknown project",
+     call_id::kubernetes_verify_project_access,
+     {{"agent_token", agent_token}, {"id", "acme/nothing"}},
+     404,
+     "404 Not Found"},
+    {"agent_configuration",
+     call_id::kubernetes_agent_configuration,
+     {{"agent_id", 2},
+      {"agent_config",
+       {{"ci_access", {{"projects", json::array({{{"id", "acme/widgets"}}})}}}}}},
+     204},
+    {"agent_configuration of an unknown agent",
+     call_id::kubernetes_agent_configuration,
+     {{"agent_id", 999}, {"agent_config", json::object()}},
+     404,
+     "404 Not found"},
+    {"agent_configuration without parameters",
+     call_id::kubernetes_agent_configuration, json::object(), 400,
+     "agent_id is missing, agent_config is missing"},
+    {"agent_configuration without agent_config",
+     call_id::kubernetes_agent_configuration,
+     {{"agent_id", 2}},
+     400,
+     "agent_config is missing"},
+    {"authorize_proxy_user with a k8s_proxy token of a developer",
+     call_id::kubernetes_authorize_proxy_user,
+     {{"agent_id", 1},
+      {"access_type", "personal_access_token"},
+      {"access_key", proxy_pat}},
+     200},
+    {"authorize_proxy_user with an unknown token",
+     call_id::kubernetes_authorize_proxy_user,
+     {{"agent_id", 1},
+      {"access_type", "personal_access_token"},
+      {"access_key", "glpat-natsconf-unknown-0000"}},
+     400,
+     "400 Bad request - Unable to get user from request data"},
+    {"authorize_proxy_user of an unknown agent",
+     call_id::kubernetes_authorize_proxy_user,
+     {{"agent_id", 999},
+      {"access_type", "personal_access_token"},
+      {"access_key", proxy_pat}},
+     404,
+     "404 Not found"},
+    {"usage_metrics",
+     call_id::kubernetes_usage_metrics,
+     {{"counters", {{"k8s_api_proxy_request", 3}, {"gitops_sync", 0}}},
+      {"unique_counters",
+       {{"k8s_api_proxy_requests_unique_users_via_user_access",
+         json::array({2})}}}},
+     204},
+    {"usage_metrics with a negative count",
+     call_id::kubernetes_usage_metrics,
+     {{"counters", {{"k8s_api_proxy_request", -1}}}},
+     400,
+     "400 Bad request - k8s_api_proxy_request count must be greater than or "
+     "equal to zero"},
+    {"agent_events",
+     call_id::kubernetes_agent_events,
+     {{"events",
+       {{"k8s_api_proxy_requests_unique_users_via_user_access",
+         json::array({{{"user_id", 2}, {"project_id", 10}}})},
+        {"register_agent_at_kas",
+         json::array({{{"project_id", 10},
+                       {"agent_version", "v18.6.0"},
+                       {"architecture", "amd64"},
+                       {"agent_id", 1},
+                       {"kubernetes_version", "v1.33.1"},
+                       {"extra_telemetry_data",
+                        {{"installation_method", "helm"},
+                         {"helm_chart_version", "2.18.0"}}}}})}}}},
+     204},
+    {"agent_events without events", call_id::kubernetes_agent_events,
+     json::object(), 204},
+    {"autoflow repository_info", call_id::autoflow_repository_info,
+     {{"id", "acme/widgets"}}, 200},
+    {"autoflow repository_info of an unknown project",
+     call_id::autoflow_repository_info,
+     {{"id", "acme/nothing"}},
+     404,
+     "404 Not Found"},
+    {"autoflow repository_info without id", call_id::autoflow_repository_info,
+     json::object(), 400, "id is missing"},
+    {"runner info", call_id::ci_runner_info, {{"runner_token", runner_token}},
+     200},
+    {"runner info with an unknown token",
+     call_id::ci_runner_info,
+     {{"runner_token", "glrt-natsconf-unknown-0000"}},
+     401,
+     "401 Unauthorized"},
   };
 }
+
+// The fields of the call's Protobuf request where GitLab's JSON is shaped
+// otherwise: agent_config is JSON text; a unique counter's ids are a
+// UsageIds message; agent_events' lists are the message's own fields, not
+// members of an `events` object.
+json nats_fields(gatehouse::call_id call, json params) {
+  using gatehouse::call_id;
+  switch (call) {
+    case call_id::kubernetes_agent_configuration:
+      if (auto it = params.find("agent_config");
+          it != params.end() && !it->is_string())
+        *it = it->dump();
+      return params;
+    case call_id::kubernetes_usage_metrics:
+      if (auto it = params.find("unique_counters");
+          it != params.end() && it->is_object())
+        for (auto& [name, ids] : it->items())
+          ids = json{{"ids", ids}};
+      return params;
+    case call_id::kubernetes_agent_events:
+      return params.value("events", json::object());
+    default:
+      return params;
+  }
+}
+
+// Where KAS puts a token over HTTP: the case's field -> its header.
+const std::pair<const char*, const char*> kas_token_headers[] = {
+  {"agent_token", "Gitlab-Agentk-Api-Request"},
+  {"runner_token", "Gitlab-Agent-Api-Request"},
+};
 
 // The call's Protobuf request made of the HTTP parameters (proto3's JSON
 // reads int64 from strings, as GitLab's callers send ids).
@@ -604,22 +835,33 @@ void run_case_as(const conformance_case& c, const shell_http& http,
   const auto& spec = gatehouse::spec_of(c.call);
   std::string call
     = std::string{spec.path}.substr(std::strlen("/api/v4/internal/"));
+  // Over HTTP, the caller's JWT, and KAS's tokens in their headers.
+  auto headers = http.caller_headers(spec.auth);
+  json params = c.params;
+  if (spec.auth == gatehouse::caller_rule::kas)
+    for (auto [field, header] : kas_token_headers)
+      if (auto it = params.find(field); it != params.end()) {
+        headers.emplace(header, it->template get<std::string>());
+        params.erase(it);
+      }
   http_reply h;
   if (std::string{spec.method} == "GET") {
     std::string query;
-    for (auto& [k, v] : c.params.items())
+    for (auto& [k, v] : params.items())
       query += (query.empty() ? "" : "&") + k + "="
         + url_encode(v.is_string() ? v.template get<std::string>() : v.dump());
-    h = http.get(call, query);
+    h = http.get(call, query, headers);
   } else {
-    h = http.post(call, c.params);
+    h = http.post(call, params, headers);
   }
   INFO(c.what << " (" << spec.name << "): HTTP " << h.status << " " << h.body);
   CHECK(h.status == c.status);
   if (!c.message.empty())
     CHECK(http_message(h.j) == c.message);
   check_same<Response>(
-    c.what, h, nats.request_raw(spec.name, to_request<Request>(c.params)));
+    c.what, h,
+    nats.request_raw(spec.name,
+                     to_request<Request>(nats_fields(c.call, c.params))));
 }
 
 void run_case(const conformance_case& c, const shell_http& http,
@@ -661,6 +903,34 @@ void run_case(const conformance_case& c, const shell_http& http,
     case call_id::git_audit_event:
       return run_case_as<pb::GitAuditEventRequest, pb::GitAuditEventResponse>(
         c, http, nats);
+    case call_id::agentk_agent_info:
+    case call_id::kubernetes_agent_info:
+      return run_case_as<pb::AgentInfoRequest, pb::AgentInfoResponse>(c, http,
+                                                                      nats);
+    case call_id::kubernetes_project_info:
+    case call_id::autoflow_repository_info:
+      return run_case_as<pb::ProjectInfoRequest, pb::ProjectInfoResponse>(
+        c, http, nats);
+    case call_id::kubernetes_verify_project_access:
+      return run_case_as<pb::ProjectInfoRequest, pb::NoContentResponse>(c, http,
+                                                                        nats);
+    case call_id::kubernetes_agent_configuration:
+      return run_case_as<pb::AgentConfigurationRequest, pb::NoContentResponse>(
+        c, http, nats);
+    case call_id::kubernetes_authorize_proxy_user:
+      return run_case_as<pb::AuthorizeProxyUserRequest,
+                         pb::AuthorizeProxyUserResponse>(c, http, nats);
+    case call_id::kubernetes_usage_metrics:
+      return run_case_as<pb::UsageMetricsRequest, pb::NoContentResponse>(
+        c, http, nats);
+    case call_id::kubernetes_agent_events:
+      return run_case_as<pb::AgentEventsRequest, pb::NoContentResponse>(
+        c, http, nats);
+    case call_id::ci_runner_info:
+      return run_case_as<pb::RunnerInfoRequest, pb::RunnerInfoResponse>(c, http,
+                                                                        nats);
+    default:
+      break;
   }
   FAIL("no wire types for call " << gatehouse::spec_of(c.call).name);
 }
@@ -750,17 +1020,20 @@ TEST_CASE("a malformed payload gets a 400 and the replica keeps serving",
   wait_deciding(shell_http{gh});
   nats_client nats{ns.url()};
   const std::string garbage = "\xff\xff\xff\xff\xff";
-  for (auto call :
-       {"allowed", "authorized_keys", "discover", "check", "lfs_authenticate",
-        "two_factor_recovery_codes", "personal_access_token",
-        "two_factor_manual_otp_check", "two_factor_push_otp_check",
-        "pre_receive", "post_receive", "shellhorse.git_audit_event"}) {
+  // Every subject the NATS edge serves: the call table's shared rows.
+  std::size_t subjects = 0;
+  for (const auto& spec : gatehouse::call_table) {
+    if (!spec.over_nats)
+      continue;
+    ++subjects;
+    std::string call = spec.name;
     INFO(call);
     auto a = nats.request_raw(call, garbage);
     REQUIRE(a.answered);
     CHECK(a.status == 400);
     CHECK(error_message(a.body).rfind("400 Bad request - malformed ", 0) == 0);
   }
+  CHECK(subjects == gatehouse::nats_call_count());
   auto a = nats.request_raw("allowed", garbage);
   CHECK(error_message(a.body)
         == "400 Bad request - malformed AllowedRequest payload");
