@@ -76,6 +76,14 @@ using config_push = caf::atom_constant<caf::atom("cfgpush")>;
 /// Read the usage counters /metrics exports.
 using usage_totals = caf::atom_constant<caf::atom("usagetot")>;
 
+// -- indexer coordination
+// -----------------------------------------------------
+
+/// Read the nodes and repositories an assignment round decides over.
+using index_state = caf::atom_constant<caf::atom("idxstate")>;
+/// Run an assignment round now (self-scheduled, and after a snapshot).
+using assign = caf::atom_constant<caf::atom("assign")>;
+
 // -- events -------------------------------------------------------------------
 
 /// The NATS connection changed state.

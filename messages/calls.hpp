@@ -9,6 +9,7 @@
 
 #include "messages/access.hpp"
 #include "messages/agents.hpp"
+#include "messages/indexer.hpp"
 #include "messages/interfaces.hpp"
 #include "messages/pages.hpp"
 #include "messages/push.hpp"
@@ -44,7 +45,14 @@ enum class caller_rule : std::uint8_t {
 };
 
 /// The domain actor that owns a call.
-enum class domain : std::uint8_t { status, access, push, pages, agents };
+enum class domain : std::uint8_t {
+  status,
+  access,
+  push,
+  pages,
+  agents,
+  indexer
+};
 
 /// The domain actors, as the edges hold them.
 struct domain_actors {
@@ -57,6 +65,8 @@ struct domain_actors {
   pages_actor pages;
   /// KAS's calls; absent in tests that do not need it.
   agent_registry_actor agents;
+  /// Zoekt's calls; absent in tests that do not need it.
+  indexer_actor indexer;
 };
 
 namespace detail {
@@ -168,7 +178,16 @@ inline bool present(const std::vector<access_control_actor>& partitions) {
     agents::project_query, agents::project_answer, false)                      \
   X(ci_runner_info, "ci.agents.runner.info", "GET",                            \
     "/api/v4/internal/ci/agents/runner/info", kas, agents,                     \
-    agents::runner_query, agents::runner_answer, false)
+    agents::runner_query, agents::runner_answer, false)                        \
+  X(zoekt_heartbeat, "search.zoekt.heartbeat", "POST",                         \
+    "/api/v4/internal/search/zoekt/:uuid/heartbeat", shell, indexer,           \
+    indexer::heartbeat_query, indexer::heartbeat_answer, true)                 \
+  X(zoekt_tasks, "search.zoekt.tasks", "GET",                                  \
+    "/api/v4/internal/search/zoekt/:uuid/tasks", shell, indexer,               \
+    indexer::tasks_query, indexer::heartbeat_answer, true)                     \
+  X(zoekt_callback, "search.zoekt.callback", "POST",                           \
+    "/api/v4/internal/search/zoekt/:uuid/callback", shell, indexer,            \
+    indexer::callback_query, indexer::callback_answer, true)
 
 #define GATEHOUSE_HTTP_CALLS(X)                                                \
   X(geo_proxy, "geo.proxy", "GET", "/api/v4/geo/proxy", workhorse_api, status, \

@@ -2,6 +2,7 @@
 
 #include "messages/access.hpp"
 #include "messages/agents.hpp"
+#include "messages/indexer.hpp"
 #include "messages/atoms.hpp"
 #include "messages/git.hpp"
 #include "messages/pages.hpp"
@@ -229,6 +230,44 @@ using agent_registry_actor = caf::typed_actor<
   caf::reacts_to<atom::snapshot, snapshot_ptr>,
   // Refresh the usage totals /metrics exports (self-scheduled).
   caf::reacts_to<atom::tick>>;
+
+// -- search indexing (Zoekt, Elasticsearch) ------------------------------------
+
+/// The indexer coordination's reads and writes, each in one transaction on
+/// its own PostgreSQL connection; spawned detached: libpqxx blocks. Decides
+/// nothing: which node, which project and which task come from the actor.
+/// Events go to the outbox in the transaction of what they report.
+/// Failures are errc::unavailable.
+using indexer_store_actor = caf::typed_actor<
+  // Insert or update a node from its report (debounced).
+  caf::replies_to<indexer::node_write>::with<indexer::node_written>,
+  // Take a node's due tasks (they become processing).
+  caf::replies_to<indexer::task_take>::with<indexer::tasks_taken>,
+  // Record a node's callback for a task.
+  caf::replies_to<indexer::callback_write>::with<indexer::callback_written>,
+  // Index a pushed project once per push event.
+  caf::replies_to<indexer::push_index_write>::with<
+    indexer::push_index_written>,
+  // The nodes and repositories an assignment round decides over.
+  caf::replies_to<atom::index_state>::with<indexer::index_state>,
+  // Write an assignment round's decisions.
+  caf::replies_to<indexer::assignment_write>::with<
+    indexer::assignment_written>>;
+
+/// Coordinates search indexing (contract other-callers §6, §7): answers
+/// Zoekt nodes' heartbeats, task polls and callbacks; turns push events into
+/// Zoekt index tasks and Elasticsearch index requests; assigns repositories
+/// of enabled namespaces to nodes and moves them off lost nodes.
+using indexer_actor = caf::typed_actor<
+  caf::replies_to<indexer::heartbeat_query>::with<indexer::heartbeat_answer>,
+  caf::replies_to<indexer::tasks_query>::with<indexer::heartbeat_answer>,
+  caf::replies_to<indexer::callback_query>::with<indexer::callback_answer>,
+  // A push event from the feed; answered once its work is durable.
+  caf::replies_to<indexer::pushed_ref>::with<indexer::pushed_ref_done>,
+  // The read-model loader delivers a new snapshot.
+  caf::reacts_to<atom::snapshot, snapshot_ptr>,
+  // Run an assignment round (self-scheduled).
+  caf::reacts_to<atom::assign>>;
 
 } // namespace gatehouse
 

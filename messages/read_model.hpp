@@ -103,6 +103,8 @@ struct project_record {
   bool merge_requests_enabled = true;
   bool lfs_enabled = true;
   bool repository_exists = true;
+  /// A fork of another project (the Zoekt index's forked metadata).
+  bool forked = false;
 };
 
 struct protected_branch_record {
@@ -163,6 +165,23 @@ struct broadcast_message_record {
   std::optional<unix_time> ends_at;
 };
 
+/// Search indexing settings (GitLab's application settings of these names;
+/// defaults are GitLab's).
+struct search_settings {
+  /// Zoekt: nodes get no tasks and are told to stop indexing.
+  bool zoekt_indexing_paused = false;
+  std::int64_t zoekt_indexing_parallelism = 1;
+  std::int64_t zoekt_maximum_files = 500000;
+  /// A task's Timeout, seconds.
+  std::int64_t zoekt_indexing_timeout_seconds = 1800;
+  /// A node's batch: its reported concurrency times this (20 when 0).
+  double zoekt_cpu_to_tasks_ratio = 1.0;
+  /// Elasticsearch: index requests are published for pushes.
+  bool elasticsearch_indexing = false;
+  /// FileSizeLimit of Zoekt tasks and the Elasticsearch indexer, KiB.
+  std::int64_t elasticsearch_indexed_file_size_limit_kb = 1024;
+};
+
 struct settings_record {
   std::string external_url = "http://127.0.0.1:8080";
   std::string ssh_clone_url_root;
@@ -174,6 +193,7 @@ struct settings_record {
   std::int64_t gitlab_shell_operation_limit = 600;
   bool allow_local_requests_from_web_hooks_and_services = false;
   std::vector<broadcast_message_record> broadcast_messages;
+  search_settings search;
 };
 
 /// One consistent snapshot of the read model. Shared immutable between
@@ -218,6 +238,9 @@ struct snapshot {
   map<std::string, agent_token_record> agent_tokens_by_digest;
   /// CI runner token digest -> runner id (KAS's runner info call).
   map<std::string, std::int64_t> runner_by_digest;
+  /// Top-level namespaces whose projects Zoekt indexes (sub-groups
+  /// included), sorted.
+  std::vector<std::int64_t> zoekt_enabled_namespaces;
   /// When this snapshot was loaded (unix seconds), for metrics.
   unix_time loaded_at = 0;
   /// PostgreSQL's snapshot (pg_snapshot as text) this model is exact for:
