@@ -103,6 +103,11 @@ struct task_view {
 /// The answer to both calls. The tasks call's body has only id, tasks and
 /// pull_frequency; heartbeat's all five keys.
 struct heartbeat_answer {
+  /// The node failed GitLab's validation (a blank node.url or node.name,
+  /// a negative disk figure, an unknown service): 422
+  /// {"message":"422 Unprocessable Entity"}, nothing written; the other
+  /// fields are then unset.
+  bool invalid_node = false;
   std::int64_t node_id = 0;
   /// The node was created by this call: it should drop what it indexed.
   bool truncate = false;
