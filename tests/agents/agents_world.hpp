@@ -10,6 +10,7 @@
 #include "common/jwt.hpp"
 #include "tests/integration/git_repo.hpp"
 #include "tests/integration/stack.hpp"
+#include "tests/support/jetstream_reader.hpp"
 
 #include <catch2/catch.hpp>
 #include <nats/nats.h>
@@ -420,129 +421,10 @@ inline std::int64_t unpublished() {
 
 // -- JetStream ------------------------------------------------------------------------
 
-inline const std::string events_stream = "GATEHOUSE_EVENTS";
-
-struct stream_message {
-  std::string subject;
-  std::uint64_t sequence = 0;
-  std::map<std::string, std::string> headers;
-  std::string data;
-  /// Mutable so that checks may index missing keys through a const ref.
-  mutable json body;
-};
-
-/// Reads GATEHOUSE_EVENTS back as a downstream consumer would (nats.c, a
-/// durable pull consumer per read, as tests/outbox and tests/integration
-/// do), filtered by subject.
-class js_reader {
+/// The world's nats-server, read as a downstream consumer would.
+class js_reader : public jetstream_reader {
 public:
-  js_reader() {
-    REQUIRE(natsConnection_ConnectTo(&nc_, shared().nats.url().c_str())
-            == NATS_OK);
-    REQUIRE(natsConnection_JetStream(&js_, nc_, nullptr) == NATS_OK);
-  }
-
-  ~js_reader() {
-    if (js_)
-      jsCtx_Destroy(js_);
-    if (nc_) {
-      natsConnection_Close(nc_);
-      natsConnection_Destroy(nc_);
-    }
-  }
-
-  js_reader(const js_reader&) = delete;
-  js_reader& operator=(const js_reader&) = delete;
-
-  /// Every message on `subject` (wildcards allowed) in stream order; empty
-  /// while the stream does not exist.
-  std::vector<stream_message> read(const std::string& subject) {
-    std::vector<stream_message> out;
-    static std::atomic<int> counter{0};
-    auto durable = "agents_test_" + std::to_string(::getpid()) + "_"
-                   + std::to_string(counter++);
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = durable.c_str();
-    cc.AckPolicy = js_AckExplicit;
-    cc.DeliverPolicy = js_DeliverAll;
-    cc.FilterSubject = subject.c_str();
-    jsConsumerInfo* ci = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_AddConsumer(&ci, js_, events_stream.c_str(), &cc, nullptr, &jerr)
-        != NATS_OK)
-      return out; // no stream yet: nothing was published
-    auto expected = static_cast<std::size_t>(ci->NumPending);
-    jsConsumerInfo_Destroy(ci);
-    if (expected > 0) {
-      jsSubOptions so;
-      jsSubOptions_Init(&so);
-      so.Stream = events_stream.c_str();
-      so.Consumer = durable.c_str();
-      natsSubscription* sub = nullptr;
-      REQUIRE(js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(),
-                               nullptr, &so, &jerr)
-              == NATS_OK);
-      auto deadline = std::chrono::steady_clock::now() + 20s;
-      while (out.size() < expected
-             && std::chrono::steady_clock::now() < deadline) {
-        natsMsgList list{};
-        if (natsSubscription_Fetch(&list, sub, 256, 1000, &jerr) != NATS_OK)
-          continue;
-        for (int i = 0; i < list.Count; ++i)
-          out.push_back(take(list.Msgs[i]));
-        natsMsgList_Destroy(&list);
-      }
-      natsSubscription_Destroy(sub);
-    }
-    js_DeleteConsumer(js_, events_stream.c_str(), durable.c_str(), nullptr,
-                      &jerr);
-    return out;
-  }
-
-  /// Waits (bounded) until `subject` holds at least `n` messages; answers
-  /// what it holds then.
-  std::vector<stream_message> wait_for(const std::string& subject,
-                                       std::size_t n,
-                                       std::chrono::milliseconds limit = 20s) {
-    std::vector<stream_message> msgs;
-    eventually(
-      [&] {
-        msgs = read(subject);
-        return msgs.size() >= n;
-      },
-      limit);
-    return msgs;
-  }
-
-private:
-  static stream_message take(natsMsg* m) {
-    stream_message sm;
-    sm.subject = natsMsg_GetSubject(m);
-    jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-      sm.sequence = meta->Sequence.Stream;
-      jsMsgMetaData_Destroy(meta);
-    }
-    const char** keys = nullptr;
-    int nkeys = 0;
-    if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK && keys) {
-      for (int k = 0; k < nkeys; ++k) {
-        const char* v = nullptr;
-        natsMsgHeader_Get(m, keys[k], &v);
-        sm.headers[keys[k]] = v ? v : "";
-      }
-      free(static_cast<void*>(keys));
-    }
-    sm.data.assign(natsMsg_GetData(m),
-                   static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-    sm.body = json::parse(sm.data, nullptr, false);
-    natsMsg_Ack(m, nullptr);
-    return sm;
-  }
-
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
+  js_reader() : jetstream_reader(shared().nats.url(), "agents_test_") {}
 };
 
 } // namespace gatehouse::test::agents
