@@ -141,9 +141,9 @@ caf::result<indexer::pushed_ref_done> on_push(self_pointer self,
   if (!write.zoekt && !write.elastic)
     return indexer::pushed_ref_done{};
   auto rp = self->make_response_promise<indexer::pushed_ref_done>();
-  if (!write.zoekt || st.last_index) {
+  if (!write.zoekt || st.room) {
     if (write.zoekt)
-      write.node_id = indexer::choose_node(*st.last_index);
+      write.node_id = st.room->best();
     write_push(self, rp, std::move(write));
     return rp;
   }
@@ -151,8 +151,8 @@ caf::result<indexer::pushed_ref_done> on_push(self_pointer self,
   self->request(st.store, st.settings.round_timeout, atom::index_state::value)
     .then(
       [self, rp, write](indexer::index_state& state) mutable {
-        write.node_id = indexer::choose_node(state);
-        self->state.last_index = std::move(state);
+        auto& room = self->state.room.emplace(state);
+        write.node_id = room.best();
         write_push(self, rp, std::move(write));
       },
       [rp](caf::error& err) mutable {
@@ -217,12 +217,11 @@ void start_round(self_pointer self) {
     .then(
       [self](indexer::index_state& state) {
         auto& st = self->state;
-        st.last_index = std::move(state);
+        st.room.emplace(state);
         indexer::assignment_limits limits;
         limits.lost_after = st.settings.lost_after;
         limits.max_changes = st.settings.max_changes_per_round;
-        auto write = indexer::plan_assignments(*st.snap, *st.last_index,
-                                               limits);
+        auto write = indexer::plan_assignments(*st.snap, state, limits);
         if (write.assign.empty() && write.wait.empty() && write.drop.empty())
           finish_round(self);
         else
@@ -266,6 +265,11 @@ void on_snapshot(self_pointer self, snapshot_ptr snap) {
 indexer_actor::behavior_type indexer_coordination(
   self_pointer self, indexer_coordination_settings settings,
   read_model_loader_actor loader, indexer_store_actor store) {
+  // A zero interval would run rounds back to back; no budget, none at all.
+  settings.assign_interval = std::max(settings.assign_interval,
+                                      std::chrono::seconds{1});
+  settings.max_changes_per_round = std::max<std::size_t>(
+    settings.max_changes_per_round, 1);
   self->state.settings = std::move(settings);
   self->state.store = std::move(store);
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));

@@ -47,9 +47,11 @@ struct indexer_coordination_state {
   indexer_coordination_settings settings;
   snapshot_ptr snap;
   indexer_store_actor store;
-  /// The index state of the last round: where a pushed project's new
-  /// repository goes. Asked for when no round has read one yet.
-  std::optional<indexer::index_state> last_index;
+  /// The nodes' room as the last round read it: where a pushed project's
+  /// new repository goes. Read from the store when no round has read it
+  /// yet. Not charged by pushes: spreading is the rounds' work, and a push
+  /// only places a project the rounds have not reached yet.
+  std::optional<indexer::node_room> room;
   /// A round is reading or writing; an assign arriving meanwhile sets
   /// `round_again` instead of starting a second one.
   bool round_running = false;

@@ -225,60 +225,41 @@ std::optional<task_view> render_task(const snapshot& snap,
 
 // -- placement and assignment rounds ------------------------------------------
 
-namespace {
-
-/// Free bytes per node that may take new repositories, before this round.
-std::map<std::int64_t, std::int64_t> candidate_room(const index_state& state) {
-  std::map<std::int64_t, std::int64_t> room;
+node_room::node_room(const index_state& state) {
   for (const auto& node : state.nodes)
     if (node_online(node, state.now) && !past_critical_watermark(node))
-      room[node.id] = node.total_bytes - node.used_bytes;
+      free_[node.id] = node.total_bytes - node.used_bytes;
   // Ready repositories are in used_bytes already; the others are still to
   // come.
   for (const auto& repo : state.repositories)
     if (repo.node_id && repo.state != "ready") {
-      auto it = room.find(*repo.node_id);
-      if (it != room.end())
+      auto it = free_.find(*repo.node_id);
+      if (it != free_.end())
         it->second -= std::max(repo.size_bytes, unknown_repository_bytes);
     }
-  return room;
 }
 
-std::optional<std::int64_t>
-roomiest(const std::map<std::int64_t, std::int64_t>& room) {
+std::optional<std::int64_t> node_room::best() const {
   std::optional<std::int64_t> best;
-  std::int64_t best_room = 0;
+  std::int64_t best_free = 0;
   // Ascending ids: a strict comparison keeps the lower id on a tie.
-  for (const auto& [id, free] : room)
-    if (!best || free > best_room) {
+  for (const auto& [id, free] : free_)
+    if (!best || free > best_free) {
       best = id;
-      best_room = free;
+      best_free = free;
     }
   return best;
 }
 
-/// Places repositories one at a time, charging each to its node.
-class placer {
-public:
-  explicit placer(const index_state& state) : room_(candidate_room(state)) {
-    // nop
-  }
-
-  std::optional<std::int64_t> place(std::int64_t size_bytes) {
-    auto node = roomiest(room_);
-    if (node)
-      room_[*node] -= std::max(size_bytes, unknown_repository_bytes);
-    return node;
-  }
-
-private:
-  std::map<std::int64_t, std::int64_t> room_;
-};
-
-} // namespace
+std::optional<std::int64_t> node_room::place(std::int64_t size_bytes) {
+  auto node = best();
+  if (node)
+    free_[*node] -= std::max(size_bytes, unknown_repository_bytes);
+  return node;
+}
 
 std::optional<std::int64_t> choose_node(const index_state& state) {
-  return roomiest(candidate_room(state));
+  return node_room{state}.best();
 }
 
 assignment_write plan_assignments(const snapshot& snap,
@@ -327,7 +308,7 @@ assignment_write plan_assignments(const snapshot& snap,
   }
 
   // 2. Repositories that need a (new) node.
-  placer nodes{state};
+  node_room nodes{state};
   for (const auto* repo : repositories) {
     if (!budget_left())
       return out;
@@ -359,7 +340,10 @@ assignment_write plan_assignments(const snapshot& snap,
     if (cached->second)
       missing.push_back(id);
   });
-  std::sort(missing.begin(), missing.end());
+  // Only the lowest ids fit in this round: no need to sort them all.
+  auto fits = std::min(missing.size(), limits.max_changes - changes());
+  std::partial_sort(missing.begin(), missing.begin() + fits, missing.end());
+  missing.resize(fits);
   for (auto project_id : missing) {
     if (!budget_left())
       return out;

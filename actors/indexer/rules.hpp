@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -118,10 +119,29 @@ std::optional<task_view> render_task(const snapshot& snap,
 /// of piling them onto the roomiest node.
 inline constexpr std::int64_t unknown_repository_bytes = 1 << 20;
 
-/// The node a new repository goes to: among online nodes below the
-/// critical watermark, the one with the most free bytes (total − used −
-/// what repositories assigned to it and not yet ready will take); ties go
-/// to the lower id. nullopt: no node can take it, the repository waits.
+/// The room of the nodes that may take new repositories: online nodes
+/// below the critical watermark, each with its free bytes (total − used −
+/// what repositories assigned to it and not yet ready will take). Small
+/// (one entry per node), so the actor keeps it between rounds instead of
+/// the whole index state.
+class node_room {
+public:
+  explicit node_room(const index_state& state);
+
+  /// The node with the most room; ties go to the lower id. nullopt: no
+  /// node can take a repository, it waits.
+  std::optional<std::int64_t> best() const;
+
+  /// best(), charged with the repository's size (at least
+  /// unknown_repository_bytes) for the next choice.
+  std::optional<std::int64_t> place(std::int64_t size_bytes);
+
+private:
+  /// Node id -> free bytes, ascending ids.
+  std::map<std::int64_t, std::int64_t> free_;
+};
+
+/// The node a new repository goes to: node_room(state).best().
 std::optional<std::int64_t> choose_node(const index_state& state);
 
 struct assignment_limits {

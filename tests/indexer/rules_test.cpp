@@ -4,7 +4,6 @@
 // index requests. Cases marked "GitLab:" come from GitLab's specs.
 
 #include "actors/indexer/rules.hpp"
-#include "common/uuid.hpp"
 #include "tests/indexer/indexer_world.hpp"
 
 #include <catch2/catch.hpp>
@@ -326,6 +325,18 @@ TEST_CASE("no online node: the repository waits") {
   CHECK_FALSE(choose_node(st));
   st.nodes = {node(1, 100, 0, now - 3600)};
   CHECK_FALSE(choose_node(st));
+}
+
+TEST_CASE("placing a repository charges its node for the next choice") {
+  index_state st;
+  st.now = now;
+  st.nodes = {node(1, 100 * gib, 0, now), node(2, 100 * gib, gib, now)};
+  node_room room{st};
+  CHECK(room.place(2 * gib) == std::optional<std::int64_t>{1});
+  CHECK(room.best() == std::optional<std::int64_t>{2});
+  // Unknown sizes count as unknown_repository_bytes.
+  CHECK(room.place(0) == std::optional<std::int64_t>{2});
+  CHECK(room.place(0) == std::optional<std::int64_t>{2});
 }
 
 TEST_CASE("equal room goes to the lower node id") {
