@@ -29,7 +29,7 @@ caf::error store_failure(const char* what, const caf::error& err) {
   return caf::make_error(errc::unavailable, "indexer store unavailable");
 }
 
-// -- heartbeat and tasks --------------------------------------------------------
+// -- heartbeat and tasks ------------------------------------------------------
 
 void answer_with_tasks(self_pointer self, heartbeat_promise rp,
                        indexer::node_written written) {
@@ -37,10 +37,9 @@ void answer_with_tasks(self_pointer self, heartbeat_promise rp,
   const auto& search = st.snap->settings.search;
   auto limit = indexer::concurrency_limit(written.node, search);
   // Paused: GitLab hands out no tasks; the take still counts the backlog.
-  indexer::task_take take{written.node.id,
-                          search.zoekt_indexing_paused
-                            ? 0
-                            : static_cast<int>(limit)};
+  indexer::task_take take{
+    written.node.id,
+    search.zoekt_indexing_paused ? 0 : static_cast<int>(limit)};
   self->request(st.store, st.settings.store_timeout, take)
     .then(
       [self, rp, written, limit](indexer::tasks_taken& taken) mutable {
@@ -85,7 +84,7 @@ caf::result<indexer::heartbeat_answer> on_poll(self_pointer self,
   return rp;
 }
 
-// -- callback ---------------------------------------------------------------------
+// -- callback -----------------------------------------------------------------
 
 caf::result<indexer::callback_answer> on_callback(self_pointer self,
                                                   indexer::callback_query& q) {
@@ -105,12 +104,13 @@ caf::result<indexer::callback_answer> on_callback(self_pointer self,
   return rp;
 }
 
-// -- pushes -------------------------------------------------------------------------
+// -- pushes -------------------------------------------------------------------
 
 void write_push(self_pointer self, push_promise rp,
                 indexer::push_index_write write) {
-  self->request(self->state.store, self->state.settings.store_timeout,
-                std::move(write))
+  self
+    ->request(self->state.store, self->state.settings.store_timeout,
+              std::move(write))
     .then(
       [rp](indexer::push_index_written& written) mutable {
         rp.deliver(indexer::pushed_ref_done{written.task_created ? 1 : 0,
@@ -136,7 +136,7 @@ caf::result<indexer::pushed_ref_done> on_push(self_pointer self,
   write.event_id = push.event_id;
   write.project_id = push.project_id;
   write.zoekt = indexer::zoekt_indexed(snap, project->second)
-                && indexer::pushes_default_branch(project->second, push);
+    && indexer::pushes_default_branch(project->second, push);
   write.elastic = indexer::elastic_index_request(snap, project->second, push);
   if (!write.zoekt && !write.elastic)
     return indexer::pushed_ref_done{};
@@ -161,7 +161,7 @@ caf::result<indexer::pushed_ref_done> on_push(self_pointer self,
   return rp;
 }
 
-// -- assignment rounds ------------------------------------------------------------
+// -- assignment rounds --------------------------------------------------------
 
 /// Sends an assign after `delay` unless one is due by then already.
 void schedule_round(self_pointer self, caf::timespan delay) {
@@ -189,8 +189,8 @@ void finish_round(self_pointer self) {
 void write_round(self_pointer self, indexer::assignment_write write) {
   auto& st = self->state;
   auto sizes = std::to_string(write.assign.size()) + " assign, "
-               + std::to_string(write.wait.size()) + " wait, "
-               + std::to_string(write.drop.size()) + " drop";
+    + std::to_string(write.wait.size()) + " wait, "
+    + std::to_string(write.drop.size()) + " drop";
   self->request(st.store, st.settings.round_timeout, std::move(write))
     .then(
       [self, sizes](indexer::assignment_written& written) {
@@ -266,10 +266,10 @@ indexer_actor::behavior_type indexer_coordination(
   self_pointer self, indexer_coordination_settings settings,
   read_model_loader_actor loader, indexer_store_actor store) {
   // A zero interval would run rounds back to back; no budget, none at all.
-  settings.assign_interval = std::max(settings.assign_interval,
-                                      std::chrono::seconds{1});
-  settings.max_changes_per_round = std::max<std::size_t>(
-    settings.max_changes_per_round, 1);
+  settings.assign_interval
+    = std::max(settings.assign_interval, std::chrono::seconds{1});
+  settings.max_changes_per_round
+    = std::max<std::size_t>(settings.max_changes_per_round, 1);
   self->state.settings = std::move(settings);
   self->state.store = std::move(store);
   self->send(loader, atom::subscribe::value, caf::actor_cast<caf::actor>(self));

@@ -24,7 +24,7 @@ constexpr int max_namespace_depth = 64;
 bool blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'
-           || c == '\v';
+      || c == '\v';
   });
 }
 
@@ -99,7 +99,7 @@ double storage_used_share(const node_row& node) {
   if (node.total_bytes <= 0)
     return 0;
   return static_cast<double>(node.used_bytes)
-         / static_cast<double>(node.total_bytes);
+    / static_cast<double>(node.total_bytes);
 }
 
 bool past_critical_watermark(const node_row& node) {
@@ -173,8 +173,7 @@ bool zoekt_indexed(const snapshot& snap, const project_record& project) {
 
 // -- tasks --------------------------------------------------------------------
 
-std::optional<task_view> render_task(const snapshot& snap,
-                                     const node_row& node,
+std::optional<task_view> render_task(const snapshot& snap, const node_row& node,
                                      const task_row& task) {
   task_view view;
   view.task_id = task.id;
@@ -269,7 +268,9 @@ assignment_write plan_assignments(const snapshot& snap,
   auto changes = [&out] {
     return out.assign.size() + out.wait.size() + out.drop.size();
   };
-  auto budget_left = [&] { return changes() < limits.max_changes; };
+  auto budget_left = [&] {
+    return changes() < limits.max_changes;
+  };
 
   bool lost_enabled = !snap.settings.search.zoekt_indexing_paused;
   std::unordered_set<std::int64_t> registered;
@@ -285,10 +286,9 @@ assignment_write plan_assignments(const snapshot& snap,
   repositories.reserve(state.repositories.size());
   for (const auto& repo : state.repositories)
     repositories.push_back(&repo);
-  std::sort(repositories.begin(), repositories.end(),
-            [](const auto* a, const auto* b) {
-              return a->project_id < b->project_id;
-            });
+  std::sort(
+    repositories.begin(), repositories.end(),
+    [](const auto* a, const auto* b) { return a->project_id < b->project_id; });
 
   std::unordered_set<std::int64_t> has_repository;
   for (const auto* repo : repositories)
@@ -315,7 +315,7 @@ assignment_write plan_assignments(const snapshot& snap,
     if (repo->state == "pending_deletion" || !indexed(repo->project_id))
       continue;
     bool needs_node = !repo->node_id || lost.count(*repo->node_id) > 0
-                      || registered.count(*repo->node_id) == 0;
+      || registered.count(*repo->node_id) == 0;
     if (!needs_node)
       continue;
     // No room anywhere: it keeps waiting (or stays on its lost node,
@@ -355,18 +355,18 @@ assignment_write plan_assignments(const snapshot& snap,
   return out;
 }
 
-// -- pushes ----------------------------------------------------------------------
+// -- pushes -------------------------------------------------------------------
 
 bool is_zero_sha(const std::string& sha) {
   return !sha.empty()
-         && std::all_of(sha.begin(), sha.end(), [](char c) { return c == '0'; });
+    && std::all_of(sha.begin(), sha.end(), [](char c) { return c == '0'; });
 }
 
 bool pushes_default_branch(const project_record& project,
                            const pushed_ref& push) {
   return !project.default_branch.empty()
-         && push.ref == "refs/heads/" + project.default_branch
-         && !is_zero_sha(push.after);
+    && push.ref == "refs/heads/" + project.default_branch
+    && !is_zero_sha(push.after);
 }
 
 std::optional<outbox_event> elastic_index_request(const snapshot& snap,
@@ -384,31 +384,30 @@ std::optional<outbox_event> elastic_index_request(const snapshot& snap,
     token = storage->second.gitaly_token;
   }
   auto from_sha = push.before.empty() || is_zero_sha(push.before)
-                    ? std::string{empty_tree_sha}
-                    : push.before;
-  ordered body = {
-    {"object_kind", "index_elastic"},
-    {"project_id", project.id},
-    {"project_path", project.full_path},
-    {"repository_path", project.disk_path + ".git"},
-    {"ref", push.ref},
-    {"from_sha", from_sha},
-    {"to_sha", push.after},
-    {"gitaly_connection_info",
-     {{"address", address},
-      {"token", token},
-      {"storage", project.storage},
-      {"relative_path", project.disk_path + ".git"},
-      {"project_path", project.full_path},
-      {"limit_file_size",
-       search.elasticsearch_indexed_file_size_limit_kb * 1024}}},
-    {"visibility_level", visibility_level(project.visibility)},
-    {"repository_access_level",
-     repository_access_level(project.repository_access_level)},
-    {"traversal_ids", namespace_ancestry(snap, project)},
-    {"archived", project.archived},
-    {"correlation_id", push.correlation_id},
-    {"push_event_id", push.event_id}};
+    ? std::string{empty_tree_sha}
+    : push.before;
+  ordered body = {{"object_kind", "index_elastic"},
+                  {"project_id", project.id},
+                  {"project_path", project.full_path},
+                  {"repository_path", project.disk_path + ".git"},
+                  {"ref", push.ref},
+                  {"from_sha", from_sha},
+                  {"to_sha", push.after},
+                  {"gitaly_connection_info",
+                   {{"address", address},
+                    {"token", token},
+                    {"storage", project.storage},
+                    {"relative_path", project.disk_path + ".git"},
+                    {"project_path", project.full_path},
+                    {"limit_file_size",
+                     search.elasticsearch_indexed_file_size_limit_kb * 1024}}},
+                  {"visibility_level", visibility_level(project.visibility)},
+                  {"repository_access_level",
+                   repository_access_level(project.repository_access_level)},
+                  {"traversal_ids", namespace_ancestry(snap, project)},
+                  {"archived", project.archived},
+                  {"correlation_id", push.correlation_id},
+                  {"push_event_id", push.event_id}};
   return outbox_event{
     derived_uuid("index_elastic:" + push.event_id + ":"
                  + std::to_string(project.id)),

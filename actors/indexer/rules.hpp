@@ -108,8 +108,7 @@ bool zoekt_indexed(const snapshot& snap, const project_record& project);
 /// whose project the snapshot does not know (deleted, or not loaded yet):
 /// the store orphans tasks of deleted projects, and nothing can be sent
 /// for it.
-std::optional<task_view> render_task(const snapshot& snap,
-                                     const node_row& node,
+std::optional<task_view> render_task(const snapshot& snap, const node_row& node,
                                      const task_row& task);
 
 // -- placement and assignment rounds ------------------------------------------
@@ -165,7 +164,7 @@ assignment_write plan_assignments(const snapshot& snap,
                                   const index_state& state,
                                   const assignment_limits& limits);
 
-// -- pushes ----------------------------------------------------------------------
+// -- pushes -------------------------------------------------------------------
 
 /// Whether `after` deletes the ref (all zeros).
 bool is_zero_sha(const std::string& sha);

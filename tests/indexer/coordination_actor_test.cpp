@@ -134,8 +134,8 @@ struct fixture : test::deterministic {
     script.state.now = now;
     script.state.nodes = {script.node};
     store = spawn(mock_store, &script);
-    auto loader = spawn(mock_loader,
-                        world ? shared(std::move(*world)) : snapshot_ptr{});
+    auto loader
+      = spawn(mock_loader, world ? shared(std::move(*world)) : snapshot_ptr{});
     coordination = spawn(indexer_coordination, settings, loader, store);
     run();
   }
@@ -163,7 +163,8 @@ struct fixture : test::deterministic {
   indexer::pushed_ref push(std::int64_t project,
                            std::string ref = "refs/heads/main") {
     indexer::pushed_ref p;
-    p.event_id = "0b7f3c52-0000-4000-8000-00000000000" + std::to_string(project);
+    p.event_id
+      = "0b7f3c52-0000-4000-8000-00000000000" + std::to_string(project);
     p.project_id = project;
     p.ref = std::move(ref);
     p.before = std::string(40, '1');
@@ -183,19 +184,20 @@ errc code_of(const caf::error& err) {
 TEST_CASE_METHOD(fixture, "an invalid node is answered without the store") {
   auto r = report();
   r.url = " ";
-  auto a = ask<indexer::heartbeat_answer>(coordination,
-                                          indexer::heartbeat_query{r});
+  auto a
+    = ask<indexer::heartbeat_answer>(coordination, indexer::heartbeat_query{r});
   REQUIRE(a);
   CHECK(a->invalid_node);
   CHECK(a->tasks.empty());
   CHECK(script.node_calls() == 0);
 }
 
-TEST_CASE_METHOD(fixture,
-                 "a heartbeat writes the node, takes its batch and renders it") {
+TEST_CASE_METHOD(
+  fixture, "a heartbeat writes the node, takes its batch and renders it") {
   script.node.concurrency = 2;
   script.created = true;
-  script.tasks = {{11, "index_repo", 1}, {12, "delete_repo", 99},
+  script.tasks = {{11, "index_repo", 1},
+                  {12, "delete_repo", 99},
                   {13, "force_index_repo", 2}};
   auto a = heartbeat();
   REQUIRE(a);
@@ -260,14 +262,15 @@ TEST_CASE_METHOD(fixture, "a store failure is unavailable") {
   auto a = heartbeat();
   REQUIRE_FALSE(a);
   CHECK(code_of(a.error()) == errc::unavailable);
-  auto c = ask<indexer::callback_answer>(coordination,
-                                         indexer::callback_query{});
+  auto c
+    = ask<indexer::callback_answer>(coordination, indexer::callback_query{});
   REQUIRE_FALSE(c);
   CHECK(code_of(c.error()) == errc::unavailable);
 }
 
-TEST_CASE_METHOD(fixture, "a store that does not answer is unavailable at the "
-                          "deadline") {
+TEST_CASE_METHOD(fixture,
+                 "a store that does not answer is unavailable at the "
+                 "deadline") {
   script.hang = true;
   auto pending = self->request(coordination, caf::infinite,
                                indexer::heartbeat_query{report()});
@@ -276,10 +279,9 @@ TEST_CASE_METHOD(fixture, "a store that does not answer is unavailable at the "
   advance(settings.store_timeout);
   REQUIRE_FALSE(self->mailbox().empty());
   bool unavailable = false;
-  pending.receive([](indexer::heartbeat_answer&) {},
-                  [&](caf::error& err) {
-                    unavailable = code_of(err) == errc::unavailable;
-                  });
+  pending.receive(
+    [](indexer::heartbeat_answer&) {},
+    [&](caf::error& err) { unavailable = code_of(err) == errc::unavailable; });
   CHECK(unavailable);
 }
 
@@ -294,7 +296,7 @@ TEST_CASE("before the first snapshot, calls are unavailable") {
   CHECK(f.script.node_calls() == 0);
 }
 
-// -- callback -------------------------------------------------------------------
+// -- callback -----------------------------------------------------------------
 
 TEST_CASE_METHOD(fixture, "a callback is written for its node") {
   indexer::callback_query q;
@@ -318,15 +320,17 @@ TEST_CASE_METHOD(fixture, "a callback is written for its node") {
 
 TEST_CASE_METHOD(fixture, "a callback from an unknown node says so") {
   script.node_found = false;
-  auto a = ask<indexer::callback_answer>(coordination, indexer::callback_query{});
+  auto a
+    = ask<indexer::callback_answer>(coordination, indexer::callback_query{});
   REQUIRE(a);
   CHECK_FALSE(a->node_found);
 }
 
-// -- pushes -------------------------------------------------------------------------
+// -- pushes -------------------------------------------------------------------
 
-TEST_CASE_METHOD(fixture, "a push to an enabled project's default branch "
-                          "becomes a Zoekt index write on a chosen node") {
+TEST_CASE_METHOD(fixture,
+                 "a push to an enabled project's default branch "
+                 "becomes a Zoekt index write on a chosen node") {
   script.state.nodes = {indexer::test::node(7, 100 * gib, 10 * gib, now),
                         indexer::test::node(8, 100 * gib, 0, now)};
   auto done = ask<indexer::pushed_ref_done>(coordination, push(2));
@@ -356,8 +360,9 @@ TEST_CASE_METHOD(fixture, "a push with no online node leaves the choice open") {
   CHECK_FALSE(script.pushes[0].node_id);
 }
 
-TEST_CASE_METHOD(fixture, "a push with Elasticsearch indexing writes its "
-                          "index request") {
+TEST_CASE_METHOD(fixture,
+                 "a push with Elasticsearch indexing writes its "
+                 "index request") {
   auto s = indexer_world();
   s.settings.search.elasticsearch_indexing = true;
   give(s);
@@ -388,15 +393,16 @@ TEST_CASE_METHOD(fixture, "pushes that index nothing never reach the store") {
   CHECK(script.state_reads == 0);
 }
 
-TEST_CASE_METHOD(fixture, "a failed push write is unavailable, for the feed "
-                          "to redeliver") {
+TEST_CASE_METHOD(fixture,
+                 "a failed push write is unavailable, for the feed "
+                 "to redeliver") {
   script.fail = true;
   auto done = ask<indexer::pushed_ref_done>(coordination, push(1));
   REQUIRE_FALSE(done);
   CHECK(code_of(done.error()) == errc::unavailable);
 }
 
-// -- assignment rounds ------------------------------------------------------------
+// -- assignment rounds --------------------------------------------------------
 
 TEST_CASE_METHOD(fixture, "a changed enabled set brings a round soon") {
   // The first snapshot enabled namespace 9970: a round is due in 1 s.
@@ -405,8 +411,8 @@ TEST_CASE_METHOD(fixture, "a changed enabled set brings a round soon") {
   CHECK(script.state_reads == 1);
   REQUIRE(script.assignments.size() == 1);
   const auto& w = script.assignments[0];
-  CHECK(w.assign == std::vector<std::pair<std::int64_t, std::int64_t>>{
-                      {1, 7}, {2, 7}});
+  CHECK(w.assign
+        == std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 7}, {2, 7}});
   CHECK(w.drop.empty());
 }
 
@@ -442,12 +448,13 @@ TEST_CASE_METHOD(fixture, "a round with nothing to change writes nothing") {
   CHECK(script.assignments.empty());
 }
 
-TEST_CASE_METHOD(fixture, "a round moves repositories off a lost node and "
-                          "drops those no longer enabled") {
+TEST_CASE_METHOD(fixture,
+                 "a round moves repositories off a lost node and "
+                 "drops those no longer enabled") {
   script.state.nodes = {indexer::test::node(7, 100 * gib, 0, now - 13 * 3600),
                         indexer::test::node(8, 100 * gib, 0, now)};
-  script.state.repositories = {repository(1, 7), repository(2, 8),
-                               repository(3, 8)};
+  script.state.repositories
+    = {repository(1, 7), repository(2, 8), repository(3, 8)};
   advance(1s);
   REQUIRE(script.assignments.size() == 1);
   CHECK(script.assignments[0].assign

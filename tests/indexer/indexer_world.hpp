@@ -36,7 +36,8 @@ inline snapshot indexer_world() {
     p.full_path = full_path;
     p.path = full_path.substr(full_path.rfind('/') + 1);
     p.default_branch = "main";
-    p.disk_path = "@hashed/00/0" + std::to_string(id) + "/p" + std::to_string(id);
+    p.disk_path
+      = "@hashed/00/0" + std::to_string(id) + "/p" + std::to_string(id);
     s.projects[id] = p;
     return s.projects[id];
   };

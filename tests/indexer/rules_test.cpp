@@ -55,7 +55,7 @@ bool assigned(const assignment_write& w, std::int64_t project,
               std::int64_t node_id) {
   return std::count(w.assign.begin(), w.assign.end(),
                     std::make_pair(project, node_id))
-         == 1;
+    == 1;
 }
 
 pushed_ref push_of(std::int64_t project, std::string ref = "refs/heads/main") {
@@ -123,15 +123,15 @@ TEST_CASE("the concurrency limit is concurrency times the ratio, rounded") {
   // GitLab (node_spec #concurrency_limit).
   CHECK(concurrency_limit(with_concurrency(10), ratio(1.0)) == 10);
   CHECK(concurrency_limit(with_concurrency(10), ratio(2.0)) == 20);
-  CHECK(concurrency_limit(with_concurrency(3), ratio(1.5)) == 5);  // 4.5
-  CHECK(concurrency_limit(with_concurrency(3), ratio(0.5)) == 2);  // 1.5
-  CHECK(concurrency_limit(with_concurrency(7), ratio(0.1)) == 1);  // 0.7
+  CHECK(concurrency_limit(with_concurrency(3), ratio(1.5)) == 5); // 4.5
+  CHECK(concurrency_limit(with_concurrency(3), ratio(0.5)) == 2); // 1.5
+  CHECK(concurrency_limit(with_concurrency(7), ratio(0.1)) == 1); // 0.7
 }
 
 TEST_CASE("the concurrency limit is 20 when it comes out as 0") {
   CHECK(concurrency_limit(with_concurrency(std::nullopt), ratio(1.0)) == 20);
   CHECK(concurrency_limit(with_concurrency(0), ratio(1.0)) == 20);
-  CHECK(concurrency_limit(with_concurrency(4), ratio(0.1)) == 20);  // 0.4
+  CHECK(concurrency_limit(with_concurrency(4), ratio(0.1)) == 20); // 0.4
   CHECK(concurrency_limit(with_concurrency(-3), ratio(1.0)) == 20);
 }
 
@@ -202,7 +202,7 @@ TEST_CASE("a parent cycle does not hang the namespace walk") {
 TEST_CASE("Zoekt indexes projects whose top-level namespace is enabled") {
   auto s = indexer_world();
   CHECK(zoekt_indexed(s, s.projects[1]));
-  CHECK(zoekt_indexed(s, s.projects[2]));  // in a sub-group
+  CHECK(zoekt_indexed(s, s.projects[2])); // in a sub-group
   CHECK_FALSE(zoekt_indexed(s, s.projects[3]));
   s.zoekt_enabled_namespaces = {};
   CHECK_FALSE(zoekt_indexed(s, s.projects[1]));
@@ -264,8 +264,8 @@ TEST_CASE("an index task of a missing repository has no connection info") {
 
 TEST_CASE("a force index task is an index task with Force") {
   auto s = indexer_world();
-  auto view = render_task(s, node(1, 1, 0, now),
-                          task_row{5, "force_index_repo", 1});
+  auto view
+    = render_task(s, node(1, 1, 0, now), task_row{5, "force_index_repo", 1});
   REQUIRE(view);
   CHECK(view->name == "index");
   CHECK(view->force);
@@ -274,7 +274,8 @@ TEST_CASE("a force index task is an index task with Force") {
 TEST_CASE("a delete task names the repository only") {
   auto s = indexer_world();
   // Its project may be gone already.
-  auto view = render_task(s, node(1, 1, 0, now), task_row{6, "delete_repo", 99});
+  auto view
+    = render_task(s, node(1, 1, 0, now), task_row{6, "delete_repo", 99});
   REQUIRE(view);
   CHECK(view->name == "delete");
   CHECK(view->task_id == 6);
@@ -285,8 +286,10 @@ TEST_CASE("a delete task names the repository only") {
 
 TEST_CASE("unknown task types and unknown projects are not rendered") {
   auto s = indexer_world();
-  CHECK_FALSE(render_task(s, node(1, 1, 0, now), task_row{1, "index_graph_repo", 1}));
-  CHECK_FALSE(render_task(s, node(1, 1, 0, now), task_row{1, "index_repo", 99}));
+  CHECK_FALSE(
+    render_task(s, node(1, 1, 0, now), task_row{1, "index_graph_repo", 1}));
+  CHECK_FALSE(
+    render_task(s, node(1, 1, 0, now), task_row{1, "index_repo", 99}));
 }
 
 // -- node choice --------------------------------------------------------------
@@ -296,14 +299,14 @@ TEST_CASE("a new repository goes to the online node with the most room") {
   st.now = now;
   st.nodes = {node(1, 100 * gib, 50 * gib, now),
               node(2, 100 * gib, 10 * gib, now - 30),
-              node(3, 500 * gib, 0, now - 61)};  // offline
+              node(3, 500 * gib, 0, now - 61)}; // offline
   CHECK(choose_node(st) == std::optional<std::int64_t>{2});
 }
 
 TEST_CASE("a node past the critical watermark gets no new repository") {
   index_state st;
   st.now = now;
-  st.nodes = {node(1, 1000 * gib, 850 * gib, now),  // 150 GiB free, 85 %
+  st.nodes = {node(1, 1000 * gib, 850 * gib, now), // 150 GiB free, 85 %
               node(2, 100 * gib, 50 * gib, now)};
   CHECK(choose_node(st) == std::optional<std::int64_t>{2});
 }
@@ -311,8 +314,8 @@ TEST_CASE("a node past the critical watermark gets no new repository") {
 TEST_CASE("repositories not yet indexed count against their node's room") {
   index_state st;
   st.now = now;
-  st.nodes = {node(1, 100 * gib, 10 * gib, now),
-              node(2, 100 * gib, 20 * gib, now)};
+  st.nodes
+    = {node(1, 100 * gib, 10 * gib, now), node(2, 100 * gib, 20 * gib, now)};
   st.repositories = {repository(10, 1, "pending", 20 * gib),
                      // Ready ones are in used_bytes already.
                      repository(11, 2, "ready", 30 * gib)};
@@ -356,7 +359,7 @@ TEST_CASE("a round creates repositories for enabled projects that have none") {
   auto w = plan_assignments(s, st, {});
   CHECK(assigned(w, 1, 1));
   CHECK(assigned(w, 2, 1));
-  CHECK(w.assign.size() == 2);  // project 3's namespace is not enabled
+  CHECK(w.assign.size() == 2); // project 3's namespace is not enabled
   CHECK(w.wait.empty());
   CHECK(w.drop.empty());
 }
@@ -387,8 +390,8 @@ TEST_CASE("a round assigns waiting repositories once a node is online") {
   index_state st;
   st.now = now;
   st.nodes = {node(1, 100 * gib, 0, now)};
-  st.repositories = {repository(1, std::nullopt, "pending"),
-                     repository(2, 1, "ready")};
+  st.repositories
+    = {repository(1, std::nullopt, "pending"), repository(2, 1, "ready")};
   auto w = plan_assignments(s, st, {});
   CHECK(w.assign == std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 1}});
   CHECK(w.wait.empty());
@@ -398,10 +401,10 @@ TEST_CASE("a round moves repositories off a lost node") {
   auto s = indexer_world();
   index_state st;
   st.now = now;
-  st.nodes = {node(1, 100 * gib, 0, now - 13 * 3600),
-              node(2, 100 * gib, 0, now)};
-  st.repositories = {repository(1, 1, "ready", gib),
-                     repository(2, 2, "ready", gib)};
+  st.nodes
+    = {node(1, 100 * gib, 0, now - 13 * 3600), node(2, 100 * gib, 0, now)};
+  st.repositories
+    = {repository(1, 1, "ready", gib), repository(2, 2, "ready", gib)};
   auto w = plan_assignments(s, st, {});
   CHECK(w.assign == std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 2}});
   SECTION("not before the threshold") {
@@ -431,13 +434,13 @@ TEST_CASE("a round drops repositories of gone or no longer enabled projects") {
   st.now = now;
   st.nodes = {node(1, 100 * gib, 0, now)};
   st.repositories = {repository(1, 1), repository(2, 1), repository(3, 1),
-                     repository(77, 1),
-                     repository(78, 1, "pending_deletion")};
+                     repository(77, 1), repository(78, 1, "pending_deletion")};
   auto w = plan_assignments(s, st, {});
   CHECK(w.drop == std::vector<std::int64_t>{3, 77});
   CHECK(w.assign.empty());
   s.zoekt_enabled_namespaces = {};
-  CHECK(plan_assignments(s, st, {}).drop == std::vector<std::int64_t>{1, 2, 3, 77});
+  CHECK(plan_assignments(s, st, {}).drop
+        == std::vector<std::int64_t>{1, 2, 3, 77});
 }
 
 TEST_CASE("a round makes at most max_changes changes, drops first") {
@@ -466,7 +469,7 @@ TEST_CASE("a round makes at most max_changes changes, drops first") {
   CHECK(w.assign.empty());
 }
 
-// -- Elasticsearch ----------------------------------------------------------------
+// -- Elasticsearch ------------------------------------------------------------
 
 TEST_CASE("a default-branch push asks Elasticsearch to index the range") {
   auto s = indexer_world();
@@ -526,10 +529,10 @@ TEST_CASE("no index request without indexing, off the default branch, "
   auto s = indexer_world();
   CHECK_FALSE(elastic_index_request(s, s.projects[1], push_of(1)));
   s.settings.search.elasticsearch_indexing = true;
-  CHECK_FALSE(elastic_index_request(s, s.projects[1],
-                                    push_of(1, "refs/heads/feature")));
-  CHECK_FALSE(elastic_index_request(s, s.projects[1],
-                                    push_of(1, "refs/tags/main")));
+  CHECK_FALSE(
+    elastic_index_request(s, s.projects[1], push_of(1, "refs/heads/feature")));
+  CHECK_FALSE(
+    elastic_index_request(s, s.projects[1], push_of(1, "refs/tags/main")));
   auto deletion = push_of(1);
   deletion.after = std::string(40, '0');
   CHECK_FALSE(elastic_index_request(s, s.projects[1], deletion));
@@ -540,7 +543,8 @@ TEST_CASE("no index request without indexing, off the default branch, "
 TEST_CASE("only pushes that move the default branch are indexed") {
   auto s = indexer_world();
   CHECK(pushes_default_branch(s.projects[1], push_of(1)));
-  CHECK_FALSE(pushes_default_branch(s.projects[1], push_of(1, "refs/heads/mainline")));
+  CHECK_FALSE(
+    pushes_default_branch(s.projects[1], push_of(1, "refs/heads/mainline")));
   s.projects[1].default_branch = "";
   CHECK_FALSE(pushes_default_branch(s.projects[1], push_of(1, "refs/heads/")));
 }
