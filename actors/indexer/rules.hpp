@@ -183,7 +183,8 @@ bool pushes_default_branch(const project_record& project,
 /// consumer that missed requests can index from its own last commit).
 /// Subject gitlab.events.index.elastic.<project_id>, kind index_elastic;
 /// the id is derived from the push event's, so a redelivered push makes
-/// no second request.
+/// no second request. Every project is indexed: the read model has no
+/// elasticsearch_limit_indexing namespaces or projects.
 std::optional<outbox_event> elastic_index_request(const snapshot& snap,
                                                   const project_record& project,
                                                   const pushed_ref& push);

@@ -380,6 +380,21 @@ TEST_CASE_METHOD(fixture,
   CHECK(script.state_reads == 0);
 }
 
+TEST_CASE_METHOD(fixture, "a push indexed by both is one write") {
+  auto s = indexer_world();
+  s.settings.search.elasticsearch_indexing = true;
+  give(s);
+  auto done = ask<indexer::pushed_ref_done>(coordination, push(1));
+  REQUIRE(done);
+  CHECK(done->zoekt_tasks == 1);
+  CHECK(done->elastic_requests == 1);
+  REQUIRE(script.pushes.size() == 1);
+  CHECK(script.pushes[0].zoekt);
+  REQUIRE(script.pushes[0].elastic);
+  auto body = nlohmann::json::parse(script.pushes[0].elastic->body);
+  CHECK(body["to_sha"] == std::string(40, '2'));
+}
+
 TEST_CASE_METHOD(fixture, "pushes that index nothing never reach the store") {
   auto other_branch = ask<indexer::pushed_ref_done>(
     coordination, push(1, "refs/heads/feature"));
