@@ -37,6 +37,10 @@ struct node_report {
   /// disk.all, disk.used (required, bytes).
   std::int64_t disk_all = 0;
   std::int64_t disk_used = 0;
+  /// disk.all or disk.used was sent but is nil after Grape's coercion (null
+  /// or ""; the figure above is then 0): GitLab's validation refuses such a
+  /// node (total_bytes, used_bytes must be present), 422.
+  bool disk_blank = false;
   /// disk.indexed (optional), disk.free (required by the tasks call only).
   std::optional<std::int64_t> disk_indexed;
   std::optional<std::int64_t> disk_free;

@@ -6,12 +6,14 @@
 #include "gatehouse/internal/v1/agents.pb.h"
 #include "gatehouse/internal/v1/check.pb.h"
 #include "gatehouse/internal/v1/error.pb.h"
+#include "gatehouse/internal/v1/indexer.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <nlohmann/json.hpp>
 
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -795,6 +797,252 @@ wire_reply encode(call_tag<call_id::ci_runner_info>,
   pb::RunnerInfoResponse r;
   r.set_runner_id(a.runner_id);
   return ok(r);
+}
+
+// -- the Zoekt indexer's calls ------------------------------------------------
+
+namespace {
+
+// What both node calls share, in the HTTP codec's order of Grape's texts.
+// Required fields are proto3 optional: a present "" is sent on as the HTTP
+// edge sends a present "" (a node GitLab's validation refuses).
+indexer::node_report node_report_of(const pb::ZoektNodeRequest& r,
+                                    bool tasks_call, grape_texts& errors) {
+  indexer::node_report n;
+  n.uuid = r.uuid();
+  auto required_text = [&](bool has, const std::string& value,
+                           const char* name) {
+    if (!has)
+      errors.add(name, "is missing");
+    return value;
+  };
+  auto required_integer = [&](bool has, std::int64_t value, const char* name) {
+    if (!has)
+      errors.add(name, "is missing");
+    return value;
+  };
+  n.url = required_text(r.has_node_url(), r.node_url(), "node.url");
+  n.disk_all = required_integer(r.has_disk_all(), r.disk_all(), "disk.all");
+  n.disk_used
+    = required_integer(r.has_disk_used(), r.disk_used(), "disk.used");
+  if (tasks_call) {
+    required_integer(r.has_disk_free(), r.disk_free(), "disk.free");
+    n.disk_free = id(r.has_disk_free(), r.disk_free());
+  }
+  n.name = required_text(r.has_node_name(), r.node_name(), "node.name");
+  if (!tasks_call && r.node_services_size() > 0)
+    n.services = std::vector<std::string>(r.node_services().begin(),
+                                          r.node_services().end());
+  n.schema_version
+    = id(r.has_node_schema_version(), r.node_schema_version());
+  n.disk_indexed = id(r.has_disk_indexed(), r.disk_indexed());
+  if (r.has_node_search_url())
+    n.search_url = r.node_search_url();
+  n.task_count = id(r.has_node_task_count(), r.node_task_count());
+  n.concurrency = id(r.has_node_concurrency(), r.node_concurrency());
+  // GitLab keeps a version only when it is present (not blank).
+  if (r.has_node_version()
+      && r.node_version().find_first_not_of(" \t\r\n\v\f")
+           != std::string::npos)
+    n.version = r.node_version();
+  return n;
+}
+
+wire_reply node_reply(const indexer::heartbeat_answer& a) {
+  if (a.invalid_node)
+    return error_reply(422, "422 Unprocessable Entity");
+  pb::ZoektNodeResponse r;
+  r.set_id(a.node_id);
+  r.set_truncate(a.truncate);
+  for (auto& t : a.tasks) {
+    auto* task = r.add_tasks();
+    task->set_name(t.name);
+    auto* p = task->mutable_payload();
+    auto* callback = p->mutable_callback();
+    p->set_repoid(t.repo_id);
+    callback->mutable_payload()->set_task_id(t.task_id);
+    if (t.name == "delete") {
+      callback->set_name("delete");
+      callback->mutable_payload()->set_service_type("zoekt");
+      continue;
+    }
+    callback->set_name("index");
+    callback->mutable_payload()->set_schema_version(t.schema_version);
+    if (t.gitaly) {
+      auto* g = p->mutable_gitalyconnectioninfo();
+      g->set_address(t.gitaly->address);
+      g->set_token(t.gitaly->token);
+      g->set_storage(t.gitaly->storage);
+      g->set_path(t.gitaly->path);
+    }
+    p->set_filesizelimit(t.file_size_limit);
+    p->set_parallelism(t.parallelism);
+    p->set_timeout(t.timeout);
+    p->set_filecountlimit(t.file_count_limit);
+    p->set_missingrepo(t.missing_repo);
+    for (auto& [key, value] : t.metadata)
+      (*p->mutable_metadata())[key] = value;
+    if (t.force)
+      p->set_force(true);
+  }
+  r.set_pull_frequency(a.pull_frequency);
+  r.set_stop_indexing(a.stop_indexing);
+  return ok(r);
+}
+
+// Grape's JSON type over JSON text: blank is nil (null), otherwise an
+// object or an array of objects; nullopt for anything else.
+std::optional<nlohmann::json> grape_json(const std::string& text) {
+  if (text.find_first_not_of(" \t\r\n\v\f") == std::string::npos)
+    return nlohmann::json(nullptr);
+  if (!acceptable_config(text))
+    return std::nullopt;
+  return nlohmann::json::parse(text, nullptr, false);
+}
+
+// An integer in a callback's JSON: an integer, or a string holding one
+// (blanks around, a sign, digits), as the HTTP edge reads it.
+std::optional<std::int64_t> integer_in(const nlohmann::json& parent,
+                                       const char* name) {
+  auto it = parent.find(name);
+  if (it == parent.end())
+    return std::nullopt;
+  if (it->is_number_unsigned()) {
+    auto u = it->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(
+          std::numeric_limits<std::int64_t>::max()))
+      return std::nullopt;
+    return static_cast<std::int64_t>(u);
+  }
+  if (it->is_number_integer())
+    return it->get<std::int64_t>();
+  if (!it->is_string())
+    return std::nullopt;
+  std::string_view text = it->get_ref<const std::string&>();
+  auto blank = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f'
+      || c == '\r';
+  };
+  while (!text.empty() && blank(text.front()))
+    text.remove_prefix(1);
+  while (!text.empty() && blank(text.back()))
+    text.remove_suffix(1);
+  bool negative = !text.empty() && text.front() == '-';
+  if (!text.empty() && (text.front() == '-' || text.front() == '+'))
+    text.remove_prefix(1);
+  if (text.empty() || text.front() == '_' || text.back() == '_')
+    return std::nullopt;
+  constexpr auto lowest = std::numeric_limits<std::int64_t>::min();
+  std::int64_t value = 0;
+  char previous = 0;
+  for (char c : text) {
+    if (c == '_') {
+      if (previous == '_')
+        return std::nullopt;
+    } else if (c < '0' || c > '9') {
+      return std::nullopt;
+    } else {
+      int digit = c - '0';
+      if (value < (lowest + digit) / 10)
+        return std::nullopt;
+      value = value * 10 - digit;
+    }
+    previous = c;
+  }
+  if (negative)
+    return value;
+  if (value == lowest)
+    return std::nullopt;
+  return -value;
+}
+
+} // namespace
+
+caf::expected<indexer::heartbeat_query>
+decode(call_tag<call_id::zoekt_heartbeat>, const std::string& payload) {
+  auto r = parse<pb::ZoektNodeRequest>(payload);
+  if (!r)
+    return r.error();
+  grape_texts errors;
+  indexer::heartbeat_query q;
+  q.node = node_report_of(*r, false, errors);
+  return errors.result(std::move(q));
+}
+
+wire_reply encode(call_tag<call_id::zoekt_heartbeat>,
+                  const indexer::heartbeat_answer& a) {
+  return node_reply(a);
+}
+
+caf::expected<indexer::tasks_query> decode(call_tag<call_id::zoekt_tasks>,
+                                           const std::string& payload) {
+  auto r = parse<pb::ZoektNodeRequest>(payload);
+  if (!r)
+    return r.error();
+  grape_texts errors;
+  indexer::tasks_query q;
+  q.node = node_report_of(*r, true, errors);
+  return errors.result(std::move(q));
+}
+
+// optimized_performance stays false, as the HTTP edge sends it.
+wire_reply encode(call_tag<call_id::zoekt_tasks>,
+                  const indexer::heartbeat_answer& a) {
+  return node_reply(a);
+}
+
+caf::expected<indexer::callback_query>
+decode(call_tag<call_id::zoekt_callback>, const std::string& payload) {
+  auto r = parse<pb::ZoektCallbackRequest>(payload);
+  if (!r)
+    return r.error();
+  grape_texts errors;
+  indexer::callback_query q;
+  q.uuid = r->uuid();
+  if (r->has_name())
+    q.name = r->name();
+  else
+    errors.add("name", "is missing");
+  if (r->has_success())
+    q.success = r->success();
+  else
+    errors.add("success", "is missing");
+  if (r->has_error())
+    q.error = r->error();
+  nlohmann::json task_payload;
+  if (!r->has_payload())
+    errors.add("payload", "is missing");
+  else if (auto j = grape_json(r->payload()))
+    task_payload = std::move(*j);
+  else
+    errors.add("payload", "is invalid");
+  nlohmann::json additional;
+  if (r->has_additional_payload()) {
+    if (auto j = grape_json(r->additional_payload()))
+      additional = std::move(*j);
+    else
+      errors.add("additional_payload", "is invalid");
+  }
+  if (task_payload.is_object())
+    q.task_id = integer_in(task_payload, "task_id");
+  if (additional.is_object())
+    if (auto it = additional.find("repo_stats");
+        it != additional.end() && it->is_object()) {
+      q.size_in_bytes = integer_in(*it, "size_in_bytes");
+      q.index_file_count = integer_in(*it, "index_file_count");
+    }
+  return errors.result(std::move(q));
+}
+
+wire_reply encode(call_tag<call_id::zoekt_callback>,
+                  const indexer::callback_answer& a) {
+  if (!a.node_found)
+    return error_reply(422, "422 Unprocessable Entity");
+  pb::ZoektCallbackResponse r;
+  r.set_message("202 Accepted");
+  wire_reply out = ok(r);
+  out.status = 202;
+  return out;
 }
 
 } // namespace gatehouse::nats

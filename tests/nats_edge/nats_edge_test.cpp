@@ -20,12 +20,14 @@
 #include "gatehouse/internal/v1/agents.pb.h"
 #include "gatehouse/internal/v1/check.pb.h"
 #include "gatehouse/internal/v1/error.pb.h"
+#include "gatehouse/internal/v1/indexer.pb.h"
 #include "gatehouse/internal/v1/push.pb.h"
 
 #include <catch2/catch.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <ctime>
@@ -528,6 +530,30 @@ private:
 // nats_fields() says how (agent_config as JSON text, unique counters' ids,
 // the agent_events `events` object).
 
+// A Zoekt node's report as the indexer sends it (the tasks call's
+// parameters are the same; heartbeat ignores disk.free).
+const std::string zoekt_unknown_node = "5c0ffee0-0000-4000-8000-natsconf0000";
+
+json zoekt_report(const std::string& uuid) {
+  return {{"uuid", uuid},
+          {"node.url", "http://zoekt-1:6065"},
+          {"node.name", "zoekt-1"},
+          {"disk.all", 994662584320},
+          {"disk.used", 53267371212},
+          {"disk.free", 941395213108},
+          {"disk.indexed", 2416879}};
+}
+
+json without(json p, const char* key) {
+  p.erase(key);
+  return p;
+}
+
+json with(json p, const char* key, json value) {
+  p[key] = std::move(value);
+  return p;
+}
+
 struct conformance_case {
   std::string what;
   gatehouse::call_id call;
@@ -783,6 +809,59 @@ std::vector<conformance_case> conformance_cases() {
      {{"runner_token", "glrt-natsconf-unknown-0000"}},
      401,
      "401 Unauthorized"},
+    // Zoekt: only answers both edges give alike (nothing registered); a
+    // new node's truncate:true, then false, is the Zoekt test's below,
+    // since the edge asked second would find the node the first
+    // registered.
+    {"zoekt heartbeat without parameters",
+     call_id::zoekt_heartbeat,
+     {{"uuid", zoekt_unknown_node}},
+     400,
+     "node.url is missing, disk.all is missing, disk.used is missing, "
+     "node.name is missing"},
+    {"zoekt heartbeat without a disk figure",
+     call_id::zoekt_heartbeat,
+     without(zoekt_report(zoekt_unknown_node), "disk.used"),
+     400,
+     "disk.used is missing"},
+    {"zoekt heartbeat of a node GitLab's validation refuses",
+     call_id::zoekt_heartbeat,
+     with(zoekt_report(zoekt_unknown_node), "node.url", ""),
+     422,
+     "422 Unprocessable Entity"},
+    {"zoekt tasks without disk.free",
+     call_id::zoekt_tasks,
+     without(zoekt_report(zoekt_unknown_node), "disk.free"),
+     400,
+     "disk.free is missing"},
+    {"zoekt tasks of a node GitLab's validation refuses",
+     call_id::zoekt_tasks,
+     with(zoekt_report(zoekt_unknown_node), "node.name", ""),
+     422,
+     "422 Unprocessable Entity"},
+    {"zoekt callback without parameters",
+     call_id::zoekt_callback,
+     {{"uuid", zoekt_unknown_node}},
+     400,
+     "name is missing, success is missing, payload is missing"},
+    {"zoekt callback with a payload that is not JSON",
+     call_id::zoekt_callback,
+     {{"uuid", zoekt_unknown_node},
+      {"name", "index"},
+      {"success", true},
+      {"payload", "not json"}},
+     400,
+     "payload is invalid"},
+    {"zoekt callback of a node nobody registered",
+     call_id::zoekt_callback,
+     {{"uuid", zoekt_unknown_node},
+      {"name", "index"},
+      {"success", true},
+      {"payload", {{"task_id", 1}}},
+      {"additional_payload",
+       {{"repo_stats", {{"index_file_count", 1}, {"size_in_bytes", 1}}}}}},
+     422,
+     "422 Unprocessable Entity"},
   };
 }
 
@@ -806,6 +885,24 @@ json nats_fields(gatehouse::call_id call, json params) {
       return params;
     case call_id::kubernetes_agent_events:
       return params.value("events", json::object());
+    case call_id::zoekt_heartbeat:
+    case call_id::zoekt_tasks: {
+      // GitLab's dotted names are written with '_'.
+      json out = json::object();
+      for (auto& [key, value] : params.items()) {
+        auto name = key;
+        std::replace(name.begin(), name.end(), '.', '_');
+        out[name] = value;
+      }
+      return out;
+    }
+    case call_id::zoekt_callback:
+      // JSON parameters are JSON text.
+      for (const char* name : {"payload", "additional_payload"})
+        if (auto it = params.find(name);
+            it != params.end() && !it->is_string())
+          *it = it->dump();
+      return params;
     default:
       return params;
   }
@@ -838,6 +935,11 @@ void run_case_as(const conformance_case& c, const shell_http& http,
   // Over HTTP, the caller's JWT, and KAS's tokens in their headers.
   auto headers = http.caller_headers(spec.auth);
   json params = c.params;
+  // A :uuid of the path is a request field over NATS.
+  if (auto at = call.find(":uuid"); at != std::string::npos) {
+    call.replace(at, 5, url_encode(params.value("uuid", std::string{})));
+    params.erase("uuid");
+  }
   if (spec.auth == gatehouse::caller_rule::kas)
     for (auto [field, header] : kas_token_headers)
       if (auto it = params.find(field); it != params.end()) {
@@ -929,6 +1031,13 @@ void run_case(const conformance_case& c, const shell_http& http,
     case call_id::ci_runner_info:
       return run_case_as<pb::RunnerInfoRequest, pb::RunnerInfoResponse>(c, http,
                                                                         nats);
+    case call_id::zoekt_heartbeat:
+    case call_id::zoekt_tasks:
+      return run_case_as<pb::ZoektNodeRequest, pb::ZoektNodeResponse>(c, http,
+                                                                      nats);
+    case call_id::zoekt_callback:
+      return run_case_as<pb::ZoektCallbackRequest, pb::ZoektCallbackResponse>(
+        c, http, nats);
     default:
       break;
   }
@@ -1007,6 +1116,190 @@ TEST_CASE("every internal call answers over NATS as over HTTP", "[.nats]") {
     auto lfs_j = nats_json<pb::LfsAuthenticateResponse>(lfs_nats.body);
     CHECK(lfs_j["username"] == lfs_http.j["username"]);
     CHECK(lfs_j["repository_http_path"] == lfs_http.j["repository_http_path"]);
+  }
+}
+
+TEST_CASE("Zoekt nodes register over both edges, with the Shell JWT only",
+          "[.nats]") {
+  private_nats ns;
+  ns.start();
+  stack gh{ns.url()};
+  gh.seed(seed());
+  gh.start();
+  shell_http http{gh};
+  wait_deciding(http);
+  nats_client nats{ns.url()};
+  auto path = [](const std::string& uuid, const char* call) {
+    return "search/zoekt/" + uuid + "/" + call;
+  };
+  auto report = [](const std::string& uuid) {
+    return without(zoekt_report(uuid), "uuid");
+  };
+  auto query = [&](const std::string& uuid) {
+    std::string q;
+    const json params = report(uuid);
+    for (auto& [k, v] : params.items())
+      q += (q.empty() ? "" : "&") + k + "=" + url_encode(v.dump());
+    return q;
+  };
+  auto nats_report = [](const std::string& uuid) {
+    pb::ZoektNodeRequest r;
+    r.set_uuid(uuid);
+    r.set_node_url("http://zoekt-2:6065");
+    r.set_node_name("zoekt-2");
+    r.set_disk_all(994662584320);
+    r.set_disk_used(53267371212);
+    r.set_disk_free(941395213108);
+    return r;
+  };
+  const std::string http_node = "5c0ffee0-0000-4000-8000-natsconf0001";
+  const std::string nats_node = "5c0ffee0-0000-4000-8000-natsconf0002";
+  const std::string tasks_node = "5c0ffee0-0000-4000-8000-natsconf0003";
+  // GitLab's key order and JSON types: a new node with nothing to index.
+  auto heartbeat_body = [](bool truncate) {
+    return std::regex{std::string{R"(^\{"id":[1-9][0-9]*,"truncate":)"}
+                      + (truncate ? "true" : "false")
+                      + R"(,"tasks":\[\],"pull_frequency":"10s",)"
+                        R"("stop_indexing":false\}$)"};
+  };
+
+  SECTION("a new node truncates once, over either edge") {
+    auto first = http.post(path(http_node, "heartbeat"), report(http_node));
+    INFO(first.body);
+    CHECK(first.status == 200);
+    CHECK(std::regex_match(first.body, heartbeat_body(true)));
+    auto again = http.post(path(http_node, "heartbeat"), report(http_node));
+    INFO(again.body);
+    CHECK(again.status == 200);
+    CHECK(std::regex_match(again.body, heartbeat_body(false)));
+    CHECK(again.j["id"] == first.j["id"]);
+
+    auto nats_first = nats.request("search.zoekt.heartbeat",
+                                   nats_report(nats_node));
+    REQUIRE(nats_first.answered);
+    CHECK(nats_first.status == 200);
+    pb::ZoektNodeResponse r1;
+    REQUIRE(r1.ParseFromString(nats_first.body));
+    CHECK(r1.truncate());
+    CHECK(r1.id() > 0);
+    CHECK(r1.id() != first.j["id"].get<std::int64_t>());
+    CHECK(r1.tasks_size() == 0);
+    CHECK(r1.pull_frequency() == "10s");
+    CHECK_FALSE(r1.stop_indexing());
+    auto nats_again = nats.request("search.zoekt.heartbeat",
+                                   nats_report(nats_node));
+    pb::ZoektNodeResponse r2;
+    REQUIRE(r2.ParseFromString(nats_again.body));
+    CHECK(nats_again.status == 200);
+    CHECK_FALSE(r2.truncate());
+    CHECK(r2.id() == r1.id());
+
+    // The node the other edge registered is known to this one.
+    auto cross = http.post(path(nats_node, "heartbeat"), report(nats_node));
+    CHECK(cross.status == 200);
+    CHECK(cross.j["truncate"] == false);
+    CHECK(cross.j["id"] == r1.id());
+
+    // A registered node's callback is accepted over both edges.
+    json callback = {{"name", "index"},
+                     {"success", false},
+                     {"error", "no such task"},
+                     {"payload", {{"task_id", 999999}}}};
+    auto accepted = http.post(path(http_node, "callback"), callback);
+    CHECK(accepted.status == 202);
+    CHECK(accepted.body == R"({"message":"202 Accepted"})");
+    pb::ZoektCallbackRequest c;
+    c.set_uuid(http_node);
+    c.set_name("index");
+    c.set_success(true);
+    c.set_payload(R"({"task_id":999999})");
+    auto nats_accepted = nats.request("search.zoekt.callback", c);
+    CHECK(nats_accepted.status == 202);
+    pb::ZoektCallbackResponse cr;
+    REQUIRE(cr.ParseFromString(nats_accepted.body));
+    CHECK(cr.message() == "202 Accepted");
+  }
+
+  SECTION("the 16.5-17.x tasks call answers its last version's keys") {
+    auto first = http.get(path(tasks_node, "tasks"), query(tasks_node));
+    INFO(first.body);
+    CHECK(first.status == 200);
+    CHECK(std::regex_match(
+      first.body,
+      std::regex{R"(^\{"id":[1-9][0-9]*,"truncate":true,"tasks":\[\],)"
+                 R"("optimized_performance":false,"pull_frequency":"10s",)"
+                 R"("stop_indexing":false\}$)"}));
+    auto again = http.get(path(tasks_node, "tasks"), query(tasks_node));
+    CHECK(again.status == 200);
+    CHECK(again.j["truncate"] == false);
+  }
+
+  SECTION("a JWT Workhorse issued is 401, and nothing is registered") {
+    // Signed with the Shell secret but issued by Workhorse (GitLab's
+    // spec), and a real Workhorse token in the Shell header.
+    std::string shell_key = read_file(gh.secrets().shell);
+    while (!shell_key.empty() && shell_key.back() == '\n')
+      shell_key.pop_back();
+    auto workhorse_key
+      = *gatehouse::base64_decode(read_file(gh.secrets().workhorse));
+    auto now = std::time(nullptr);
+    for (const auto& token :
+         {gatehouse::jwt::sign_raw(
+            R"({"alg":"HS256","typ":"JWT"})",
+            json{{"iss", "gitlab-workhorse"}, {"iat", now}, {"exp", now + 60}}
+              .dump(),
+            shell_key),
+          gatehouse::jwt::sign(gatehouse::jwt::caller::workhorse,
+                               workhorse_key, now)}) {
+      httplib::Headers headers{{"Gitlab-Shell-Api-Request", token}};
+      auto hb = http.post(path(http_node, "heartbeat"), report(http_node),
+                          headers);
+      CHECK(hb.status == 401);
+      auto t = http.get(path(http_node, "tasks"), query(http_node), headers);
+      CHECK(t.status == 401);
+      auto cb = http.post(path(http_node, "callback"),
+                          {{"name", "index"},
+                           {"success", true},
+                           {"payload", {{"task_id", 1}}}},
+                          headers);
+      CHECK(cb.status == 401);
+    }
+    // No Shell header at all, a Workhorse one instead.
+    auto wh = http.post(path(http_node, "heartbeat"), report(http_node),
+                        {{"Gitlab-Workhorse-Api-Request",
+                          gatehouse::jwt::sign(gatehouse::jwt::caller::workhorse,
+                                               workhorse_key, now)},
+                         {"Gitlab-Workhorse", "v18.6.0"}});
+    CHECK(wh.status == 401);
+    auto first = http.post(path(http_node, "heartbeat"), report(http_node));
+    CHECK(first.status == 200);
+    CHECK(first.j["truncate"] == true);
+  }
+
+  SECTION("Grape's coercion over HTTP: strings, literal dotted keys") {
+    auto strings = report(http_node);
+    for (auto& [k, v] : strings.items())
+      if (v.is_number())
+        v = v.dump();
+    auto ok = http.post(path(http_node, "heartbeat"), strings);
+    CHECK(ok.status == 200);
+    auto bad = http.post(path(http_node, "heartbeat"),
+                         with(report(http_node), "disk.all", "lots"));
+    CHECK(bad.status == 400);
+    CHECK(bad.body == R"({"error":"disk.all is invalid"})");
+    auto nested = http.post(
+      path(http_node, "heartbeat"),
+      {{"node", {{"url", "http://zoekt-1:6065"}, {"name", "zoekt-1"}}},
+       {"disk", {{"all", 1}, {"used", 0}}}});
+    CHECK(nested.status == 400);
+    CHECK(http_message(nested.j)
+          == "node.url is missing, disk.all is missing, disk.used is "
+             "missing, node.name is missing");
+    auto success = http.post(
+      path(http_node, "callback"),
+      {{"name", "index"}, {"success", "maybe"}, {"payload", "{}"}});
+    CHECK(success.status == 400);
+    CHECK(http_message(success.j) == "success is invalid");
   }
 }
 
