@@ -104,8 +104,9 @@ struct task_view {
   std::vector<std::pair<std::string, std::string>> metadata;
 };
 
-/// The answer to both calls. The tasks call's body has only id, tasks and
-/// pull_frequency; heartbeat's all five keys.
+/// The answer to both calls. Heartbeat's body has five keys; the tasks
+/// call's those of its last version (17.8-17.11), which adds
+/// optimized_performance:false.
 struct heartbeat_answer {
   /// The node failed GitLab's validation (a blank node.url or node.name,
   /// a negative disk figure, an unknown service): 422

@@ -67,7 +67,7 @@ std::string dump(const ordered& body) {
 // -- nodes --------------------------------------------------------------------
 
 bool node_report_valid(const node_report& report) {
-  if (blank(report.url) || blank(report.name))
+  if (blank(report.url) || blank(report.name) || report.disk_blank)
     return false;
   if (report.disk_all < 0 || report.disk_used < 0
       || negative(report.disk_indexed) || negative(report.disk_free))

@@ -43,7 +43,7 @@ inline constexpr const char* empty_tree_sha
 
 /// Whether Gatehouse takes `report` (GitLab's Node validations, answered
 /// 422): node.url and node.name must not be blank (Rails' blank: empty or
-/// white space only); no disk figure may be negative (GitLab only checks
+/// white space only), nor disk.all and disk.used (sent as null or ""); no disk figure may be negative (GitLab only checks
 /// presence, but a negative size would make the node look roomy to the
 /// placement rule); every service named must be "zoekt" or
 /// "knowledge_graph". No services, or an empty list, is a Zoekt node: the

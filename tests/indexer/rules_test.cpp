@@ -112,6 +112,14 @@ TEST_CASE("a node report with a negative disk figure is invalid") {
   CHECK(node_report_valid(r));
 }
 
+TEST_CASE("a node report whose disk.all or disk.used was blank is invalid") {
+  // Grape lets null and "" through `requires`; GitLab's presence validation
+  // of total_bytes and used_bytes then refuses the node.
+  auto r = good_report();
+  r.disk_blank = true;
+  CHECK_FALSE(node_report_valid(r));
+}
+
 TEST_CASE("a node report naming an unknown service is invalid") {
   // GitLab: "service 2 doesn't exist".
   auto r = good_report();
