@@ -2,6 +2,7 @@
 
 #include "actors/access/access_control.hpp"
 #include "actors/agents/agent_registry.hpp"
+#include "actors/indexer/indexer_coordination.hpp"
 #include "actors/pages/pages_domain.hpp"
 #include "actors/push/push_processing.hpp"
 #include "actors/system_status.hpp"
@@ -11,9 +12,11 @@
 #include "edges/nats/connection.hpp"
 #include "edges/nats/internal_edge.hpp"
 #include "edges/nats/outbox_relay.hpp"
+#include "edges/nats/index_feed.hpp"
 #include "edges/nats/push_feed.hpp"
 #include "storage/access_store.hpp"
 #include "storage/agent_store.hpp"
+#include "storage/indexer_store.hpp"
 #include "storage/git_actor.hpp"
 #include "storage/outbox_store.hpp"
 #include "storage/pages_store.hpp"
@@ -106,6 +109,31 @@ std::string feed_metrics(const nats::push_feed_stats& st) {
   line("gatehouse_agent_feed_terminated_total", "counter",
        "Unusable messages terminated.", std::to_string(st.terminated));
   line("gatehouse_agent_feed_consuming", "gauge",
+       "1 while bound to the durable consumer.", st.consuming ? "1" : "0");
+  return out;
+}
+
+// The indexer's push feed in Prometheus text.
+std::string index_feed_metrics(const nats::index_feed_stats& st) {
+  std::string out;
+  auto line = [&out](const char* name, const char* type, const char* help,
+                     const std::string& value) {
+    append_metric(out, name, type, help, value);
+  };
+  line("gatehouse_index_feed_handled_total", "counter",
+       "Push events the indexer coordination handled.",
+       std::to_string(st.handled));
+  line("gatehouse_index_feed_zoekt_tasks_total", "counter",
+       "Zoekt index tasks created from push events.",
+       std::to_string(st.zoekt_tasks));
+  line("gatehouse_index_feed_elastic_requests_total", "counter",
+       "Elasticsearch index requests written.",
+       std::to_string(st.elastic_requests));
+  line("gatehouse_index_feed_retried_total", "counter",
+       "Push events handed back for redelivery.", std::to_string(st.retried));
+  line("gatehouse_index_feed_terminated_total", "counter",
+       "Unusable messages terminated.", std::to_string(st.terminated));
+  line("gatehouse_index_feed_consuming", "gauge",
        "1 while bound to the durable consumer.", st.consuming ? "1" : "0");
   return out;
 }
@@ -309,8 +337,31 @@ int serve(const config& cfg) {
   feed_cfg.request_timeout = cfg.request_timeout;
   nats::push_feed feed{feed_cfg, sys, agent_registry_actor_handle, nats_conn};
 
+  // Search indexing: Zoekt nodes' calls, push events turned into index
+  // work, repositories assigned to nodes; writes on a store of its own
+  // whose Elasticsearch requests wake the relay.
+  storage::indexer_store_settings indexer_store_cfg;
+  indexer_store_cfg.database_url = cfg.database_url;
+  indexer_store_cfg.statement_timeout = cfg.request_timeout / 2;
+  indexer_store_cfg.on_events_committed = [&relay] { relay.committed(); };
+  auto indexer_store
+    = sys.spawn<caf::detached>(storage::indexer_store, indexer_store_cfg);
+  indexer_coordination_settings indexer_cfg;
+  indexer_cfg.store_timeout = cfg.request_timeout / 2;
+  indexer_cfg.lost_after = cfg.zoekt_lost_node_after;
+  indexer_cfg.assign_interval = cfg.zoekt_assign_interval;
+  auto indexer_handle
+    = sys.spawn(indexer_coordination, indexer_cfg, loader, indexer_store);
+  nats::index_feed_settings index_feed_cfg;
+  index_feed_cfg.stream.name = nats_cfg.stream;
+  index_feed_cfg.stream.subjects = nats_cfg.stream_subjects;
+  index_feed_cfg.stream.duplicate_window = nats_cfg.duplicate_window;
+  index_feed_cfg.stream.replicas = nats_cfg.replicas;
+  index_feed_cfg.request_timeout = cfg.request_timeout;
+  nats::index_feed index_feed{index_feed_cfg, sys, indexer_handle, nats_conn};
+
   domain_actors domains{status, access, push, pages,
-                        agent_registry_actor_handle};
+                        agent_registry_actor_handle, indexer_handle};
   nats::internal_edge internal_edge{internal_cfg, {&sys, domains, requests}};
 
   http::http_settings http_cfg;
@@ -321,10 +372,11 @@ int serve(const config& cfg) {
   http_cfg.request_timeout = cfg.request_timeout;
   http_cfg.relative_url_root = cfg.relative_url_root;
   http_cfg.keys = keys;
-  http::server http_srv{http_cfg, {&sys, domains, [&relay, &internal_edge, &feed, usage_board] {
+  http::server http_srv{http_cfg, {&sys, domains, [&relay, &internal_edge, &feed, &index_feed, usage_board] {
                                      return relay_metrics(relay.stats())
                                        + internal_edge.metrics()
                                        + feed_metrics(feed.stats())
+                                       + index_feed_metrics(index_feed.stats())
                                        + usage_board->render();
                                    }}};
 
@@ -343,6 +395,7 @@ int serve(const config& cfg) {
   } else {
     relay.start();
     feed.start();
+    index_feed.start();
     http_thread = std::thread{[&] {
       http_srv.run();
     }};
@@ -363,6 +416,7 @@ int serve(const config& cfg) {
     http_thread.join();
   relay.stop();
   feed.stop();
+  index_feed.stop();
   // Answers still in flight go out before the connection closes.
   internal_edge.stop();
   nats_conn.stop();
@@ -380,6 +434,10 @@ int serve(const config& cfg) {
   caf::anon_send_exit(agent_registry_actor_handle,
                       caf::exit_reason::user_shutdown);
   caf::anon_send_exit(agent_store, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(indexer_handle, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(indexer_store, caf::exit_reason::user_shutdown);
+  // They call relay.committed() too: gone before the relay is.
+  caf::scoped_actor{sys}->wait_for(agent_store, indexer_store);
   caf::anon_send_exit(pages, caf::exit_reason::user_shutdown);
   for (auto& store : pages_stores)
     caf::anon_send_exit(store, caf::exit_reason::user_shutdown);

@@ -77,6 +77,12 @@ config config_from_env() {
   if (auto v = env("GATEHOUSE_REQUEST_TIMEOUT_MS"))
     cfg.request_timeout = std::chrono::milliseconds{
       to_integer("GATEHOUSE_REQUEST_TIMEOUT_MS", *v, 1, 3600 * 1000)};
+  if (auto v = env("GATEHOUSE_ZOEKT_LOST_NODE_SECONDS"))
+    cfg.zoekt_lost_node_after = std::chrono::seconds{to_integer(
+      "GATEHOUSE_ZOEKT_LOST_NODE_SECONDS", *v, 0, 365LL * 24 * 3600)};
+  if (auto v = env("GATEHOUSE_ZOEKT_ASSIGN_INTERVAL_SECONDS"))
+    cfg.zoekt_assign_interval = std::chrono::seconds{to_integer(
+      "GATEHOUSE_ZOEKT_ASSIGN_INTERVAL_SECONDS", *v, 1, 24 * 3600)};
   if (auto v = env("GATEHOUSE_PUSH_SESSIONS"))
     cfg.push_sessions
       = static_cast<int>(to_integer("GATEHOUSE_PUSH_SESSIONS", *v, 1, 64));

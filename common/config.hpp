@@ -46,6 +46,12 @@ struct config {
   /// uploads.storage_path and lfs.storage_path live below it.
   std::string uploads_dir = "/var/lib/gatehouse/uploads";
   log_format log = log_format::json;
+  /// Zoekt: a node not heard from this long has its repositories moved to
+  /// other nodes (GitLab's lost_node_threshold, 12 h); 0 never.
+  std::chrono::seconds zoekt_lost_node_after{12 * 3600};
+  /// Zoekt: how often repositories of enabled namespaces are assigned to
+  /// nodes (and moved off lost ones).
+  std::chrono::seconds zoekt_assign_interval{60};
   /// Replicas of the GATEHOUSE_EVENTS stream (3 on a NATS cluster).
   int events_replicas = 1;
   /// Webhook consumer: base of the temporary-disable backoff (GitLab: 1 min,
