@@ -644,8 +644,16 @@ private:
     for (const char* key :
          {"zoekt_indexing_parallelism", "zoekt_maximum_files",
           "elasticsearch_indexed_file_size_limit_kb"})
-      if (f.find(key) && f.count(key, 1) == 0)
-        f.problem(key, "must be an integer >= 1");
+      if (const json* v = f.find(key)) {
+        // (JSON's 0 parses as an unsigned number.)
+        bool positive = v->is_number_unsigned()
+          ? v->get<std::uint64_t>() >= 1
+          : v->is_number_integer() && v->get<std::int64_t>() >= 1;
+        if (positive)
+          f.count(key, 1); // the range check past int64 is count's
+        else
+          f.problem(key, "must be an integer >= 1");
+      }
     if (f.find("zoekt_indexing_timeout_seconds"))
       f.count("zoekt_indexing_timeout_seconds", 0);
     // A number, not only an integer: 0.5 task per CPU is a valid ratio.
