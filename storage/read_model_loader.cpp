@@ -87,6 +87,31 @@ std::vector<broadcast_message_record> broadcast_messages(const json& list) {
   return out;
 }
 
+void set_flag(bool& out, const json& v) {
+  if (v.is_boolean())
+    out = v.get<bool>();
+}
+
+/// GitLab's search settings (012); as apply_setting.
+void apply_search_setting(search_settings& s, const std::string& key,
+                          const json& v) {
+  if (key == "zoekt_indexing_paused")
+    set_flag(s.zoekt_indexing_paused, v);
+  else if (key == "zoekt_indexing_parallelism")
+    set_int(s.zoekt_indexing_parallelism, v);
+  else if (key == "zoekt_maximum_files")
+    set_int(s.zoekt_maximum_files, v);
+  else if (key == "zoekt_indexing_timeout_seconds")
+    set_int(s.zoekt_indexing_timeout_seconds, v);
+  else if (key == "zoekt_cpu_to_tasks_ratio") {
+    if (v.is_number())
+      s.zoekt_cpu_to_tasks_ratio = v.get<double>();
+  } else if (key == "elasticsearch_indexing")
+    set_flag(s.elasticsearch_indexing, v);
+  else if (key == "elasticsearch_indexed_file_size_limit_kb")
+    set_int(s.elasticsearch_indexed_file_size_limit_kb, v);
+}
+
 /// One row of the settings table; unknown keys and mistyped values leave
 /// the defaults (the seed loader validates what it writes).
 void apply_setting(settings_record& s, const std::string& key, const json& v) {
@@ -111,6 +136,8 @@ void apply_setting(settings_record& s, const std::string& key, const json& v) {
       s.allow_local_requests_from_web_hooks_and_services = v.get<bool>();
   } else if (key == "broadcast_messages")
     s.broadcast_messages = broadcast_messages(v);
+  else
+    apply_search_setting(s.search, key, v);
 }
 
 // -- tables
@@ -211,8 +238,8 @@ void add_namespace(snapshot& snap, const pqxx::row& row) {
 const std::string projects_query
   = "SELECT id, namespace_id, path, full_path, name, visibility, archived, "
     "default_branch, storage, disk_path, repository_access_level, "
-    "merge_requests_enabled, lfs_enabled, repository_exists, description "
-    "FROM projects";
+    "merge_requests_enabled, lfs_enabled, repository_exists, description, "
+    "forked_from_project_id IS NOT NULL FROM projects";
 
 void add_project(snapshot& snap, const pqxx::row& row) {
   project_record p;
@@ -231,6 +258,7 @@ void add_project(snapshot& snap, const pqxx::row& row) {
   p.lfs_enabled = row[12].as<bool>();
   p.repository_exists = row[13].as<bool>();
   p.description = row[14].as<std::string>();
+  p.forked = row[15].as<bool>();
   snap.project_by_path.insert_or_assign(ascii_lower(p.full_path), p.id);
   snap.projects.insert_or_assign(p.id, std::move(p));
 }
@@ -398,6 +426,15 @@ void add_runner(snapshot& snap, const pqxx::row& row) {
                                          row[0].as<std::int64_t>());
 }
 
+/// The whole (short) list: read again on any change, like settings.
+void load_zoekt_enabled_namespaces(read_tx& tx, snapshot& snap) {
+  snap.zoekt_enabled_namespaces.clear();
+  for (const auto& row : tx.exec("SELECT namespace_id FROM "
+                                 "zoekt_enabled_namespaces ORDER BY "
+                                 "namespace_id"))
+    snap.zoekt_enabled_namespaces.push_back(row[0].as<std::int64_t>());
+}
+
 void load_agents(read_tx& tx, snapshot& snap) {
   for (const auto& row : tx.exec(agents_query))
     add_agent(snap, row);
@@ -449,6 +486,7 @@ void load_all_but_keys(read_tx& tx, snapshot& snap) {
   for (const auto& row : tx.exec(revoked_tokens_query))
     add_revoked_token(snap, row);
   load_agents(tx, snap);
+  load_zoekt_enabled_namespaces(tx, snap);
 }
 
 // -- changes
@@ -460,6 +498,7 @@ struct change_set {
   bool everything = false;
   bool settings = false;
   bool storages = false;
+  bool zoekt_enabled_namespaces = false;
   std::set<std::int64_t> users;
   std::set<std::int64_t> keys;
   /// Fingerprints the changed keys had, whose lookup entries may go.
@@ -573,6 +612,8 @@ change_set read_changes(read_tx& tx, const std::string& as_of) {
       out.settings = true;
     else if (kind == "storages")
       out.storages = true;
+    else if (kind == "zoekt_enabled_namespaces")
+      out.zoekt_enabled_namespaces = true;
     else
       out.everything = true; // '*', or a kind this version does not know
   }
@@ -596,6 +637,8 @@ void apply_changes(read_tx& tx, const change_set& changes, snapshot& snap) {
   }
   if (changes.storages)
     load_storages(tx, snap);
+  if (changes.zoekt_enabled_namespaces)
+    load_zoekt_enabled_namespaces(tx, snap);
 
   for (auto id : changes.users) {
     if (auto it = snap.users.find(id); it != snap.users.end()) {

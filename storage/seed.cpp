@@ -436,6 +436,7 @@ const std::vector<std::string>& seed_kinds() {
                                               "pages_domains",
                                               "pages_deployments",
                                               "zoekt_nodes",
+                                              "zoekt_enabled_namespaces",
                                               "webhooks"};
   return kinds;
 }
@@ -500,6 +501,7 @@ public:
         problems_.push_back(item.key() + ": must be an array");
     }
     check_namespace_tree();
+    check_zoekt_namespaces_are_top_level();
   }
 
 private:
@@ -531,6 +533,7 @@ private:
       {"pages_domains", &parser::domain},
       {"pages_deployments", &parser::deployment},
       {"zoekt_nodes", &parser::zoekt_node},
+      {"zoekt_enabled_namespaces", &parser::zoekt_enabled_namespace},
       {"webhooks", &parser::webhook}};
     fields f{value, std::move(path), problems_};
     (this->*handlers.at(kind))(f);
@@ -615,6 +618,7 @@ private:
     for (const char* key : {"pages_access_control", "force_pages_access_control"})
       if (f.find(key))
         f.flag(key, false);
+    search_settings(f);
     if (auto messages = f.list("broadcast_messages")) {
       out_.broadcast_present = true;
       each_in(*messages, "settings.broadcast_messages", [this](fields& m) {
@@ -628,6 +632,37 @@ private:
     }
     f.finish();
     out_.settings = std::move(f.row);
+  }
+
+  /// GitLab's search settings (messages/read_model.hpp search_settings);
+  /// each only when given, so an absent one keeps what the table holds.
+  void search_settings(fields& f) {
+    for (const char* key : {"zoekt_indexing_paused", "elasticsearch_indexing"})
+      if (f.find(key))
+        f.flag(key, false);
+    // GitLab refuses 0 for these: a task needs a worker, files, a limit.
+    for (const char* key :
+         {"zoekt_indexing_parallelism", "zoekt_maximum_files",
+          "elasticsearch_indexed_file_size_limit_kb"})
+      if (const json* v = f.find(key)) {
+        // (JSON's 0 parses as an unsigned number.)
+        bool positive = v->is_number_unsigned()
+          ? v->get<std::uint64_t>() >= 1
+          : v->is_number_integer() && v->get<std::int64_t>() >= 1;
+        if (positive)
+          f.count(key, 1); // the range check past int64 is count's
+        else
+          f.problem(key, "must be an integer >= 1");
+      }
+    if (f.find("zoekt_indexing_timeout_seconds"))
+      f.count("zoekt_indexing_timeout_seconds", 0);
+    // A number, not only an integer: 0.5 task per CPU is a valid ratio.
+    if (const json* ratio = f.find("zoekt_cpu_to_tasks_ratio")) {
+      if (!ratio->is_number() || ratio->get<double>() < 0)
+        f.problem("zoekt_cpu_to_tasks_ratio", "must be a number >= 0");
+      else
+        f.row["zoekt_cpu_to_tasks_ratio"] = ratio->get<double>();
+    }
   }
 
   void storage(fields& f) {
@@ -836,6 +871,10 @@ private:
     f.flag("merge_requests_enabled", true);
     f.flag("lfs_enabled", true);
     f.flag("repository_exists", true);
+    // Not a reference: GitLab keeps a fork a fork after its source is gone.
+    if (auto source = f.id("forked_from_project_id", false, true);
+        source && id && *source == *id)
+      f.problem("forked_from_project_id", "a project cannot fork itself");
     project_pages(f);
     if (auto redirects = f.list("redirects")) {
       for (std::size_t i = 0; i < redirects->size(); ++i) {
@@ -1150,6 +1189,30 @@ private:
     out_.zoekt_nodes.push_back(std::move(f.row));
   }
 
+  /// zoekt_enabled_namespaces[]: a top-level namespace, listed once.
+  void zoekt_enabled_namespace(fields& f) {
+    auto ns = f.id("namespace_id");
+    refer(f, "namespace_id", "namespaces", ns);
+    if (ns) {
+      if (auto earlier = zoekt_namespaces_.claim(std::to_string(*ns), f.path()))
+        f.problem("namespace_id", "namespace " + std::to_string(*ns)
+                                    + " is also listed by " + *earlier);
+      zoekt_namespace_paths_.emplace_back(*ns, f.at("namespace_id"));
+    }
+    out_.zoekt_enabled_namespaces.push_back(std::move(f.row));
+  }
+
+  /// A sub-group defined by the document cannot be enabled (the loader
+  /// checks those already in the database).
+  void check_zoekt_namespaces_are_top_level() {
+    for (const auto& [ns, where] : zoekt_namespace_paths_) {
+      auto it = namespace_info_.find(ns);
+      if (it != namespace_info_.end() && it->second.parent)
+        problems_.push_back(where + ": "
+                            + seeding::zoekt_sub_group_message(ns));
+    }
+  }
+
   void webhook(fields& f) {
     object_id(f, "webhooks");
     refer(f, "project_id", "projects", f.id("project_id"));
@@ -1174,8 +1237,10 @@ private:
   std::map<std::string, first_use> ids_;
   first_use usernames_, fingerprints_, project_paths_, redirects_, members_,
     branch_names_, tag_names_, pat_digests_, agent_digests_, agent_names_, runner_digests_,
-    domains_, uuids_, unique_domains_;
+    domains_, uuids_, unique_domains_, zoekt_namespaces_;
   std::map<std::int64_t, namespace_info> namespace_info_;
+  /// (namespace id, where) of each zoekt_enabled_namespaces element.
+  std::vector<std::pair<std::int64_t, std::string>> zoekt_namespace_paths_;
   std::vector<std::int64_t> namespace_order_;
 };
 

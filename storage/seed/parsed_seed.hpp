@@ -137,11 +137,20 @@ struct parsed_seed {
   row_list pages_domains;
   row_list pages_deployments;
   row_list zoekt_nodes;
+  /// {namespace_id}, in document order.
+  row_list zoekt_enabled_namespaces;
   row_list webhooks;
   std::vector<reference> references;
   text_list reference_paths;
   // Ids and names the document defines, per referenced kind.
   std::map<std::string, std::set<std::string>> defined;
 };
+
+/// Why a zoekt_enabled_namespaces element naming a sub-group is refused
+/// (the parser and the loader both say it).
+inline std::string zoekt_sub_group_message(std::int64_t namespace_id) {
+  return "namespace " + std::to_string(namespace_id)
+    + " is a sub-group; Zoekt is enabled for top-level namespaces only";
+}
 
 } // namespace gatehouse::storage::seeding

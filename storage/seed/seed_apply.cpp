@@ -161,6 +161,11 @@ public:
   void prune_all() {
     if (present("webhooks"))
       prune_by_id("webhooks", "webhooks", seed_.webhooks);
+    if (present("zoekt_enabled_namespaces"))
+      prune("zoekt_enabled_namespaces",
+            "DELETE FROM zoekt_enabled_namespaces WHERE "
+              + not_listed("namespace_id", "bigint"),
+            ids(seed_.zoekt_enabled_namespaces, "namespace_id"));
     if (present("zoekt_nodes"))
       prune_by_id("zoekt_nodes", "zoekt_nodes", seed_.zoekt_nodes);
     if (present("pages_deployments"))
@@ -400,6 +405,12 @@ public:
       {{"id", "bigint"}, {"uuid", "uuid"}, {"name", "text"}, {"url", "text"}},
       1, seed_.zoekt_nodes);
     count("zoekt_nodes", seed_.zoekt_nodes.size());
+    // Nodes that register by heartbeat take ids from the identity (012):
+    // it must stay past every id a seed wrote.
+    if (!seed_.zoekt_nodes.empty())
+      tx_.exec("SELECT setval(pg_get_serial_sequence('zoekt_nodes', 'id'), "
+               "greatest((SELECT max(id) FROM zoekt_nodes), 1))");
+    upsert_zoekt_enabled_namespaces(problems);
     upsert("webhooks", "webhooks", "(id)",
            {{"id", "bigint"},
             {"project_id", "bigint"},
@@ -538,6 +549,7 @@ public:
             {"merge_requests_enabled", "boolean"},
             {"lfs_enabled", "boolean"},
             {"repository_exists", "boolean"},
+            {"forked_from_project_id", "bigint"},
             {"pages_https_only", "boolean"},
             {"pages_access_level", "text"},
             {"pages_unique_domain_enabled", "boolean"},
@@ -558,6 +570,32 @@ public:
                 .affected_rows());
     upsert("projects", "project_redirects", "((lower(path)))",
            {{"path", "text"}, {"project_id", "bigint"}}, 0, seed_.redirects);
+  }
+
+  /// Enables Zoekt for the listed namespaces, after refusing any that is
+  /// a sub-group in the database (the parser refused the document's own).
+  void upsert_zoekt_enabled_namespaces(problem_list& problems) {
+    const auto& rows = seed_.zoekt_enabled_namespaces;
+    count("zoekt_enabled_namespaces", rows.size());
+    if (rows.empty())
+      return;
+    auto sub_groups = tx_.exec_params(
+      "SELECT x.ord - 1, n.id FROM jsonb_array_elements($1::jsonb) WITH "
+      "ORDINALITY AS x(v, ord) JOIN namespaces n ON n.id = "
+      "(x.v->>'namespace_id')::bigint WHERE n.parent_id IS NOT NULL ORDER BY "
+      "x.ord",
+      rows.array());
+    for (const auto& row : sub_groups)
+      problems.push_back("zoekt_enabled_namespaces["
+                         + row[0].as<std::string>() + "].namespace_id: "
+                         + zoekt_sub_group_message(row[1].as<std::int64_t>()));
+    if (!sub_groups.empty())
+      return;
+    changed("zoekt_enabled_namespaces",
+            run("INSERT INTO zoekt_enabled_namespaces (namespace_id) SELECT "
+                "x.namespace_id FROM jsonb_to_recordset($1::jsonb) AS "
+                "x(namespace_id bigint) ON CONFLICT (namespace_id) DO NOTHING",
+                rows.array()));
   }
 
   /// settings.broadcast_messages mirrors the broadcast_messages table.

@@ -189,7 +189,8 @@ TEST_CASE("migrate leaves default settings", "[.pg]") {
                "SELECT value::text FROM settings WHERE key = "
                "'allow_local_requests_from_web_hooks_and_services'")
         == "false");
-  CHECK(query1(conn, "SELECT count(*) FROM settings") == "9");
+  // 001's nine and 012's seven search settings.
+  CHECK(query1(conn, "SELECT count(*) FROM settings") == "16");
 }
 
 TEST_CASE("two concurrent migrate calls both succeed, each file once",
@@ -248,9 +249,11 @@ TEST_CASE("the demo document seeds every table", "[.pg]") {
   CHECK(report.upserted.at("members") == 2);
   CHECK(report.pruned.empty());
   // LFS objects come from uploads, never from a seed; agent connections
-  // from KAS (agent_events).
+  // from KAS (agent_events); Zoekt repositories and tasks from the indexer
+  // coordination.
   const std::set<std::string> not_seeded{
-    "lfs_objects", "lfs_objects_projects", "cluster_agent_connections"};
+    "lfs_objects",        "lfs_objects_projects", "cluster_agent_connections",
+    "zoekt_repositories", "zoekt_tasks"};
   for (const auto& table : table_names(conn))
     if (not_seeded.count(table) == 0)
       CHECK_FALSE(query1(conn, "SELECT count(*) FROM " + table) == "0");
@@ -389,7 +392,7 @@ TEST_CASE("seeding notifies gatehouse_changes with the kinds that changed",
   REQUIRE(first.size() == 1);
   auto kinds = json::parse(first[0]).at("kinds");
   CHECK(kinds.size()
-        == 18); // every kind in the demo, settings and messages apart
+        == 19); // every kind in the demo, settings and messages apart
   CHECK(std::find(kinds.begin(), kinds.end(), "keys") != kinds.end());
 
   seed_ok(*m.conn, demo_seed());
@@ -478,7 +481,8 @@ TEST_CASE("settings keys are upserted one by one", "[.pg]") {
     query1(conn,
            "SELECT value #>> '{}' FROM settings WHERE key = 'gitlab_version'")
     == "18.6.0");
-  CHECK(query1(conn, "SELECT count(*) FROM settings") == "9");
+  // 001's nine and 012's seven search settings.
+  CHECK(query1(conn, "SELECT count(*) FROM settings") == "16");
 }
 
 TEST_CASE("renaming a namespace moves the full paths below it", "[.pg]") {

@@ -149,6 +149,7 @@ inline nlohmann::json demo_seed() {
     {"id": 1, "uuid": "3869fe21-36d1-4612-9676-0b783ef2dcd7", "name": "zoekt-0",
      "url": "http://127.0.0.1:6080"}
   ],
+  "zoekt_enabled_namespaces": [{"namespace_id": 5}],
   "webhooks": [
     {"id": 1, "project_id": 10, "url": "http://127.0.0.1:9911/hook", "token": "s3cret",
      "push_events": true, "tag_push_events": true, "enabled": true}

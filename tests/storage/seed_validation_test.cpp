@@ -28,7 +28,7 @@ std::string text_in_kind_order(const json& doc) {
     "projects",       "members",            "protected_branches",
     "protected_tags", "personal_access_tokens", "cluster_agents", "runners",
     "pages_domains",  "pages_deployments",  "zoekt_nodes",
-    "webhooks"};
+    "zoekt_enabled_namespaces", "webhooks"};
   if (!doc.is_object())
     return doc.dump();
   std::string text;
