@@ -648,6 +648,21 @@ TEST_CASE("assignment_write creates, moves, waits and drops", "[.pg]") {
     write(back);
     CHECK(t.repository(10) == as + "/pending/0/0/false/3");
   }
+  SECTION("a round purges tasks finished a day ago, not newer ones") {
+    auto old_done = t.task(a, 10);
+    auto new_done = t.task(a, 10);
+    auto old_pending = t.task(a, 10);
+    exec(*t.m.conn, "UPDATE zoekt_tasks SET state = 'done' WHERE id IN ("
+                      + std::to_string(old_done) + ", "
+                      + std::to_string(new_done) + ")");
+    exec(*t.m.conn, "UPDATE zoekt_tasks SET updated_at = now() - interval "
+                    "'25 hours' WHERE id IN (" + std::to_string(old_done)
+                      + ", " + std::to_string(old_pending) + ")");
+    write(indexer::assignment_write{});
+    CHECK(t.task_state(old_done) == "");
+    CHECK(t.task_state(new_done) == "done/3");
+    CHECK(t.task_state(old_pending) == "pending/3");
+  }
   SECTION("waiting repositories that exist are left alone") {
     indexer::assignment_write wait;
     wait.wait = {10, 11};
