@@ -552,6 +552,18 @@ TEST_CASE("push_index_write is idempotent on the push event", "[.pg]") {
     CHECK(push(uuid(103), true, other, std::nullopt).task_created);
     CHECK(t.repository(10) == std::to_string(other) + "/pending/0/0/false/3");
   }
+  SECTION("handled events are forgotten after a week, a batch at a time") {
+    exec(*t.m.conn, "INSERT INTO gatehouse_state.indexed_push_events "
+                    "(event_id, handled_at) SELECT 'old-' || n, now() - "
+                    "interval '8 days' FROM generate_series(1, 150) AS n");
+    push(uuid(105), false, std::nullopt, std::nullopt);
+    CHECK(t.m.query("SELECT count(*) FROM gatehouse_state.indexed_push_events "
+                    "WHERE event_id LIKE 'old-%'")
+          == "50");
+    CHECK(t.m.query("SELECT count(*) FROM gatehouse_state.indexed_push_events "
+                    "WHERE event_id NOT LIKE 'old-%'")
+          == "2");
+  }
   SECTION("not indexed by Zoekt: Elasticsearch only") {
     exec(*t.m.conn, "DELETE FROM zoekt_repositories");
     auto out = push(uuid(104), false, node, elastic_event(104));
