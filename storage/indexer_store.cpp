@@ -493,6 +493,12 @@ assignment_written write_assignment(pqxx::connection& c,
                    "updated_at = now() WHERE project_id = $1",
                    project);
   }
+  // Rounds are periodic: the place where finished tasks stop piling up.
+  tx.exec_params("DELETE FROM zoekt_tasks WHERE id IN (SELECT id FROM "
+                 "zoekt_tasks WHERE state IN ('done', 'failed', 'orphaned', "
+                 "'skipped') AND updated_at < now() - $1::interval LIMIT $2)",
+                 std::to_string(finished_task_retention.count()) + " hours",
+                 finished_task_purge_batch);
   tx.commit();
   return out;
 }

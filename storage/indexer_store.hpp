@@ -50,6 +50,11 @@ inline constexpr int indexer_take_max_limit = 1000;
 inline constexpr std::chrono::hours indexed_push_event_retention{7 * 24};
 inline constexpr int indexed_push_event_purge_batch = 100;
 
+/// Finished tasks (done, failed, orphaned, skipped) are kept this long,
+/// and purged at most this many per assignment_write.
+inline constexpr std::chrono::hours finished_task_retention{24};
+inline constexpr int finished_task_purge_batch = 1000;
+
 /// The indexer store actor. Blocks on libpqxx: the wiring must spawn it
 /// detached. Every failure answers errc::unavailable (a value PostgreSQL
 /// refuses: bad_request) and is logged; a failed write wrote nothing.
@@ -66,7 +71,8 @@ inline constexpr int indexed_push_event_purge_batch = 100;
 /// - push_index_write: idempotent on event_id (gatehouse_state.
 ///   indexed_push_events); the outbox skips a repeated elastic event id.
 /// - index_state: every node and repository, read in one snapshot.
-/// - assignment_write: per project, row locks in ascending project order.
+/// - assignment_write: per project, row locks in ascending project order;
+///   also purges a batch of finished tasks past their retention.
 indexer_store_actor::behavior_type indexer_store(
   indexer_store_actor::stateful_pointer<indexer_store_state> self,
   indexer_store_settings settings);

@@ -147,6 +147,11 @@ CREATE INDEX IF NOT EXISTS zoekt_tasks_due_idx
   WHERE state IN ('pending', 'processing');
 CREATE INDEX IF NOT EXISTS zoekt_tasks_project_id_idx
   ON zoekt_tasks (project_id);
+-- Finished tasks are purged a day after they finished (assignment rounds
+-- delete a bounded batch each).
+CREATE INDEX IF NOT EXISTS zoekt_tasks_finished_idx
+  ON zoekt_tasks (updated_at)
+  WHERE state IN ('done', 'failed', 'orphaned', 'skipped');
 
 -- Push events the indexer store has handled (push_index_write), so that a
 -- redelivered event writes nothing, even when it created no task. Purged
