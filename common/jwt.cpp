@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <optional>
@@ -271,6 +272,12 @@ std::optional<std::string> signed_payload(std::string_view token,
   if (!expected || CRYPTO_memcmp(expected->data(), signature->data(), 32) != 0)
     return std::nullopt;
   return std::move(*payload_text);
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
 }
 
 verdict check_times(caller who, const time_claims& times, std::int64_t now) {

@@ -53,6 +53,13 @@ const char* to_string(verdict v);
 verdict verify(caller who, std::string_view token, std::string_view key,
                std::int64_t now);
 
+/// The current unix time in whole seconds from the precise realtime clock,
+/// for verify()'s `now`. Not std::time(): glibc reads the coarse clock,
+/// which lags by up to a scheduler tick, so at a second boundary a token a
+/// caller just stamped with its precise clock (Workhorse's iat) looked one
+/// second in the future and was refused "Invalid iat".
+std::int64_t unix_now();
+
 /// A token's time claims (NumericDate, truncated to whole seconds); absent
 /// ones are unset.
 struct time_claims {

@@ -331,7 +331,7 @@ struct server::impl {
     if (!key)
       return jwt::verdict::bad_signature;
     auto token = req.get_header_value(jwt::header_name(who));
-    return verified_tokens.verify(who, token, *key, id, std::time(nullptr));
+    return verified_tokens.verify(who, token, *key, id, jwt::unix_now());
   }
 
   bool authenticated(const httplib::Request& req, jwt::caller who) const {

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -543,4 +545,21 @@ TEST_CASE("verified_tokens keeps the latest tokens", "[unit][jwt]") {
   for (auto& t : tokens)
     CHECK(memo.verify(caller::workhorse, t, key_of(caller::workhorse), 1, now)
           == verdict::ok);
+}
+
+TEST_CASE("unix_now never lags a precise clock read before it",
+          "[jwt][clock]") {
+  // A caller stamps iat from a precise clock; verifying right after must not
+  // see that second as the future. Spinning across a second boundary gives
+  // a lagging (coarse) clock its chance to show.
+  using namespace std::chrono;
+  auto start = steady_clock::now();
+  std::int64_t lagged = 0;
+  while (steady_clock::now() - start < milliseconds(1100)) {
+    timespec precise{};
+    clock_gettime(CLOCK_REALTIME, &precise);
+    if (jwt::unix_now() < static_cast<std::int64_t>(precise.tv_sec))
+      ++lagged;
+  }
+  CHECK(lagged == 0);
 }
