@@ -151,7 +151,7 @@ caf::result<indexer::pushed_ref_done> on_push(self_pointer self,
   self->request(st.store, st.settings.round_timeout, atom::index_state::value)
     .then(
       [self, rp, write](indexer::index_state& state) mutable {
-        auto& room = self->state.room.emplace(state);
+        auto& room = self->state.room.emplace(state, self->state.settings.lost_after);
         write.node_id = room.best();
         write_push(self, rp, std::move(write));
       },
@@ -217,7 +217,7 @@ void start_round(self_pointer self) {
     .then(
       [self](indexer::index_state& state) {
         auto& st = self->state;
-        st.room.emplace(state);
+        st.room.emplace(state, st.settings.lost_after);
         indexer::assignment_limits limits;
         limits.lost_after = st.settings.lost_after;
         limits.max_changes = st.settings.max_changes_per_round;

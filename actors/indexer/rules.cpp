@@ -224,9 +224,11 @@ std::optional<task_view> render_task(const snapshot& snap, const node_row& node,
 
 // -- placement and assignment rounds ------------------------------------------
 
-node_room::node_room(const index_state& state) {
+node_room::node_room(const index_state& state,
+                     std::chrono::seconds lost_after) {
   for (const auto& node : state.nodes)
-    if (node_online(node, state.now) && !past_critical_watermark(node))
+    if (node_online(node, state.now) && !past_critical_watermark(node)
+        && !node_lost(node, state.now, lost_after))
       free_[node.id] = node.total_bytes - node.used_bytes;
   // Ready repositories are in used_bytes already; the others are still to
   // come.
@@ -257,8 +259,9 @@ std::optional<std::int64_t> node_room::place(std::int64_t size_bytes) {
   return node;
 }
 
-std::optional<std::int64_t> choose_node(const index_state& state) {
-  return node_room{state}.best();
+std::optional<std::int64_t> choose_node(const index_state& state,
+                                        std::chrono::seconds lost_after) {
+  return node_room{state, lost_after}.best();
 }
 
 assignment_write plan_assignments(const snapshot& snap,
@@ -308,7 +311,7 @@ assignment_write plan_assignments(const snapshot& snap,
   }
 
   // 2. Repositories that need a (new) node.
-  node_room nodes{state};
+  node_room nodes{state, limits.lost_after};
   for (const auto* repo : repositories) {
     if (!budget_left())
       return out;

@@ -125,7 +125,11 @@ inline constexpr std::int64_t unknown_repository_bytes = 1 << 20;
 /// the whole index state.
 class node_room {
 public:
-  explicit node_room(const index_state& state);
+  /// Candidates: online nodes under the critical watermark that are not
+  /// lost (`lost_after`; zero: never). A lost node can still look online
+  /// when lost_after is below the online window.
+  explicit node_room(const index_state& state,
+                     std::chrono::seconds lost_after = std::chrono::seconds{0});
 
   /// The node with the most room; ties go to the lower id. nullopt: no
   /// node can take a repository, it waits.
@@ -141,7 +145,9 @@ private:
 };
 
 /// The node a new repository goes to: node_room(state).best().
-std::optional<std::int64_t> choose_node(const index_state& state);
+std::optional<std::int64_t> choose_node(
+  const index_state& state,
+  std::chrono::seconds lost_after = std::chrono::seconds{0});
 
 struct assignment_limits {
   /// A node not seen this long has its repositories moved (zero: never).

@@ -426,6 +426,25 @@ TEST_CASE("a round moves repositories off a lost node") {
   }
 }
 
+TEST_CASE("a lost node that still looks online takes no repository") {
+  // A threshold below the 60 s online window: the roomier node is lost but
+  // "online"; its repositories must go to the other node, not back to it.
+  auto s = indexer_world();
+  index_state st;
+  st.now = now;
+  st.nodes = {node(1, 100 * gib, 0, now - 10), node(2, 10 * gib, 0, now)};
+  st.repositories = {repository(1, 1, "ready", gib)};
+  assignment_limits limits;
+  limits.lost_after = 3s;
+  auto w = plan_assignments(s, st, limits);
+  REQUIRE_FALSE(w.assign.empty());
+  CHECK(w.assign.front() == std::pair<std::int64_t, std::int64_t>{1, 2});
+  for (const auto& [project, node_id] : w.assign)
+    CHECK(node_id == 2);
+  CHECK(choose_node(st, 3s) == std::optional<std::int64_t>{2});
+  CHECK(choose_node(st) == std::optional<std::int64_t>{1});
+}
+
 TEST_CASE("a round moves repositories of a node no longer registered") {
   auto s = indexer_world();
   index_state st;

@@ -437,7 +437,21 @@ TEST_CASE("zoekt: a node that stops sending heartbeats has its repositories "
              == 3;
     },
     40s);
-  REQUIRE(moved);
+  if (!moved) {
+    std::string state;
+    for (const auto& row :
+         w.query("SELECT r.project_id, r.node_id, r.state, s.last_seen_at, "
+                 "now() FROM zoekt_repositories r LEFT JOIN "
+                 "gatehouse_state.zoekt_node_states s ON s.node_id = r.node_id "
+                 "ORDER BY 1"))
+      state += row[0].c_str() + std::string{" on "} + row[1].c_str() + " "
+               + row[2].c_str() + " seen " + row[3].c_str() + " now "
+               + row[4].c_str() + "\n";
+    auto log = w.serve->err();
+    INFO(state << "--- serve log (tail) ---\n"
+               << log.substr(log.size() > 6000 ? log.size() - 6000 : 0));
+    REQUIRE(moved);
+  }
   for (auto project : {400, 401, 403}) {
     INFO(project);
     CHECK(w.count("SELECT count(*) FROM zoekt_tasks WHERE node_id = "
