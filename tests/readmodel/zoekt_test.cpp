@@ -394,13 +394,20 @@ TEST_CASE("two stores taking for one node at once both answer", "[.pg]") {
       [&](caf::error& e) { errors.push_back(std::move(e)); });
   REQUIRE(errors.empty());
   REQUIRE(answers.size() == 2);
+  // SKIP LOCKED: a take that meets the other's locked rows passes over them,
+  // so one of two simultaneous takes may answer fewer (even none); the node
+  // gets the rest on its next poll. Neither waits, fails or repeats a
+  // project, and at least one answers a full batch.
+  std::size_t fullest = 0;
   for (const auto& a : answers) {
-    CHECK(a.tasks.size() == 60);
+    CHECK(a.tasks.size() <= 60);
+    fullest = std::max(fullest, a.tasks.size());
     std::set<std::int64_t> projects;
     for (const auto& r : a.tasks)
       projects.insert(r.project_id);
     CHECK(projects.size() == a.tasks.size());
   }
+  CHECK(fullest == 60);
   CHECK(t.m.query("SELECT count(*) FROM zoekt_tasks WHERE state = "
                   "'processing'")
         != "0");
