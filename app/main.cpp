@@ -50,7 +50,8 @@ int usage_error(const std::string& what) {
 }
 
 int migrate_command(const config& cfg) {
-  auto conn = storage::connect(cfg.database_url, std::chrono::minutes(10));
+  auto conn = storage::connect_waiting(
+    cfg.database_url, std::chrono::minutes(10), cfg.database_wait);
   auto report = storage::migrate(*conn);
   for (auto& name : report.applied)
     std::cout << "applied " << name << '\n';
@@ -79,7 +80,8 @@ int seed_command(const config& cfg, const std::vector<std::string>& args) {
     std::cerr << "gatehouse: " << *file << ": " << std::strerror(errno) << '\n';
     return 1;
   }
-  auto conn = storage::connect(cfg.database_url, std::chrono::minutes(10));
+  auto conn = storage::connect_waiting(
+    cfg.database_url, std::chrono::minutes(10), cfg.database_wait);
   auto report = storage::apply_seed(*conn, in, opts);
   if (!report.ok()) {
     for (auto& problem : report.problems)

@@ -49,6 +49,9 @@ config config_from_env() {
   config cfg;
   if (auto v = env("GATEHOUSE_DATABASE_URL"))
     cfg.database_url = *v;
+  if (auto v = env("GATEHOUSE_DATABASE_WAIT_SECONDS"))
+    cfg.database_wait = std::chrono::seconds{
+      to_integer("GATEHOUSE_DATABASE_WAIT_SECONDS", *v, 0, 24 * 3600)};
   if (auto v = env("GATEHOUSE_NATS_URL"))
     cfg.nats_url = *v;
   if (auto v = env("GATEHOUSE_NATS_CREDS_FILE"))
@@ -126,6 +129,12 @@ config config_from_env() {
   if (auto v = env("GATEHOUSE_WEBHOOK_TIMEOUT_MS"))
     cfg.webhook_timeout = std::chrono::milliseconds{
       to_integer("GATEHOUSE_WEBHOOK_TIMEOUT_MS", *v, 1, 600000)};
+  if (auto v = env("GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE")) {
+    if (v->front() != '/')
+      throw config_error{"GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE: expected an "
+                         "absolute path, got \"" + *v + "\""};
+    cfg.webhooks_heartbeat_file = *v;
+  }
   for (auto c : {jwt::caller::shell, jwt::caller::workhorse, jwt::caller::kas,
                  jwt::caller::pages})
     cfg.secret_files[static_cast<std::size_t>(c)]

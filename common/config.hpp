@@ -23,6 +23,9 @@ enum class log_format { json, text };
 /// configuration table lists the same names and defaults.
 struct config {
   std::string database_url = "postgresql://gatehouse@127.0.0.1:5432/gatehouse";
+  /// How long `migrate` and `seed` wait for PostgreSQL to accept a
+  /// connection (a database container still starting); 0 tries once.
+  std::chrono::seconds database_wait{60};
   std::string nats_url = "nats://127.0.0.1:4222";
   std::string nats_creds_file;
   std::string nats_nkey_seed_file;
@@ -62,6 +65,10 @@ struct config {
   int webhook_retries = 3;
   /// Webhook consumer: timeout of one delivery attempt.
   std::chrono::milliseconds webhook_timeout{10000};
+  /// Webhook consumer: a file whose modification time it renews while it
+  /// consumes and reaches PostgreSQL (a container health check reads it);
+  /// empty for none.
+  std::string webhooks_heartbeat_file;
   /// Secret file per caller, indexed by jwt::caller; unset disables the
   /// caller's routes.
   std::array<std::optional<std::string>, 4> secret_files;

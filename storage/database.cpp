@@ -1,6 +1,10 @@
 #include "storage/database.hpp"
 
+#include "common/log.hpp"
+
 #include <pqxx/pqxx>
+
+#include <thread>
 
 namespace gatehouse::storage {
 
@@ -57,7 +61,39 @@ std::unique_ptr<pqxx::connection> connect(
   return conn;
 }
 
-/// The server's message without libpq's "ERROR:  " prefix and line breaks.
+std::unique_ptr<pqxx::connection> connect_waiting(
+  const std::string& url, std::chrono::milliseconds statement_timeout,
+  std::chrono::seconds wait) {
+  using clock = std::chrono::steady_clock;
+  constexpr std::chrono::seconds pause{1};
+  const auto deadline = clock::now() + wait;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      auto conn = connect(url, statement_timeout);
+      if (attempt > 1)
+        log::info("postgresql reachable", {{"attempts", attempt}});
+      return conn;
+    } catch (const pqxx::broken_connection& e) {
+      auto now = clock::now();
+      if (now >= deadline) {
+        log::error("postgresql not reachable; giving up",
+                   {{"attempts", attempt},
+                    {"waited_s", wait.count()},
+                    {"error", one_line(e.what())}});
+        throw;
+      }
+      auto left = deadline - now;
+      log::warn("waiting for postgresql",
+                {{"attempt", attempt},
+                 {"seconds_left",
+                  std::chrono::ceil<std::chrono::seconds>(left).count()},
+                 {"error", one_line(e.what())}});
+      // The last attempt falls on the deadline itself.
+      std::this_thread::sleep_for(std::min<clock::duration>(pause, left));
+    }
+  }
+}
+
 std::string one_line(const char* what) {
   std::string text = what;
   if (text.rfind("ERROR:", 0) == 0) {

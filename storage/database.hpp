@@ -29,6 +29,17 @@ namespace gatehouse::storage {
 std::unique_ptr<pqxx::connection> connect(
   const std::string& url, std::chrono::milliseconds statement_timeout);
 
+/// connect(), tried again while PostgreSQL cannot be reached yet, as when
+/// a container starts before its database: every failed attempt is logged
+/// with the time left, one second apart, until `wait` has passed; then the
+/// last failure is thrown. A wait of 0 makes one attempt. Only connection
+/// failures are retried (pqxx::broken_connection, which includes refused,
+/// unresolvable, starting up and refused credentials: all can be a
+/// database that is still being set up).
+std::unique_ptr<pqxx::connection> connect_waiting(
+  const std::string& url, std::chrono::milliseconds statement_timeout,
+  std::chrono::seconds wait);
+
 /// A libpq/libpqxx error text on one line, without the "ERROR:  " prefix, for
 /// error values and logs.
 std::string one_line(const char* what);
