@@ -8,6 +8,7 @@
 #include "actors/system_status.hpp"
 #include "common/log.hpp"
 #include "common/secrets.hpp"
+#include "common/stop_watchdog.hpp"
 #include "edges/http/server.hpp"
 #include "edges/nats/connection.hpp"
 #include "edges/nats/internal_edge.hpp"
@@ -138,6 +139,15 @@ std::string index_feed_metrics(const nats::index_feed_stats& st) {
   return out;
 }
 
+/// From SIGTERM (or SIGINT) to the exit at the latest, as for `gatehouse
+/// webhooks`: within Docker's 10 s and Kubernetes' 30 s grace periods. The
+/// orderly stop takes well under a second while PostgreSQL and NATS answer;
+/// with them gone or hanging it could wait on a connection attempt or a
+/// statement. A forced exit loses nothing: a push is answered only after
+/// its events are committed to the outbox, and whatever the relay had not
+/// marked yet is published again later, deduplicated by its event id.
+constexpr std::chrono::milliseconds stop_deadline{4000};
+
 // Partitions of the access domain; more than the concurrent callers a
 // replica usually serves (bench/http.sh's 16 connections, gitlab-shell's
 // bursts), few enough that the read model's updates reach them all at once.
@@ -166,6 +176,10 @@ void cap_malloc_arenas() {
 } // namespace
 
 int serve(const config& cfg) {
+  // Before the actor system: destroyed after it, so its wait for detached
+  // actors stays under the deadline too.
+  stop_watchdog watchdog{"gatehouse: not stopped in time; exiting",
+                         stop_deadline};
   cap_malloc_arenas();
   std::array<std::optional<std::string>, 4> keys;
   try {
@@ -408,6 +422,7 @@ int serve(const config& cfg) {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     log::info("gatehouse stopping", {{"signal", sig}});
+    watchdog.arm();
   }
 
   // Reverse order of start: edges first, so nothing new arrives.

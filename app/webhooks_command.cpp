@@ -2,17 +2,17 @@
 #include "app/commands.hpp"
 
 #include "common/log.hpp"
+#include "common/stop_watchdog.hpp"
 #include "webhooks/consumer.hpp"
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
-#include <mutex>
 #include <pthread.h>
 #include <thread>
 
@@ -53,42 +53,32 @@ int webhooks_command(const config& cfg, const std::vector<std::string>& args) {
   settings.policy.timeout = cfg.webhook_timeout;
   settings.policy.retries = cfg.webhook_retries;
   settings.backoff_base = cfg.webhook_backoff_base;
+  settings.heartbeat_file = cfg.webhooks_heartbeat_file;
 
   webhooks::stop_flag stop;
-  // The signal waiter, and the stop's deadline: the consumer normally stops
-  // within a second or two, but a call to PostgreSQL or NATS that hangs
-  // (statement timeout 30 s, JetStream requests 5 s, a delivery attempt up
-  // to its timeout) must not keep the process past its grace period. What
-  // such an exit leaves is at-least-once safe: an outcome is stored in one
-  // transaction (uncommitted means not stored), and a message is
-  // acknowledged only after its outcomes are stored, so JetStream redelivers
-  // the rest.
-  std::mutex mtx;
-  std::condition_variable cv;
-  bool finished = false;
+  // The stop's deadline: the consumer normally stops within a second or
+  // two, but a call to PostgreSQL or NATS that hangs (statement timeout
+  // 30 s, JetStream requests 5 s, a delivery attempt up to its timeout) must
+  // not keep the process past its grace period. What such an exit leaves is
+  // at-least-once safe: an outcome is stored in one transaction (uncommitted
+  // means not stored), and a message is acknowledged only after its
+  // outcomes are stored, so JetStream redelivers the rest.
+  stop_watchdog watchdog{
+    "webhooks: not stopped in time; exiting, unacknowledged events are "
+    "redelivered",
+    stop_deadline};
+  std::atomic<bool> finished{false};
   std::thread waiter{[&] {
     const timespec tick{0, 200 * 1000 * 1000};
-    for (;;) {
-      {
-        std::lock_guard<std::mutex> guard{mtx};
-        if (finished)
-          return;
-      }
+    while (!finished.load()) {
       int sig = sigtimedwait(&stop_signals, nullptr, &tick);
       if (sig == SIGINT || sig == SIGTERM) {
         log::info("webhooks: stop requested", {{"signal", sig}});
         stop.request();
-        break;
+        watchdog.arm();
+        return;
       }
     }
-    std::unique_lock<std::mutex> lock{mtx};
-    if (cv.wait_for(lock, stop_deadline, [&] { return finished; }))
-      return;
-    log::warn("webhooks: not stopped in time; exiting, unacknowledged "
-              "events are redelivered",
-              {{"deadline_ms", stop_deadline.count()}});
-    log::flush();
-    std::_Exit(0);
   }};
   log::info("webhooks: starting",
             {{"retries", settings.policy.retries},
@@ -104,12 +94,9 @@ int webhooks_command(const config& cfg, const std::vector<std::string>& args) {
   // null mutex (ASan: SEGV on address 0x10 in pthread_mutex_trylock, on a
   // nats.c thread, after SIGTERM). Wait until the library is gone.
   natsStatus closed = nats_CloseAndWait(close_wait.count());
-  {
-    std::lock_guard<std::mutex> guard{mtx};
-    finished = true;
-  }
-  cv.notify_all();
+  finished = true;
   waiter.join();
+  watchdog.disarm();
   if (closed != NATS_OK && closed != NATS_NOT_INITIALIZED) {
     // A nats.c thread still runs: exit() would race it as above.
     log::warn("webhooks: nats.c did not finish closing; exiting without it",

@@ -120,9 +120,22 @@ void internal_edge::stop() {
     monitor_.join();
   // Drain: no new requests reach this replica (the queue group sends them
   // to the others), and the ones nats.c already holds are still answered.
+  // A drain ends with a flush to the server, so without a connection it
+  // could only wait out drain_timeout (with NATS and PostgreSQL gone, the
+  // stop then missed its deadline); nothing could be answered then anyway.
+  bool connected = false;
+  {
+    std::shared_lock<std::shared_mutex> guard{publish_mtx_};
+    connected = nc_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  }
   for (auto& s : subs_) {
     if (!s->sub)
       continue;
+    if (!connected) {
+      natsSubscription_Unsubscribe(s->sub);
+      s->completed = true;
+      continue;
+    }
     if (natsSubscription_DrainTimeout(
           s->sub, static_cast<int64_t>(settings_.drain_timeout.count()))
           != NATS_OK

@@ -551,3 +551,74 @@ TEST_CASE_METHOD(
   js_client js{nats.url()};
   CHECK(js.stream_messages() == 2);
 }
+
+TEST_CASE("migrate waits for a PostgreSQL that starts late, and gives up "
+          "with a clear error after GATEHOUSE_DATABASE_WAIT_SECONDS",
+          "[.faults]") {
+  private_postgres pg; // created, not started: nothing listens yet
+  std::map<std::string, std::string> env{
+    {"GATEHOUSE_DATABASE_URL", pg.url()},
+    {"GATEHOUSE_LOG_FORMAT", "json"},
+    {"GATEHOUSE_DATABASE_WAIT_SECONDS", "1"}};
+  std::string out, err;
+  CHECK(run_cli({"migrate"}, env, &out, &err) == 1);
+  INFO(out << err);
+  CHECK_THAT(out, Catch::Contains("waiting for postgresql")
+                    && Catch::Contains("giving up"));
+  CHECK_THAT(err, Catch::Contains("cannot connect to PostgreSQL"));
+
+  env["GATEHOUSE_DATABASE_WAIT_SECONDS"] = "120";
+  child migrate{{binary(), "migrate"}, env, make_temp_dir("migrate") + "/m"};
+  REQUIRE(eventually(
+    [&] {
+      return migrate.out().find("waiting for postgresql") != std::string::npos;
+    },
+    20s));
+  REQUIRE(migrate.running());
+  pg.start();
+  CHECK(migrate.wait(60s) == 0);
+  INFO(migrate.out() << migrate.err());
+  CHECK_THAT(migrate.out(), Catch::Contains("postgresql reachable")
+                              && Catch::Contains("migrations: "));
+}
+
+TEST_CASE("serve exits within 5 s of SIGTERM after PostgreSQL and "
+          "nats-server went away",
+          "[.faults]") {
+  private_postgres pg;
+  pg.start();
+  private_nats nats;
+  nats.start();
+  stack gh{nats.url(), pg.url()};
+  {
+    std::string err;
+    INFO("gatehouse migrate: " << err);
+    REQUIRE(run_cli({"migrate"}, gh.env(), nullptr, &err) == 0);
+  }
+  gh.seed(fault_seed());
+  gh.start();
+  gh.wait_deciding();
+  hooks api{gh};
+  REQUIRE(api.push(1));
+
+  pg.stop();
+  nats.stop();
+  REQUIRE(eventually([&] { return api.readiness() == 503; }, 10s));
+  // A write in flight while the stop comes: it waits for PostgreSQL.
+  std::thread writer{[&] {
+    api.post_receive(zeros + " " + fake_sha(9) + " refs/heads/late\n");
+  }};
+  std::this_thread::sleep_for(200ms);
+  auto t = steady::now();
+  int rc = gh.stop();
+  auto took_ms = ms_since(t);
+  writer.join();
+  INFO(gh.log());
+  CHECK(rc == 0);
+  CHECK(took_ms < 5000);
+  // Stopped in order, not by the stop deadline's forced exit.
+  CHECK_THAT(gh.log(), !Catch::Contains("not stopped in time"));
+  CHECK_THAT(gh.log(), Catch::Contains("nats internal edge stopped"));
+  std::cout << "faults: serve stopped " << took_ms
+            << " ms after SIGTERM without PostgreSQL and NATS\n";
+}
