@@ -7,6 +7,7 @@
 #include "edges/nats/status_text.hpp"
 #include "edges/nats/stream.hpp"
 #include "storage/database.hpp"
+#include "webhooks/heartbeat.hpp"
 #include "webhooks/hook_state.hpp"
 #include "webhooks/store.hpp"
 
@@ -28,6 +29,9 @@ using std::chrono::steady_clock;
 constexpr milliseconds fetch_wait{1000};
 constexpr milliseconds max_retry_wait{5000};
 constexpr auto consumer_check_interval = std::chrono::seconds(30);
+/// How often an idle consumer makes sure PostgreSQL still answers before
+/// it renews its heartbeat.
+constexpr auto idle_probe_interval = std::chrono::seconds(10);
 
 using nats::create;
 using nats::status_text;
@@ -88,7 +92,8 @@ std::optional<push_event> parse_event(natsMsg* m, std::string& why) {
 class consumer {
 public:
   consumer(const consumer_settings& settings, const stop_flag& stop)
-    : settings_(settings), stop_(stop), db_(settings.database_url) {}
+    : settings_(settings), stop_(stop), db_(settings.database_url),
+      heartbeat_(settings.heartbeat_file) {}
 
   ~consumer() {
     close();
@@ -133,8 +138,11 @@ public:
             if (!consumer_exists(error)) {
               nats_problem_.report(error);
               drop_subscription();
+              continue;
             }
           }
+          if (database_answers())
+            heartbeat_.beat();
           continue;
         }
         nats_problem_.report("fetch: " + status_text(s, jerr));
@@ -151,6 +159,8 @@ public:
         natsMsg* m = list.Msgs[i];
         if (stop_.requested() || handle(m) == handled::unfinished)
           natsMsg_Nak(m, nullptr); // not acknowledged: redelivered later
+        else
+          heartbeat_.beat();
       }
       natsMsgList_Destroy(&list);
     }
@@ -282,6 +292,26 @@ private:
     opts_.reset();
   }
 
+  /// Whether PostgreSQL answered the latest probe, probing again when that
+  /// is older than idle_probe_interval.
+  bool database_answers() {
+    auto now = steady_clock::now();
+    if (probed_ != steady_clock::time_point{}
+        && now - probed_ < idle_probe_interval)
+      return database_answered_;
+    probed_ = now;
+    try {
+      db_.probe();
+      db_problem_.resolved("webhooks: postgresql available again");
+      database_answered_ = true;
+    } catch (const std::exception& e) {
+      db_.disconnect();
+      db_problem_.report(storage::one_line(e.what()));
+      database_answered_ = false;
+    }
+    return database_answered_;
+  }
+
   /// Runs `fn` against PostgreSQL until it succeeds, keeping the message
   /// (InProgress) meanwhile; false when the process stops first.
   bool with_db(natsMsg* m, const std::function<void()>& fn) {
@@ -356,7 +386,10 @@ private:
         auto r = deliver(
           hook.target, headers, body, ctx->settings.allow_local_requests,
           settings_.policy, [&](milliseconds d) { return stop_.pause(d); },
-          [&] { natsMsg_InProgress(m, nullptr); });
+          [&] {
+            natsMsg_InProgress(m, nullptr);
+            heartbeat_.beat(); // a slow receiver is not a broken consumer
+          });
         if (r.abandoned)
           return handled::unfinished;
         result.kind
@@ -416,6 +449,9 @@ private:
   nats::subscription_ptr sub_;
   problem_log nats_problem_{"webhooks: jetstream not ready; retrying"};
   problem_log db_problem_{"webhooks: postgresql unavailable; retrying"};
+  heartbeat heartbeat_;
+  steady_clock::time_point probed_{};
+  bool database_answered_ = false;
 };
 
 } // namespace

@@ -74,6 +74,8 @@ struct consumer_settings {
   int batch = 16;
   delivery_policy policy;
   std::chrono::milliseconds backoff_base{60000};
+  /// See webhooks/heartbeat.hpp; empty for none.
+  std::string heartbeat_file;
 };
 
 /// The kind of a message of the event stream for webhooks: its

@@ -49,6 +49,11 @@ pqxx::connection& store::conn() {
   return *conn_;
 }
 
+void store::probe() {
+  pqxx::read_transaction tx{conn(), "webhook_probe"};
+  tx.exec("SELECT 1 FROM gatehouse_state.webhook_deliveries LIMIT 0");
+}
+
 void store::disconnect() {
   conn_.reset();
 }

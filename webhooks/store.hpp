@@ -76,6 +76,11 @@ public:
                                    std::int64_t hook_id, const outcome& result,
                                    std::chrono::milliseconds backoff_base);
 
+  /// Whether the consumer could work: connects when needed and reads
+  /// nothing from the outcome table (exists, readable). Throws on database
+  /// errors.
+  void probe();
+
   /// Drops the connection (after an error); the next call reconnects.
   void disconnect();
 

@@ -755,6 +755,39 @@ TEST_CASE("the consumer rides out a nats-server restart and a PostgreSQL "
   CHECK(log.find(secret_token) == std::string::npos);
 }
 
+TEST_CASE("the heartbeat file is renewed while the consumer consumes and "
+          "reaches PostgreSQL, and only then",
+          "[.integration][webhooks]") {
+  receiver rx;
+  const auto beat = make_temp_dir("whbeat") + "/heartbeat";
+  auto beating = [&] { return ::access(beat.c_str(), F_OK) == 0; };
+  world w{true,
+          json::array({hook(1, 10, rx.url("/hook"), secret_token)}),
+          {{"GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE", beat}}};
+  INFO(w.log());
+  REQUIRE(eventually(beating, seconds(20)));
+  // Idle and healthy: renewed (a removed file comes back).
+  ::unlink(beat.c_str());
+  CHECK(eventually(beating, seconds(10)));
+
+  // PostgreSQL refuses connections: once an idle probe has failed, the
+  // file is no longer renewed, although the process runs and consumes.
+  w.database_available(false);
+  REQUIRE(eventually(
+    [&] { return w.log().find("postgresql unavailable") != std::string::npos; },
+    seconds(30)));
+  ::unlink(beat.c_str());
+  std::this_thread::sleep_for(seconds(3));
+  CHECK_FALSE(beating());
+  REQUIRE(w.running());
+
+  w.database_available(true);
+  CHECK(eventually(beating, seconds(30)));
+  CHECK(w.stop() == 0);
+  // A stopped consumer leaves no heartbeat behind.
+  CHECK_FALSE(beating());
+}
+
 TEST_CASE("the agent registry's events on the stream are acknowledged and "
           "skipped without a warning",
           "[.integration][webhooks]") {
