@@ -30,6 +30,11 @@ VAR_RE = re.compile(r"(?<![A-Za-z0-9_])GATEHOUSE_[A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9
 TABLE_ROW_RE = re.compile(r"^\s*\|\s*`(GATEHOUSE_[A-Z0-9_]+)`\s*\|", re.M)
 BULLET_RE = re.compile(r"^\s*[-*]\s+`([A-Za-z0-9][A-Za-z0-9_.-]*)`\s*:", re.M)
 SECRETS_DIR = "/run/secrets/"
+# Compose-time variables (${NAME} or ${NAME:-default} in compose.yaml) are
+# read by Compose, not by Gatehouse: documented in the compose section.
+INTERPOLATION_RE = re.compile(r"\$\{(GATEHOUSE_[A-Z0-9_]+)")
+RESTART_POLICIES = ("always", "unless-stopped", "on-failure")
+HEARTBEAT_VAR = "GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE"
 
 
 # -- helpers -------------------------------------------------------------------
@@ -129,7 +134,8 @@ def check(doc, compose_text, readme, known):
     if not table:
         errors.append("README.md: no configuration table rows like "
                       "'| `GATEHOUSE_DATABASE_URL` | ... |'")
-    used = set(VAR_RE.findall(compose_text))
+    interpolated = set(INTERPOLATION_RE.findall(compose_text))
+    used = set(VAR_RE.findall(compose_text)) - interpolated
     for name, svc in services.items():
         used.update(k for k in env_of(svc or {}) if k.startswith("GATEHOUSE_"))
     for var in sorted(used - table):
@@ -138,7 +144,7 @@ def check(doc, compose_text, readme, known):
 
     # Every GATEHOUSE_* name in README is something the code reads.
     for var in sorted(set(VAR_RE.findall(readme))):
-        if var in known["source"] or var in known["options"]:
+        if var in known["source"] or var in known["options"] or var in interpolated:
             continue
         if var.startswith("GATEHOUSE_TEST_") and var in known["tests"]:
             continue
@@ -155,7 +161,7 @@ def check(doc, compose_text, readme, known):
                 errors.append("compose.yaml: service '%s' uses secret '%s', which the "
                               "top-level 'secrets:' does not declare" % (name, src))
         for key, value in sorted(env_of(svc).items()):
-            if not key.endswith("_FILE"):
+            if not key.endswith("_FILE") or key == HEARTBEAT_VAR:
                 continue
             if not value.startswith(SECRETS_DIR):
                 errors.append("compose.yaml: %s.%s=%s is not under %s"
@@ -177,6 +183,41 @@ def check(doc, compose_text, readme, known):
                     and src not in declared_volumes:
                 errors.append("compose.yaml: service '%s' uses volume '%s', which the "
                               "top-level 'volumes:' does not declare" % (name, src))
+
+    # A start in any order, or a crash, must not leave a service down: a
+    # dependency that was not ready yet only costs a restart.
+    for name, svc in services.items():
+        policy = str((svc or {}).get("restart", "no"))
+        if policy.split(":")[0] not in RESTART_POLICIES:
+            errors.append("compose.yaml: service '%s' has restart policy '%s'; use "
+                          "'unless-stopped' so that it comes back after a failed start"
+                          % (name, policy))
+
+    # migrate must wait for PostgreSQL (podman-compose ignores depends_on's
+    # conditions): a wait of 0 would fail at once while it still starts.
+    for name, svc in services.items():
+        wait = env_of(svc or {}).get("GATEHOUSE_DATABASE_WAIT_SECONDS")
+        if wait is not None and wait.strip() == "0":
+            errors.append("compose.yaml: %s.GATEHOUSE_DATABASE_WAIT_SECONDS=0 makes "
+                          "migrate fail while PostgreSQL is still starting" % name)
+
+    # The webhook consumer's health check must be able to fail: one that
+    # looks for running processes is satisfied by the check's own processes.
+    wh = services.get("webhooks")
+    if wh is not None:
+        wh = wh or {}
+        beat = env_of(wh).get(HEARTBEAT_VAR, "")
+        test = as_text((wh.get("healthcheck") or {}).get("test"))
+        if not beat:
+            errors.append("compose.yaml: webhooks sets no %s, so its health check has "
+                          "no signal from the consumer" % HEARTBEAT_VAR)
+        elif beat not in test or not re.search(r"-mmin\s+-\d+|-newermt", test):
+            errors.append("compose.yaml: webhooks' health check must test the age of "
+                          "its heartbeat file %s (e.g. find FILE -mmin -1); got %r"
+                          % (beat, test))
+        if "/proc" in test:
+            errors.append("compose.yaml: webhooks' health check looks at /proc, which "
+                          "the check's own processes satisfy")
 
     # Health checks everywhere.
     for name in REQUIRED_SERVICES:
@@ -235,6 +276,10 @@ def check(doc, compose_text, readme, known):
         for name in sorted(listed - set(services)):
             errors.append("README.md: '## Docker Compose' lists '%s', which compose.yaml "
                           "does not define" % name)
+        for var in sorted(interpolated):
+            if var not in section:
+                errors.append("README.md: '## Docker Compose' does not explain %s, which "
+                              "compose.yaml reads" % var)
     return errors
 
 
@@ -309,18 +354,28 @@ services:
       GATEHOUSE_HTTP_LISTEN: 0.0.0.0:8080
       GATEHOUSE_SHELL_SECRET_FILE: /run/secrets/gitlab_shell_secret
     secrets: [gitlab_shell_secret]
+    restart: unless-stopped
     depends_on:
       postgres: {condition: service_healthy}
       nats: {condition: service_healthy}
     healthcheck: {test: ["CMD", "curl", "-f", "http://127.0.0.1:8080/-/readiness"]}
+  webhooks:
+    image: gatehouse:local
+    command: ["webhooks"]
+    restart: always
+    environment:
+      GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE: /tmp/beat
+    healthcheck: {test: ["CMD-SHELL", 'test -n "$$(find /tmp/beat -mmin -1)"']}
   postgres:
     image: postgres:15
+    restart: unless-stopped
     environment: [POSTGRES_PASSWORD_FILE=/run/secrets/pg]
     secrets: [{source: pg_password, target: pg}]
     volumes: ["pgdata:/var/lib/postgresql/data"]
     healthcheck: {test: ["CMD", "pg_isready"]}
   nats:
     image: nats:2.9-alpine
+    restart: on-failure
     command: ["nats-server", "-js", "-sd", "/data"]
     healthcheck: {test: ["CMD", "wget", "-q", "http://127.0.0.1:8222/healthz"]}
 secrets:
@@ -339,6 +394,7 @@ GOOD_README = """# Gatehouse
 | `GATEHOUSE_DATABASE_URL` | libpq URL |
 | `GATEHOUSE_HTTP_LISTEN` | host:port |
 | `GATEHOUSE_SHELL_SECRET_FILE` | Shell secret |
+| `GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE` | heartbeat |
 
 Tests read `GATEHOUSE_TEST_PG_DSN` (all `GATEHOUSE_TEST_*`, like the
 `GATEHOUSE_*_SECRET_FILE` files, are optional); build with `-DGATEHOUSE_BUILD_TESTS=OFF`.
@@ -346,6 +402,7 @@ Tests read `GATEHOUSE_TEST_PG_DSN` (all `GATEHOUSE_TEST_*`, like the
 ## Docker Compose
 
 - `gatehouse`: the server
+- `webhooks`: the webhook consumer
 - `postgres`: PostgreSQL 15
 - `nats`: NATS with JetStream
 
@@ -355,7 +412,7 @@ Tests read `GATEHOUSE_TEST_PG_DSN` (all `GATEHOUSE_TEST_*`, like the
 
 GOOD_KNOWN = {
     "source": {"GATEHOUSE_DATABASE_URL", "GATEHOUSE_HTTP_LISTEN",
-               "GATEHOUSE_SHELL_SECRET_FILE"},
+               "GATEHOUSE_SHELL_SECRET_FILE", "GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE"},
     "tests": {"GATEHOUSE_TEST_PG_DSN"},
     "options": {"GATEHOUSE_BUILD_TESTS"},
 }
@@ -435,8 +492,30 @@ def self_test():
              GATEHOUSE_HTTP_LISTEN="127.0.0.1:8080")))),
         ("README lacks a compose service", "does not list compose service 'nats'",
          dict(readme=GOOD_README.replace("- `nats`: NATS with JetStream\n", ""))),
-        ("README lists an extra service", "lists 'webhooks', which compose.yaml",
-         dict(readme=GOOD_README.replace("## Next", "- `webhooks`: consumer\n\n## Next"))),
+        ("README lists an extra service", "lists 'pages', which compose.yaml",
+         dict(readme=GOOD_README.replace("## Next", "- `pages`: Pages\n\n## Next"))),
+        ("no restart policy", "service 'postgres' has restart policy 'no'",
+         dict(doc=mutate(lambda d: svc(d, "postgres").pop("restart")))),
+        ("restart never", "service 'gatehouse' has restart policy 'no'",
+         dict(doc=mutate(lambda d: svc(d, "gatehouse").update(restart="no")))),
+        ("migrate does not wait", "GATEHOUSE_DATABASE_WAIT_SECONDS=0",
+         dict(doc=mutate(lambda d: svc(d, "gatehouse")["environment"].update(
+             GATEHOUSE_DATABASE_WAIT_SECONDS="0")),
+              readme=GOOD_README.replace("| `GATEHOUSE_HTTP_LISTEN`",
+                                         "| `GATEHOUSE_DATABASE_WAIT_SECONDS` | s |\n"
+                                         "| `GATEHOUSE_HTTP_LISTEN`"),
+              known=dict(GOOD_KNOWN, source=GOOD_KNOWN["source"]
+                         | {"GATEHOUSE_DATABASE_WAIT_SECONDS"}))),
+        ("webhooks checks only for processes", "looks at /proc",
+         dict(doc=mutate(lambda d: svc(d, "webhooks").update(healthcheck={"test": [
+             "CMD-SHELL", "test -n \"$(ls /proc | grep -vx 1)\" # /tmp/beat -mmin -1"]})))),
+        ("webhooks health check ignores the heartbeat", "must test the age",
+         dict(doc=mutate(lambda d: svc(d, "webhooks").update(healthcheck={"test": [
+             "CMD", "true"]})))),
+        ("webhooks without heartbeat", "sets no GATEHOUSE_WEBHOOKS_HEARTBEAT_FILE",
+         dict(doc=mutate(lambda d: svc(d, "webhooks").pop("environment")))),
+        ("compose-time variable unexplained", "does not explain GATEHOUSE_COMPOSE_HTTP_PORT",
+         dict(text=GOOD_COMPOSE + "# ports: ${GATEHOUSE_COMPOSE_HTTP_PORT:-8080}\n")),
         ("README has no compose section", "no '## Docker Compose' section",
          dict(readme=GOOD_README.replace("## Docker Compose", "## Compose"))),
         ("not a compose document", "no 'services' mapping",
@@ -454,6 +533,8 @@ def self_test():
                          "GATEHOUSE_SHELL_SECRET_FILE=/run/secrets/gitlab_shell_secret"]))),
         ("digest-pinned image", mutate(lambda d: svc(d, "nats").update(
             image="nats@sha256:" + "0" * 64))),
+        ("on-failure with a count", mutate(lambda d: svc(d, "nats").update(
+            restart="on-failure:5"))),
     ]
     for label, doc in ok_variants:
         errs = run(doc=doc)

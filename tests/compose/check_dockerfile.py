@@ -6,6 +6,10 @@ list pulls in (the packages named, plus their Depends/Pre-Depends, as this
 machine's dpkg database records them).
 
     check_dockerfile.py DOCKERFILE BINARY
+    check_dockerfile.py --offline DOCKERFILE   what an offline build needs:
+                                               no parser directive that
+                                               fetches a frontend image
+    check_dockerfile.py --self-test
 """
 
 import os
@@ -72,7 +76,59 @@ def owner(path):
     return None
 
 
+# A parser directive is a comment line before anything else; `syntax` makes
+# BuildKit pull the named frontend image before it reads the file.
+DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
+
+
+def offline_problems(text):
+    """What keeps `text` from building without a registry."""
+    problems = []
+    for line in text.splitlines():
+        m = DIRECTIVE_RE.match(line)
+        if not m:
+            break  # directives end at the first line that is not one
+        if m.group(1).lower() == "syntax":
+            problems.append("parser directive '%s' makes BuildKit fetch the frontend "
+                            "image %s from a registry; the built-in frontend needs none"
+                            % (line.strip(), m.group(2)))
+    return problems
+
+
+def self_test():
+    cases = [
+        ("# syntax=docker/dockerfile:1\nFROM debian:bookworm\n", True),
+        ("#syntax = docker/dockerfile:1.4\n# escape=`\nFROM x:1\n", True),
+        ("# escape=\\\n# SYNTAX=docker/dockerfile:1\nFROM x:1\n", True),
+        ("# Gatehouse image\n# syntax=docker/dockerfile:1\nFROM x:1\n", False),
+        ("FROM debian:bookworm\n# syntax=docker/dockerfile:1\n", False),
+        ("# escape=`\nFROM debian:bookworm\n", False),
+    ]
+    failures = [text for text, bad in cases if bool(offline_problems(text)) != bad]
+    for text in failures:
+        print("check_dockerfile self-test FAILED for %r" % text)
+    if failures:
+        return 1
+    print("check_dockerfile self-test OK: %d Dockerfile heads judged" % len(cases))
+    return 0
+
+
+def offline_main(path):
+    with open(path, encoding="utf-8") as f:
+        problems = offline_problems(f.read())
+    for p in problems:
+        print("check_dockerfile: %s: %s" % (path, p))
+    if problems:
+        return 1
+    print("check_dockerfile OK: %s builds without fetching a frontend" % path)
+    return 0
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "--self-test":
+        return self_test()
+    if len(argv) == 3 and argv[1] == "--offline":
+        return offline_main(argv[2])
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
