@@ -50,8 +50,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   # Socket-only server for the set-up statements.
   pg_ctl -D "$PGDATA" -w -t 60 -o "-c listen_addresses=''" start
   if [ "$db" != postgres ]; then
-    psql -v ON_ERROR_STOP=1 -U "$user" -d postgres -q -v db="$db" \
-      -c 'CREATE DATABASE :"db"'
+    # Through stdin: psql quotes :"db" there, not in -c.
+    printf 'CREATE DATABASE :"db";\n' \
+      | psql -v ON_ERROR_STOP=1 -U "$user" -d postgres -q -v db="$db"
   fi
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   log "initialised; starting the server"
